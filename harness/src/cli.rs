@@ -1,0 +1,4 @@
+//! Placeholder; replaced by the CLI.
+pub fn main() -> i32 {
+    0
+}

@@ -1,0 +1,12 @@
+/*!
+Exit codes of every `forcefield` command, in one place.
+*/
+
+/// Success: the layout was written, the campaign found nothing.
+pub const OK: i32 = 0;
+/// Findings, a broken expectation, a failing case.
+pub const FINDINGS: i32 = 1;
+/// Bad usage or input: flags, files, parameters, case logs.
+pub const BAD_INPUT: i32 = 2;
+/// The environment lacks something: a backend (no usable CUDA device) or a tool.
+pub const ENVIRONMENT: i32 = 3;

@@ -1,0 +1,387 @@
+/*!
+The CPU kernels: one function per kernel of the CUDA sources in `kernels/`, with the same names, arguments and order.
+
+Each kernel is written the way its GPU twin is: a body per thread index `i`, reading and writing
+device memory only through [`Dev`], without bounds checks. Kernels that are data-parallel over nodes
+run on a few threads with [`par_for`]; each index writes only its own outputs, so results do not
+depend on the thread count (bitwise determinism).
+*/
+
+use super::access::Dev;
+use crate::backend::{
+    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs, GridSpec,
+    IntegrateArgs, SortArgs, SsspRelaxArgs,
+};
+use crate::hash::{mix3, unit_f32};
+use crate::params::{features, KernelParams};
+
+/// Below this many items a kernel runs on the calling thread.
+const PAR_MIN: usize = 4096;
+
+/// Runs `body(i)` for `i` in `0..n` on up to `threads` threads, in contiguous chunks.
+pub fn par_for(threads: usize, n: usize, body: impl Fn(usize) + Sync) {
+    if threads <= 1 || n < PAR_MIN {
+        (0..n).for_each(body);
+        return;
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let body = &body;
+        for t in 1..threads {
+            let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+            s.spawn(move || range.for_each(body));
+        }
+        (0..chunk.min(n)).for_each(body);
+    });
+}
+
+#[inline]
+fn dev3(s: &crate::backend::Span3) -> [Dev<f32>; 3] {
+    [Dev::new(s[0]), Dev::new(s[1]), Dev::new(s[2])]
+}
+
+#[inline]
+fn load3(p: &[Dev<f32>; 3], i: usize) -> [f32; 3] {
+    [p[0].get(i), p[1].get(i), p[2].get(i)]
+}
+
+#[inline]
+fn store3(p: &[Dev<f32>; 3], i: usize, v: [f32; 3]) {
+    p[0].set(i, v[0]);
+    p[1].set(i, v[1]);
+    p[2].set(i, v[2]);
+}
+
+/// Cell coordinate along one axis, clamped to the grid.
+#[inline]
+pub fn cell_coord(p: f32, origin: f32, cell_size: f32, dim: u32) -> u32 {
+    let f = ((p - origin) / cell_size).floor();
+    if f > 0.0 {
+        (f as u32).min(dim - 1)
+    } else {
+        0
+    }
+}
+
+/// The cell key of a point: `z*dy*dx + y*dx + x`.
+#[inline]
+pub fn cell_key(grid: &GridSpec, p: [f32; 3]) -> u32 {
+    let [dx, dy, dz] = grid.dims;
+    let x = cell_coord(p[0], grid.origin[0], grid.cell_size, dx);
+    let y = cell_coord(p[1], grid.origin[1], grid.cell_size, dy);
+    let z = cell_coord(p[2], grid.origin[2], grid.cell_size, dz);
+    (z * dy + y) * dx + x
+}
+
+/// 1. `bounds_reduce`: the bounding box of live positions (zeros for an empty graph).
+pub fn bounds_reduce(a: &BoundsReduceArgs) {
+    let pos = dev3(&a.pos);
+    let out = Dev::<f32>::new(a.bounds);
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for i in 0..a.num_nodes as usize {
+        let p = load3(&pos, i);
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    for k in 0..3 {
+        if lo[k] > hi[k] {
+            lo[k] = 0.0;
+            hi[k] = 0.0;
+        }
+        out.set(k, lo[k]);
+        out.set(3 + k, hi[k]);
+    }
+}
+
+/// 3. `build_grid`: the cell key of every node, and the identity permutation as sort values.
+pub fn build_grid(a: &BuildGridArgs, threads: usize) {
+    let pos = dev3(&a.pos);
+    let keys = Dev::<u32>::new(a.cell_keys);
+    let order = Dev::<u32>::new(a.node_order);
+    par_for(threads, a.num_nodes as usize, |i| {
+        keys.set(i, cell_key(&a.grid, load3(&pos, i)));
+        order.set(i, i as u32);
+    });
+}
+
+/// 4. `sort_pairs`: stable counting sort of (key, value) by key, in three phases like its GPU twin:
+/// `sort_histogram` (count per cell), `sort_scan` (exclusive prefix sum), `sort_scatter`.
+pub fn sort_pairs(a: &SortArgs) {
+    let keys_in = Dev::<u32>::new(a.keys_in);
+    let values_in = Dev::<u32>::new(a.values_in);
+    let keys_out = Dev::<u32>::new(a.keys_out);
+    let values_out = Dev::<u32>::new(a.values_out);
+    let counts = Dev::<u32>::new(a.cell_counts);
+    let n = a.num_items as usize;
+    // sort_histogram
+    for c in 0..a.num_cells as usize {
+        counts.set(c, 0);
+    }
+    for i in 0..n {
+        let k = keys_in.get(i) as usize;
+        counts.set(k, counts.get(k) + 1);
+    }
+    // sort_scan
+    let mut running = 0u32;
+    for c in 0..a.num_cells as usize {
+        let count = counts.get(c);
+        counts.set(c, running);
+        running += count;
+    }
+    // sort_scatter
+    for i in 0..n {
+        let k = keys_in.get(i);
+        let slot = counts.get(k as usize);
+        counts.set(k as usize, slot + 1);
+        keys_out.set(slot as usize, k);
+        values_out.set(slot as usize, values_in.get(i));
+    }
+}
+
+/// 5. `cell_bounds`: for every sorted slot that begins or ends a run of equal keys, record the run
+/// as that cell's `[start, end)`. Launched over nodes (sorted slots), not cells.
+pub fn cell_bounds(a: &CellBoundsArgs, threads: usize) {
+    let keys = Dev::<u32>::new(a.sorted_keys);
+    let start = Dev::<u32>::new(a.cell_start);
+    let end = Dev::<u32>::new(a.cell_end);
+    let n = a.num_items as usize;
+    par_for(threads, n, |i| {
+        let k = keys.get(i);
+        if i == 0 || keys.get(i - 1) != k {
+            start.set(k as usize, i as u32);
+        }
+        if i + 1 == n || keys.get(i + 1) != k {
+            end.set(k as usize, i as u32 + 1);
+        }
+    });
+}
+
+#[inline]
+fn sub(a: [f32; 3], b: [f32; 3]) -> [f32; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+#[inline]
+fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+#[inline]
+fn axpy(acc: &mut [f32; 3], s: f32, d: [f32; 3]) {
+    acc[0] += s * d[0];
+    acc[1] += s * d[1];
+    acc[2] += s * d[2];
+}
+
+/// 6. `force_pass`: the total force on every node.
+pub fn force_pass(a: &ForcePassArgs, threads: usize) {
+    let pos = dev3(&a.pos);
+    let force = dev3(&a.force);
+    let sorted_nodes = Dev::<u32>::new(a.sorted_nodes);
+    let cell_start = Dev::<u32>::new(a.cell_start);
+    let cell_end = Dev::<u32>::new(a.cell_end);
+    let row_offsets = Dev::<u32>::new(a.row_offsets);
+    let col_indices = Dev::<u32>::new(a.col_indices);
+    let weights = Dev::<f32>::new(a.weights);
+    let edge_target = Dev::<f32>::new(a.edge_target);
+    let anchor = dev3(&a.anchor);
+    let anchor_k = Dev::<f32>::new(a.anchor_k);
+    let sssp_dist = Dev::<f32>::new(a.sssp_dist);
+    let p: &KernelParams = &a.params;
+    let grid = a.grid;
+    let radius = a.stencil_radius as i64;
+    par_for(threads, a.num_nodes as usize, |i| {
+        let pi = load3(&pos, i);
+        let mut f = [0.0f32; 3];
+
+        if p.feature_flags & features::REPULSION != 0 {
+            let cutoff2 = p.repulsion_cutoff * p.repulsion_cutoff;
+            let [dx, dy, dz] = grid.dims;
+            let cx = cell_coord(pi[0], grid.origin[0], grid.cell_size, dx) as i64;
+            let cy = cell_coord(pi[1], grid.origin[1], grid.cell_size, dy) as i64;
+            let cz = cell_coord(pi[2], grid.origin[2], grid.cell_size, dz) as i64;
+            for z in (cz - radius).max(0)..=(cz + radius).min(dz as i64 - 1) {
+                for y in (cy - radius).max(0)..=(cy + radius).min(dy as i64 - 1) {
+                    for x in (cx - radius).max(0)..=(cx + radius).min(dx as i64 - 1) {
+                        let key = ((z * dy as i64 + y) * dx as i64 + x) as usize;
+                        let (s, e) = (cell_start.get(key), cell_end.get(key));
+                        for slot in s..e {
+                            let j = sorted_nodes.get(slot as usize) as usize;
+                            if j == i {
+                                continue;
+                            }
+                            let d = sub(pi, load3(&pos, j));
+                            let d2 = dot(d, d);
+                            if d2 >= cutoff2 {
+                                continue;
+                            }
+                            // F = repel_k * d / (d² + eps)^(3/2): magnitude repel_k / (d² + eps)
+                            // along d; softening keeps coincident nodes finite.
+                            let soft2 = d2 + p.softening_eps;
+                            let soft = soft2.sqrt();
+                            let mut scale = p.repel_k / (soft2 * soft);
+                            if p.separation_radius > 0.0 && soft < p.separation_radius {
+                                scale += p.repel_k * (p.separation_radius - soft)
+                                    / (p.separation_radius * soft);
+                            }
+                            axpy(&mut f, scale, d);
+                        }
+                    }
+                }
+            }
+        }
+
+        let row = row_offsets.get(i) as usize..row_offsets.get(i + 1) as usize;
+        if p.feature_flags & features::SPRINGS != 0 {
+            let stretch = p.feature_flags & features::SSSP_REST_LENGTH != 0 && p.sssp_alpha > 0.0;
+            for e in row.clone() {
+                let j = col_indices.get(e) as usize;
+                let d = sub(load3(&pos, j), pi);
+                let dist = dot(d, d).sqrt();
+                if dist == 0.0 {
+                    continue;
+                }
+                let mut rest = p.rest_length;
+                if stretch {
+                    let (du, dv) = (sssp_dist.get(i), sssp_dist.get(j));
+                    if du.is_finite() && dv.is_finite() {
+                        rest += p.sssp_alpha * (du - dv).abs();
+                    }
+                }
+                axpy(
+                    &mut f,
+                    p.spring_k * (dist - rest) * weights.get(e) / dist,
+                    d,
+                );
+            }
+        }
+
+        if p.feature_flags & features::CENTER_GRAVITY != 0 {
+            axpy(&mut f, -p.center_gravity_k, pi);
+        }
+
+        if p.feature_flags & features::CONSTRAINTS != 0 && p.constraint_ramp > 0.0 {
+            let mut fc = [0.0f32; 3];
+            let k = anchor_k.get(i);
+            if k > 0.0 {
+                axpy(&mut fc, k, sub(load3(&anchor, i), pi));
+            }
+            for e in row {
+                let target = edge_target.get(e);
+                if target < 0.0 {
+                    continue;
+                }
+                let d = sub(load3(&pos, col_indices.get(e) as usize), pi);
+                let dist = dot(d, d).sqrt();
+                if dist > 0.0 {
+                    axpy(&mut fc, (dist - target) / dist, d);
+                }
+            }
+            let m = dot(fc, fc).sqrt();
+            let cap = if m > p.constraint_max_force {
+                p.constraint_max_force / m
+            } else {
+                1.0
+            };
+            axpy(&mut f, cap * p.constraint_ramp, fc);
+        }
+
+        store3(&force, i, f);
+    });
+}
+
+/// Thermal noise in [-1, 1) for node `i`, axis `axis`, at this step.
+#[inline]
+pub fn noise(p: &KernelParams, i: usize, axis: u64) -> f32 {
+    let seed = (p.seed_hi as u64) << 32 | p.seed_lo as u64;
+    unit_f32(mix3(seed, p.iteration as u64, i as u64 * 3 + axis)) * 2.0 - 1.0
+}
+
+/// 7. `integrate`: cap force, `vel = (vel + F*dt/m) * damping`, noise, cap velocity, move, clamp to
+/// the viewport reflecting with `boundary_damping`.
+pub fn integrate(a: &IntegrateArgs, threads: usize) {
+    let pos_in = dev3(&a.pos_in);
+    let vel_in = dev3(&a.vel_in);
+    let force = dev3(&a.force);
+    let mass = Dev::<f32>::new(a.mass);
+    let pos_out = dev3(&a.pos_out);
+    let vel_out = dev3(&a.vel_out);
+    let p: &KernelParams = &a.params;
+    par_for(threads, a.num_nodes as usize, |i| {
+        let mut f = load3(&force, i);
+        let fm = dot(f, f).sqrt();
+        if fm > p.max_force {
+            let s = p.max_force / fm;
+            f = [f[0] * s, f[1] * s, f[2] * s];
+        }
+        let inv_m = p.dt / mass.get(i);
+        let mut v = load3(&vel_in, i);
+        for k in 0..3 {
+            v[k] = (v[k] + f[k] * inv_m) * p.damping;
+        }
+        if p.feature_flags & features::THERMAL_NOISE != 0 && p.temperature > 0.0 {
+            for (k, vk) in v.iter_mut().enumerate() {
+                *vk += p.temperature * noise(p, i, k as u64);
+            }
+        }
+        let vm = dot(v, v).sqrt();
+        if vm > p.max_velocity {
+            let s = p.max_velocity / vm;
+            v = [v[0] * s, v[1] * s, v[2] * s];
+        }
+        let mut x = load3(&pos_in, i);
+        for k in 0..3 {
+            x[k] += v[k] * p.dt;
+            if x[k] > p.viewport_bounds {
+                x[k] = p.viewport_bounds;
+                v[k] = -v[k] * p.boundary_damping;
+            } else if x[k] < -p.viewport_bounds {
+                x[k] = -p.viewport_bounds;
+                v[k] = -v[k] * p.boundary_damping;
+            }
+        }
+        store3(&pos_out, i, x);
+        store3(&vel_out, i, v);
+    });
+}
+
+/// SSSP `sssp_relax`: for each frontier node, relax its CSR entries; flag every improved node.
+pub fn sssp_relax(a: &SsspRelaxArgs) {
+    let row_offsets = Dev::<u32>::new(a.row_offsets);
+    let col_indices = Dev::<u32>::new(a.col_indices);
+    let weights = Dev::<f32>::new(a.weights);
+    let dist = Dev::<f32>::new(a.dist);
+    let frontier = Dev::<u32>::new(a.frontier);
+    let flags = Dev::<u32>::new(a.flags);
+    for t in 0..a.frontier_len as usize {
+        let u = frontier.get(t) as usize;
+        let du = dist.get(u);
+        for e in row_offsets.get(u) as usize..row_offsets.get(u + 1) as usize {
+            let v = col_indices.get(e) as usize;
+            let candidate = du + weights.get(e);
+            if candidate < dist.get(v) {
+                dist.set(v, candidate);
+                flags.set(v, 1);
+            }
+        }
+    }
+}
+
+/// SSSP `frontier_compact`: flagged nodes, ascending, become the next frontier; flags are cleared.
+pub fn frontier_compact(a: &FrontierCompactArgs) {
+    let flags = Dev::<u32>::new(a.flags);
+    let frontier = Dev::<u32>::new(a.frontier);
+    let len = Dev::<u32>::new(a.frontier_len);
+    let mut count = 0usize;
+    for v in 0..a.num_nodes as usize {
+        if flags.get(v) != 0 {
+            frontier.set(count, v as u32);
+            count += 1;
+            flags.set(v, 0);
+        }
+    }
+    len.set(0, count as u32);
+}

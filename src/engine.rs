@@ -1,0 +1,930 @@
+/*!
+The engine: the graph state on a backend, its mutations, the step pipeline and SSSP.
+
+State lives in device buffers of the [`BufferRegistry`]; the host keeps only what mutations need (the
+edge list, masses, constraints). Every change of capacity goes through [`Engine::resize`], which grows
+or shrinks every buffer of a size class together. Positions are read back only when asked.
+*/
+
+use std::ops::Range;
+
+use crate::backend::{
+    Backend, BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
+    FrontierCompactArgs, GridSpec, IntegrateArgs, Launch, SortArgs, Span3, SsspRelaxArgs,
+};
+use crate::buffer::{BufferInfo, BufferName as B, BufferRegistry, GrowthPolicy, SizeClass};
+use crate::error::{BackendError, EngineError, GraphError, Result};
+use crate::faults::{Fault, FaultSet};
+use crate::graph::{check_count, check_edge, check_positions, seeded_position, Edge, GraphSpec};
+use crate::graph::{MAX_EDGES, MAX_NODES};
+use crate::params::SimParams;
+use crate::perf_log::{KernelLog, KernelRecord};
+
+/// Default cap on the total number of grid cells.
+pub const DEFAULT_MAX_GRID_CELLS: usize = 1 << 21;
+
+/// Settings of an engine that are not simulation parameters. None of them may change a layout.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// How capacity grows.
+    pub growth: GrowthPolicy,
+    /// Cap on total grid cells; the cell edge grows to respect it.
+    pub max_grid_cells: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            growth: GrowthPolicy::default(),
+            max_grid_cells: DEFAULT_MAX_GRID_CELLS,
+        }
+    }
+}
+
+/// What the grid stage of the last step produced, read back for oracles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridInspection {
+    /// The grid of the last step.
+    pub grid: GridSpec,
+    /// Cell key per node (before sorting).
+    pub cell_keys: Vec<u32>,
+    /// Keys after the sort.
+    pub sorted_keys: Vec<u32>,
+    /// Node ids after the sort.
+    pub sorted_nodes: Vec<u32>,
+    /// Per-cell start slot.
+    pub cell_start: Vec<u32>,
+    /// Per-cell end slot.
+    pub cell_end: Vec<u32>,
+}
+
+/// The CSR structure as uploaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsrInspection {
+    /// n + 1 row offsets.
+    pub row_offsets: Vec<u32>,
+    /// Column of each entry.
+    pub col_indices: Vec<u32>,
+    /// Weight of each entry.
+    pub weights: Vec<f32>,
+}
+
+/// A layout engine on backend `Bk`.
+///
+/// ```
+/// use forcefield::{CpuBackend, Edge, Engine, GraphSpec, SimParams};
+/// let graph = GraphSpec { num_nodes: 3, edges: vec![Edge::new(0, 1), Edge::new(1, 2)], positions: None };
+/// let mut engine = Engine::new(CpuBackend::new(), &graph, SimParams::default()).unwrap();
+/// engine.add_nodes(2, None).unwrap();          // grows capacity by 1.5x or to fit
+/// engine.step(10).unwrap();
+/// let pos = engine.positions().unwrap();
+/// assert_eq!(pos.len(), 5);
+/// assert!(pos.iter().flatten().all(|c| c.is_finite()));
+/// ```
+pub struct Engine<Bk: Backend> {
+    backend: Bk,
+    buffers: BufferRegistry,
+    config: EngineConfig,
+    params: SimParams,
+    /// The parameters the kernels see.
+    uploaded: SimParams,
+    faults: FaultSet,
+    num_nodes: u32,
+    allocated_nodes: usize,
+    allocated_edges: usize,
+    allocated_cells: usize,
+    edges: Vec<Edge>,
+    /// Distance-constraint target per undirected edge (< 0: none).
+    edge_targets: Vec<f32>,
+    masses: Vec<f32>,
+    /// Position constraint per node: target x, y, z and stiffness (0: none).
+    anchors: Vec<[f32; 4]>,
+    spawned: u64,
+    iteration: u32,
+    constraints_since: u32,
+    grid: Option<GridSpec>,
+    lost: Option<BackendError>,
+    log: KernelLog,
+}
+
+impl<Bk: Backend> std::fmt::Debug for Engine<Bk> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.backend.name())
+            .field("num_nodes", &self.num_nodes)
+            .field("num_edges", &self.edges.len())
+            .field("allocated_nodes", &self.allocated_nodes)
+            .field("allocated_edges", &self.allocated_edges)
+            .field("iteration", &self.iteration)
+            .finish_non_exhaustive()
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
+fn u32_bytes(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+}
+
+/// Keeps the elements of `v` whose entry in `keep` is true.
+fn retain_by_mask<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut it = keep.iter();
+    v.retain(|_| *it.next().unwrap_or(&false));
+}
+
+const POS_IN: [B; 3] = [B::PosInX, B::PosInY, B::PosInZ];
+const POS_OUT: [B; 3] = [B::PosOutX, B::PosOutY, B::PosOutZ];
+const VEL_IN: [B; 3] = [B::VelInX, B::VelInY, B::VelInZ];
+const VEL_OUT: [B; 3] = [B::VelOutX, B::VelOutY, B::VelOutZ];
+const FORCE: [B; 3] = [B::ForceX, B::ForceY, B::ForceZ];
+const ANCHOR: [B; 3] = [B::AnchorX, B::AnchorY, B::AnchorZ];
+
+impl<Bk: Backend> Engine<Bk> {
+    /// An engine holding `graph`, with capacity equal to its counts.
+    pub fn new(backend: Bk, graph: &GraphSpec, params: SimParams) -> Result<Self> {
+        Self::with_config(
+            backend,
+            graph,
+            params,
+            EngineConfig::default(),
+            FaultSet::NONE,
+        )
+    }
+
+    /// An engine with explicit settings and planted faults (faults need the `faults` feature).
+    pub fn with_config(
+        backend: Bk,
+        graph: &GraphSpec,
+        params: SimParams,
+        config: EngineConfig,
+        faults: FaultSet,
+    ) -> Result<Self> {
+        params.validate()?;
+        graph.validate()?;
+        let mut log = KernelLog::new();
+        log.set_relock_on_anomaly(faults.contains(Fault::LoggerRelock));
+        let mut engine = Engine {
+            backend,
+            buffers: BufferRegistry::default(),
+            config,
+            iteration: params.iteration,
+            constraints_since: params.iteration,
+            uploaded: params.clone(),
+            params,
+            faults,
+            num_nodes: 0,
+            allocated_nodes: 0,
+            allocated_edges: 0,
+            allocated_cells: 0,
+            edges: Vec::new(),
+            edge_targets: Vec::new(),
+            masses: Vec::new(),
+            anchors: Vec::new(),
+            spawned: 0,
+            grid: None,
+            lost: None,
+            log,
+        };
+        for class in [
+            SizeClass::Node,
+            SizeClass::Edge,
+            SizeClass::Cell,
+            SizeClass::Fixed,
+        ] {
+            engine.resize(class, 0)?;
+        }
+        engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
+        engine.resize(SizeClass::Edge, graph.edges.len())?;
+        engine.add_nodes(graph.num_nodes, graph.positions.as_deref())?;
+        engine.add_edges(&graph.edges)?;
+        Ok(engine)
+    }
+
+    // ---- accessors -------------------------------------------------------------------------
+
+    /// Live nodes.
+    pub fn num_nodes(&self) -> u32 {
+        self.num_nodes
+    }
+    /// Live undirected edges.
+    pub fn num_edges(&self) -> u32 {
+        self.edges.len() as u32
+    }
+    /// Node capacity.
+    pub fn allocated_nodes(&self) -> usize {
+        self.allocated_nodes
+    }
+    /// Edge capacity (undirected edges).
+    pub fn allocated_edges(&self) -> usize {
+        self.allocated_edges
+    }
+    /// Cell capacity.
+    pub fn allocated_cells(&self) -> usize {
+        self.allocated_cells
+    }
+    /// Steps taken (starting from `params.iteration`).
+    pub fn iteration(&self) -> u32 {
+        self.iteration
+    }
+    /// The current parameters.
+    pub fn params(&self) -> &SimParams {
+        &self.params
+    }
+    /// The live edges.
+    pub fn edges(&self) -> &[Edge] {
+        &self.edges
+    }
+    /// The active planted faults.
+    pub fn faults(&self) -> FaultSet {
+        self.faults
+    }
+    /// The kernel performance log.
+    pub fn kernel_log(&self) -> &KernelLog {
+        &self.log
+    }
+    /// Every registered buffer.
+    pub fn buffers(&self) -> impl Iterator<Item = &BufferInfo> {
+        self.buffers.iter()
+    }
+    /// The backend.
+    pub fn backend(&self) -> &Bk {
+        &self.backend
+    }
+    /// Bytes of device memory held by the backend.
+    pub fn device_bytes(&self) -> usize {
+        self.backend.bytes_allocated()
+    }
+    /// The grid of the last step, if no node was added or removed since.
+    pub fn grid(&self) -> Option<GridSpec> {
+        self.grid
+    }
+    /// The sticky error that lost the context, if any.
+    pub fn lost_context(&self) -> Option<&BackendError> {
+        self.lost.as_ref()
+    }
+
+    // ---- backend plumbing ------------------------------------------------------------------
+
+    fn guard(&self) -> Result<()> {
+        match &self.lost {
+            Some(e) => Err(EngineError::ContextLost(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Turns a backend result into an engine result, remembering sticky errors.
+    fn be<T>(&mut self, r: std::result::Result<T, BackendError>) -> Result<T> {
+        r.map_err(|e| {
+            if e.sticky {
+                self.lost = Some(e.clone());
+            }
+            EngineError::Backend(e)
+        })
+    }
+
+    fn span(&self, name: B) -> Result<DeviceSpan> {
+        self.buffers.span(name)
+    }
+
+    fn span3(&self, names: [B; 3]) -> Result<Span3> {
+        Ok([
+            self.span(names[0])?,
+            self.span(names[1])?,
+            self.span(names[2])?,
+        ])
+    }
+
+    fn upload_f32(&mut self, name: B, offset: usize, data: &[f32]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let addr = self.span(name)?.addr + (offset * 4) as u64;
+        let r = self.backend.upload(addr, &f32_bytes(data));
+        self.be(r)
+    }
+
+    fn upload_u32(&mut self, name: B, offset: usize, data: &[u32]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let addr = self.span(name)?.addr + (offset * 4) as u64;
+        let r = self.backend.upload(addr, &u32_bytes(data));
+        self.be(r)
+    }
+
+    fn download_raw(&mut self, name: B, count: usize) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; count * 4];
+        if count > 0 {
+            let addr = self.span(name)?.addr;
+            let r = self.backend.download(addr, &mut bytes);
+            self.be(r)?;
+        }
+        Ok(bytes)
+    }
+
+    fn download_f32(&mut self, name: B, count: usize) -> Result<Vec<f32>> {
+        let b = self.download_raw(name, count)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn download_u32(&mut self, name: B, count: usize) -> Result<Vec<u32>> {
+        let b = self.download_raw(name, count)?;
+        Ok(b.chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    fn fill(&mut self, name: B, offset: usize, count: usize, value: u32) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let addr = self.span(name)?.addr + (offset * 4) as u64;
+        let r = self.backend.fill_u32(addr, count, value);
+        self.be(r)
+    }
+
+    fn launch(&mut self, launch: Launch) -> Result<()> {
+        self.guard()?;
+        let r = self.backend.launch(&launch);
+        let seconds = self.be(r)?;
+        self.log.record(KernelRecord {
+            kernel: launch.kernel_name(),
+            duration_us: seconds * 1e6,
+            num_nodes: self.num_nodes,
+            num_edges: self.edges.len() as u32,
+            iteration: self.iteration,
+            anomaly: false,
+        });
+        Ok(())
+    }
+
+    // ---- capacity --------------------------------------------------------------------------
+
+    /// The one place capacity changes: every buffer of `class` is reallocated to capacity `cap`
+    /// together, the live prefix copied. On failure nothing changes.
+    fn resize(&mut self, class: SizeClass, cap: usize) -> Result<()> {
+        self.guard()?;
+        // Planted `sort-count-unclamped`: growth forgets the sort's scratch buffers.
+        let growing_sort = self.faults.contains(Fault::SortCountUnclamped)
+            && class == SizeClass::Node
+            && cap > self.allocated_nodes
+            && self.buffers.get(B::SortedKeys).is_ok();
+        let select = |n: B| !(growing_sort && matches!(n, B::SortedKeys | B::SortedNodes));
+        let r = self
+            .buffers
+            .resize_names(&mut self.backend, class, cap, select);
+        self.be(r)?;
+        let live = match class {
+            SizeClass::Node => {
+                self.allocated_nodes = cap;
+                self.num_nodes as usize
+            }
+            SizeClass::Edge => {
+                self.allocated_edges = cap;
+                self.edges.len()
+            }
+            SizeClass::Cell => {
+                self.allocated_cells = cap;
+                self.grid.map_or(0, |g| g.num_cells())
+            }
+            SizeClass::Fixed => 0,
+        };
+        self.buffers.set_live(class, live);
+        Ok(())
+    }
+
+    fn ensure_capacity(&mut self, class: SizeClass, needed: usize) -> Result<()> {
+        let current = match class {
+            SizeClass::Node => self.allocated_nodes,
+            SizeClass::Edge => self.allocated_edges,
+            SizeClass::Cell => self.allocated_cells,
+            SizeClass::Fixed => return Ok(()),
+        };
+        if needed > current {
+            let cap = self.config.growth.grow(current, needed);
+            self.resize(class, cap)?;
+        }
+        Ok(())
+    }
+
+    /// Makes room for at least `nodes` nodes and `edges` edges without further reallocation.
+    pub fn reserve(&mut self, nodes: u32, edges: u32) -> Result<()> {
+        check_count("reserved node count", nodes as u64, MAX_NODES as u64)?;
+        check_count("reserved edge count", edges as u64, MAX_EDGES as u64)?;
+        if nodes as usize > self.allocated_nodes {
+            self.resize(SizeClass::Node, nodes as usize)?;
+        }
+        if edges as usize > self.allocated_edges {
+            self.resize(SizeClass::Edge, edges as usize)?;
+        }
+        Ok(())
+    }
+
+    /// Shrinks every size class to its live count.
+    pub fn shrink_to_fit(&mut self) -> Result<()> {
+        self.resize(SizeClass::Node, self.num_nodes as usize)?;
+        self.resize(SizeClass::Edge, self.edges.len())?;
+        let cells = self.grid.map_or(0, |g| g.num_cells());
+        self.resize(SizeClass::Cell, cells)
+    }
+
+    // ---- graph mutations -------------------------------------------------------------------
+
+    /// Adds `count` nodes, at `positions` or at seeded random positions; returns their ids.
+    pub fn add_nodes(&mut self, count: u32, positions: Option<&[[f32; 3]]>) -> Result<Range<u32>> {
+        self.guard()?;
+        let n = self.num_nodes;
+        let new_n = n as u64 + count as u64;
+        check_count("node count", new_n, MAX_NODES as u64)?;
+        if let Some(p) = positions {
+            check_positions(p, count as usize, n)?;
+        }
+        let new_n = new_n as u32;
+        self.ensure_capacity(SizeClass::Node, new_n as usize)?;
+        let pos: Vec<[f32; 3]> = match positions {
+            Some(p) => p.to_vec(),
+            None => {
+                let half = self.params.rest_length.max(1.0) * (new_n.max(1) as f32).cbrt();
+                let half = half.min(self.params.viewport_bounds);
+                (0..count as u64)
+                    .map(|k| seeded_position(self.params.seed, (self.spawned + k) as u32, half))
+                    .collect()
+            }
+        };
+        let (o, c) = (n as usize, count as usize);
+        for (axis, name) in POS_IN.into_iter().enumerate() {
+            let column: Vec<f32> = pos.iter().map(|p| p[axis]).collect();
+            self.upload_f32(name, o, &column)?;
+        }
+        for name in VEL_IN {
+            self.fill(name, o, c, 0)?;
+        }
+        self.upload_f32(B::Mass, o, &vec![1.0; c])?;
+        for name in [B::AnchorX, B::AnchorY, B::AnchorZ, B::AnchorK] {
+            self.fill(name, o, c, 0)?;
+        }
+        self.fill(B::SsspDist, o, c, f32::INFINITY.to_bits())?;
+        self.num_nodes = new_n;
+        self.spawned += count as u64;
+        self.masses.resize(new_n as usize, 1.0);
+        self.anchors.resize(new_n as usize, [0.0; 4]);
+        self.buffers.set_live(SizeClass::Node, new_n as usize);
+        self.grid = None;
+        self.upload_csr()?;
+        Ok(n..new_n)
+    }
+
+    /// Removes nodes; the remaining ones keep their order and are renumbered `0..`; edges touching a
+    /// removed node are dropped.
+    pub fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
+        self.guard()?;
+        let n = self.num_nodes as usize;
+        let mut keep = vec![true; n];
+        for &id in ids {
+            if id as usize >= n {
+                return Err(GraphError::NodeOutOfRange {
+                    id: id as u64,
+                    num_nodes: self.num_nodes,
+                }
+                .into());
+            }
+            keep[id as usize] = false;
+        }
+        let mut new_id = vec![u32::MAX; n];
+        let mut next = 0u32;
+        for (old, k) in keep.iter().enumerate() {
+            if *k {
+                new_id[old] = next;
+                next += 1;
+            }
+        }
+        for name in POS_IN.into_iter().chain(VEL_IN) {
+            let column = self.download_f32(name, n)?;
+            let kept: Vec<f32> = column
+                .into_iter()
+                .zip(&keep)
+                .filter_map(|(x, k)| k.then_some(x))
+                .collect();
+            self.upload_f32(name, 0, &kept)?;
+        }
+        retain_by_mask(&mut self.masses, &keep);
+        retain_by_mask(&mut self.anchors, &keep);
+        let mut edges = Vec::with_capacity(self.edges.len());
+        let mut targets = Vec::with_capacity(self.edges.len());
+        for (e, t) in self.edges.iter().zip(&self.edge_targets) {
+            let (u, v) = (new_id[e.u as usize], new_id[e.v as usize]);
+            if u != u32::MAX && v != u32::MAX {
+                edges.push(Edge { u, v, w: e.w });
+                targets.push(*t);
+            }
+        }
+        self.edges = edges;
+        self.edge_targets = targets;
+        self.num_nodes = next;
+        self.buffers.set_live(SizeClass::Node, next as usize);
+        self.buffers.set_live(SizeClass::Edge, self.edges.len());
+        self.upload_node_attributes()?;
+        self.fill(B::SsspDist, 0, next as usize, f32::INFINITY.to_bits())?;
+        self.grid = None;
+        self.upload_csr()
+    }
+
+    /// Adds undirected edges.
+    pub fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
+        self.guard()?;
+        let m = self.edges.len() as u64 + edges.len() as u64;
+        check_count("edge count", m, MAX_EDGES as u64)?;
+        for e in edges {
+            check_edge(e, self.num_nodes)?;
+        }
+        self.ensure_capacity(SizeClass::Edge, m as usize)?;
+        self.edges.extend_from_slice(edges);
+        self.edge_targets.resize(self.edges.len(), -1.0);
+        self.buffers.set_live(SizeClass::Edge, self.edges.len());
+        self.upload_csr()
+    }
+
+    /// Removes every edge between each pair (in either direction); returns how many were removed.
+    pub fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<usize> {
+        self.guard()?;
+        for &(u, v) in pairs {
+            for id in [u, v] {
+                if id >= self.num_nodes {
+                    return Err(GraphError::NodeOutOfRange {
+                        id: id as u64,
+                        num_nodes: self.num_nodes,
+                    }
+                    .into());
+                }
+            }
+        }
+        let hit = |e: &Edge| {
+            pairs
+                .iter()
+                .any(|&(u, v)| (e.u, e.v) == (u, v) || (e.u, e.v) == (v, u))
+        };
+        let before = self.edges.len();
+        let (edges, targets): (Vec<Edge>, Vec<f32>) = self
+            .edges
+            .iter()
+            .zip(&self.edge_targets)
+            .filter(|(e, _)| !hit(e))
+            .map(|(e, t)| (*e, *t))
+            .unzip();
+        self.edges = edges;
+        self.edge_targets = targets;
+        self.buffers.set_live(SizeClass::Edge, self.edges.len());
+        self.upload_csr()?;
+        Ok(before - self.edges.len())
+    }
+
+    /// Replaces the parameters.
+    pub fn set_params(&mut self, params: SimParams) -> Result<()> {
+        params.validate()?;
+        self.uploaded = params.clone();
+        self.params = params;
+        Ok(())
+    }
+
+    /// Pulls `node` toward `target` with `stiffness` (0 removes the constraint). Constraint forces
+    /// ramp in over `constraint_ramp_frames`.
+    pub fn set_position_constraint(
+        &mut self,
+        node: u32,
+        target: [f32; 3],
+        stiffness: f32,
+    ) -> Result<()> {
+        self.guard()?;
+        if node >= self.num_nodes {
+            return Err(GraphError::NodeOutOfRange {
+                id: node as u64,
+                num_nodes: self.num_nodes,
+            }
+            .into());
+        }
+        if target.iter().any(|c| !c.is_finite()) || !stiffness.is_finite() || stiffness < 0.0 {
+            return Err(GraphError::BadPosition { node }.into());
+        }
+        self.anchors[node as usize] = [target[0], target[1], target[2], stiffness];
+        self.constraints_since = self.iteration;
+        self.upload_node_attributes()
+    }
+
+    /// Holds every edge between `u` and `v` at `distance` (negative removes the constraint).
+    pub fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
+        self.guard()?;
+        let mut found = false;
+        for (e, t) in self.edges.iter().zip(self.edge_targets.iter_mut()) {
+            if (e.u, e.v) == (u, v) || (e.u, e.v) == (v, u) {
+                *t = if distance.is_finite() { distance } else { -1.0 };
+                found = true;
+            }
+        }
+        if !found {
+            return Err(GraphError::NoSuchEdge { u, v }.into());
+        }
+        self.constraints_since = self.iteration;
+        self.upload_csr()
+    }
+
+    /// Removes every constraint.
+    pub fn clear_constraints(&mut self) -> Result<()> {
+        self.guard()?;
+        self.anchors.iter_mut().for_each(|a| *a = [0.0; 4]);
+        self.edge_targets.iter_mut().for_each(|t| *t = -1.0);
+        self.upload_node_attributes()?;
+        self.upload_csr()
+    }
+
+    fn upload_node_attributes(&mut self) -> Result<()> {
+        let masses = self.masses.clone();
+        self.upload_f32(B::Mass, 0, &masses)?;
+        for (k, name) in [B::AnchorX, B::AnchorY, B::AnchorZ, B::AnchorK]
+            .into_iter()
+            .enumerate()
+        {
+            let column: Vec<f32> = self.anchors.iter().map(|a| a[k]).collect();
+            self.upload_f32(name, 0, &column)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the CSR (each edge in both directions, rows in edge order) and uploads it.
+    fn upload_csr(&mut self) -> Result<()> {
+        let n = self.num_nodes as usize;
+        let mut row_offsets = vec![0u32; n + 1];
+        for e in &self.edges {
+            row_offsets[e.u as usize + 1] += 1;
+            row_offsets[e.v as usize + 1] += 1;
+        }
+        for i in 0..n {
+            row_offsets[i + 1] += row_offsets[i];
+        }
+        let entries = 2 * self.edges.len();
+        let mut fill = row_offsets.clone();
+        let mut cols = vec![0u32; entries];
+        let mut weights = vec![0f32; entries];
+        let mut targets = vec![-1f32; entries];
+        for (e, t) in self.edges.iter().zip(&self.edge_targets) {
+            for (a, b) in [(e.u, e.v), (e.v, e.u)] {
+                let slot = fill[a as usize] as usize;
+                fill[a as usize] += 1;
+                cols[slot] = b;
+                weights[slot] = e.w;
+                targets[slot] = *t;
+            }
+        }
+        self.upload_u32(B::RowOffsets, 0, &row_offsets)?;
+        self.upload_u32(B::ColIndices, 0, &cols)?;
+        self.upload_f32(B::Weights, 0, &weights)?;
+        self.upload_f32(B::EdgeTarget, 0, &targets)
+    }
+
+    // ---- the step pipeline -----------------------------------------------------------------
+
+    /// Runs `count` steps.
+    pub fn step(&mut self, count: u32) -> Result<()> {
+        for _ in 0..count {
+            self.step_once()?;
+        }
+        Ok(())
+    }
+
+    /// Grid dimensions from the bounding box: the cell edge from params (or auto), grown until the
+    /// total cell count respects the cap.
+    pub fn grid_for_bounds(&self, lo: [f32; 3], hi: [f32; 3]) -> GridSpec {
+        let p = &self.uploaded;
+        let ext: Vec<f64> = (0..3)
+            .map(|k| (hi[k] as f64 - lo[k] as f64).max(0.0))
+            .collect();
+        let cutoff = p.repulsion_cutoff as f64;
+        let mut cell = if p.grid_cell_size > 0.0 {
+            p.grid_cell_size as f64
+        } else {
+            let volume: f64 = ext.iter().map(|e| e.max(cutoff)).product();
+            cutoff.max((volume / self.num_nodes.max(1) as f64).cbrt())
+        };
+        let cap = self.config.max_grid_cells.max(1) as f64;
+        loop {
+            let cell32 = cell as f32;
+            let dims: Vec<f64> = ext
+                .iter()
+                .map(|e| ((e / cell32 as f64).floor() + 1.0).min(u32::MAX as f64))
+                .collect();
+            let total: f64 = dims.iter().product();
+            if total <= cap {
+                return GridSpec {
+                    origin: lo,
+                    cell_size: cell32,
+                    dims: [dims[0] as u32, dims[1] as u32, dims[2] as u32],
+                };
+            }
+            cell *= (total / cap).cbrt() * 1.0001 + 1e-9;
+        }
+    }
+
+    fn constraint_ramp(&self) -> f32 {
+        let frames = self.uploaded.constraint_ramp_frames;
+        if frames == 0 {
+            return 1.0;
+        }
+        let since = self.iteration.saturating_sub(self.constraints_since) + 1;
+        (since as f32 / frames as f32).min(1.0)
+    }
+
+    fn step_once(&mut self) -> Result<()> {
+        self.guard()?;
+        let n = self.num_nodes;
+        if n > 0 {
+            let pos = self.span3(POS_IN)?;
+            let bounds = self.span(B::Bounds)?;
+            // 1. bounding box, on the device; only its six floats come back.
+            self.launch(Launch::BoundsReduce(BoundsReduceArgs {
+                pos,
+                bounds,
+                num_nodes: n,
+            }))?;
+            let b = self.download_f32(B::Bounds, 6)?;
+            // 2. grid dimensions and cell buffers.
+            let grid = self.grid_for_bounds([b[0], b[1], b[2]], [b[3], b[4], b[5]]);
+            let cells = grid.num_cells();
+            self.ensure_capacity(SizeClass::Cell, cells)?;
+            self.buffers.set_live(SizeClass::Cell, cells);
+            // 3. cell key per node, identity values.
+            self.launch(Launch::BuildGrid(BuildGridArgs {
+                pos,
+                cell_keys: self.span(B::CellKeys)?,
+                node_order: self.span(B::NodeOrder)?,
+                grid,
+                num_nodes: n,
+            }))?;
+            // 4. key-value sort over num_nodes.
+            self.launch(Launch::SortPairs(SortArgs {
+                keys_in: self.span(B::CellKeys)?,
+                values_in: self.span(B::NodeOrder)?,
+                keys_out: self.span(B::SortedKeys)?,
+                values_out: self.span(B::SortedNodes)?,
+                cell_counts: self.span(B::CellCounts)?,
+                num_items: n,
+                num_cells: cells as u32,
+            }))?;
+            // 5. cell bounds, launched over nodes.
+            self.fill(B::CellStart, 0, cells, 0)?;
+            self.fill(B::CellEnd, 0, cells, 0)?;
+            self.launch(Launch::CellBounds(CellBoundsArgs {
+                sorted_keys: self.span(B::SortedKeys)?,
+                cell_start: self.span(B::CellStart)?,
+                cell_end: self.span(B::CellEnd)?,
+                num_items: n,
+                num_cells: cells as u32,
+            }))?;
+            // 6. forces.
+            let params = self
+                .uploaded
+                .kernel_params(self.iteration, self.constraint_ramp());
+            self.launch(Launch::ForcePass(ForcePassArgs {
+                pos,
+                force: self.span3(FORCE)?,
+                sorted_nodes: self.span(B::SortedNodes)?,
+                cell_start: self.span(B::CellStart)?,
+                cell_end: self.span(B::CellEnd)?,
+                row_offsets: self.span(B::RowOffsets)?,
+                col_indices: self.span(B::ColIndices)?,
+                weights: self.span(B::Weights)?,
+                edge_target: self.span(B::EdgeTarget)?,
+                anchor: self.span3(ANCHOR)?,
+                anchor_k: self.span(B::AnchorK)?,
+                sssp_dist: self.span(B::SsspDist)?,
+                grid,
+                params,
+                num_nodes: n,
+                stencil_radius: 1,
+            }))?;
+            // 7. integrate.
+            self.launch(Launch::Integrate(IntegrateArgs {
+                pos_in: pos,
+                vel_in: self.span3(VEL_IN)?,
+                force: self.span3(FORCE)?,
+                mass: self.span(B::Mass)?,
+                pos_out: self.span3(POS_OUT)?,
+                vel_out: self.span3(VEL_OUT)?,
+                params,
+                num_nodes: n,
+            }))?;
+            // 8. swap.
+            for k in 0..3 {
+                self.buffers.swap(POS_IN[k], POS_OUT[k]);
+                self.buffers.swap(VEL_IN[k], VEL_OUT[k]);
+            }
+            self.grid = Some(grid);
+        }
+        self.iteration = self.iteration.wrapping_add(1);
+        Ok(())
+    }
+
+    // ---- analytics -------------------------------------------------------------------------
+
+    /// Single-source shortest paths by edge weight from `source` (frontier relaxation with frontier
+    /// compaction). Unreachable nodes get `f32::INFINITY`. The distances stay on the device and, with
+    /// [`crate::params::features::SSSP_REST_LENGTH`], stretch spring rest lengths.
+    pub fn run_sssp(&mut self, source: u32) -> Result<Vec<f32>> {
+        self.guard()?;
+        let n = self.num_nodes;
+        if source >= n {
+            return Err(GraphError::NodeOutOfRange {
+                id: source as u64,
+                num_nodes: n,
+            }
+            .into());
+        }
+        self.fill(B::SsspDist, 0, n as usize, f32::INFINITY.to_bits())?;
+        self.upload_f32(B::SsspDist, source as usize, &[0.0])?;
+        self.fill(B::SsspFlags, 0, n as usize, 0)?;
+        self.upload_u32(B::SsspFrontier, 0, &[source])?;
+        let mut len = 1u32;
+        while len > 0 {
+            self.launch(Launch::SsspRelax(SsspRelaxArgs {
+                row_offsets: self.span(B::RowOffsets)?,
+                col_indices: self.span(B::ColIndices)?,
+                weights: self.span(B::Weights)?,
+                dist: self.span(B::SsspDist)?,
+                frontier: self.span(B::SsspFrontier)?,
+                flags: self.span(B::SsspFlags)?,
+                frontier_len: len,
+            }))?;
+            self.launch(Launch::FrontierCompact(FrontierCompactArgs {
+                flags: self.span(B::SsspFlags)?,
+                frontier: self.span(B::SsspFrontier)?,
+                frontier_len: self.span(B::FrontierLen)?,
+                num_nodes: n,
+            }))?;
+            len = self.download_u32(B::FrontierLen, 1)?[0];
+        }
+        self.download_f32(B::SsspDist, n as usize)
+    }
+
+    // ---- reading state ---------------------------------------------------------------------
+
+    /// Current positions, one `[x, y, z]` per node.
+    pub fn positions(&mut self) -> Result<Vec<[f32; 3]>> {
+        self.read3(POS_IN)
+    }
+
+    /// Current velocities.
+    pub fn velocities(&mut self) -> Result<Vec<[f32; 3]>> {
+        self.read3(VEL_IN)
+    }
+
+    fn read3(&mut self, names: [B; 3]) -> Result<Vec<[f32; 3]>> {
+        self.guard()?;
+        let n = self.num_nodes as usize;
+        let x = self.download_f32(names[0], n)?;
+        let y = self.download_f32(names[1], n)?;
+        let z = self.download_f32(names[2], n)?;
+        Ok((0..n).map(|i| [x[i], y[i], z[i]]).collect())
+    }
+
+    /// The grid stage of the last step, if no node was added or removed since.
+    pub fn inspect_grid(&mut self) -> Result<Option<GridInspection>> {
+        self.guard()?;
+        let Some(grid) = self.grid else {
+            return Ok(None);
+        };
+        let n = self.num_nodes as usize;
+        let cells = grid.num_cells();
+        Ok(Some(GridInspection {
+            grid,
+            cell_keys: self.download_u32(B::CellKeys, n)?,
+            sorted_keys: self.download_u32(B::SortedKeys, n)?,
+            sorted_nodes: self.download_u32(B::SortedNodes, n)?,
+            cell_start: self.download_u32(B::CellStart, cells)?,
+            cell_end: self.download_u32(B::CellEnd, cells)?,
+        }))
+    }
+
+    /// The CSR as it is on the device.
+    pub fn inspect_csr(&mut self) -> Result<CsrInspection> {
+        self.guard()?;
+        let n = self.num_nodes as usize;
+        let entries = 2 * self.edges.len();
+        Ok(CsrInspection {
+            row_offsets: self.download_u32(B::RowOffsets, n + 1)?,
+            col_indices: self.download_u32(B::ColIndices, entries)?,
+            weights: self.download_f32(B::Weights, entries)?,
+        })
+    }
+}
+
+impl<Bk: Backend> Drop for Engine<Bk> {
+    fn drop(&mut self) {
+        if self.lost.is_some() {
+            self.buffers.forget_all();
+        } else {
+            self.buffers.free_all(&mut self.backend);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+/*!
+Simulation parameters: [`SimParams`] as users write them (JSON through serde), their validation, and
+[`KernelParams`], the flat copy that is uploaded to the kernels.
+
+Every field of the original engine's `SimParams` is here. Validation turns nonsense (NaN, a negative
+cell size, a zero time step with forces on) into a [`ParamError`] naming the field, before anything
+reaches a kernel.
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ParamError;
+
+/// Bits of [`SimParams::feature_flags`].
+pub mod features {
+    /// Grid-based pairwise repulsion.
+    pub const REPULSION: u32 = 1 << 0;
+    /// Springs along edges.
+    pub const SPRINGS: u32 = 1 << 1;
+    /// Pull toward the origin.
+    pub const CENTER_GRAVITY: u32 = 1 << 2;
+    /// Position and distance constraints.
+    pub const CONSTRAINTS: u32 = 1 << 3;
+    /// Stretch spring rest lengths by `sssp_alpha * |dist_u - dist_v|` after an SSSP run.
+    pub const SSSP_REST_LENGTH: u32 = 1 << 4;
+    /// Thermal noise of amplitude `temperature` added to velocities.
+    pub const THERMAL_NOISE: u32 = 1 << 5;
+    /// Every defined bit.
+    pub const ALL: u32 = (1 << 6) - 1;
+    /// The default set: repulsion, springs, gravity and constraints.
+    pub const DEFAULT: u32 = REPULSION | SPRINGS | CENTER_GRAVITY | CONSTRAINTS;
+}
+
+/// The parameters of the simulation.
+///
+/// Unknown fields are rejected; missing fields take their defaults, so a params file need name only
+/// what it changes:
+///
+/// ```
+/// let p: forcefield::SimParams = serde_json::from_str(r#"{ "spring_k": 0.5 }"#).unwrap();
+/// assert_eq!(p.spring_k, 0.5);
+/// assert!(p.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimParams {
+    /// Time step of the integrator (> 0 whenever any force is on).
+    pub dt: f32,
+    /// Velocity damping per step once warm-up is over, in [0, 1].
+    pub damping: f32,
+    /// Steps over which damping blends from `cooling_rate` to `damping`.
+    pub warmup_iterations: u32,
+    /// Damping at the start of warm-up, in [0, 1].
+    pub cooling_rate: f32,
+    /// Spring stiffness.
+    pub spring_k: f32,
+    /// Spring rest length.
+    pub rest_length: f32,
+    /// Repulsion strength: the force is `repel_k / (d² + repulsion_softening_epsilon)`.
+    pub repel_k: f32,
+    /// Pairs farther apart than this do not repel (> 0).
+    pub repulsion_cutoff: f32,
+    /// Softening added to d² so that coincident nodes give a finite force (>= 0).
+    pub repulsion_softening_epsilon: f32,
+    /// Strength of the pull toward the origin.
+    pub center_gravity_k: f32,
+    /// Cap on the magnitude of any force (> 0).
+    pub max_force: f32,
+    /// Cap on the magnitude of any velocity (> 0).
+    pub max_velocity: f32,
+    /// Edge of a grid cell; 0 chooses it from the bounding volume and node count (never below the
+    /// repulsion cutoff).
+    pub grid_cell_size: f32,
+    /// Bit set of [`features`].
+    pub feature_flags: u32,
+    /// Seed of initial positions and thermal noise.
+    pub seed: u64,
+    /// The step counter the engine starts from (warm-up and ramps are measured from 0).
+    pub iteration: u32,
+    /// Nodes closer than this get an extra linear push apart (0 = off).
+    pub separation_radius: f32,
+    /// Amplitude of thermal noise (with [`features::THERMAL_NOISE`]).
+    pub temperature: f32,
+    /// Positions are clamped to `[-viewport_bounds, viewport_bounds]` on each axis (> 0).
+    pub viewport_bounds: f32,
+    /// Weight of the SSSP distance difference in spring rest lengths (>= 0).
+    pub sssp_alpha: f32,
+    /// Fraction of velocity kept (reflected) when a node hits the viewport boundary, in [0, 1].
+    pub boundary_damping: f32,
+    /// Steps over which constraint forces ramp in after constraints change (0 = at once).
+    pub constraint_ramp_frames: u32,
+    /// Cap on the constraint force on one node (>= 0).
+    pub constraint_max_force_per_node: f32,
+}
+
+impl Default for SimParams {
+    fn default() -> Self {
+        SimParams {
+            dt: 0.2,
+            damping: 0.9,
+            warmup_iterations: 100,
+            cooling_rate: 0.5,
+            spring_k: 0.2,
+            rest_length: 4.0,
+            repel_k: 40.0,
+            repulsion_cutoff: 10.0,
+            repulsion_softening_epsilon: 0.5,
+            center_gravity_k: 0.01,
+            max_force: 100.0,
+            max_velocity: 20.0,
+            grid_cell_size: 0.0,
+            feature_flags: features::DEFAULT,
+            seed: 0,
+            iteration: 0,
+            separation_radius: 0.0,
+            temperature: 0.0,
+            viewport_bounds: 1000.0,
+            sssp_alpha: 0.0,
+            boundary_damping: 0.5,
+            constraint_ramp_frames: 30,
+            constraint_max_force_per_node: 50.0,
+        }
+    }
+}
+
+fn check(ok: bool, name: &'static str, reason: impl FnOnce() -> String) -> Result<(), ParamError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ParamError {
+            name,
+            reason: reason(),
+        })
+    }
+}
+
+macro_rules! finite_in {
+    ($p:expr, $field:ident, $pred:expr, $what:expr) => {{
+        let v = $p.$field;
+        #[allow(clippy::redundant_closure_call)]
+        let ok = v.is_finite() && ($pred)(v);
+        check(ok, stringify!($field), || {
+            format!("must be {}, got {}", $what, v)
+        })?;
+    }};
+}
+
+impl SimParams {
+    /// Checks every field; the first bad one is named in the error.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let forces_on = self.feature_flags
+            & (features::REPULSION
+                | features::SPRINGS
+                | features::CENTER_GRAVITY
+                | features::CONSTRAINTS)
+            != 0;
+        finite_in!(self, dt, |v: f32| v >= 0.0, "finite and >= 0");
+        check(!(forces_on && self.dt == 0.0), "dt", || {
+            "must be > 0 while any force is enabled, got 0".to_string()
+        })?;
+        finite_in!(
+            self,
+            damping,
+            |v: f32| (0.0..=1.0).contains(&v),
+            "in [0, 1]"
+        );
+        finite_in!(
+            self,
+            cooling_rate,
+            |v: f32| (0.0..=1.0).contains(&v),
+            "in [0, 1]"
+        );
+        finite_in!(self, spring_k, |v: f32| v >= 0.0, "finite and >= 0");
+        finite_in!(self, rest_length, |v: f32| v >= 0.0, "finite and >= 0");
+        finite_in!(self, repel_k, |v: f32| v >= 0.0, "finite and >= 0");
+        finite_in!(self, repulsion_cutoff, |v: f32| v > 0.0, "finite and > 0");
+        finite_in!(
+            self,
+            repulsion_softening_epsilon,
+            |v: f32| v >= 0.0,
+            "finite and >= 0"
+        );
+        finite_in!(self, center_gravity_k, |v: f32| v >= 0.0, "finite and >= 0");
+        finite_in!(self, max_force, |v: f32| v > 0.0, "finite and > 0");
+        finite_in!(self, max_velocity, |v: f32| v > 0.0, "finite and > 0");
+        finite_in!(
+            self,
+            grid_cell_size,
+            |v: f32| v >= 0.0,
+            "finite and >= 0 (0 = auto)"
+        );
+        check(
+            self.feature_flags & !features::ALL == 0,
+            "feature_flags",
+            || {
+                format!(
+                    "unknown bits {:#x} (known: {:#x})",
+                    self.feature_flags & !features::ALL,
+                    features::ALL
+                )
+            },
+        )?;
+        finite_in!(
+            self,
+            separation_radius,
+            |v: f32| v >= 0.0,
+            "finite and >= 0"
+        );
+        finite_in!(self, temperature, |v: f32| v >= 0.0, "finite and >= 0");
+        finite_in!(self, viewport_bounds, |v: f32| v > 0.0, "finite and > 0");
+        finite_in!(self, sssp_alpha, |v: f32| v >= 0.0, "finite and >= 0");
+        finite_in!(
+            self,
+            boundary_damping,
+            |v: f32| (0.0..=1.0).contains(&v),
+            "in [0, 1]"
+        );
+        finite_in!(
+            self,
+            constraint_max_force_per_node,
+            |v: f32| v >= 0.0,
+            "finite and >= 0"
+        );
+        Ok(())
+    }
+
+    /// The flat copy the kernels read, for step `iteration`.
+    pub fn kernel_params(&self, iteration: u32, constraint_ramp: f32) -> KernelParams {
+        let warm = if self.warmup_iterations == 0 || iteration >= self.warmup_iterations {
+            1.0
+        } else {
+            iteration as f32 / self.warmup_iterations as f32
+        };
+        KernelParams {
+            dt: self.dt,
+            damping: self.cooling_rate + (self.damping - self.cooling_rate) * warm,
+            spring_k: self.spring_k,
+            rest_length: self.rest_length,
+            repel_k: self.repel_k,
+            repulsion_cutoff: self.repulsion_cutoff,
+            softening_eps: self.repulsion_softening_epsilon,
+            center_gravity_k: self.center_gravity_k,
+            max_force: self.max_force,
+            max_velocity: self.max_velocity,
+            separation_radius: self.separation_radius,
+            temperature: self.temperature,
+            viewport_bounds: self.viewport_bounds,
+            sssp_alpha: self.sssp_alpha,
+            boundary_damping: self.boundary_damping,
+            constraint_ramp,
+            constraint_max_force: self.constraint_max_force_per_node,
+            feature_flags: self.feature_flags,
+            iteration,
+            seed_lo: self.seed as u32,
+            seed_hi: (self.seed >> 32) as u32,
+        }
+    }
+}
+
+/// The parameters as kernels see them: derived per step (warm-up blended damping, constraint ramp),
+/// `#[repr(C)]` so that the CUDA backend passes it by value with the same layout as `kernels/common.cuh`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct KernelParams {
+    /// Time step.
+    pub dt: f32,
+    /// Damping of this step (warm-up blended).
+    pub damping: f32,
+    /// Spring stiffness.
+    pub spring_k: f32,
+    /// Spring rest length.
+    pub rest_length: f32,
+    /// Repulsion strength.
+    pub repel_k: f32,
+    /// Repulsion cutoff distance.
+    pub repulsion_cutoff: f32,
+    /// Softening epsilon.
+    pub softening_eps: f32,
+    /// Centre gravity strength.
+    pub center_gravity_k: f32,
+    /// Force cap.
+    pub max_force: f32,
+    /// Velocity cap.
+    pub max_velocity: f32,
+    /// Separation radius.
+    pub separation_radius: f32,
+    /// Thermal noise amplitude.
+    pub temperature: f32,
+    /// Viewport half-extent.
+    pub viewport_bounds: f32,
+    /// SSSP rest-length weight.
+    pub sssp_alpha: f32,
+    /// Boundary reflection factor.
+    pub boundary_damping: f32,
+    /// Constraint ramp factor of this step, in [0, 1].
+    pub constraint_ramp: f32,
+    /// Cap on constraint force per node.
+    pub constraint_max_force: f32,
+    /// Feature bits.
+    pub feature_flags: u32,
+    /// Step number.
+    pub iteration: u32,
+    /// Low half of the seed.
+    pub seed_lo: u32,
+    /// High half of the seed.
+    pub seed_hi: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        SimParams::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_nonsense_with_the_field_name() {
+        let p = SimParams {
+            grid_cell_size: -1.0,
+            ..SimParams::default()
+        };
+        let e = p.validate().unwrap_err();
+        assert_eq!(e.name, "grid_cell_size");
+        let p = SimParams {
+            dt: f32::NAN,
+            ..SimParams::default()
+        };
+        assert_eq!(p.validate().unwrap_err().name, "dt");
+        let p = SimParams {
+            dt: 0.0,
+            ..SimParams::default()
+        };
+        assert!(p.validate().unwrap_err().reason.contains("force"));
+        let p = SimParams {
+            dt: 0.0,
+            feature_flags: 0,
+            ..SimParams::default()
+        };
+        assert!(p.validate().is_ok());
+        let p = SimParams {
+            feature_flags: 1 << 20,
+            ..SimParams::default()
+        };
+        assert_eq!(p.validate().unwrap_err().name, "feature_flags");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(serde_json::from_str::<SimParams>(r#"{"sprin_k": 1}"#).is_err());
+    }
+
+    #[test]
+    fn warmup_blends_damping_from_cooling_rate() {
+        let p = SimParams::default();
+        assert_eq!(p.kernel_params(0, 1.0).damping, p.cooling_rate);
+        assert_eq!(p.kernel_params(p.warmup_iterations, 1.0).damping, p.damping);
+    }
+}
