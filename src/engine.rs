@@ -2,7 +2,7 @@
 The engine: the graph state on a backend, its mutations, the step pipeline and SSSP.
 
 State lives in device buffers of the [`BufferRegistry`]; the host keeps only what mutations need (the
-edge list, masses, constraints). Every change of capacity goes through [`Engine::resize`], which grows
+edge list, masses, constraints). Every change of capacity goes through `Engine::resize`, which grows
 or shrinks every buffer of a size class together. Positions are read back only when asked.
 */
 
@@ -22,6 +22,9 @@ use crate::perf_log::{KernelLog, KernelRecord};
 
 /// Default cap on the total number of grid cells.
 pub const DEFAULT_MAX_GRID_CELLS: usize = 1 << 21;
+
+/// Target mean occupancy of a cell when the cell edge is chosen automatically.
+pub const AUTO_NODES_PER_CELL: f64 = 2.0;
 
 /// Settings of an engine that are not simulation parameters. None of them may change a layout.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -705,8 +708,15 @@ impl<Bk: Backend> Engine<Bk> {
         let mut cell = if p.grid_cell_size > 0.0 {
             p.grid_cell_size as f64
         } else {
-            let volume: f64 = ext.iter().map(|e| e.max(cutoff)).product();
-            cutoff.max((volume / self.num_nodes.max(1) as f64).cbrt())
+            // Auto: about AUTO_NODES_PER_CELL nodes per cell of the bounding volume, kept in
+            // [cutoff / 8, cutoff]. A sparse layout gets cells of the cutoff (the 27-cell stencil
+            // covers every pair within it); a dense one gets smaller cells, which bounds the
+            // candidates per node and truncates repulsion to the stencil.
+            let floor = cutoff / 8.0;
+            let volume: f64 = ext.iter().map(|e| e.max(floor)).product();
+            (AUTO_NODES_PER_CELL * volume / self.num_nodes.max(1) as f64)
+                .cbrt()
+                .clamp(floor, cutoff)
         };
         let cap = self.config.max_grid_cells.max(1) as f64;
         loop {

@@ -3,7 +3,7 @@ Typed errors of the engine.
 
 Every fallible operation of the engine returns [`EngineError`]. Errors that come from a backend carry a
 [`BackendError`] which says which operation failed and whether the failure is *sticky*: a sticky error
-means the device context is lost and no further work can succeed until [`crate::Engine::recover`].
+means the device context is lost and no further work can succeed until the engine is recovered.
 */
 
 use crate::buffer::BufferName;

@@ -56,11 +56,12 @@ pub struct SimParams {
     pub spring_k: f32,
     /// Spring rest length.
     pub rest_length: f32,
-    /// Repulsion strength: the force is `repel_k / (d² + repulsion_softening_epsilon)`.
+    /// Repulsion strength: the force is `repel_k * d / (d² + repulsion_softening_epsilon)^(3/2)`.
     pub repel_k: f32,
     /// Pairs farther apart than this do not repel (> 0).
     pub repulsion_cutoff: f32,
-    /// Softening added to d² so that coincident nodes give a finite force (>= 0).
+    /// Softening added to d² so that near-coincident nodes give a finite force (> 0 while repulsion
+    /// is on).
     pub repulsion_softening_epsilon: f32,
     /// Strength of the pull toward the origin.
     pub center_gravity_k: f32,
@@ -68,8 +69,9 @@ pub struct SimParams {
     pub max_force: f32,
     /// Cap on the magnitude of any velocity (> 0).
     pub max_velocity: f32,
-    /// Edge of a grid cell; 0 chooses it from the bounding volume and node count (never below the
-    /// repulsion cutoff).
+    /// Edge of a grid cell; 0 chooses it from the bounding volume and node count (about two nodes per
+    /// cell, within [cutoff / 8, cutoff]). Repulsion reaches only the 27 cells around a node, so a
+    /// cell smaller than the cutoff truncates it.
     pub grid_cell_size: f32,
     /// Bit set of [`features`].
     pub feature_flags: u32,
@@ -100,12 +102,12 @@ impl Default for SimParams {
             damping: 0.9,
             warmup_iterations: 100,
             cooling_rate: 0.5,
-            spring_k: 0.2,
-            rest_length: 4.0,
-            repel_k: 40.0,
-            repulsion_cutoff: 10.0,
+            spring_k: 1.0,
+            rest_length: 1.0,
+            repel_k: 20.0,
+            repulsion_cutoff: 12.0,
             repulsion_softening_epsilon: 0.5,
-            center_gravity_k: 0.01,
+            center_gravity_k: 0.002,
             max_force: 100.0,
             max_velocity: 20.0,
             grid_cell_size: 0.0,
@@ -180,6 +182,12 @@ impl SimParams {
             |v: f32| v >= 0.0,
             "finite and >= 0"
         );
+        let repulsion_on = self.feature_flags & features::REPULSION != 0;
+        check(
+            !(repulsion_on && self.repulsion_softening_epsilon == 0.0),
+            "repulsion_softening_epsilon",
+            || "must be > 0 while repulsion is enabled, got 0".to_string(),
+        )?;
         finite_in!(self, center_gravity_k, |v: f32| v >= 0.0, "finite and >= 0");
         finite_in!(self, max_force, |v: f32| v > 0.0, "finite and > 0");
         finite_in!(self, max_velocity, |v: f32| v > 0.0, "finite and > 0");

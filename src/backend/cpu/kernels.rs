@@ -73,7 +73,7 @@ pub fn cell_key(grid: &GridSpec, p: [f32; 3]) -> u32 {
     (z * dy + y) * dx + x
 }
 
-/// 1. `bounds_reduce`: the bounding box of live positions (zeros for an empty graph).
+/// Step 1, `bounds_reduce`: the bounding box of live positions (zeros for an empty graph).
 pub fn bounds_reduce(a: &BoundsReduceArgs) {
     let pos = dev3(&a.pos);
     let out = Dev::<f32>::new(a.bounds);
@@ -96,7 +96,7 @@ pub fn bounds_reduce(a: &BoundsReduceArgs) {
     }
 }
 
-/// 3. `build_grid`: the cell key of every node, and the identity permutation as sort values.
+/// Step 3, `build_grid`: the cell key of every node, and the identity permutation as sort values.
 pub fn build_grid(a: &BuildGridArgs, threads: usize) {
     let pos = dev3(&a.pos);
     let keys = Dev::<u32>::new(a.cell_keys);
@@ -107,7 +107,7 @@ pub fn build_grid(a: &BuildGridArgs, threads: usize) {
     });
 }
 
-/// 4. `sort_pairs`: stable counting sort of (key, value) by key, in three phases like its GPU twin:
+/// Step 4, `sort_pairs`: stable counting sort of (key, value) by key, in three phases like its GPU twin:
 /// `sort_histogram` (count per cell), `sort_scan` (exclusive prefix sum), `sort_scatter`.
 pub fn sort_pairs(a: &SortArgs) {
     let keys_in = Dev::<u32>::new(a.keys_in);
@@ -141,7 +141,7 @@ pub fn sort_pairs(a: &SortArgs) {
     }
 }
 
-/// 5. `cell_bounds`: for every sorted slot that begins or ends a run of equal keys, record the run
+/// Step 5, `cell_bounds`: for every sorted slot that begins or ends a run of equal keys, record the run
 /// as that cell's `[start, end)`. Launched over nodes (sorted slots), not cells.
 pub fn cell_bounds(a: &CellBoundsArgs, threads: usize) {
     let keys = Dev::<u32>::new(a.sorted_keys);
@@ -176,7 +176,7 @@ fn axpy(acc: &mut [f32; 3], s: f32, d: [f32; 3]) {
     acc[2] += s * d[2];
 }
 
-/// 6. `force_pass`: the total force on every node.
+/// Step 6, `force_pass`: the total force on every node.
 pub fn force_pass(a: &ForcePassArgs, threads: usize) {
     let pos = dev3(&a.pos);
     let force = dev3(&a.force);
@@ -193,7 +193,10 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
     let p: &KernelParams = &a.params;
     let grid = a.grid;
     let radius = a.stencil_radius as i64;
-    par_for(threads, a.num_nodes as usize, |i| {
+    // Thread t computes node sorted_nodes[t], as on the GPU: neighbouring t scan the same cells, so
+    // their candidates stay in cache. Each node's sum is the same whichever thread computes it.
+    par_for(threads, a.num_nodes as usize, |t| {
+        let i = sorted_nodes.get(t) as usize;
         let pi = load3(&pos, i);
         let mut f = [0.0f32; 3];
 
@@ -213,13 +216,16 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
                             if j == i {
                                 continue;
                             }
-                            let d = sub(pi, load3(&pos, j));
+                            let mut d = sub(pi, load3(&pos, j));
+                            if d == [0.0; 3] {
+                                d = coincident_offset(p, i, j);
+                            }
                             let d2 = dot(d, d);
                             if d2 >= cutoff2 {
                                 continue;
                             }
-                            // F = repel_k * d / (d² + eps)^(3/2): magnitude repel_k / (d² + eps)
-                            // along d; softening keeps coincident nodes finite.
+                            // F = repel_k * d / (d² + eps)^(3/2): about repel_k / d² along d
+                            // when d² >> eps; softening keeps near-coincident pairs finite.
                             let soft2 = d2 + p.softening_eps;
                             let soft = soft2.sqrt();
                             let mut scale = p.repel_k / (soft2 * soft);
@@ -293,6 +299,22 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
     });
 }
 
+/// The separation used for two nodes at exactly the same point: a small seeded direction, opposite
+/// for the two nodes of the pair, so that coincident nodes are pushed apart deterministically.
+#[inline]
+pub fn coincident_offset(p: &KernelParams, i: usize, j: usize) -> [f32; 3] {
+    let seed = (p.seed_hi as u64) << 32 | p.seed_lo as u64;
+    let (lo, hi) = if i < j { (i, j) } else { (j, i) };
+    let sign = if i < j { 1.0f32 } else { -1.0f32 };
+    let scale = p.repulsion_cutoff * 1e-3;
+    let mut d = [0.0f32; 3];
+    for (k, dk) in d.iter_mut().enumerate() {
+        let u = unit_f32(mix3(seed, lo as u64, hi as u64 * 3 + k as u64)) * 2.0 - 1.0;
+        *dk = sign * u * scale;
+    }
+    d
+}
+
 /// Thermal noise in [-1, 1) for node `i`, axis `axis`, at this step.
 #[inline]
 pub fn noise(p: &KernelParams, i: usize, axis: u64) -> f32 {
@@ -300,7 +322,7 @@ pub fn noise(p: &KernelParams, i: usize, axis: u64) -> f32 {
     unit_f32(mix3(seed, p.iteration as u64, i as u64 * 3 + axis)) * 2.0 - 1.0
 }
 
-/// 7. `integrate`: cap force, `vel = (vel + F*dt/m) * damping`, noise, cap velocity, move, clamp to
+/// Step 7, `integrate`: cap force, `vel = (vel + F*dt/m) * damping`, noise, cap velocity, move, clamp to
 /// the viewport reflecting with `boundary_damping`.
 pub fn integrate(a: &IntegrateArgs, threads: usize) {
     let pos_in = dev3(&a.pos_in);
