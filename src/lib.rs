@@ -36,6 +36,7 @@ pub mod params;
 pub mod perf_log;
 
 pub use backend::cpu::CpuBackend;
+pub use backend::cuda::CudaBackend;
 pub use backend::{Backend, GridSpec};
 pub use buffer::{BufferName, BufferRegistry, GrowthPolicy, SizeClass};
 pub use engine::{CsrInspection, Engine, EngineConfig, GridInspection};

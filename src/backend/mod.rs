@@ -12,6 +12,7 @@ the harness: they allocate, copy, fill and launch what they are told.
 */
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::buffer::BufferName;
 use crate::error::BackendError;

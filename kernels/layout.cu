@@ -1,0 +1,429 @@
+/*
+ * The kernels of one layout step, the CUDA twins of src/backend/cpu/kernels.rs: same names,
+ * arguments in the same order (device spans become pointers, Span3 three pointers), same arithmetic
+ * in the same order, one thread per node. Stages that need device-wide cooperation (the bounding
+ * box, the sort) are split into several kernels launched one after another by the backend:
+ *
+ *   bounds_reduce   = bounds_reduce + bounds_finalize
+ *   sort_pairs      = per radix pass: sort_histogram, sort_scan, sort_scatter
+ *
+ * Launch shapes (threads per block, items per tile) are fixed here and mirrored by constants in
+ * src/backend/cuda/launch.rs.
+ */
+#include "common.cuh"
+
+#define NODE_THREADS 256u
+
+/* ---- 1. bounds_reduce ----------------------------------------------------------------------- */
+
+/* Block-wide min and max with fminf/fmaxf, which (like Rust's f32::min/max) ignore NaN, then one
+ * atomic min/max per block on order-preserving bits. `bounds` holds six words set by the backend to
+ * the identities (0xffffffff for the minima, 0 for the maxima) before the launch; bounds_finalize
+ * turns them back into floats. Min and max are order independent, so the result is deterministic. */
+extern "C" __global__ void bounds_reduce(const float* __restrict__ pos_x,
+                                         const float* __restrict__ pos_y,
+                                         const float* __restrict__ pos_z,
+                                         float* __restrict__ bounds, u32 num_nodes) {
+    __shared__ float shared_lo[3][32];
+    __shared__ float shared_hi[3][32];
+    float lo[3] = {F32_INFINITY, F32_INFINITY, F32_INFINITY};
+    float hi[3] = {F32_NEG_INFINITY, F32_NEG_INFINITY, F32_NEG_INFINITY};
+    const u64 stride = (u64)gridDim.x * (u64)blockDim.x;
+    for (u64 i = global_index(); i < num_nodes; i += stride) {
+        const float p[3] = {pos_x[i], pos_y[i], pos_z[i]};
+        for (int k = 0; k < 3; ++k) {
+            lo[k] = fminf(lo[k], p[k]);
+            hi[k] = fmaxf(hi[k], p[k]);
+        }
+    }
+    for (int k = 0; k < 3; ++k) {
+        for (u32 offset = 16; offset > 0; offset >>= 1) {
+            lo[k] = fminf(lo[k], __shfl_down_sync(FULL_MASK, lo[k], offset));
+            hi[k] = fmaxf(hi[k], __shfl_down_sync(FULL_MASK, hi[k], offset));
+        }
+    }
+    const u32 lane = threadIdx.x & 31u;
+    const u32 warp = threadIdx.x >> 5;
+    if (lane == 0) {
+        for (int k = 0; k < 3; ++k) {
+            shared_lo[k][warp] = lo[k];
+            shared_hi[k][warp] = hi[k];
+        }
+    }
+    __syncthreads();
+    if (warp == 0) {
+        const u32 num_warps = blockDim.x >> 5;
+        for (int k = 0; k < 3; ++k) {
+            lo[k] = lane < num_warps ? shared_lo[k][lane] : F32_INFINITY;
+            hi[k] = lane < num_warps ? shared_hi[k][lane] : F32_NEG_INFINITY;
+            for (u32 offset = 16; offset > 0; offset >>= 1) {
+                lo[k] = fminf(lo[k], __shfl_down_sync(FULL_MASK, lo[k], offset));
+                hi[k] = fmaxf(hi[k], __shfl_down_sync(FULL_MASK, hi[k], offset));
+            }
+        }
+        if (lane == 0) {
+            u32* words = (u32*)bounds;
+            for (int k = 0; k < 3; ++k) {
+                atomicMin(&words[k], float_to_ordered(lo[k]));
+                atomicMax(&words[3 + k], float_to_ordered(hi[k]));
+            }
+        }
+    }
+}
+
+/* One thread: the six ordered words back to floats; an empty box (no nodes, or only NaN) becomes
+ * zeros, as on the CPU. An untouched word decodes to NaN, which fails `lo <= hi` as well. */
+extern "C" __global__ void bounds_finalize(float* __restrict__ bounds) {
+    if (global_index() != 0) return;
+    u32* words = (u32*)bounds;
+    for (int k = 0; k < 3; ++k) {
+        float lo = ordered_to_float(words[k]);
+        float hi = ordered_to_float(words[3 + k]);
+        if (!(lo <= hi)) {
+            lo = 0.0f;
+            hi = 0.0f;
+        }
+        bounds[k] = lo;
+        bounds[3 + k] = hi;
+    }
+}
+
+/* ---- 3. build_grid -------------------------------------------------------------------------- */
+
+extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
+                                      const float* __restrict__ pos_y,
+                                      const float* __restrict__ pos_z, u32* __restrict__ cell_keys,
+                                      u32* __restrict__ node_order, GridSpec grid, u32 num_nodes) {
+    const u64 i = global_index();
+    if (i >= num_nodes) return;
+    cell_keys[i] = cell_key(grid, pos_x[i], pos_y[i], pos_z[i]);
+    node_order[i] = (u32)i;
+}
+
+/* ---- 4. sort_pairs: a stable LSD radix sort of (key, value) ---------------------------------- */
+/*
+ * The CPU sorts with one stable counting pass over all cells. On the GPU a pass over all cells would
+ * need per-block counts for every cell, so the keys are sorted by RADIX_BITS-bit digits instead,
+ * least significant first, over only as many digits as the largest key (num_cells - 1) has. Each pass
+ * is stable, hence the whole sort is: nodes of one cell stay in ascending input order, and the
+ * output is the CPU's output, bit for bit. No atomics decide an order, so it is deterministic.
+ *
+ * Items are cut into tiles of SORT_TILE consecutive items, one block per tile. `block_hist` holds the
+ * count of each digit in each tile, digit-major (`digit * num_tiles + tile`), so that its exclusive
+ * prefix sum is, for each (digit, tile), the first output slot of that tile's items with that digit.
+ */
+#define RADIX_BITS 8u
+#define RADIX (1u << RADIX_BITS)
+#define SORT_THREADS 256u
+#define SORT_WARPS (SORT_THREADS / 32u)
+#define SORT_ITEMS 16u
+#define SORT_TILE (SORT_THREADS * SORT_ITEMS)
+#define SCAN_THREADS 1024u
+
+/* Digit counts of one tile. */
+extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
+                                          u32* __restrict__ block_hist, u32 num_items, u32 shift,
+                                          u32 num_tiles) {
+    __shared__ u32 counts[RADIX];
+    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) counts[d] = 0u;
+    __syncthreads();
+    const u64 base = (u64)blockIdx.x * SORT_TILE;
+    for (u32 r = 0; r < SORT_ITEMS; ++r) {
+        const u64 i = base + (u64)r * SORT_THREADS + threadIdx.x;
+        if (i < num_items) atomicAdd(&counts[(keys_in[i] >> shift) & (RADIX - 1u)], 1u);
+    }
+    __syncthreads();
+    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
+        block_hist[(u64)d * num_tiles + blockIdx.x] = counts[d];
+}
+
+/* In-place exclusive prefix sum of `len` words by one block of SCAN_THREADS threads: each thread
+ * sums a contiguous chunk, the chunk sums are scanned across the block, then each chunk is
+ * rewritten with its offsets. `total` (may be null) receives the sum of all words. Also used by
+ * frontier_compact for its per-block counts. */
+extern "C" __global__ void sort_scan(u32* __restrict__ data, u32 len, u32* __restrict__ total) {
+    const u32 chunk = (len + blockDim.x - 1u) / blockDim.x;
+    const u64 begin = (u64)threadIdx.x * chunk;
+    const u64 end = begin + chunk < len ? begin + chunk : (u64)len;
+    u32 sum = 0u;
+    for (u64 i = begin; i < end; ++i) sum += data[i];
+    u32 all = 0u;
+    u32 running = block_exclusive_scan(sum, &all);
+    for (u64 i = begin; i < end; ++i) {
+        const u32 v = data[i];
+        data[i] = running;
+        running += v;
+    }
+    if (total != 0 && threadIdx.x == 0) *total = all;
+}
+
+/* Stable scatter of one tile. Items are taken in rounds of SORT_THREADS consecutive items, so
+ * earlier rounds hold earlier items; within a round, an item's rank among the round's items with
+ * the same digit is the count in earlier warps plus the count in earlier lanes of its own warp
+ * (__match_any_sync groups the lanes by digit). */
+extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
+                                        const u32* __restrict__ values_in,
+                                        u32* __restrict__ keys_out, u32* __restrict__ values_out,
+                                        const u32* __restrict__ block_hist, u32 num_items,
+                                        u32 shift, u32 num_tiles) {
+    __shared__ u32 next_slot[RADIX];
+    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    const u32 lane = threadIdx.x & 31u;
+    const u32 warp = threadIdx.x >> 5;
+    for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
+        next_slot[d] = block_hist[(u64)d * num_tiles + blockIdx.x];
+    const u64 base = (u64)blockIdx.x * SORT_TILE;
+    for (u32 r = 0; r < SORT_ITEMS; ++r) {
+        const u64 round_base = base + (u64)r * SORT_THREADS;
+        /* Block-uniform: the whole block leaves together. */
+        if (round_base >= num_items) break;
+        for (u32 j = threadIdx.x; j < SORT_WARPS * RADIX; j += SORT_THREADS)
+            (&warp_counts[0][0])[j] = 0u;
+        __syncthreads();
+        const u64 i = round_base + threadIdx.x;
+        const bool valid = i < num_items;
+        const u32 key = valid ? keys_in[i] : 0u;
+        /* Past-the-end lanes get digit RADIX, a group of their own that is never counted. */
+        const u32 digit = valid ? (key >> shift) & (RADIX - 1u) : RADIX;
+        const u32 peers = __match_any_sync(FULL_MASK, digit);
+        const u32 lane_rank = __popc(peers & ((1u << lane) - 1u));
+        if (valid && lane_rank == 0u) warp_counts[warp][digit] = __popc(peers);
+        __syncthreads();
+        if (valid) {
+            u32 rank = lane_rank;
+            for (u32 w = 0; w < warp; ++w) rank += warp_counts[w][digit];
+            const u32 slot = next_slot[digit] + rank;
+            keys_out[slot] = key;
+            values_out[slot] = values_in[i];
+        }
+        __syncthreads();
+        for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS) {
+            u32 round_count = 0u;
+            for (u32 w = 0; w < SORT_WARPS; ++w) round_count += warp_counts[w][d];
+            next_slot[d] += round_count;
+        }
+        __syncthreads();
+    }
+}
+
+/* ---- 5. cell_bounds ------------------------------------------------------------------------- */
+
+extern "C" __global__ void cell_bounds(const u32* __restrict__ sorted_keys,
+                                       u32* __restrict__ cell_start, u32* __restrict__ cell_end,
+                                       u32 num_items, u32 num_cells) {
+    const u64 i = global_index();
+    if (i >= num_items) return;
+    const u32 k = sorted_keys[i];
+    if (i == 0 || sorted_keys[i - 1] != k) cell_start[k] = (u32)i;
+    if (i + 1 == num_items || sorted_keys[i + 1] != k) cell_end[k] = (u32)i + 1u;
+}
+
+/* ---- 6. force_pass -------------------------------------------------------------------------- */
+
+/* The separation used for two nodes at exactly the same point (`coincident_offset` in the CPU
+ * kernels): a small seeded direction, opposite for the two nodes of the pair. */
+__device__ __forceinline__ void coincident_offset(const KernelParams& p, u32 i, u32 j, float* dx,
+                                                  float* dy, float* dz) {
+    const u64 seed = ((u64)p.seed_hi << 32) | (u64)p.seed_lo;
+    const u32 lo = i < j ? i : j, hi = i < j ? j : i;
+    const float sign = i < j ? 1.0f : -1.0f;
+    const float scale = p.repulsion_cutoff * 1e-3f;
+    float d[3];
+    for (u32 k = 0; k < 3; ++k) {
+        const float u = unit_f32(mix3(seed, (u64)lo, (u64)hi * 3ull + (u64)k)) * 2.0f - 1.0f;
+        d[k] = sign * u * scale;
+    }
+    *dx = d[0];
+    *dy = d[1];
+    *dz = d[2];
+}
+
+/* Sums in the CPU's order: neighbour cells z, y, x ascending, slots ascending, then springs in CSR
+ * order, gravity, constraints.
+ *
+ * Thread t computes the force on node sorted_nodes[t], not on node t: neighbouring threads then
+ * work on nodes of the same cells and read the same neighbours, so their loads hit the same cache
+ * lines instead of scattering over the whole position arrays. Each node's sum is unchanged (it
+ * depends only on the node), so the result is the same bits as with thread t on node t. */
+extern "C" __global__ void force_pass(
+    const float* __restrict__ pos_x, const float* __restrict__ pos_y,
+    const float* __restrict__ pos_z, float* __restrict__ force_x, float* __restrict__ force_y,
+    float* __restrict__ force_z, const u32* __restrict__ sorted_nodes,
+    const u32* __restrict__ cell_start, const u32* __restrict__ cell_end,
+    const u32* __restrict__ row_offsets, const u32* __restrict__ col_indices,
+    const float* __restrict__ weights, const float* __restrict__ edge_target,
+    const float* __restrict__ anchor_x, const float* __restrict__ anchor_y,
+    const float* __restrict__ anchor_z, const float* __restrict__ anchor_k,
+    const float* __restrict__ sssp_dist, GridSpec grid, KernelParams p, u32 num_nodes,
+    u32 stencil_radius) {
+    const u64 t = global_index();
+    if (t >= num_nodes) return;
+    const u32 i = sorted_nodes[t];
+    const float pix = pos_x[i], piy = pos_y[i], piz = pos_z[i];
+    float fx = 0.0f, fy = 0.0f, fz = 0.0f;
+
+    if (p.feature_flags & FEATURE_REPULSION) {
+        const float cutoff2 = p.repulsion_cutoff * p.repulsion_cutoff;
+        const long long dx = grid.dims[0], dy = grid.dims[1], dz = grid.dims[2];
+        const long long radius = stencil_radius;
+        const long long cx = cell_coord(pix, grid.origin[0], grid.cell_size, grid.dims[0]);
+        const long long cy = cell_coord(piy, grid.origin[1], grid.cell_size, grid.dims[1]);
+        const long long cz = cell_coord(piz, grid.origin[2], grid.cell_size, grid.dims[2]);
+        const long long z_end = cz + radius < dz - 1 ? cz + radius : dz - 1;
+        const long long y_end = cy + radius < dy - 1 ? cy + radius : dy - 1;
+        const long long x_end = cx + radius < dx - 1 ? cx + radius : dx - 1;
+        for (long long z = cz - radius > 0 ? cz - radius : 0; z <= z_end; ++z) {
+            for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
+                for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
+                    const u64 key = (u64)((z * dy + y) * dx + x);
+                    const u32 s = cell_start[key], e = cell_end[key];
+                    for (u32 slot = s; slot < e; ++slot) {
+                        const u32 j = sorted_nodes[slot];
+                        if (j == i) continue;
+                        float ddx = pix - pos_x[j];
+                        float ddy = piy - pos_y[j];
+                        float ddz = piz - pos_z[j];
+                        if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
+                            coincident_offset(p, i, j, &ddx, &ddy, &ddz);
+                        }
+                        const float d2 = ddx * ddx + ddy * ddy + ddz * ddz;
+                        if (d2 >= cutoff2) continue;
+                        const float soft2 = d2 + p.softening_eps;
+                        const float soft = sqrtf(soft2);
+                        float scale = p.repel_k / (soft2 * soft);
+                        if (p.separation_radius > 0.0f && soft < p.separation_radius) {
+                            scale += p.repel_k * (p.separation_radius - soft) /
+                                     (p.separation_radius * soft);
+                        }
+                        fx += scale * ddx;
+                        fy += scale * ddy;
+                        fz += scale * ddz;
+                    }
+                }
+            }
+        }
+    }
+
+    const u32 row_begin = row_offsets[i];
+    const u32 row_end = row_offsets[i + 1];
+    if (p.feature_flags & FEATURE_SPRINGS) {
+        const bool stretch = (p.feature_flags & FEATURE_SSSP_REST_LENGTH) && p.sssp_alpha > 0.0f;
+        for (u32 e = row_begin; e < row_end; ++e) {
+            const u32 j = col_indices[e];
+            const float ddx = pos_x[j] - pix;
+            const float ddy = pos_y[j] - piy;
+            const float ddz = pos_z[j] - piz;
+            const float dist = sqrtf(ddx * ddx + ddy * ddy + ddz * ddz);
+            if (dist == 0.0f) continue;
+            float rest = p.rest_length;
+            if (stretch) {
+                const float du = sssp_dist[i], dv = sssp_dist[j];
+                /* is_finite: false for NaN and both infinities. */
+                if (fabsf(du) < F32_INFINITY && fabsf(dv) < F32_INFINITY)
+                    rest += p.sssp_alpha * fabsf(du - dv);
+            }
+            const float scale = p.spring_k * (dist - rest) * weights[e] / dist;
+            fx += scale * ddx;
+            fy += scale * ddy;
+            fz += scale * ddz;
+        }
+    }
+
+    if (p.feature_flags & FEATURE_CENTER_GRAVITY) {
+        const float g = -p.center_gravity_k;
+        fx += g * pix;
+        fy += g * piy;
+        fz += g * piz;
+    }
+
+    if ((p.feature_flags & FEATURE_CONSTRAINTS) && p.constraint_ramp > 0.0f) {
+        float cx = 0.0f, cy = 0.0f, cz = 0.0f;
+        const float k = anchor_k[i];
+        if (k > 0.0f) {
+            cx += k * (anchor_x[i] - pix);
+            cy += k * (anchor_y[i] - piy);
+            cz += k * (anchor_z[i] - piz);
+        }
+        for (u32 e = row_begin; e < row_end; ++e) {
+            const float target = edge_target[e];
+            if (target < 0.0f) continue;
+            const u32 j = col_indices[e];
+            const float ddx = pos_x[j] - pix;
+            const float ddy = pos_y[j] - piy;
+            const float ddz = pos_z[j] - piz;
+            const float dist = sqrtf(ddx * ddx + ddy * ddy + ddz * ddz);
+            if (dist > 0.0f) {
+                const float scale = (dist - target) / dist;
+                cx += scale * ddx;
+                cy += scale * ddy;
+                cz += scale * ddz;
+            }
+        }
+        const float m = sqrtf(cx * cx + cy * cy + cz * cz);
+        const float cap = m > p.constraint_max_force ? p.constraint_max_force / m : 1.0f;
+        const float scale = cap * p.constraint_ramp;
+        fx += scale * cx;
+        fy += scale * cy;
+        fz += scale * cz;
+    }
+
+    force_x[i] = fx;
+    force_y[i] = fy;
+    force_z[i] = fz;
+}
+
+/* ---- 7. integrate --------------------------------------------------------------------------- */
+
+/* Thermal noise in [-1, 1) for node `i`, axis `axis`, at this step (`noise` in the CPU kernels). */
+__device__ __forceinline__ float noise(const KernelParams& p, u32 i, u32 axis) {
+    const u64 seed = ((u64)p.seed_hi << 32) | (u64)p.seed_lo;
+    return unit_f32(mix3(seed, (u64)p.iteration, (u64)i * 3ull + (u64)axis)) * 2.0f - 1.0f;
+}
+
+extern "C" __global__ void integrate(
+    const float* __restrict__ pos_in_x, const float* __restrict__ pos_in_y,
+    const float* __restrict__ pos_in_z, const float* __restrict__ vel_in_x,
+    const float* __restrict__ vel_in_y, const float* __restrict__ vel_in_z,
+    const float* __restrict__ force_x, const float* __restrict__ force_y,
+    const float* __restrict__ force_z, const float* __restrict__ mass,
+    float* __restrict__ pos_out_x, float* __restrict__ pos_out_y, float* __restrict__ pos_out_z,
+    float* __restrict__ vel_out_x, float* __restrict__ vel_out_y, float* __restrict__ vel_out_z,
+    KernelParams p, u32 num_nodes) {
+    const u64 gi = global_index();
+    if (gi >= num_nodes) return;
+    const u32 i = (u32)gi;
+    float f[3] = {force_x[i], force_y[i], force_z[i]};
+    const float fm = sqrtf(f[0] * f[0] + f[1] * f[1] + f[2] * f[2]);
+    if (fm > p.max_force) {
+        const float s = p.max_force / fm;
+        for (int k = 0; k < 3; ++k) f[k] = f[k] * s;
+    }
+    const float inv_m = p.dt / mass[i];
+    float v[3] = {vel_in_x[i], vel_in_y[i], vel_in_z[i]};
+    for (int k = 0; k < 3; ++k) v[k] = (v[k] + f[k] * inv_m) * p.damping;
+    if ((p.feature_flags & FEATURE_THERMAL_NOISE) && p.temperature > 0.0f) {
+        for (int k = 0; k < 3; ++k) v[k] += p.temperature * noise(p, i, (u32)k);
+    }
+    const float vm = sqrtf(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    if (vm > p.max_velocity) {
+        const float s = p.max_velocity / vm;
+        for (int k = 0; k < 3; ++k) v[k] = v[k] * s;
+    }
+    float x[3] = {pos_in_x[i], pos_in_y[i], pos_in_z[i]};
+    for (int k = 0; k < 3; ++k) {
+        x[k] += v[k] * p.dt;
+        if (x[k] > p.viewport_bounds) {
+            x[k] = p.viewport_bounds;
+            v[k] = -v[k] * p.boundary_damping;
+        } else if (x[k] < -p.viewport_bounds) {
+            x[k] = -p.viewport_bounds;
+            v[k] = -v[k] * p.boundary_damping;
+        }
+    }
+    pos_out_x[i] = x[0];
+    pos_out_y[i] = x[1];
+    pos_out_z[i] = x[2];
+    vel_out_x[i] = v[0];
+    vel_out_y[i] = v[1];
+    vel_out_z[i] = v[2];
+}

@@ -1,0 +1,185 @@
+/*!
+Run-time compilation of the kernels in `kernels/` with NVRTC, cached per option set.
+
+The sources are embedded in the binary. They are compiled as one program: `common.cuh` first, then
+each `.cu` file with its `#include "common.cuh"` line blanked (NVRTC is given no include path) and a
+`#line` directive in front, so that `-lineinfo` and compiler messages name the original file and
+line. The PTX of each option set is compiled once per process.
+*/
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::nvrtc::{CompileError, CompileOptions};
+
+use super::driver::{guarded, nvrtc_present};
+use crate::error::{BackendError, BackendOp};
+
+/// The kernel sources, by file name, in compilation order.
+pub const SOURCES: &[(&str, &str)] = &[
+    ("common.cuh", include_str!("../../../kernels/common.cuh")),
+    ("layout.cu", include_str!("../../../kernels/layout.cu")),
+    ("sssp.cu", include_str!("../../../kernels/sssp.cu")),
+];
+
+/// The options every build uses: line tables for compute-sanitizer and profilers; no fused
+/// multiply-add, so that each `a * b + c` rounds twice as in Rust and results match the CPU backend
+/// (IEEE division and square root are NVRTC's defaults, fast math is off).
+pub fn default_options(compute_capability: (i32, i32)) -> Vec<String> {
+    let (major, minor) = compute_capability;
+    vec![
+        "-lineinfo".to_string(),
+        "--fmad=false".to_string(),
+        format!("--gpu-architecture=compute_{major}{minor}"),
+    ]
+}
+
+/// One translation unit of all sources.
+pub fn program_source() -> String {
+    let mut out = String::new();
+    for (name, text) in SOURCES {
+        out.push_str(&format!("#line 1 \"{name}\"\n"));
+        for line in text.lines() {
+            if line.trim_start().starts_with("#include \"common.cuh\"") {
+                out.push('\n');
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// NUL-terminated PTX.
+pub type Ptx = Arc<Vec<u8>>;
+
+/// The PTX of the kernels compiled with `options`, compiled on first use.
+pub fn compiled_ptx(options: &[String]) -> Result<Ptx, BackendError> {
+    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Ptx>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    // A panic while compiling cannot leave the map half-updated, so a poisoned lock is usable.
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(ptx) = map.get(options) {
+        return Ok(ptx.clone());
+    }
+    // Compiling under the lock keeps two threads from compiling the same set; nothing in the
+    // compiler takes this lock again.
+    let ptx = compile_source(&program_source(), options)?;
+    map.insert(options.to_vec(), ptx.clone());
+    Ok(ptx)
+}
+
+/// Compiles `source` (uncached).
+fn compile_source(source: &str, options: &[String]) -> Result<Ptx, BackendError> {
+    if !nvrtc_present() {
+        return Err(BackendError::new(
+            BackendOp::Init,
+            "the NVRTC library (libnvrtc) was not found",
+        ));
+    }
+    guarded("compiling the kernels", || {
+        let opts = CompileOptions {
+            options: options.to_vec(),
+            name: Some("forcefield_kernels.cu".to_string()),
+            ..Default::default()
+        };
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(source, opts)
+            .map_err(|e| BackendError::new(BackendOp::Init, compile_error_message(&e, options)))?;
+        let mut bytes = ptx
+            .as_bytes()
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| BackendError::new(BackendOp::Init, "NVRTC returned no PTX image"))?;
+        if bytes.last() != Some(&0) {
+            bytes.push(0);
+        }
+        Ok(Arc::new(bytes))
+    })
+}
+
+fn compile_error_message(e: &CompileError, options: &[String]) -> String {
+    match e {
+        CompileError::CompileError { nvrtc, log, .. } => format!(
+            "NVRTC failed to compile the kernels ({nvrtc:?}) with options {options:?}; compiler log:\n{}",
+            log.to_string_lossy()
+        ),
+        other => format!("NVRTC failed ({other:?}) with options {options:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_source_keeps_line_numbers_and_drops_includes() {
+        let src = program_source();
+        assert!(!src.contains("#include \"common.cuh\""));
+        for (name, _) in SOURCES {
+            assert!(src.contains(&format!("#line 1 \"{name}\"")), "{name}");
+        }
+        // Every line of every file is present, blanked includes counted, so `#line` stays true.
+        let expected: usize = SOURCES.iter().map(|(_, t)| t.lines().count() + 1).sum();
+        assert_eq!(src.lines().count(), expected);
+    }
+
+    #[test]
+    fn every_launched_kernel_is_defined_with_c_linkage() {
+        let src = program_source();
+        for name in super::super::launch::KERNEL_NAMES {
+            let decl = format!("extern \"C\" __global__ void {name}(");
+            assert!(
+                src.contains(&decl),
+                "kernel `{name}` is not defined as {decl}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_compile_error_carries_the_compiler_log() {
+        if !nvrtc_present() {
+            println!("skipped: no NVRTC");
+            return;
+        }
+        let src =
+            "#line 1 \"broken.cu\"\nextern \"C\" __global__ void k() { undeclared_name = 1; }\n";
+        let e = compile_source(src, &["-lineinfo".to_string()]).unwrap_err();
+        assert_eq!(e.op, BackendOp::Init);
+        assert!(e.message.contains("compiler log"), "{}", e.message);
+        assert!(e.message.contains("undeclared_name"), "{}", e.message);
+        assert!(e.message.contains("broken.cu"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_kernels_compile_when_nvrtc_is_present() {
+        if !nvrtc_present() {
+            println!("skipped: no NVRTC");
+            return;
+        }
+        let ptx = compiled_ptx(&default_options((9, 0))).unwrap();
+        let text = String::from_utf8_lossy(&ptx);
+        for name in super::super::launch::KERNEL_NAMES {
+            assert!(
+                text.contains(&format!(".entry {name}(")),
+                "{name} missing from the PTX"
+            );
+        }
+        // Contraction is off: no fused multiply-add in the arithmetic kernels.
+        assert!(
+            !text.contains("fma.rn.f32"),
+            "fused multiply-add in the PTX"
+        );
+        // The second request is served from the cache: the very same allocation.
+        let again = compiled_ptx(&default_options((9, 0))).unwrap();
+        assert!(Arc::ptr_eq(&ptx, &again));
+    }
+
+    #[test]
+    fn default_options_disable_contraction() {
+        let o = default_options((9, 0));
+        assert!(o.contains(&"--fmad=false".to_string()));
+        assert!(o.contains(&"-lineinfo".to_string()));
+        assert!(o.contains(&"--gpu-architecture=compute_90".to_string()));
+        assert!(!o.iter().any(|s| s.contains("fast")));
+    }
+}

@@ -1,0 +1,544 @@
+/*!
+From [`Launch`] to CUDA kernel launches: the function handles of the loaded module, the launch
+shapes (mirroring the constants of the `.cu` files in `kernels/`), the backend's own scratch memory, and one
+`enqueue_*` per kernel of the CPU backend that queues the CUDA function(s) doing its work.
+
+Every argument list here is in the order of the kernel's parameters in `kernels/`, which is the
+order of the fields of the `Launch` argument struct, device spans becoming pointers.
+*/
+
+use std::ffi::{c_void, CString};
+
+use cudarc::driver::result::{self, DriverError};
+use cudarc::driver::sys;
+
+use crate::backend::{
+    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
+    IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
+};
+
+/// Threads per block of the one-thread-per-item kernels (`NODE_THREADS` in `layout.cu`).
+const NODE_THREADS: u32 = 256;
+/// Most blocks of `bounds_reduce`, which strides over the nodes.
+const BOUNDS_MAX_BLOCKS: u32 = 1024;
+/// Bits per radix-sort pass (`RADIX_BITS` in `layout.cu`).
+const RADIX_BITS: u32 = 8;
+/// Digits per pass.
+const RADIX: u32 = 1 << RADIX_BITS;
+/// Threads of a sort block (`SORT_THREADS`).
+const SORT_THREADS: u32 = 256;
+/// Items per sort tile (`SORT_TILE` = `SORT_THREADS * SORT_ITEMS`).
+const SORT_TILE: u32 = SORT_THREADS * 16;
+/// Threads of the single-block scan (`SCAN_THREADS`).
+const SCAN_THREADS: u32 = 1024;
+/// Threads of a compaction block (`COMPACT_THREADS` in `sssp.cu`).
+const COMPACT_THREADS: u32 = 256;
+/// Nodes per compaction tile (`COMPACT_TILE`).
+const COMPACT_TILE: u32 = COMPACT_THREADS * 16;
+
+/// Every `__global__` function the backend launches.
+#[cfg(test)]
+pub const KERNEL_NAMES: &[&str] = &[
+    "bounds_reduce",
+    "bounds_finalize",
+    "build_grid",
+    "sort_histogram",
+    "sort_scan",
+    "sort_scatter",
+    "cell_bounds",
+    "force_pass",
+    "integrate",
+    "sssp_relax",
+    "frontier_count",
+    "frontier_compact",
+];
+
+/// Function handles of the loaded module, by kernel.
+#[derive(Debug)]
+pub struct Kernels {
+    bounds_reduce: sys::CUfunction,
+    bounds_finalize: sys::CUfunction,
+    build_grid: sys::CUfunction,
+    sort_histogram: sys::CUfunction,
+    sort_scan: sys::CUfunction,
+    sort_scatter: sys::CUfunction,
+    cell_bounds: sys::CUfunction,
+    force_pass: sys::CUfunction,
+    integrate: sys::CUfunction,
+    sssp_relax: sys::CUfunction,
+    frontier_count: sys::CUfunction,
+    frontier_compact: sys::CUfunction,
+}
+
+impl Kernels {
+    /// Looks every kernel up in `module`.
+    pub fn load(module: sys::CUmodule) -> Result<Self, DriverError> {
+        let get = |name: &str| {
+            // Kernel names are literals without NUL bytes.
+            let c = CString::new(name).unwrap_or_default();
+            // SAFETY: the module is loaded and outlives the handles (both owned by the backend).
+            unsafe { result::module::get_function(module, c) }
+        };
+        Ok(Kernels {
+            bounds_reduce: get("bounds_reduce")?,
+            bounds_finalize: get("bounds_finalize")?,
+            build_grid: get("build_grid")?,
+            sort_histogram: get("sort_histogram")?,
+            sort_scan: get("sort_scan")?,
+            sort_scatter: get("sort_scatter")?,
+            cell_bounds: get("cell_bounds")?,
+            force_pass: get("force_pass")?,
+            integrate: get("integrate")?,
+            sssp_relax: get("sssp_relax")?,
+            frontier_count: get("frontier_count")?,
+            frontier_compact: get("frontier_compact")?,
+        })
+    }
+}
+
+/// A device allocation the backend owns for a kernel's temporary data, grown on demand.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    addr: u64,
+    bytes: usize,
+}
+
+impl Scratch {
+    /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. The stream must
+    /// be idle: the old allocation is freed at once.
+    fn ensure(&mut self, bytes: usize) -> Result<u64, DriverError> {
+        if bytes > self.bytes || self.addr == 0 {
+            let want = bytes.max(self.bytes + self.bytes / 2).max(256);
+            // SAFETY: a plain device allocation in the current context.
+            let addr = unsafe { result::malloc_sync(want) }?;
+            self.release();
+            self.addr = addr;
+            self.bytes = want;
+        }
+        Ok(self.addr)
+    }
+
+    /// Frees the allocation (errors ignored: nothing can be done about them here).
+    pub fn release(&mut self) {
+        if self.addr != 0 {
+            // SAFETY: allocated by `ensure`, freed once.
+            let _ = unsafe { result::free_sync(self.addr) };
+            self.addr = 0;
+            self.bytes = 0;
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// The scratch memory of the kernels that need it.
+#[derive(Debug, Default)]
+pub struct ScratchSet {
+    /// Per-tile digit counts of the radix sort, then their offsets.
+    pub sort_hist: Scratch,
+    /// Keys between radix passes.
+    pub sort_keys: Scratch,
+    /// Values between radix passes.
+    pub sort_values: Scratch,
+    /// Per-tile flagged counts of the frontier compaction, then their offsets.
+    pub compact_tiles: Scratch,
+}
+
+impl ScratchSet {
+    /// Frees everything.
+    pub fn release(&mut self) {
+        self.sort_hist.release();
+        self.sort_keys.release();
+        self.sort_values.release();
+        self.compact_tiles.release();
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.sort_hist.bytes()
+            + self.sort_keys.bytes()
+            + self.sort_values.bytes()
+            + self.compact_tiles.bytes()
+    }
+}
+
+/// Pointers to the kernel arguments, in parameter order, for `cuLaunchKernel` (which copies the
+/// values at launch, so the referenced locals need only outlive the call).
+macro_rules! kernel_args {
+    ($($arg:expr),* $(,)?) => {
+        [$( ($arg) as *const _ as *mut c_void ),*]
+    };
+}
+
+/// Where kernels are queued.
+pub struct Queue<'a> {
+    /// The backend's stream.
+    pub stream: sys::CUstream,
+    /// The module's functions.
+    pub kernels: &'a Kernels,
+    /// The backend's scratch memory.
+    pub scratch: &'a mut ScratchSet,
+}
+
+fn blocks_for(items: u32, per_block: u32) -> u32 {
+    items.div_ceil(per_block)
+}
+
+impl Queue<'_> {
+    fn launch(
+        &self,
+        f: sys::CUfunction,
+        blocks: u32,
+        threads: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<(), DriverError> {
+        // SAFETY: `f` belongs to the loaded module; `args` point to values of the kernel's
+        // parameter types in its parameter order (see each caller); device addresses come from the
+        // engine's registry, as on the CPU backend, which is what the harness hunts bugs in.
+        unsafe { result::launch_kernel(f, (blocks, 1, 1), (threads, 1, 1), 0, self.stream, args) }
+    }
+
+    fn memset_u32(&self, dst: u64, value: u32, count: usize) -> Result<(), DriverError> {
+        // SAFETY: as for `launch`.
+        unsafe { sys::cuMemsetD32Async(dst, value, count, self.stream) }.result()
+    }
+
+    fn copy(&self, dst: u64, src: u64, bytes: usize) -> Result<(), DriverError> {
+        // SAFETY: as for `launch`.
+        unsafe { result::memcpy_dtod_async(dst, src, bytes, self.stream) }
+    }
+
+    /// Queues the kernels of one [`Launch`].
+    pub fn enqueue(&mut self, launch: &Launch) -> Result<(), DriverError> {
+        match launch {
+            Launch::BoundsReduce(a) => self.bounds_reduce(a),
+            Launch::BuildGrid(a) => self.build_grid(a),
+            Launch::SortPairs(a) => self.sort_pairs(a),
+            Launch::CellBounds(a) => self.cell_bounds(a),
+            Launch::ForcePass(a) => self.force_pass(a),
+            Launch::Integrate(a) => self.integrate(a),
+            Launch::SsspRelax(a) => self.sssp_relax(a),
+            Launch::FrontierCompact(a) => self.frontier_compact(a),
+        }
+    }
+
+    /// `bounds_reduce`: identities into the six words, the block reduction (none for an empty
+    /// graph), then `bounds_finalize` (which gives zeros for an empty box, as the CPU does).
+    fn bounds_reduce(&mut self, a: &BoundsReduceArgs) -> Result<(), DriverError> {
+        let bounds = a.bounds.addr;
+        self.memset_u32(bounds, u32::MAX, 3)?;
+        self.memset_u32(bounds + 12, 0, 3)?;
+        if a.num_nodes > 0 {
+            let blocks = blocks_for(a.num_nodes, NODE_THREADS).min(BOUNDS_MAX_BLOCKS);
+            let mut args = kernel_args![
+                &a.pos[0].addr,
+                &a.pos[1].addr,
+                &a.pos[2].addr,
+                &bounds,
+                &a.num_nodes,
+            ];
+            self.launch(self.kernels.bounds_reduce, blocks, NODE_THREADS, &mut args)?;
+        }
+        let mut args = kernel_args![&bounds];
+        self.launch(self.kernels.bounds_finalize, 1, 32, &mut args)
+    }
+
+    fn build_grid(&mut self, a: &BuildGridArgs) -> Result<(), DriverError> {
+        if a.num_nodes == 0 {
+            return Ok(());
+        }
+        let mut args = kernel_args![
+            &a.pos[0].addr,
+            &a.pos[1].addr,
+            &a.pos[2].addr,
+            &a.cell_keys.addr,
+            &a.node_order.addr,
+            &a.grid,
+            &a.num_nodes,
+        ];
+        let blocks = blocks_for(a.num_nodes, NODE_THREADS);
+        self.launch(self.kernels.build_grid, blocks, NODE_THREADS, &mut args)
+    }
+
+    /// `sort_pairs`: a stable LSD radix sort over the bits of the largest key, `num_cells - 1`
+    /// (see `layout.cu`). Passes alternate between the output and scratch buffers so that the last
+    /// one writes the output; the inputs are never written (the engine reads the unsorted keys
+    /// back for its oracles). With a single cell every key is 0 and the sort is a copy.
+    /// `cell_counts` is not used: the per-tile histograms live in scratch memory, since their size
+    /// depends on the item count, not on the cell count.
+    fn sort_pairs(&mut self, a: &SortArgs) -> Result<(), DriverError> {
+        let n = a.num_items;
+        if n == 0 {
+            return Ok(());
+        }
+        let max_key = a.num_cells.saturating_sub(1);
+        let bits = u32::BITS - max_key.leading_zeros();
+        let passes = bits.div_ceil(RADIX_BITS);
+        let bytes = n as usize * 4;
+        if passes == 0 {
+            self.copy(a.keys_out.addr, a.keys_in.addr, bytes)?;
+            return self.copy(a.values_out.addr, a.values_in.addr, bytes);
+        }
+        let tiles = blocks_for(n, SORT_TILE);
+        let hist_len = RADIX * tiles;
+        let hist = self.scratch.sort_hist.ensure(hist_len as usize * 4)?;
+        let (tmp_keys, tmp_values) = if passes > 1 {
+            (
+                self.scratch.sort_keys.ensure(bytes)?,
+                self.scratch.sort_values.ensure(bytes)?,
+            )
+        } else {
+            (0, 0)
+        };
+        let no_total: u64 = 0;
+        let (mut src_keys, mut src_values) = (a.keys_in.addr, a.values_in.addr);
+        for pass in 0..passes {
+            let (dst_keys, dst_values) = if (passes - 1 - pass) % 2 == 0 {
+                (a.keys_out.addr, a.values_out.addr)
+            } else {
+                (tmp_keys, tmp_values)
+            };
+            let shift = pass * RADIX_BITS;
+            let mut args = kernel_args![&src_keys, &hist, &n, &shift, &tiles];
+            self.launch(self.kernels.sort_histogram, tiles, SORT_THREADS, &mut args)?;
+            let mut args = kernel_args![&hist, &hist_len, &no_total];
+            self.launch(self.kernels.sort_scan, 1, SCAN_THREADS, &mut args)?;
+            let mut args = kernel_args![
+                &src_keys,
+                &src_values,
+                &dst_keys,
+                &dst_values,
+                &hist,
+                &n,
+                &shift,
+                &tiles,
+            ];
+            self.launch(self.kernels.sort_scatter, tiles, SORT_THREADS, &mut args)?;
+            (src_keys, src_values) = (dst_keys, dst_values);
+        }
+        Ok(())
+    }
+
+    fn cell_bounds(&mut self, a: &CellBoundsArgs) -> Result<(), DriverError> {
+        if a.num_items == 0 {
+            return Ok(());
+        }
+        let mut args = kernel_args![
+            &a.sorted_keys.addr,
+            &a.cell_start.addr,
+            &a.cell_end.addr,
+            &a.num_items,
+            &a.num_cells,
+        ];
+        let blocks = blocks_for(a.num_items, NODE_THREADS);
+        self.launch(self.kernels.cell_bounds, blocks, NODE_THREADS, &mut args)
+    }
+
+    fn force_pass(&mut self, a: &ForcePassArgs) -> Result<(), DriverError> {
+        if a.num_nodes == 0 {
+            return Ok(());
+        }
+        let mut args = kernel_args![
+            &a.pos[0].addr,
+            &a.pos[1].addr,
+            &a.pos[2].addr,
+            &a.force[0].addr,
+            &a.force[1].addr,
+            &a.force[2].addr,
+            &a.sorted_nodes.addr,
+            &a.cell_start.addr,
+            &a.cell_end.addr,
+            &a.row_offsets.addr,
+            &a.col_indices.addr,
+            &a.weights.addr,
+            &a.edge_target.addr,
+            &a.anchor[0].addr,
+            &a.anchor[1].addr,
+            &a.anchor[2].addr,
+            &a.anchor_k.addr,
+            &a.sssp_dist.addr,
+            &a.grid,
+            &a.params,
+            &a.num_nodes,
+            &a.stencil_radius,
+        ];
+        let blocks = blocks_for(a.num_nodes, NODE_THREADS);
+        self.launch(self.kernels.force_pass, blocks, NODE_THREADS, &mut args)
+    }
+
+    fn integrate(&mut self, a: &IntegrateArgs) -> Result<(), DriverError> {
+        if a.num_nodes == 0 {
+            return Ok(());
+        }
+        let mut args = kernel_args![
+            &a.pos_in[0].addr,
+            &a.pos_in[1].addr,
+            &a.pos_in[2].addr,
+            &a.vel_in[0].addr,
+            &a.vel_in[1].addr,
+            &a.vel_in[2].addr,
+            &a.force[0].addr,
+            &a.force[1].addr,
+            &a.force[2].addr,
+            &a.mass.addr,
+            &a.pos_out[0].addr,
+            &a.pos_out[1].addr,
+            &a.pos_out[2].addr,
+            &a.vel_out[0].addr,
+            &a.vel_out[1].addr,
+            &a.vel_out[2].addr,
+            &a.params,
+            &a.num_nodes,
+        ];
+        let blocks = blocks_for(a.num_nodes, NODE_THREADS);
+        self.launch(self.kernels.integrate, blocks, NODE_THREADS, &mut args)
+    }
+
+    fn sssp_relax(&mut self, a: &SsspRelaxArgs) -> Result<(), DriverError> {
+        if a.frontier_len == 0 {
+            return Ok(());
+        }
+        let mut args = kernel_args![
+            &a.row_offsets.addr,
+            &a.col_indices.addr,
+            &a.weights.addr,
+            &a.dist.addr,
+            &a.frontier.addr,
+            &a.flags.addr,
+            &a.frontier_len,
+        ];
+        let blocks = blocks_for(a.frontier_len, NODE_THREADS);
+        self.launch(self.kernels.sssp_relax, blocks, NODE_THREADS, &mut args)
+    }
+
+    /// `frontier_compact`: flagged counts per tile, their scan (which also writes the new frontier
+    /// length), then each tile's flagged nodes in order.
+    fn frontier_compact(&mut self, a: &FrontierCompactArgs) -> Result<(), DriverError> {
+        let n = a.num_nodes;
+        if n == 0 {
+            return self.memset_u32(a.frontier_len.addr, 0, 1);
+        }
+        let tiles = blocks_for(n, COMPACT_TILE);
+        let counts = self.scratch.compact_tiles.ensure(tiles as usize * 4)?;
+        let mut args = kernel_args![&a.flags.addr, &counts, &n];
+        self.launch(
+            self.kernels.frontier_count,
+            tiles,
+            COMPACT_THREADS,
+            &mut args,
+        )?;
+        let mut args = kernel_args![&counts, &tiles, &a.frontier_len.addr];
+        self.launch(self.kernels.sort_scan, 1, SCAN_THREADS, &mut args)?;
+        let mut args = kernel_args![
+            &a.flags.addr,
+            &a.frontier.addr,
+            &a.frontier_len.addr,
+            &n,
+            &counts,
+        ];
+        self.launch(
+            self.kernels.frontier_compact,
+            tiles,
+            COMPACT_THREADS,
+            &mut args,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::compile::SOURCES;
+
+    fn source(name: &str) -> &'static str {
+        SOURCES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .unwrap()
+    }
+
+    /// The value of `#define NAME <value>` in a kernel source, with its `u` suffix dropped.
+    fn define(file: &str, name: &str) -> String {
+        let prefix = format!("#define {name} ");
+        source(file)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{name} not defined in {file}"))
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn launch_shapes_match_the_kernel_sources() {
+        assert_eq!(
+            define("layout.cu", "NODE_THREADS"),
+            format!("{NODE_THREADS}u")
+        );
+        assert_eq!(define("layout.cu", "RADIX_BITS"), format!("{RADIX_BITS}u"));
+        assert_eq!(
+            define("layout.cu", "SORT_THREADS"),
+            format!("{SORT_THREADS}u")
+        );
+        assert_eq!(
+            define("layout.cu", "SORT_ITEMS"),
+            format!("{}u", SORT_TILE / SORT_THREADS)
+        );
+        assert_eq!(
+            define("layout.cu", "SCAN_THREADS"),
+            format!("{SCAN_THREADS}u")
+        );
+        assert_eq!(
+            define("sssp.cu", "COMPACT_THREADS"),
+            format!("{COMPACT_THREADS}u")
+        );
+        assert_eq!(
+            define("sssp.cu", "COMPACT_ITEMS"),
+            format!("{}u", COMPACT_TILE / COMPACT_THREADS)
+        );
+        // The sort's per-block shared counters are indexed by thread: one digit per thread.
+        assert_eq!(RADIX, SORT_THREADS);
+    }
+
+    /// Field names of `struct NAME { ... }` in `text`, in order (`type name;` or `pub name: type,`).
+    fn fields(text: &str, open: &str) -> Vec<String> {
+        let start = text
+            .find(open)
+            .unwrap_or_else(|| panic!("{open} not found"));
+        let body = &text[start + open.len()..];
+        let body = &body[..body.find('}').unwrap()];
+        body.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with("/*"))
+            .map(|l| {
+                if let Some(rust) = l.strip_prefix("pub ") {
+                    rust.split(':').next().unwrap().trim().to_string()
+                } else {
+                    let decl = l.trim_end_matches(';');
+                    let name = decl.split_whitespace().last().unwrap();
+                    name.split('[').next().unwrap().to_string()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn structs_have_the_rust_field_order() {
+        let cuh = source("common.cuh");
+        let params = include_str!("../../params.rs");
+        let backend = include_str!("../mod.rs");
+        assert_eq!(
+            fields(cuh, "struct KernelParams {"),
+            fields(params, "pub struct KernelParams {")
+        );
+        assert_eq!(
+            fields(cuh, "struct GridSpec {"),
+            fields(backend, "pub struct GridSpec {")
+        );
+        assert_eq!(std::mem::size_of::<crate::params::KernelParams>(), 21 * 4);
+        assert_eq!(std::mem::size_of::<crate::backend::GridSpec>(), 7 * 4);
+    }
+}

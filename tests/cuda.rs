@@ -1,0 +1,672 @@
+/*!
+Tests of the CUDA backend: against the CPU backend (differential), against itself (determinism), and
+its error paths. On a machine without a usable CUDA device every test prints
+`skipped: no CUDA device` and passes.
+
+# The tolerance of the differential tests
+
+Both backends run the same operations in the same order on IEEE single precision: the CUDA kernels
+are compiled without fused multiply-add, division and square root are correctly rounded on both, the
+bounding box is a min/max (order independent), the sort is stable on both (the same permutation),
+and each node's force is summed in the same order (neighbour cells z, y, x ascending, slots
+ascending, springs in CSR order, gravity, constraints). So positions are expected to agree bit for
+bit, and the grid stage (keys, sorted order, cell ranges) and SSSP distances are asserted to.
+
+Positions are compared with a tolerance all the same, so that the test states what "agree" means
+should a compiler ever reorder a sum: one reordering of a sum of k terms moves it by at most about
+k * 2^-24 * sum|terms|; with k ~ 100 terms of magnitude up to `max_force`, dt = 0.2, that is ~1e-4
+per coordinate per step, and the dynamics amplify it over the ~20 compared steps (the layout is
+chaotic: over hundreds of steps any difference grows to the size of the layout, hence cases are
+short). The bound used is `|cpu - cuda| <= 1e-3 * (1 + |cpu|)` per coordinate, after every step.
+The tests print how many coordinates were bit-identical: on an H200 (driver 580, NVRTC 13.0) all
+3,055,008 coordinates compared by the differential test were, as were all grid-stage results.
+*/
+
+mod common;
+
+use forcefield::backend::{BoundsReduceArgs, BuildGridArgs, DeviceSpan, Launch};
+use forcefield::params::features;
+use forcefield::{
+    Backend, BufferName, CpuBackend, CudaBackend, Edge, Engine, EngineError, GraphSpec, SimParams,
+};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Relative tolerance of the differential comparison (see the module documentation).
+const TOLERANCE: f32 = 1e-3;
+
+/// Returns early, printing the skip line, when there is no usable CUDA device.
+macro_rules! require_cuda {
+    () => {
+        if !CudaBackend::is_available() {
+            println!("skipped: no CUDA device");
+            return;
+        }
+    };
+}
+
+fn cuda() -> CudaBackend {
+    CudaBackend::new(0).unwrap_or_else(|e| panic!("CUDA backend: {e}"))
+}
+
+// ---- comparison -------------------------------------------------------------------------------
+
+/// Counts of a differential run.
+#[derive(Default, Debug)]
+struct Agreement {
+    coordinates: usize,
+    identical: usize,
+    max_relative: f32,
+}
+
+impl Agreement {
+    /// Checks `cuda` against `cpu` within the tolerance; panics naming the first disagreement.
+    fn compare(&mut self, what: &str, cpu: &[[f32; 3]], cuda: &[[f32; 3]]) {
+        assert_eq!(cpu.len(), cuda.len(), "{what}: node counts differ");
+        for (i, (a, b)) in cpu.iter().zip(cuda).enumerate() {
+            for k in 0..3 {
+                self.coordinates += 1;
+                if a[k].to_bits() == b[k].to_bits() {
+                    self.identical += 1;
+                    continue;
+                }
+                let rel = (a[k] - b[k]).abs() / (1.0 + a[k].abs());
+                assert!(
+                    rel <= TOLERANCE,
+                    "{what}: node {i} axis {k}: cpu {} cuda {} (relative {rel:e} > {TOLERANCE:e})",
+                    a[k],
+                    b[k]
+                );
+                self.max_relative = self.max_relative.max(rel);
+            }
+        }
+    }
+
+    fn report(&self, what: &str) {
+        println!(
+            "{what}: {} of {} coordinates bit-identical, largest relative difference {:e}",
+            self.identical, self.coordinates, self.max_relative
+        );
+    }
+}
+
+// ---- random operation sequences ----------------------------------------------------------------
+
+/// One operation of a case.
+#[derive(Clone, Debug)]
+enum Op {
+    Step(u32),
+    AddNodes(u32),
+    RemoveNodes(Vec<u32>),
+    AddEdges(Vec<Edge>),
+    RemoveEdges(Vec<(u32, u32)>),
+    Reserve(u32, u32),
+    ShrinkToFit,
+    Anchor(u32, [f32; 3], f32),
+    Distance(u32, u32, f32),
+    Sssp(u32),
+    Params(SimParams),
+}
+
+/// Parameters of a case: defaults, or one of a few variants that reach other code paths.
+fn params_variant(r: &mut ChaCha8Rng, seed: u64) -> SimParams {
+    let base = SimParams {
+        seed,
+        ..SimParams::default()
+    };
+    match r.gen_range(0..6) {
+        0 => base,
+        1 => SimParams {
+            feature_flags: features::DEFAULT | features::THERMAL_NOISE,
+            temperature: 0.5,
+            ..base
+        },
+        2 => SimParams {
+            separation_radius: 2.0,
+            repel_k: 80.0,
+            ..base
+        },
+        3 => SimParams {
+            feature_flags: features::DEFAULT | features::SSSP_REST_LENGTH,
+            sssp_alpha: 0.5,
+            ..base
+        },
+        4 => SimParams {
+            grid_cell_size: 3.0,
+            repulsion_cutoff: 6.0,
+            ..base
+        },
+        _ => SimParams {
+            viewport_bounds: 8.0,
+            boundary_damping: 0.8,
+            warmup_iterations: 0,
+            ..base
+        },
+    }
+}
+
+/// The next operation, drawn from the current state of an engine (both engines of a differential
+/// run have the same counts and edges, so drawing from either gives the same operation).
+fn next_op<Bk: Backend>(r: &mut ChaCha8Rng, engine: &Engine<Bk>) -> Op {
+    let n = engine.num_nodes();
+    let roll = r.gen_range(0..100);
+    match roll {
+        0..=44 => Op::Step(r.gen_range(1..=2)),
+        45..=54 => {
+            // Often past capacity, to exercise growth.
+            let extra = (engine.allocated_nodes() as u32).saturating_sub(n);
+            Op::AddNodes(r.gen_range(1..=extra + 1 + n / 4))
+        }
+        55..=61 if n > 4 => {
+            let k = r.gen_range(1..=(n / 8).max(1));
+            Op::RemoveNodes((0..k).map(|_| r.gen_range(0..n)).collect())
+        }
+        62..=69 if n > 0 => {
+            let k = r.gen_range(1..=n.min(64));
+            Op::AddEdges(common::random_edges(r, n, k as usize, |r| {
+                [0.0, 0.5, 1.0, 2.5][r.gen_range(0..4)]
+            }))
+        }
+        70..=74 if !engine.edges().is_empty() => {
+            let edges = engine.edges();
+            let k = r.gen_range(1..=edges.len().min(16));
+            Op::RemoveEdges(
+                (0..k)
+                    .map(|_| {
+                        let e = edges[r.gen_range(0..edges.len())];
+                        (e.u, e.v)
+                    })
+                    .collect(),
+            )
+        }
+        75..=77 => Op::Reserve(n + r.gen_range(0..200), engine.num_edges() + 100),
+        78..=81 => Op::ShrinkToFit,
+        82..=85 if n > 0 => Op::Anchor(
+            r.gen_range(0..n),
+            [
+                r.gen_range(-20.0..20.0),
+                r.gen_range(-20.0..20.0),
+                r.gen_range(-20.0..20.0),
+            ],
+            r.gen_range(0.0..0.5),
+        ),
+        86..=88 if !engine.edges().is_empty() => {
+            let e = engine.edges()[r.gen_range(0..engine.edges().len())];
+            Op::Distance(e.u, e.v, r.gen_range(1.0..8.0))
+        }
+        89..=94 if n > 0 => Op::Sssp(r.gen_range(0..n)),
+        95..=99 => Op::Params(params_variant(r, engine.params().seed)),
+        _ => Op::Step(1),
+    }
+}
+
+/// Applies `op`; SSSP returns its distances.
+fn apply<Bk: Backend>(engine: &mut Engine<Bk>, op: &Op) -> Result<Option<Vec<f32>>, EngineError> {
+    match op {
+        Op::Step(k) => engine.step(*k)?,
+        Op::AddNodes(k) => {
+            engine.add_nodes(*k, None)?;
+        }
+        Op::RemoveNodes(ids) => engine.remove_nodes(ids)?,
+        Op::AddEdges(edges) => engine.add_edges(edges)?,
+        Op::RemoveEdges(pairs) => {
+            engine.remove_edges(pairs)?;
+        }
+        Op::Reserve(n, m) => engine.reserve(*n, *m)?,
+        Op::ShrinkToFit => engine.shrink_to_fit()?,
+        Op::Anchor(node, target, k) => engine.set_position_constraint(*node, *target, *k)?,
+        Op::Distance(u, v, d) => engine.set_distance_constraint(*u, *v, *d)?,
+        Op::Sssp(source) => return engine.run_sssp(*source).map(Some),
+        Op::Params(p) => engine.set_params(p.clone())?,
+    }
+    Ok(None)
+}
+
+/// A random starting graph and parameters for case `seed`.
+fn initial_case(seed: u64, max_nodes: u32) -> (GraphSpec, SimParams) {
+    let mut r = common::rng(seed);
+    let n = r.gen_range(1..=max_nodes);
+    let m = r.gen_range(0..=3 * n as usize);
+    let edges = common::random_edges(&mut r, n, m, |r| r.gen_range(0.0..3.0));
+    let params = params_variant(&mut r, seed);
+    (
+        GraphSpec {
+            num_nodes: n,
+            edges,
+            positions: None,
+        },
+        params,
+    )
+}
+
+/// Runs case `seed` on both backends, comparing after every operation; returns the agreement.
+fn differential_case(seed: u64, max_nodes: u32, steps: u32, agreement: &mut Agreement) {
+    let (graph, params) = initial_case(seed, max_nodes);
+    let mut cpu = Engine::new(CpuBackend::new(), &graph, params.clone()).unwrap();
+    let mut gpu = Engine::new(cuda(), &graph, params).unwrap();
+    let mut r = common::rng(seed ^ 0x5eed);
+    let mut stepped = 0;
+    let mut log = Vec::new();
+    while stepped < steps {
+        let op = next_op(&mut r, &cpu);
+        log.push(op.clone());
+        let what = format!(
+            "case {seed}, after {:?}",
+            log.iter().rev().take(3).collect::<Vec<_>>()
+        );
+        let a = apply(&mut cpu, &op).unwrap_or_else(|e| panic!("cpu: {what}: {e}"));
+        let b = apply(&mut gpu, &op).unwrap_or_else(|e| panic!("cuda: {what}: {e}"));
+        if let (Some(a), Some(b)) = (&a, &b) {
+            assert_eq!(
+                common::bits3(&a.iter().map(|&d| [d, 0.0, 0.0]).collect::<Vec<_>>()),
+                common::bits3(&b.iter().map(|&d| [d, 0.0, 0.0]).collect::<Vec<_>>()),
+                "{what}: SSSP distances differ"
+            );
+        }
+        if let Op::Step(k) = op {
+            stepped += k;
+        }
+        assert_eq!(cpu.num_nodes(), gpu.num_nodes());
+        agreement.compare(
+            &format!("{what}: positions"),
+            &cpu.positions().unwrap(),
+            &gpu.positions().unwrap(),
+        );
+        agreement.compare(
+            &format!("{what}: velocities"),
+            &cpu.velocities().unwrap(),
+            &gpu.velocities().unwrap(),
+        );
+    }
+    assert!(gpu.lost_context().is_none());
+}
+
+// ---- tests ------------------------------------------------------------------------------------
+
+#[test]
+fn backend_moves_memory_like_the_cpu_backend() {
+    require_cuda!();
+    let mut b = cuda();
+    assert_eq!(b.name(), "cuda");
+    assert!(b.device_description().contains("cuda"));
+    let base = b.bytes_allocated();
+    let a = b.alloc(BufferName::PosInX, 4096).unwrap();
+    let c = b.alloc(BufferName::PosInY, 4096).unwrap();
+    let empty = b.alloc(BufferName::Mass, 0).unwrap();
+    assert_eq!(empty.bytes, 0, "a zero-byte buffer reports zero bytes");
+    assert!(empty.addr != 0 && empty.addr != a.addr && empty.addr != c.addr);
+    assert_eq!(b.bytes_allocated(), base + 8192);
+
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    b.upload(a.addr, &data).unwrap();
+    b.copy(c.addr, a.addr, 4096).unwrap();
+    b.fill_u32(c.addr + 1024, 16, 0xdead_beef).unwrap();
+    let mut back = vec![0u8; 4096];
+    b.download(c.addr, &mut back).unwrap();
+    let mut expected = data.clone();
+    for w in 0..16 {
+        expected[1024 + 4 * w..1024 + 4 * w + 4].copy_from_slice(&0xdead_beefu32.to_ne_bytes());
+    }
+    assert_eq!(back, expected);
+    // An upload at an offset lands there.
+    b.upload(a.addr + 8, &[1, 2, 3, 4]).unwrap();
+    let mut word = [0u8; 4];
+    b.download(a.addr + 8, &mut word).unwrap();
+    assert_eq!(word, [1, 2, 3, 4]);
+    b.synchronize().unwrap();
+
+    b.free(a);
+    b.free(c);
+    b.free(empty);
+    assert_eq!(b.bytes_allocated(), base);
+}
+
+#[test]
+fn bounds_of_no_nodes_are_zeros_and_of_some_nodes_exact() {
+    require_cuda!();
+    let mut b = cuda();
+    let pos = [
+        b.alloc(BufferName::PosInX, 4 * 3).unwrap(),
+        b.alloc(BufferName::PosInY, 4 * 3).unwrap(),
+        b.alloc(BufferName::PosInZ, 4 * 3).unwrap(),
+    ];
+    let bounds = b.alloc(BufferName::Bounds, 24).unwrap();
+    let span = |a: forcefield::backend::DeviceAlloc, name, cap| DeviceSpan {
+        addr: a.addr,
+        capacity: cap,
+        buffer: name,
+    };
+    let coords: [[f32; 3]; 3] = [[1.5, -2.0, 0.0], [-7.25, 3.0, -0.5], [2.0, 1.0, 9.0]];
+    for (axis, a) in pos.iter().enumerate() {
+        let bytes: Vec<u8> = coords.iter().flat_map(|p| p[axis].to_ne_bytes()).collect();
+        b.upload(a.addr, &bytes).unwrap();
+    }
+    let read = |b: &mut CudaBackend| {
+        let mut raw = [0u8; 24];
+        b.download(bounds.addr, &mut raw).unwrap();
+        raw.chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<_>>()
+    };
+    let args = |n| {
+        Launch::BoundsReduce(BoundsReduceArgs {
+            pos: [
+                span(pos[0], BufferName::PosInX, 3),
+                span(pos[1], BufferName::PosInY, 3),
+                span(pos[2], BufferName::PosInZ, 3),
+            ],
+            bounds: span(bounds, BufferName::Bounds, 6),
+            num_nodes: n,
+        })
+    };
+    b.fill_u32(bounds.addr, 6, 0x7fc0_0000).unwrap();
+    let seconds = b.launch(&args(0)).unwrap();
+    assert!(seconds >= 0.0);
+    assert_eq!(read(&mut b), vec![0.0; 6]);
+    b.launch(&args(3)).unwrap();
+    assert_eq!(read(&mut b), vec![-7.25, -2.0, -0.5, 2.0, 3.0, 9.0]);
+}
+
+/// The grid stage of one step (bounding box, keys, stable sort, cell ranges) on both backends.
+fn assert_grid_stage_equal(label: &str, graph: &GraphSpec, params: SimParams) {
+    let mut cpu = Engine::new(CpuBackend::new(), graph, params.clone()).unwrap();
+    let mut gpu = Engine::new(cuda(), graph, params).unwrap();
+    for step in 0..3 {
+        cpu.step(1).unwrap();
+        gpu.step(1).unwrap();
+        let a = cpu.inspect_grid().unwrap().unwrap();
+        let b = gpu.inspect_grid().unwrap().unwrap();
+        assert_eq!(a.grid, b.grid, "{label}, step {step}: grids differ");
+        assert_eq!(a.cell_keys, b.cell_keys, "{label}, step {step}: cell keys");
+        assert_eq!(
+            a.sorted_keys, b.sorted_keys,
+            "{label}, step {step}: sorted keys"
+        );
+        assert_eq!(
+            a.sorted_nodes, b.sorted_nodes,
+            "{label}, step {step}: sorted nodes (stability)"
+        );
+        assert_eq!(
+            a.cell_start, b.cell_start,
+            "{label}, step {step}: cell starts"
+        );
+        assert_eq!(a.cell_end, b.cell_end, "{label}, step {step}: cell ends");
+        let mut agreement = Agreement::default();
+        agreement.compare(label, &cpu.positions().unwrap(), &gpu.positions().unwrap());
+        if step == 2 {
+            agreement.report(label);
+        }
+    }
+}
+
+#[test]
+fn grid_stage_equals_the_cpu_bit_for_bit() {
+    require_cuda!();
+    let mut r = common::rng(11);
+    let n = 20_000;
+    let edges = common::random_edges(&mut r, n, 40_000, |_| 1.0);
+    let graph = GraphSpec {
+        num_nodes: n,
+        edges,
+        positions: None,
+    };
+    // Automatic cell size: about one radix pass per 8 bits of the cell count.
+    assert_grid_stage_equal("auto cells", &graph, SimParams::default());
+    // Tiny cells: the cell cap binds, ~2M cells, three radix passes.
+    let tiny = SimParams {
+        grid_cell_size: 0.5,
+        repulsion_cutoff: 0.5,
+        ..SimParams::default()
+    };
+    assert_grid_stage_equal("cell-capped grid", &graph, tiny);
+    // Huge cells: a few cells with thousands of nodes each, spanning many sort tiles (stability).
+    let huge = SimParams {
+        grid_cell_size: 60.0,
+        repulsion_cutoff: 2.0,
+        ..SimParams::default()
+    };
+    assert_grid_stage_equal("crowded cells", &graph, huge);
+    // Every node at one point: one cell, the sort is a copy.
+    let same = GraphSpec {
+        num_nodes: 5_000,
+        edges: vec![Edge::new(0, 1)],
+        positions: Some(vec![[3.0, -1.0, 2.0]; 5_000]),
+    };
+    assert_grid_stage_equal("coincident nodes", &same, SimParams::default());
+}
+
+#[test]
+fn positions_follow_the_cpu_step_by_step_through_resizes() {
+    require_cuda!();
+    let mut agreement = Agreement::default();
+    for seed in 0..24 {
+        differential_case(seed, 400, 20, &mut agreement);
+    }
+    for seed in 100..103 {
+        differential_case(seed, 12_000, 12, &mut agreement);
+    }
+    agreement.report("differential");
+}
+
+#[test]
+fn sssp_distances_equal_the_cpu_exactly() {
+    require_cuda!();
+    for seed in 0..12u64 {
+        let mut r = common::rng(1000 + seed);
+        let n = [1, 2, 50, 700, 9_000, 30_000][seed as usize % 6];
+        let m = r.gen_range(0..=4 * n as usize);
+        // Weights that round differently along different paths, and zeros.
+        let edges = common::random_edges(&mut r, n, m, |r| match r.gen_range(0..4) {
+            0 => 0.0,
+            1 => 0.1,
+            2 => r.gen_range(0.0..10.0),
+            _ => 1.0 / 3.0,
+        });
+        let graph = GraphSpec {
+            num_nodes: n,
+            edges,
+            positions: None,
+        };
+        let mut cpu = Engine::new(CpuBackend::new(), &graph, SimParams::default()).unwrap();
+        let mut gpu = Engine::new(cuda(), &graph, SimParams::default()).unwrap();
+        for _ in 0..3 {
+            let source = r.gen_range(0..n);
+            let a = cpu.run_sssp(source).unwrap();
+            let b = gpu.run_sssp(source).unwrap();
+            assert_eq!(a.len(), b.len());
+            for (v, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "graph {seed} (n = {n}, m = {m}), source {source}, node {v}: cpu {x} cuda {y}"
+                );
+            }
+            assert_eq!(b[source as usize], 0.0);
+        }
+    }
+}
+
+#[test]
+fn a_case_run_twice_on_cuda_gives_identical_bits() {
+    require_cuda!();
+    for seed in [3u64, 7, 104] {
+        let max_nodes = if seed > 100 { 12_000 } else { 400 };
+        let run = || {
+            let (graph, params) = initial_case(seed, max_nodes);
+            let mut e = Engine::new(cuda(), &graph, params).unwrap();
+            let mut r = common::rng(seed ^ 0x5eed);
+            let mut trace = Vec::new();
+            let mut stepped = 0;
+            while stepped < 30 {
+                let op = next_op(&mut r, &e);
+                if let Some(d) = apply(&mut e, &op).unwrap() {
+                    trace.push(d.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                }
+                if let Op::Step(k) = op {
+                    stepped += k;
+                    let (p, v) = common::state_bits(&mut e);
+                    trace.push(p.into_iter().chain(v).flatten().collect());
+                }
+            }
+            trace
+        };
+        let first = run();
+        let second = run();
+        assert_eq!(first.len(), second.len());
+        for (i, (a, b)) in first.iter().zip(&second).enumerate() {
+            assert!(a == b, "case {seed}: record {i} differs between two runs");
+        }
+    }
+}
+
+/// Set in the child process that provokes a sticky fault.
+const STICKY_CHILD: &str = "FORCEFIELD_CUDA_STICKY_CHILD";
+
+/// A sticky fault loses CUDA for the whole process (CUDA says the process must be restarted; a new
+/// context fails the same way), so the fault is provoked in a child: this test binary running only
+/// this test, with `STICKY_CHILD` set. The parent checks that the child passed.
+#[test]
+fn a_sticky_fault_is_reported_and_then_every_call_refused() {
+    require_cuda!();
+    const NAME: &str = "a_sticky_fault_is_reported_and_then_every_call_refused";
+    if std::env::var_os(STICKY_CHILD).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(STICKY_CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("sticky fault checked"),
+            "child process failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        return;
+    }
+    let mut b = cuda();
+    let keys = b.alloc(BufferName::CellKeys, 1024).unwrap();
+    let bogus = |addr| DeviceSpan {
+        addr,
+        capacity: 1 << 24,
+        buffer: BufferName::PosInX,
+    };
+    // Positions read from an unmapped address: the kernel faults.
+    let launch = Launch::BuildGrid(BuildGridArgs {
+        pos: [bogus(0x100), bogus(0x100), bogus(0x100)],
+        cell_keys: bogus(keys.addr),
+        node_order: bogus(keys.addr),
+        grid: forcefield::GridSpec {
+            origin: [0.0; 3],
+            cell_size: 1.0,
+            dims: [1, 1, 1],
+        },
+        num_nodes: 1 << 20,
+    });
+    let e = b.launch(&launch).unwrap_err();
+    assert!(e.sticky, "expected a sticky error, got {e}");
+    assert_eq!(e.kernel, Some("build_grid"));
+    assert!(e.message.contains("CUDA_ERROR"), "{e}");
+    assert_eq!(b.lost_context(), Some(&e));
+    // Nothing touches the lost context again: every call gives the same error.
+    assert_eq!(b.synchronize().unwrap_err(), e);
+    assert_eq!(b.alloc(BufferName::Mass, 4).unwrap_err(), e);
+    let mut out = [0u8; 4];
+    assert_eq!(b.download(keys.addr, &mut out).unwrap_err(), e);
+    b.free(keys);
+    drop(b);
+    // The loss is process-wide: a new backend fails to start, with an error rather than a panic.
+    let again = CudaBackend::new(0).unwrap_err();
+    assert!(again.sticky, "{again}");
+    println!("sticky fault checked: {e}; a new backend then fails with: {again}");
+}
+
+#[test]
+fn a_boxed_cuda_backend_steps_and_logs_every_kernel() {
+    require_cuda!();
+    let graph = GraphSpec {
+        num_nodes: 3,
+        edges: vec![Edge::new(0, 1)],
+        positions: None,
+    };
+    let backend: Box<dyn Backend> = Box::new(cuda());
+    let mut e = Engine::new(backend, &graph, SimParams::default()).unwrap();
+    e.step(2).unwrap();
+    assert!(e
+        .positions()
+        .unwrap()
+        .iter()
+        .flatten()
+        .all(|c| c.is_finite()));
+    // Six kernels per step, each timed by CUDA events.
+    assert_eq!(e.kernel_log().launches(), 12);
+    let records = e.kernel_log().recent();
+    for name in [
+        "bounds_reduce",
+        "build_grid",
+        "sort_pairs",
+        "cell_bounds",
+        "force_pass",
+        "integrate",
+    ] {
+        assert!(
+            records.iter().any(|r| r.kernel == name),
+            "{name} not logged"
+        );
+    }
+    assert!(records
+        .iter()
+        .all(|r| r.duration_us.is_finite() && r.duration_us >= 0.0));
+}
+
+/// Not a test of correctness: prints the median device time of each kernel and the wall time of a
+/// whole step (which includes the bounding-box read-back and the per-launch synchronization) at
+/// 10k, 100k and 1M nodes with 10 edges per node. Run explicitly:
+/// `cargo test --release --test cuda -- --ignored report_gpu_step_times --nocapture`.
+#[test]
+#[ignore = "prints timings; run explicitly on a GPU machine"]
+fn report_gpu_step_times() {
+    require_cuda!();
+    for n in [10_000u32, 100_000, 1_000_000] {
+        let mut r = common::rng(n as u64);
+        let edges = common::random_edges(&mut r, n, 10 * n as usize, |_| 1.0);
+        let graph = GraphSpec {
+            num_nodes: n,
+            edges,
+            positions: None,
+        };
+        let mut e = Engine::new(cuda(), &graph, SimParams::default()).unwrap();
+        e.step(5).unwrap();
+        let steps = 40;
+        let t = std::time::Instant::now();
+        e.step(steps).unwrap();
+        let wall_ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        let records = e.kernel_log().recent();
+        let mut line = format!("n = {n}, m = {}: step wall {wall_ms:.3} ms;", 10 * n);
+        let mut total = 0.0;
+        for name in [
+            "bounds_reduce",
+            "build_grid",
+            "sort_pairs",
+            "cell_bounds",
+            "force_pass",
+            "integrate",
+        ] {
+            let mut d: Vec<f64> = records
+                .iter()
+                .filter(|r| r.kernel == name)
+                .map(|r| r.duration_us)
+                .collect();
+            d.sort_by(f64::total_cmp);
+            let median = d.get(d.len() / 2).copied().unwrap_or(f64::NAN);
+            total += median;
+            line.push_str(&format!(" {name} {median:.1} us"));
+        }
+        line.push_str(&format!("; kernels {:.3} ms", total / 1e3));
+        if let Some(g) = e.grid() {
+            line.push_str(&format!("; {} cells", g.num_cells()));
+        }
+        println!("{line}");
+    }
+}
