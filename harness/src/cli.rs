@@ -1,4 +1,254 @@
-//! Placeholder; replaced by the CLI.
+/*!
+The `forcefield` command line: argument parsing, dispatch to one module per subcommand, and the one
+place where errors become exit codes.
+
+Responsible for nothing else: each subcommand is a variant of [`Command`] whose arguments and work
+live in its own module (`layout` in [`crate::layout`]; `run`, `repro`, `minimize`, `ci`, `soak`,
+`merge`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
+`Result<(), CliError>`; [`main_with_args`] prints the error as one line and returns its exit code
+([`crate::exit`]):
+
+| outcome | exit | stderr |
+|---|---|---|
+| success | 0 | |
+| findings ([`CliError::Findings`]) | 1 | `finding: ...` |
+| clap usage error (unknown flag, bad value) | 2 | clap's own message |
+| bad input ([`CliError::Input`]) | 2 | `error: ...` (one line, causes joined by `: `) |
+| environment, e.g. no CUDA ([`CliError::Environment`]) | 3 | `error: ...` |
+*/
+
+use std::ffi::OsString;
+use std::io::Write as _;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+
+/// Forcefield: crash hunting and benchmarks for GPU graph-layout engines.
+#[derive(Debug, Parser)]
+#[command(name = "forcefield", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands; each dispatches to its own module.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lay out a graph file; write positions (JSON) and a picture (SVG).
+    Layout(crate::layout::LayoutArgs),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn dispatch(self) -> Result<(), CliError> {
+        match self {
+            Command::Layout(args) => crate::layout::run(&args),
+        }
+    }
+}
+
+/// Which engine backend a command should use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU backend (emulated device memory with guard pages).
+    Cpu,
+    /// The CUDA backend.
+    Cuda,
+    /// CUDA when a device is usable, otherwise CPU.
+    Auto,
+}
+
+/// A backend a command can actually run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResolvedBackend {
+    /// [`forcefield::CpuBackend`].
+    Cpu,
+}
+
+impl ResolvedBackend {
+    /// The name written into outputs and summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResolvedBackend::Cpu => "cpu",
+        }
+    }
+}
+
+impl BackendChoice {
+    /// The backend this choice gives in this build, with a note for the user when the choice was
+    /// made for them (`auto`). `cuda` is an environment error: no CUDA backend is built yet.
+    pub fn resolve(self) -> Result<(ResolvedBackend, Option<&'static str>), CliError> {
+        match self {
+            BackendChoice::Cpu => Ok((ResolvedBackend::Cpu, None)),
+            BackendChoice::Auto => Ok((
+                ResolvedBackend::Cpu,
+                Some("backend: cpu (no CUDA backend in this build)"),
+            )),
+            BackendChoice::Cuda => Err(CliError::Environment(anyhow::anyhow!(
+                "the CUDA backend is not built yet; use --backend cpu or auto"
+            ))),
+        }
+    }
+}
+
+/// Why a command failed, which decides its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command worked and found problems (a crash, a broken invariant, a regression).
+    #[error(transparent)]
+    Findings(anyhow::Error),
+    /// The user's input is wrong: a file, a flag value, parameters.
+    #[error(transparent)]
+    Input(anyhow::Error),
+    /// The environment lacks something: a backend, a device, a tool.
+    #[error(transparent)]
+    Environment(anyhow::Error),
+}
+
+impl CliError {
+    /// An input error from any error value.
+    pub fn input(e: impl Into<anyhow::Error>) -> Self {
+        CliError::Input(e.into())
+    }
+
+    /// An environment error from any error value.
+    pub fn environment(e: impl Into<anyhow::Error>) -> Self {
+        CliError::Environment(e.into())
+    }
+
+    /// The process exit code of this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Findings(_) => exit::FINDINGS,
+            CliError::Input(_) => exit::BAD_INPUT,
+            CliError::Environment(_) => exit::ENVIRONMENT,
+        }
+    }
+
+    /// The line printed on stderr: a prefix, then the error and its causes joined by `: `.
+    pub fn report_line(&self) -> String {
+        let (prefix, error) = match self {
+            CliError::Findings(e) => ("finding", e),
+            CliError::Input(e) | CliError::Environment(e) => ("error", e),
+        };
+        format!("{prefix}: {}", one_line(error))
+    }
+}
+
+/// An error and its causes on one line, joined by `: `. Causes already spelled out at the end of
+/// the message before them are not repeated, and line breaks inside messages become spaces, so the
+/// result is always exactly one line.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if text.is_empty() || parts.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// Runs `forcefield` with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
-    0
+    main_with_args(std::env::args_os())
+}
+
+/// Runs `forcefield` with `args` (the first is the program name); returns the exit code.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap formats usage errors, --help and --version itself; only the code is ours.
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
+        }
+    };
+    match cli.command.dispatch() {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            // Ignore a closed stderr: the exit code still tells the caller what happened.
+            let _ = writeln!(std::io::stderr(), "{}", e.report_line());
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_follow_the_error_kind() {
+        let e = || anyhow::anyhow!("x");
+        assert_eq!(CliError::Findings(e()).exit_code(), exit::FINDINGS);
+        assert_eq!(CliError::Input(e()).exit_code(), exit::BAD_INPUT);
+        assert_eq!(CliError::Environment(e()).exit_code(), exit::ENVIRONMENT);
+        assert_eq!(
+            BackendChoice::Cuda.resolve().unwrap_err().exit_code(),
+            exit::ENVIRONMENT
+        );
+        assert_eq!(
+            BackendChoice::Cpu.resolve().unwrap(),
+            (ResolvedBackend::Cpu, None)
+        );
+        assert_eq!(
+            BackendChoice::Auto.resolve().unwrap().0,
+            ResolvedBackend::Cpu
+        );
+    }
+
+    #[test]
+    fn causes_are_joined_on_one_line_without_repeats() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone\nreally");
+        let e = Err::<(), _>(io).context("cannot read g.edges").unwrap_err();
+        let e = e.context("loading the graph");
+        assert_eq!(
+            CliError::Input(e).report_line(),
+            "error: loading the graph: cannot read g.edges: gone really"
+        );
+        // A message that already ends with its cause does not repeat it.
+        let inner = anyhow::anyhow!("line 3: bad");
+        let e = inner.context("g.edges: line 3: bad");
+        assert_eq!(one_line(&e), "g.edges: line 3: bad");
+        assert!(CliError::Findings(anyhow::anyhow!("nan"))
+            .report_line()
+            .starts_with("finding: "));
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        assert_eq!(
+            main_with_args(["forcefield", "--no-such-flag"]),
+            exit::BAD_INPUT
+        );
+        assert_eq!(main_with_args(["forcefield"]), exit::BAD_INPUT);
+        assert_eq!(
+            main_with_args(["forcefield", "layout", "g", "--steps", "x"]),
+            exit::BAD_INPUT
+        );
+        assert_eq!(main_with_args(["forcefield", "--version"]), exit::OK);
+    }
 }
