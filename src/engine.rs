@@ -190,16 +190,11 @@ impl<Bk: Backend> Engine<Bk> {
             lost: None,
             log,
         };
-        for class in [
-            SizeClass::Node,
-            SizeClass::Edge,
-            SizeClass::Cell,
-            SizeClass::Fixed,
-        ] {
-            engine.resize(class, 0)?;
-        }
+        // The first allocation is exactly the initial counts, as in the original engine.
         engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
         engine.resize(SizeClass::Edge, graph.edges.len())?;
+        engine.resize(SizeClass::Cell, 0)?;
+        engine.resize(SizeClass::Fixed, 0)?;
         engine.add_nodes(graph.num_nodes, graph.positions.as_deref())?;
         engine.add_edges(&graph.edges)?;
         Ok(engine)
@@ -709,10 +704,10 @@ impl<Bk: Backend> Engine<Bk> {
             p.grid_cell_size as f64
         } else {
             // Auto: about AUTO_NODES_PER_CELL nodes per cell of the bounding volume, kept in
-            // [cutoff / 8, cutoff]. A sparse layout gets cells of the cutoff (the 27-cell stencil
+            // [cutoff / 64, cutoff]. A sparse layout gets cells of the cutoff (the 27-cell stencil
             // covers every pair within it); a dense one gets smaller cells, which bounds the
             // candidates per node and truncates repulsion to the stencil.
-            let floor = cutoff / 8.0;
+            let floor = cutoff / 64.0;
             let volume: f64 = ext.iter().map(|e| e.max(floor)).product();
             (AUTO_NODES_PER_CELL * volume / self.num_nodes.max(1) as f64)
                 .cbrt()

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ParamError;
 
+/// Smallest softening accepted while repulsion is on: `(d² + eps)^1.5` must stay a normal float.
+pub const MIN_SOFTENING: f32 = 1e-12;
+
 /// Bits of [`SimParams::feature_flags`].
 pub mod features {
     /// Grid-based pairwise repulsion.
@@ -70,7 +73,7 @@ pub struct SimParams {
     /// Cap on the magnitude of any velocity (> 0).
     pub max_velocity: f32,
     /// Edge of a grid cell; 0 chooses it from the bounding volume and node count (about two nodes per
-    /// cell, within [cutoff / 8, cutoff]). Repulsion reaches only the 27 cells around a node, so a
+    /// cell, within [cutoff / 64, cutoff]). Repulsion reaches only the 27 cells around a node, so a
     /// cell smaller than the cutoff truncates it.
     pub grid_cell_size: f32,
     /// Bit set of [`features`].
@@ -184,9 +187,15 @@ impl SimParams {
         );
         let repulsion_on = self.feature_flags & features::REPULSION != 0;
         check(
-            !(repulsion_on && self.repulsion_softening_epsilon == 0.0),
+            !(repulsion_on && self.repulsion_softening_epsilon < MIN_SOFTENING),
             "repulsion_softening_epsilon",
-            || "must be > 0 while repulsion is enabled, got 0".to_string(),
+            || {
+                format!(
+                    "must be >= {MIN_SOFTENING:e} while repulsion is enabled (smaller values overflow \
+                     the force of near-coincident nodes), got {:e}",
+                    self.repulsion_softening_epsilon
+                )
+            },
         )?;
         finite_in!(self, center_gravity_k, |v: f32| v >= 0.0, "finite and >= 0");
         finite_in!(self, max_force, |v: f32| v > 0.0, "finite and > 0");
