@@ -1,0 +1,802 @@
+/*!
+Case files: the versioned JSON operation log every Forcefield tool reads and writes.
+
+A [`Case`] is an initial graph, parameters, planted faults and a list of [`Op`]s to apply to a fresh
+engine, with an optional [`Expectation`] and [`Provenance`] for corpus entries. Production systems can
+record such logs; generators ([`crate::generate`]) and minimizers produce them; the executor
+([`crate::execute`]) runs them.
+
+This module is responsible for the format (`"format": "forcefield-case/1"`) and for validating a case
+*completely before anything runs*: the format string, every count against the engine's limits and the
+harness's own tighter ones, every node id against the node count the ops before it leave, every
+parameter set. A case that asks for 10^12 nodes is a one-line error, not an out-of-memory kill. Errors
+name where they are: `op 3 (remove_nodes): node id 9 out of range (5 nodes)`.
+
+```
+use forcefield_harness::case::Case;
+let case = Case::from_json(r#"{
+    "format": "forcefield-case/1",
+    "graph": { "num_nodes": 3, "edges": [ { "u": 0, "v": 1, "w": 1.0 } ] },
+    "ops": [ { "op": "add_nodes", "count": 2 }, { "op": "remove_nodes", "ids": [1] },
+             { "op": "step", "count": 10 } ]
+}"#).unwrap();
+assert_eq!(case.size(), (5, 1, 3));
+let err = Case::from_json(r#"{ "format": "forcefield-case/1", "graph": { "num_nodes": 3 },
+    "ops": [ { "op": "remove_nodes", "ids": [0] }, { "op": "sssp", "source": 2 } ] }"#).unwrap_err();
+assert_eq!(err.to_string(), "op 1 (sssp): node id 2 out of range (2 nodes)");
+```
+*/
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use forcefield::graph::{MAX_EDGES, MAX_NODES};
+use forcefield::{Edge, Fault, GraphSpec, SimParams};
+use serde::{Deserialize, Serialize};
+
+/// The format string of this version of the case format.
+pub const FORMAT: &str = "forcefield-case/1";
+
+/// Harness cap on live nodes at any point of a case (tighter than the engine's [`MAX_NODES`], so that
+/// a case stays runnable in a worker's memory).
+pub const MAX_CASE_NODES: u64 = 1 << 20;
+/// Harness cap on the undirected edges a case creates in all (initial graph plus every `add_edges`).
+pub const MAX_CASE_EDGES: u64 = 1 << 22;
+/// Harness cap on the steps a case takes in all.
+pub const MAX_CASE_STEPS: u64 = 1_000_000;
+/// Harness cap on the number of operations.
+pub const MAX_CASE_OPS: usize = 100_000;
+/// Largest case file accepted, in bytes.
+pub const MAX_CASE_BYTES: usize = 256 << 20;
+
+/// Which engine backend a case runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The CPU backend (always available).
+    #[default]
+    Cpu,
+    /// The CUDA backend (needs a device).
+    Cuda,
+}
+
+impl BackendKind {
+    /// The name used in case files and on command lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(BackendKind::Cpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            _ => Err(format!("unknown backend `{s}` (known: cpu, cuda)")),
+        }
+    }
+}
+
+/// The initial graph of a case. Like [`GraphSpec`], but the node count is read as a 64-bit number so
+/// that an absurd count is reported as too large rather than as a parse error.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseGraph {
+    /// Number of nodes; ids are `0..num_nodes`.
+    pub num_nodes: u64,
+    /// Undirected weighted edges (self-loops and parallel edges allowed).
+    #[serde(default)]
+    pub edges: Vec<Edge>,
+    /// Initial positions, one per node; seeded random positions when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Vec<[f32; 3]>>,
+}
+
+impl CaseGraph {
+    /// The engine's graph. Fails only on a graph that [`Case::validate`] rejects.
+    pub fn to_spec(&self) -> Result<GraphSpec, CaseError> {
+        let num_nodes = u32::try_from(self.num_nodes).map_err(|_| {
+            CaseError::invalid(
+                Location::Graph,
+                format!(
+                    "node count {} exceeds the limit of {MAX_NODES}",
+                    self.num_nodes
+                ),
+            )
+        })?;
+        Ok(GraphSpec {
+            num_nodes,
+            edges: self.edges.clone(),
+            positions: self.positions.clone(),
+        })
+    }
+}
+
+impl From<&GraphSpec> for CaseGraph {
+    fn from(g: &GraphSpec) -> Self {
+        CaseGraph {
+            num_nodes: g.num_nodes as u64,
+            edges: g.edges.clone(),
+            positions: g.positions.clone(),
+        }
+    }
+}
+
+/// One operation of a case, applied to the engine in order.
+///
+/// In JSON an object tagged by `"op"`, e.g. `{"op": "step", "count": 10}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// Adds `count` nodes, at `positions` (one per new node) or at seeded positions.
+    AddNodes {
+        /// Nodes to add.
+        count: u64,
+        /// Their positions; seeded when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        positions: Option<Vec<[f32; 3]>>,
+    },
+    /// Removes nodes; the rest keep their order and are renumbered from 0, as the engine does.
+    RemoveNodes {
+        /// Ids to remove (duplicates allowed).
+        ids: Vec<u32>,
+    },
+    /// Adds undirected edges.
+    AddEdges {
+        /// The edges.
+        edges: Vec<Edge>,
+    },
+    /// Removes every edge between each pair, in either direction.
+    RemoveEdges {
+        /// `[u, v]` pairs.
+        pairs: Vec<(u32, u32)>,
+    },
+    /// Replaces the parameters (fields left out take their defaults, not their current values).
+    SetParams {
+        /// The new parameters.
+        params: SimParams,
+    },
+    /// Reserves capacity for at least this many nodes and edges.
+    Reserve {
+        /// Node capacity.
+        #[serde(default)]
+        nodes: u64,
+        /// Edge capacity.
+        #[serde(default)]
+        edges: u64,
+    },
+    /// Shrinks every capacity to the live counts.
+    ShrinkToFit,
+    /// Runs `count` steps.
+    Step {
+        /// Steps.
+        count: u64,
+    },
+    /// Runs SSSP from `source`.
+    Sssp {
+        /// Source node.
+        source: u32,
+    },
+    /// Reads the positions back.
+    ReadPositions,
+}
+
+impl Op {
+    /// The op's tag, as written in case files (`"add_nodes"`, ...).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Op::AddNodes { .. } => "add_nodes",
+            Op::RemoveNodes { .. } => "remove_nodes",
+            Op::AddEdges { .. } => "add_edges",
+            Op::RemoveEdges { .. } => "remove_edges",
+            Op::SetParams { .. } => "set_params",
+            Op::Reserve { .. } => "reserve",
+            Op::ShrinkToFit => "shrink_to_fit",
+            Op::Step { .. } => "step",
+            Op::Sssp { .. } => "sssp",
+            Op::ReadPositions => "read_positions",
+        }
+    }
+}
+
+/// What running a case is expected to give.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expectation {
+    /// The case passes every check.
+    Pass,
+    /// A known bug, still open: the case fails with this signature.
+    Open {
+        /// The signature it fails with, e.g. `signal:SIGSEGV:sort_pairs`.
+        signature: String,
+    },
+}
+
+/// Where a case came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The command or system that found it.
+    #[serde(default)]
+    pub found_by: String,
+    /// The campaign seed, when generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// When it was found (ISO 8601 date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A case: a graph, parameters, faults and operations. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The seed the case was generated from (0 when written by hand). The layout's own seed is
+    /// `params.seed`.
+    #[serde(default)]
+    pub seed: u64,
+    /// The backend to run on.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Planted faults to switch on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
+    /// Initial parameters; defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<SimParams>,
+    /// The initial graph.
+    pub graph: CaseGraph,
+    /// Operations, in order.
+    #[serde(default)]
+    pub ops: Vec<Op>,
+    /// The expected outcome (corpus entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+    /// Where the case came from (corpus entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// Which part of a case an error is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The case as a whole.
+    Case,
+    /// The initial graph.
+    Graph,
+    /// The initial parameters.
+    Params,
+    /// An operation: its index in `ops` and its name.
+    Op {
+        /// Index in `ops`.
+        index: usize,
+        /// The op's name.
+        name: &'static str,
+    },
+    /// The expectation.
+    Expect,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Case => f.write_str("case"),
+            Location::Graph => f.write_str("graph"),
+            Location::Params => f.write_str("params"),
+            Location::Op { index, name } => write!(f, "op {index} ({name})"),
+            Location::Expect => f.write_str("expect"),
+        }
+    }
+}
+
+/// Why a case was rejected. Every message is one line.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CaseError {
+    /// The text is larger than [`MAX_CASE_BYTES`].
+    #[error("case is {bytes} bytes, more than the limit of {limit}")]
+    TooBig {
+        /// Size of the text.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not JSON, or JSON of the wrong shape (serde's message, with line and column).
+    #[error("not a valid case: {0}")]
+    Parse(String),
+    /// A `format` other than [`FORMAT`].
+    #[error("unsupported case format `{found}` (expected `{FORMAT}`)")]
+    Format {
+        /// The format found (empty when missing).
+        found: String,
+    },
+    /// Well-formed, but invalid: a count over a limit, an id out of range, a bad parameter.
+    #[error("{at}: {message}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// What is wrong.
+        message: String,
+    },
+    /// Serializing failed (not expected for a valid case).
+    #[error("cannot write case: {0}")]
+    Serialize(String),
+}
+
+impl CaseError {
+    fn invalid(at: Location, message: impl Into<String>) -> Self {
+        CaseError::Invalid {
+            at,
+            message: message.into(),
+        }
+    }
+
+    /// The index of the op at fault, when the error is about one.
+    pub fn op_index(&self) -> Option<usize> {
+        match self {
+            CaseError::Invalid {
+                at: Location::Op { index, .. },
+                ..
+            } => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+/// Reads only the format string, so that a case of another version is reported as such rather than
+/// by whichever of its fields this version does not know.
+#[derive(Deserialize)]
+struct FormatProbe {
+    format: Option<String>,
+}
+
+fn check_limit(at: &Location, what: &str, count: u64, limit: u64) -> Result<(), CaseError> {
+    if count > limit {
+        return Err(CaseError::invalid(
+            at.clone(),
+            format!("{what} {count} exceeds the limit of {limit}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_edges(at: &Location, edges: &[Edge], num_nodes: u64) -> Result<(), CaseError> {
+    for e in edges {
+        for id in [e.u, e.v] {
+            check_node(at, id, num_nodes)?;
+        }
+        if !e.w.is_finite() || e.w < 0.0 {
+            return Err(CaseError::invalid(
+                at.clone(),
+                format!(
+                    "edge {}-{} has invalid weight {} (weights must be finite and >= 0)",
+                    e.u, e.v, e.w
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_node(at: &Location, id: u32, num_nodes: u64) -> Result<(), CaseError> {
+    if id as u64 >= num_nodes {
+        return Err(CaseError::invalid(
+            at.clone(),
+            format!("node id {id} out of range ({num_nodes} nodes)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_positions(at: &Location, p: &[[f32; 3]], expected: u64) -> Result<(), CaseError> {
+    if p.len() as u64 != expected {
+        return Err(CaseError::invalid(
+            at.clone(),
+            format!("{} positions given for {expected} nodes", p.len()),
+        ));
+    }
+    if let Some(i) = p.iter().position(|q| q.iter().any(|c| !c.is_finite())) {
+        return Err(CaseError::invalid(
+            at.clone(),
+            format!("position {i} is not finite"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_params(at: &Location, p: &SimParams) -> Result<(), CaseError> {
+    p.validate()
+        .map_err(|e| CaseError::invalid(at.clone(), e.to_string()))
+}
+
+/// The running state of a case as validation walks its ops: counts only, so that validation costs
+/// time proportional to the size of the file.
+struct Tally {
+    nodes: u64,
+    peak_nodes: u64,
+    edges_created: u64,
+    nodes_created: u64,
+    steps: u64,
+}
+
+impl Case {
+    /// A case of `graph` with default parameters and no ops.
+    pub fn new(graph: CaseGraph) -> Self {
+        Case {
+            format: FORMAT.to_string(),
+            seed: 0,
+            backend: BackendKind::Cpu,
+            faults: Vec::new(),
+            params: None,
+            graph,
+            ops: Vec::new(),
+            expect: None,
+            provenance: None,
+        }
+    }
+
+    /// Parses and validates a case. Nothing about it is trusted until this returns `Ok`.
+    pub fn from_json(text: &str) -> Result<Case, CaseError> {
+        if text.len() > MAX_CASE_BYTES {
+            return Err(CaseError::TooBig {
+                bytes: text.len(),
+                limit: MAX_CASE_BYTES,
+            });
+        }
+        let probe: FormatProbe =
+            serde_json::from_str(text).map_err(|e| CaseError::Parse(e.to_string()))?;
+        match probe.format.as_deref() {
+            Some(FORMAT) => {}
+            other => {
+                return Err(CaseError::Format {
+                    found: other.unwrap_or_default().to_string(),
+                })
+            }
+        }
+        let case: Case = serde_json::from_str(text).map_err(|e| CaseError::Parse(e.to_string()))?;
+        case.validate()?;
+        Ok(case)
+    }
+
+    /// Compact JSON.
+    pub fn to_json(&self) -> Result<String, CaseError> {
+        serde_json::to_string(self).map_err(|e| CaseError::Serialize(e.to_string()))
+    }
+
+    /// Indented JSON, for files people read.
+    pub fn to_json_pretty(&self) -> Result<String, CaseError> {
+        serde_json::to_string_pretty(self).map_err(|e| CaseError::Serialize(e.to_string()))
+    }
+
+    /// The initial parameters (defaults when the case names none).
+    pub fn initial_params(&self) -> SimParams {
+        self.params.clone().unwrap_or_default()
+    }
+
+    /// `(nodes, edges, ops)`: nodes and edges the case creates in all (initial graph plus every
+    /// `add_nodes`/`add_edges`) and its number of operations — the size minimization reports.
+    pub fn size(&self) -> (u64, u64, usize) {
+        let mut nodes = self.graph.num_nodes;
+        let mut edges = self.graph.edges.len() as u64;
+        for op in &self.ops {
+            match op {
+                Op::AddNodes { count, .. } => nodes = nodes.saturating_add(*count),
+                Op::AddEdges { edges: e } => edges = edges.saturating_add(e.len() as u64),
+                _ => {}
+            }
+        }
+        (nodes, edges, self.ops.len())
+    }
+
+    /// The live node count before each op (`counts[i]` is the count op `i` sees) and after the last,
+    /// for a valid case.
+    pub fn node_counts(&self) -> Vec<u64> {
+        let mut n = self.graph.num_nodes;
+        let mut out = Vec::with_capacity(self.ops.len() + 1);
+        for op in &self.ops {
+            out.push(n);
+            n = apply_to_count(op, n);
+        }
+        out.push(n);
+        out
+    }
+
+    /// Checks everything: format, limits, every id against the node count the ops before it leave,
+    /// every parameter set, positions, weights. The first problem is returned.
+    pub fn validate(&self) -> Result<(), CaseError> {
+        if self.format != FORMAT {
+            return Err(CaseError::Format {
+                found: self.format.clone(),
+            });
+        }
+        let case_nodes = MAX_CASE_NODES.min(MAX_NODES as u64);
+        let case_edges = MAX_CASE_EDGES.min(MAX_EDGES as u64);
+        let g = &self.graph;
+        let at = Location::Graph;
+        check_limit(&at, "node count", g.num_nodes, case_nodes)?;
+        check_limit(&at, "edge count", g.edges.len() as u64, case_edges)?;
+        check_edges(&at, &g.edges, g.num_nodes)?;
+        if let Some(p) = &g.positions {
+            check_positions(&at, p, g.num_nodes)?;
+        }
+        if let Some(p) = &self.params {
+            check_params(&Location::Params, p)?;
+        }
+        check_limit(
+            &Location::Case,
+            "operation count",
+            self.ops.len() as u64,
+            MAX_CASE_OPS as u64,
+        )?;
+        let mut t = Tally {
+            nodes: g.num_nodes,
+            peak_nodes: g.num_nodes,
+            edges_created: g.edges.len() as u64,
+            nodes_created: g.num_nodes,
+            steps: 0,
+        };
+        for (index, op) in self.ops.iter().enumerate() {
+            let at = Location::Op {
+                index,
+                name: op.name(),
+            };
+            validate_op(&at, op, &mut t, case_nodes, case_edges)?;
+        }
+        if let Some(Expectation::Open { signature }) = &self.expect {
+            if signature.trim().is_empty() {
+                return Err(CaseError::invalid(
+                    Location::Expect,
+                    "an open expectation needs a signature",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node count after `op`, starting from `n` (the op assumed valid).
+fn apply_to_count(op: &Op, n: u64) -> u64 {
+    match op {
+        Op::AddNodes { count, .. } => n.saturating_add(*count),
+        Op::RemoveNodes { ids } => {
+            let distinct: BTreeSet<u32> = ids.iter().copied().filter(|&i| (i as u64) < n).collect();
+            n - distinct.len() as u64
+        }
+        _ => n,
+    }
+}
+
+fn validate_op(
+    at: &Location,
+    op: &Op,
+    t: &mut Tally,
+    case_nodes: u64,
+    case_edges: u64,
+) -> Result<(), CaseError> {
+    match op {
+        Op::AddNodes { count, positions } => {
+            check_limit(at, "added node count", *count, case_nodes)?;
+            let live = t.nodes + count;
+            check_limit(at, "live node count", live, case_nodes)?;
+            // Bounds the work of add/remove cycles that never exceed the live cap.
+            t.nodes_created += count;
+            check_limit(at, "nodes created in all", t.nodes_created, 4 * case_nodes)?;
+            if let Some(p) = positions {
+                check_positions(at, p, *count)?;
+            }
+            t.nodes = live;
+            t.peak_nodes = t.peak_nodes.max(live);
+        }
+        Op::RemoveNodes { ids } => {
+            for &id in ids {
+                check_node(at, id, t.nodes)?;
+            }
+            t.nodes = apply_to_count(op, t.nodes);
+        }
+        Op::AddEdges { edges } => {
+            check_edges(at, edges, t.nodes)?;
+            t.edges_created += edges.len() as u64;
+            check_limit(at, "edges created in all", t.edges_created, case_edges)?;
+        }
+        Op::RemoveEdges { pairs } => {
+            for &(u, v) in pairs {
+                check_node(at, u, t.nodes)?;
+                check_node(at, v, t.nodes)?;
+            }
+        }
+        Op::SetParams { params } => check_params(at, params)?,
+        Op::Reserve { nodes, edges } => {
+            check_limit(at, "reserved node count", *nodes, case_nodes)?;
+            check_limit(at, "reserved edge count", *edges, case_edges)?;
+        }
+        Op::ShrinkToFit | Op::ReadPositions => {}
+        Op::Step { count } => {
+            check_limit(at, "step count", *count, MAX_CASE_STEPS)?;
+            t.steps += count;
+            check_limit(at, "total step count", t.steps, MAX_CASE_STEPS)?;
+        }
+        Op::Sssp { source } => check_node(at, *source, t.nodes)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(ops: &str) -> String {
+        format!(
+            r#"{{"format":"forcefield-case/1","graph":{{"num_nodes":5,"edges":[{{"u":0,"v":1,"w":1.0}}]}},"ops":{ops}}}"#
+        )
+    }
+
+    #[test]
+    fn minimal_case_parses_with_defaults() {
+        let c = Case::from_json(&tiny("[]")).unwrap();
+        assert_eq!(c.backend, BackendKind::Cpu);
+        assert_eq!(c.seed, 0);
+        assert!(c.faults.is_empty());
+        assert_eq!(c.initial_params(), SimParams::default());
+        assert_eq!(c.size(), (5, 1, 0));
+    }
+
+    #[test]
+    fn rejects_a_trillion_nodes_as_too_large() {
+        let e = Case::from_json(
+            r#"{"format":"forcefield-case/1","graph":{"num_nodes":1000000000000}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "graph: node count 1000000000000 exceeds the limit of 1048576"
+        );
+        let e =
+            Case::from_json(&tiny(r#"[{"op":"add_nodes","count":1000000000000}]"#)).unwrap_err();
+        assert_eq!(e.op_index(), Some(0));
+        assert!(e
+            .to_string()
+            .starts_with("op 0 (add_nodes): added node count"));
+    }
+
+    #[test]
+    fn rejects_bad_or_missing_format() {
+        let e = Case::from_json(
+            r#"{"format":"forcefield-case/2","graph":{"num_nodes":1},"new_field":1}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            CaseError::Format {
+                found: "forcefield-case/2".into()
+            }
+        );
+        let e = Case::from_json(r#"{"graph":{"num_nodes":1}}"#).unwrap_err();
+        assert!(matches!(e, CaseError::Format { ref found } if found.is_empty()));
+        assert!(matches!(
+            Case::from_json("not json").unwrap_err(),
+            CaseError::Parse(_)
+        ));
+    }
+
+    #[test]
+    fn id_out_of_range_after_a_removal_names_the_op() {
+        // 5 nodes; removing two leaves ids 0..3, so id 3 in op 2 is out of range though it was
+        // valid when the case began.
+        let e = Case::from_json(&tiny(
+            r#"[{"op":"step","count":1},{"op":"remove_nodes","ids":[1,4,4]},{"op":"remove_nodes","ids":[3]}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "op 2 (remove_nodes): node id 3 out of range (3 nodes)"
+        );
+        let ok = Case::from_json(&tiny(
+            r#"[{"op":"remove_nodes","ids":[1,4,4]},{"op":"remove_nodes","ids":[2]}]"#,
+        ))
+        .unwrap();
+        assert_eq!(ok.node_counts(), vec![5, 3, 2]);
+    }
+
+    #[test]
+    fn edges_and_pairs_are_checked_against_the_running_count() {
+        let e = Case::from_json(&tiny(
+            r#"[{"op":"add_nodes","count":1},{"op":"add_edges","edges":[{"u":5,"v":6,"w":1}]}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "op 1 (add_edges): node id 6 out of range (6 nodes)"
+        );
+        let e = Case::from_json(&tiny(r#"[{"op":"remove_edges","pairs":[[0,9]]}]"#)).unwrap_err();
+        assert_eq!(e.op_index(), Some(0));
+        let e = Case::from_json(&tiny(
+            r#"[{"op":"add_edges","edges":[{"u":0,"v":1,"w":-1}]}]"#,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("invalid weight -1"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_params_are_rejected() {
+        let mut c = Case::from_json(&tiny("[]")).unwrap();
+        c.params = Some(SimParams {
+            dt: f32::NAN,
+            ..SimParams::default()
+        });
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "params: invalid parameter `dt`: must be finite and >= 0, got NaN"
+        );
+        // JSON has no NaN, but a number beyond f32 becomes infinite when read.
+        let e = Case::from_json(&tiny(r#"[{"op":"set_params","params":{"repel_k":1e39}}]"#))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "op 0 (set_params): invalid parameter `repel_k`: must be finite and >= 0, got inf"
+        );
+    }
+
+    #[test]
+    fn step_totals_and_op_counts_are_capped() {
+        let e = Case::from_json(&tiny(
+            r#"[{"op":"step","count":600000},{"op":"step","count":600000}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "op 1 (step): total step count 1200000 exceeds the limit of 1000000"
+        );
+        let e = Case::from_json(&tiny(r#"[{"op":"reserve","nodes":16777216}]"#)).unwrap_err();
+        assert_eq!(e.op_index(), Some(0));
+    }
+
+    #[test]
+    fn unknown_ops_fields_and_faults_are_parse_errors() {
+        for ops in [
+            r#"[{"op":"explode"}]"#,
+            r#"[{"op":"step","count":1,"extra":2}]"#,
+            r#"[{"op":"step"}]"#,
+        ] {
+            assert!(
+                matches!(Case::from_json(&tiny(ops)), Err(CaseError::Parse(_))),
+                "{ops}"
+            );
+        }
+        let text =
+            r#"{"format":"forcefield-case/1","faults":["no-such-fault"],"graph":{"num_nodes":1}}"#;
+        assert!(matches!(Case::from_json(text), Err(CaseError::Parse(_))));
+    }
+
+    #[test]
+    fn positions_must_match_and_be_finite() {
+        let e = Case::from_json(
+            r#"{"format":"forcefield-case/1","graph":{"num_nodes":2,"positions":[[0,0,0]]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "graph: 1 positions given for 2 nodes");
+    }
+
+    #[test]
+    fn open_expectations_need_a_signature() {
+        let text = r#"{"format":"forcefield-case/1","graph":{"num_nodes":1},"expect":{"outcome":"open","signature":" "}}"#;
+        assert_eq!(
+            Case::from_json(text).unwrap_err().to_string(),
+            "expect: an open expectation needs a signature"
+        );
+    }
+}
