@@ -1,0 +1,218 @@
+/*!
+The operating-system calls behind isolation, for Linux: pipes, descriptor flags, process groups,
+waiting without reaping, and the few calls a freshly forked child makes before `exec`.
+
+This module is responsible for every `unsafe` system call the supervisor and the worker need, so
+that they read as state machines rather than as libc. Wait statuses are decoded here with raw
+libc calls because a real-time signal number has no `nix` name and must not turn a death into an
+error.
+*/
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use super::outcome::Death;
+
+/// How often a wait for a process to exit looks again.
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// A pipe whose ends are close-on-exec (so no other child inherits them by accident) and numbered
+/// above the standard streams (so a child's stdio set-up cannot clobber them).
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec and above the standard streams. The
+/// request channel is one, not a pipe, only so that the driver can write to it with
+/// `MSG_NOSIGNAL`: writing to a dead worker must give `EPIPE`, never a SIGPIPE that would kill the
+/// driver if its SIGPIPE disposition is the default.
+pub(crate) fn socket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    let mut fds = [0 as RawFd; 2];
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    // SAFETY: socketpair writes two descriptors into `fds`.
+    Errno::result(unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let [a, b] = fds.map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let raw = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: `raw` was just returned by F_DUPFD_CLOEXEC and is owned by nobody else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+}
+
+/// Makes reads and writes on `fd` return `EAGAIN` instead of blocking.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map(drop)
+}
+
+/// Makes `fd` close-on-exec, so that processes the worker starts do not hold its channels open.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop)
+}
+
+/// In a forked child before `exec`: lets `fds` survive the `exec` and asks for SIGKILL when the
+/// parent thread dies, closing the window before the worker sets that itself.
+///
+/// Only async-signal-safe calls (`fcntl`, `prctl`), no allocation: the child of a multithreaded
+/// parent may run nothing else.
+pub(crate) fn child_before_exec(fds: &[RawFd]) -> io::Result<()> {
+    for &fd in fds {
+        // SAFETY: plain fcntl on a descriptor number; no memory is touched.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } == -1
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to the process group `pgid`; a group that no longer exists is not an error.
+pub(crate) fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    // ESRCH (nobody left) is the expected result after a death; EPERM cannot happen for our own
+    // children. Either way there is nothing more to do.
+    let _ = killpg(Pid::from_raw(raw), signal);
+}
+
+/// The exit status of child `pid` if it has exited, without reaping it: the zombie keeps its pid
+/// and process group id reserved, so signalling the group afterwards cannot hit a stranger.
+pub(crate) fn exited_without_reaping(pid: u32) -> Option<Death> {
+    // SAFETY: a zeroed siginfo_t is a valid output buffer for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: waitid writes only into `info`.
+    let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+    // SAFETY: si_pid and si_status are valid for SIGCHLD siginfo; si_pid is 0 when nothing exited.
+    let (si_pid, si_status) = unsafe { (info.si_pid(), info.si_status()) };
+    if rc == -1 || si_pid == 0 {
+        return None;
+    }
+    match info.si_code {
+        libc::CLD_EXITED => Some(Death::Exited { code: si_status }),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Some(Death::Signaled { signal: si_status }),
+        _ => None,
+    }
+}
+
+/// Waits until child `pid` has exited or `deadline` passes, without reaping it.
+pub(crate) fn wait_exited_until(pid: u32, deadline: Instant) -> Option<Death> {
+    loop {
+        if let Some(death) = exited_without_reaping(pid) {
+            return Some(death);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(EXIT_POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+/// Reaps child `pid` if it has exited; returns its death, or `None` if it is still running.
+pub(crate) fn reap(pid: u32) -> Option<Death> {
+    let Ok(raw) = i32::try_from(pid) else {
+        return None;
+    };
+    let mut status = 0;
+    // SAFETY: waitpid writes only into `status`.
+    let rc = unsafe { libc::waitpid(raw, &mut status, libc::WNOHANG) };
+    if rc != raw {
+        return None;
+    }
+    let status = ExitStatus::from_raw(status);
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Some(Death::Exited { code }),
+        (None, Some(signal)) => Some(Death::Signaled { signal }),
+        (None, None) => None,
+    }
+}
+
+/// Reaps child `pid` on a detached thread: for a process that ignored SIGKILL for longer than we
+/// wait (stuck in the kernel, in a GPU driver say), so that it never becomes a zombie and the
+/// driver never blocks on it.
+pub(crate) fn reap_in_background(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let spawned = std::thread::Builder::new()
+        .name(format!("reap-{pid}"))
+        .spawn(move || {
+            let mut status = 0;
+            // SAFETY: blocking waitpid on our own child, writing only into `status`.
+            while unsafe { libc::waitpid(raw, &mut status, 0) } == -1
+                && Errno::last() == Errno::EINTR
+            {}
+        });
+    // If no thread can be started the child stays a zombie until the driver exits: a leak, not an
+    // error worth failing a campaign for.
+    drop(spawned);
+}
+
+/// Reads whatever is available from a non-blocking descriptor.
+pub(crate) enum ReadResult {
+    /// Some bytes.
+    Data(usize),
+    /// Nothing now; try after the next poll.
+    WouldBlock,
+    /// The other end is closed and everything was read.
+    Closed,
+}
+
+pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<ReadResult, Errno> {
+    loop {
+        return match nix::unistd::read(fd.as_raw_fd(), buf) {
+            Ok(0) => Ok(ReadResult::Closed),
+            Ok(n) => Ok(ReadResult::Data(n)),
+            Err(Errno::EAGAIN) => Ok(ReadResult::WouldBlock),
+            Err(Errno::EINTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Sends as much as the non-blocking socket takes; `Ok(0)` when it is full. Never raises SIGPIPE.
+pub(crate) fn send_some(socket: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+    loop {
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+        // SAFETY: send reads at most `bytes.len()` bytes from `bytes`.
+        let rc = unsafe {
+            libc::send(
+                socket.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                flags,
+            )
+        };
+        return match Errno::result(rc) {
+            Ok(n) => Ok(n as usize),
+            Err(Errno::EAGAIN) => Ok(0),
+            Err(Errno::EINTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
+}

@@ -1,0 +1,61 @@
+/*!
+Isolation: running requests in separate worker processes, so that whatever a request does to its
+process (a segfault, an abort, a panic, a hang, a flood of output) the driver survives, classifies
+it and carries on with a fresh worker.
+
+# Brief overview
+
+* [`WorkerSlot`] (in [`supervisor`]) is the driver's handle: it starts a worker from a
+  [`WorkerCommand`], runs one request at a time under a deadline with
+  [`WorkerSlot::run`], and replaces the worker after any death. One slot per job or per GPU.
+* [`Execution`] and [`Outcome`] (in [`outcome`]) say how a request ended: a reply, a panic with
+  message and location, a signal, an exit, a hang, resource exhaustion or a protocol error, plus
+  the [`Breadcrumb`] at the end and the bounded [`CapturedOutput`].
+* [`worker_main`] (in [`worker`]) is the other side: the loop of a `forcefield worker` process,
+  with a handler that maps a request payload to a reply payload.
+* [`protocol`] is the wire format; [`breadcrumbs`] the shared-memory record of the current
+  operation and kernel.
+
+**Architecture Invariant:** this layer knows nothing about cases, engines or backends: a request is
+an opaque JSON payload and a reply is another. That is what lets another engine (or another
+language, through the documented [`protocol`]) be put under the same harness.
+
+# Starting a worker
+
+The driver runs [`WorkerCommand::program`] with its arguments in a new process group, with stdin
+from `/dev/null`, stdout and stderr into one bounded capture, and these variables:
+
+* [`ENV_WORKER_FDS`] = `R,W,B`: the descriptor numbers of the request channel (a Unix stream
+  socket the worker reads), the reply channel (a pipe the worker writes) and the breadcrumb memory
+  file;
+* [`ENV_WORKER_PARENT`] = the driver's process id.
+
+The worker must exit when the request channel closes.
+*/
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("worker isolation needs Linux (memfd, parent-death signal, waitid)");
+
+pub mod breadcrumbs;
+pub mod capture;
+#[path = "linux.rs"]
+mod os;
+pub mod outcome;
+pub mod protocol;
+pub mod supervisor;
+pub mod test_modes;
+pub mod worker;
+
+pub use breadcrumbs::{Breadcrumb, BreadcrumbError, Breadcrumbs};
+pub use capture::CapturedOutput;
+pub use outcome::{Execution, Outcome};
+pub use supervisor::{SpawnError, SupervisorConfig, WorkerCommand, WorkerSlot};
+pub use worker::worker_main;
+
+/// Names the worker's inherited descriptors: `request_read,reply_write,breadcrumbs`.
+pub const ENV_WORKER_FDS: &str = "FORCEFIELD_WORKER_FDS";
+/// The driver's process id, so a worker started after its driver died exits at once.
+pub const ENV_WORKER_PARENT: &str = "FORCEFIELD_WORKER_PARENT";
+/// Set to `1` in a worker's environment to let requests select the test-only behaviours of
+/// [`test_modes`] (crash, hang, flood ...). Never set it for real campaigns.
+pub const ENV_WORKER_TEST_MODES: &str = "FORCEFIELD_WORKER_TEST_MODES";
