@@ -2,7 +2,8 @@
 `forcefield layout`: lay out a graph file with the engine and write what came out.
 
 Responsible for the subcommand's flags ([`LayoutArgs`]), running the engine for a number of steps
-with a progress bar ([`compute_layout`]), and writing the outputs: a positions file (JSON, see
+with a progress bar ([`compute_layout`], on the backend [`open_backend`] chose: one
+`Engine<Box<dyn Backend>>` path for CPU and CUDA), and writing the outputs: a positions file (JSON, see
 [`PositionsFile`]) and a picture (SVG, nodes optionally coloured by a label file). Every output is
 written atomically ([`write_atomically`]): a reader sees the old file or the new one, never half.
 Reading inputs is [`crate::graph_io`]'s job; drawing is [`crate::svg`]'s.
@@ -13,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use forcefield::{CpuBackend, Engine, EngineError, GraphSpec, SimParams};
+use forcefield::{Engine, EngineError, GraphSpec, SimParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::backend_select::open_backend;
 use crate::cli::{BackendChoice, CliError, ResolvedBackend};
 use crate::graph_io::{read_graph, read_labels, read_params};
 use crate::svg::{render_svg, SvgStyle};
@@ -55,7 +57,7 @@ pub struct LayoutArgs {
 /// The positions file written by `--out`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PositionsFile {
-    /// The backend that computed the layout.
+    /// The backend that computed the layout: `cpu` or `cuda`.
     pub backend: String,
     /// Steps run.
     pub steps: u32,
@@ -68,7 +70,7 @@ pub struct PositionsFile {
 /// Runs `forcefield layout`.
 pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
     // An unusable backend fails before any input is read, so the user learns of it at once.
-    let (backend, note) = args.backend.resolve()?;
+    let (backend, note) = open_backend(args.backend)?;
     let graph = read_graph(&args.graph).map_err(CliError::input)?;
     let mut params = match &args.params {
         Some(path) => read_params(path).map_err(CliError::input)?,
@@ -81,26 +83,20 @@ pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
         Some(path) => Some(read_labels(path, graph.num_nodes).map_err(CliError::input)?),
         None => None,
     };
-    if let Some(note) = note {
-        let _ = writeln!(std::io::stderr(), "{note}");
+    if let Some(line) = &note.line {
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
 
     let bar = progress_bar(args.steps);
     let started = Instant::now();
-    let positions = match backend {
-        ResolvedBackend::Cpu => {
-            compute_layout(CpuBackend::new(), &graph, params, args.steps, |n| {
-                bar.inc(n as u64)
-            })
-        }
-    }
-    .map_err(engine_error)?;
+    let positions = compute_layout(backend, &graph, params, args.steps, |n| bar.inc(n as u64))
+        .map_err(engine_error)?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 
     if let Some(path) = &args.out {
         let file = PositionsFile {
-            backend: backend.name().to_string(),
+            backend: note.resolved.name().to_string(),
             steps: args.steps,
             num_nodes: graph.num_nodes,
             positions: positions.clone(),
@@ -121,7 +117,7 @@ pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
     let _ = writeln!(
         std::io::stdout(),
         "{}",
-        summary(&graph, args.steps, backend, elapsed)
+        summary(&graph, args.steps, note.resolved, elapsed)
     );
 
     let broken = positions
@@ -221,7 +217,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forcefield::Edge;
+    use forcefield::{CpuBackend, Edge};
 
     fn path_graph(n: u32) -> GraphSpec {
         GraphSpec {

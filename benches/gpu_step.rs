@@ -1,0 +1,400 @@
+/*!
+Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
+
+* `gpu_step/10k`, `gpu_step/100k`, `gpu_step/1M`: one `Engine::step(1)` on a random graph with ten
+  edges per node (so 1M nodes carry 10M edges).
+* `gpu_step/1M_10M/<kernel>`: the same 1M-node step broken down by kernel. Before these run, the
+  median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table.
+
+# What is timed
+
+The CUDA backend brackets every kernel with CUDA events and the engine records each duration in its
+kernel log, so each benchmark uses `iter_custom` and returns **device time**: the sum of the event
+times of the kernels of the steps it ran (for a per-kernel benchmark, that kernel's time only). This
+is the number the engine's cost model is about, and it excludes what the backend does on the host
+between kernels: today it waits for each kernel's closing event before the next launch, reads six
+floats of bounds back, and clears the cell ranges with two memsets. Those costs are real for a
+user, so the wall-clock time of each step (measured around `step(1)`, which returns only after the
+last kernel's event) is collected as well and printed next to the device time in the summary line
+of each size; the gap between the two is the host and launch overhead.
+
+# Every timed step starts from the same state
+
+A random graph contracts for tens of steps from its seeded cube into a dense ball, and the force
+pass costs more as it does, so stepping one engine on would time a moving target that depends on
+how many iterations criterion chose. Rebuilding the engine for every step (as the CPU benchmark does)
+is too slow at 10M edges. Instead each size is warmed up once for [`WARMUP_STEPS`] steps, its
+positions and velocities are copied to spare device buffers, and before every timed step they are
+copied back (device to device, outside the timing) into the buffers the engine currently reads. The
+step counter still advances, which changes the damping schedule but not the work.
+
+# Run time
+
+Criterion plans its iteration counts from the wall time of each `iter_custom` call, not from the
+time the call returns, so the warm-up and measurement times below are wall-clock budgets: a
+benchmark costs about its budget whatever share of a step it reports. With the graph building and
+warm-ups, the whole binary runs in about a minute on an H100.
+
+Without a usable CUDA device the binary prints `skipped: no CUDA device` and exits 0 without
+registering anything. Run with `cargo bench --bench gpu_step`.
+*/
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use forcefield::backend::{DeviceAlloc, Launch};
+use forcefield::{
+    Backend, BackendError, BufferName, CudaBackend, Edge, Engine, GraphSpec, SimParams,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Seed of every benchmark graph (the CPU benchmark's), so that runs compare the same work.
+const GRAPH_SEED: u64 = 0x5eed_f0ce;
+/// Undirected edges per node in every benchmark graph.
+const EDGES_PER_NODE: u32 = 10;
+/// Steps from the seeded positions before the state every timed step starts from is saved.
+const WARMUP_STEPS: u32 = 20;
+/// Steps of the per-kernel table.
+const BREAKDOWN_STEPS: usize = 50;
+/// Criterion's wall-clock warm-up and measurement per size.
+const SIZE_WARM_UP: Duration = Duration::from_millis(500);
+const SIZE_MEASUREMENT: Duration = Duration::from_secs(3);
+/// Criterion's wall-clock warm-up and measurement per kernel.
+const KERNEL_WARM_UP: Duration = Duration::from_millis(300);
+const KERNEL_MEASUREMENT: Duration = Duration::from_millis(1500);
+
+/// The benchmark sizes: label and nodes.
+const SIZES: [(&str, u32); 3] = [("10k", 10_000), ("100k", 100_000), ("1M", 1_000_000)];
+/// The size broken down by kernel, and its label there.
+const BREAKDOWN_NODES: u32 = 1_000_000;
+const BREAKDOWN_LABEL: &str = "1M_10M";
+
+/// The engine's state that the restore copies back: positions and velocities.
+const SAVED: [BufferName; 6] = [
+    BufferName::PosInX,
+    BufferName::PosInY,
+    BufferName::PosInZ,
+    BufferName::VelInX,
+    BufferName::VelInY,
+    BufferName::VelInZ,
+];
+
+fn lock(m: &Mutex<CudaBackend>) -> MutexGuard<'_, CudaBackend> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A CUDA backend the engine and the benchmark share: the engine owns its backend, and the
+/// benchmark needs the same device (and context) to save and restore the engine's buffers.
+struct SharedCuda(Arc<Mutex<CudaBackend>>);
+
+impl Backend for SharedCuda {
+    fn name(&self) -> &'static str {
+        lock(&self.0).name()
+    }
+    fn device_description(&self) -> String {
+        lock(&self.0).device_description()
+    }
+    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
+        lock(&self.0).alloc(buffer, bytes)
+    }
+    fn free(&mut self, alloc: DeviceAlloc) {
+        lock(&self.0).free(alloc)
+    }
+    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
+        lock(&self.0).upload(dst, src)
+    }
+    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
+        lock(&self.0).download(src, dst)
+    }
+    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
+        lock(&self.0).copy(dst, src, bytes)
+    }
+    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
+        lock(&self.0).fill_u32(dst, count, value)
+    }
+    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
+        lock(&self.0).launch(launch)
+    }
+    fn synchronize(&mut self) -> Result<(), BackendError> {
+        lock(&self.0).synchronize()
+    }
+    fn bytes_allocated(&self) -> usize {
+        lock(&self.0).bytes_allocated()
+    }
+}
+
+/// The times of one step.
+#[derive(Clone, Debug, Default)]
+struct StepTime {
+    /// Wall clock around `step(1)`.
+    wall: Duration,
+    /// Event time of each kernel launched, in launch order.
+    kernels: Vec<(&'static str, Duration)>,
+}
+
+impl StepTime {
+    /// Sum of the kernels' event times.
+    fn device(&self) -> Duration {
+        self.kernels.iter().map(|(_, d)| *d).sum()
+    }
+
+    /// Sum of the event times of `kernel`'s launches.
+    fn kernel(&self, kernel: &str) -> Duration {
+        self.kernels
+            .iter()
+            .filter(|(k, _)| *k == kernel)
+            .map(|(_, d)| *d)
+            .sum()
+    }
+}
+
+/// One benchmark size: an engine at its warmed-up state and the saved copy of that state.
+struct Case {
+    engine: Engine<SharedCuda>,
+    device: Arc<Mutex<CudaBackend>>,
+    saved: Vec<(BufferName, DeviceAlloc)>,
+}
+
+impl Case {
+    /// Builds the random graph of `num_nodes`, runs the warm-up and saves the state.
+    fn new(num_nodes: u32) -> Result<Case, Box<dyn std::error::Error>> {
+        let device = Arc::new(Mutex::new(CudaBackend::new(0)?));
+        let graph = random_graph(num_nodes, GRAPH_SEED);
+        let mut engine = Engine::new(
+            SharedCuda(Arc::clone(&device)),
+            &graph,
+            SimParams::default(),
+        )?;
+        engine.step(WARMUP_STEPS)?;
+        let mut saved = Vec::new();
+        for name in SAVED {
+            let bytes = num_nodes as usize * 4;
+            let mut backend = lock(&device);
+            let copy = backend.alloc(name, bytes)?;
+            backend.copy(copy.addr, Self::live_addr(&engine, name)?, bytes)?;
+            saved.push((name, copy));
+        }
+        lock(&device).synchronize()?;
+        Ok(Case {
+            engine,
+            device,
+            saved,
+        })
+    }
+
+    /// The address the engine reads `name` from now (in/out buffers swap every step).
+    fn live_addr(engine: &Engine<SharedCuda>, name: BufferName) -> Result<u64, String> {
+        engine
+            .buffers()
+            .find(|b| b.name == name)
+            .map(|b| b.alloc.addr)
+            .ok_or_else(|| format!("the engine has no buffer {}", name.as_str()))
+    }
+
+    /// Copies the saved state back and waits for the copies, so that none of it is timed.
+    fn restore(&mut self) {
+        let bytes = self.engine.num_nodes() as usize * 4;
+        let mut backend = lock(&self.device);
+        for (name, copy) in &self.saved {
+            let dst = Self::live_addr(&self.engine, *name).expect("the engine's buffer exists");
+            backend
+                .copy(dst, copy.addr, bytes)
+                .expect("restoring the saved state");
+        }
+        backend.synchronize().expect("restoring the saved state");
+    }
+
+    /// One step from the saved state, with its times.
+    fn timed_step(&mut self) -> StepTime {
+        self.restore();
+        let iteration = self.engine.iteration();
+        let started = Instant::now();
+        self.engine.step(1).expect("step succeeds");
+        let wall = started.elapsed();
+        let kernels = self
+            .engine
+            .kernel_log()
+            .recent()
+            .into_iter()
+            .filter(|r| r.iteration == iteration)
+            .map(|r| (r.kernel, Duration::from_secs_f64(r.duration_us * 1e-6)))
+            .collect();
+        StepTime { wall, kernels }
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let mut backend = lock(&self.device);
+        for (_, copy) in self.saved.drain(..) {
+            backend.free(copy);
+        }
+    }
+}
+
+/// A uniform random graph: `EDGES_PER_NODE * num_nodes` edges between distinct endpoints (the CPU
+/// benchmark's generator, so that both time the same graphs).
+fn random_graph(num_nodes: u32, seed: u64) -> GraphSpec {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let edges = (0..num_nodes as u64 * EDGES_PER_NODE as u64)
+        .map(|_| {
+            let u = rng.gen_range(0..num_nodes);
+            // Drawing v from the other n - 1 ids avoids self-loops, which add no spring work.
+            let v = (u + rng.gen_range(1..num_nodes)) % num_nodes;
+            Edge::new(u, v)
+        })
+        .collect();
+    GraphSpec {
+        num_nodes,
+        edges,
+        positions: None,
+    }
+}
+
+/// Median of `samples` (which it sorts); zero when empty.
+fn median(samples: &mut [Duration]) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    let mid = samples.len() / 2;
+    if samples.len() % 2 == 1 {
+        samples[mid]
+    } else {
+        (samples[mid - 1] + samples[mid]) / 2
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `gpu_step/<size>`: the device time of one step.
+fn bench_size(c: &mut Criterion, label: &str, case: &mut Case) {
+    let mut group = c.benchmark_group("gpu_step");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(20);
+    group.warm_up_time(SIZE_WARM_UP);
+    group.measurement_time(SIZE_MEASUREMENT);
+    group.throughput(Throughput::Elements(case.engine.num_nodes() as u64));
+    let mut steps: Vec<StepTime> = Vec::new();
+    group.bench_function(BenchmarkId::from_parameter(label), |b| {
+        b.iter_custom(|iters| {
+            let mut device = Duration::ZERO;
+            for _ in 0..iters {
+                let step = case.timed_step();
+                device += step.device();
+                steps.push(step);
+            }
+            device
+        })
+    });
+    group.finish();
+    // Nothing ran when criterion's filter or `--list` skipped the benchmark.
+    if steps.is_empty() {
+        return;
+    }
+    let mut device: Vec<Duration> = steps.iter().map(StepTime::device).collect();
+    let mut wall: Vec<Duration> = steps.iter().map(|s| s.wall).collect();
+    eprintln!(
+        "gpu_step/{label}: {} nodes, {} edges; median over {} steps: device (kernel events) {:.1} us, wall {:.1} us",
+        case.engine.num_nodes(),
+        case.engine.num_edges(),
+        steps.len(),
+        micros(median(&mut device)),
+        micros(median(&mut wall)),
+    );
+}
+
+/// The per-kernel table and `gpu_step/1M_10M/<kernel>`.
+fn bench_kernels(c: &mut Criterion, case: &mut Case) {
+    let mut per_kernel: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    let mut device = Vec::new();
+    let mut wall = Vec::new();
+    // Launch order, for the table.
+    let mut order: Vec<&'static str> = Vec::new();
+    for _ in 0..BREAKDOWN_STEPS {
+        let step = case.timed_step();
+        for &(kernel, _) in &step.kernels {
+            if !order.contains(&kernel) {
+                order.push(kernel);
+            }
+        }
+        for &kernel in &order {
+            per_kernel
+                .entry(kernel)
+                .or_default()
+                .push(step.kernel(kernel));
+        }
+        device.push(step.device());
+        wall.push(step.wall);
+    }
+    eprintln!(
+        "gpu_step/{BREAKDOWN_LABEL}: median per kernel over {BREAKDOWN_STEPS} steps ({} nodes, {} edges)",
+        case.engine.num_nodes(),
+        case.engine.num_edges()
+    );
+    let mut medians = Vec::new();
+    for &kernel in &order {
+        let m = median(per_kernel.entry(kernel).or_default());
+        medians.push((kernel, m));
+        eprintln!("  {kernel:<16} {:>10.1} us", micros(m));
+    }
+    let sum: Duration = medians.iter().map(|(_, m)| *m).sum();
+    eprintln!("  {:<16} {:>10.1} us", "(sum of medians)", micros(sum));
+    eprintln!(
+        "  {:<16} {:>10.1} us",
+        "(step, device)",
+        micros(median(&mut device))
+    );
+    eprintln!(
+        "  {:<16} {:>10.1} us",
+        "(step, wall)",
+        micros(median(&mut wall))
+    );
+
+    let mut group = c.benchmark_group("gpu_step");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(KERNEL_WARM_UP);
+    group.measurement_time(KERNEL_MEASUREMENT);
+    group.throughput(Throughput::Elements(case.engine.num_nodes() as u64));
+    for (kernel, _) in medians {
+        let id = format!("{BREAKDOWN_LABEL}/{kernel}");
+        group.bench_function(id.as_str(), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| case.timed_step().kernel(kernel)).sum())
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    if !CudaBackend::is_available() {
+        println!("skipped: no CUDA device");
+        return;
+    }
+    let mut criterion = Criterion::default().configure_from_args();
+    for (label, num_nodes) in SIZES {
+        let mut case = match Case::new(num_nodes) {
+            Ok(case) => case,
+            Err(e) => {
+                // A device that is present but unusable (no context, kernels that do not compile)
+                // is a broken environment, not a reason to report nothing silently.
+                eprintln!("gpu_step: cannot set up {label}: {e}");
+                std::process::exit(1);
+            }
+        };
+        eprintln!(
+            "gpu_step/{label}: {}",
+            case.engine.backend().device_description()
+        );
+        bench_size(&mut criterion, label, &mut case);
+        if num_nodes == BREAKDOWN_NODES {
+            bench_kernels(&mut criterion, &mut case);
+        }
+    }
+    criterion.final_summary();
+}
