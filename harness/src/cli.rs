@@ -38,6 +38,17 @@ pub struct Cli {
 pub enum Command {
     /// Lay out a graph file; write positions (JSON) and a picture (SVG).
     Layout(crate::layout::LayoutArgs),
+    /// Hunt crashes: generated cases through isolated workers; findings minimized and written.
+    Run(crate::commands::run::RunArgs),
+    /// Run one case file and print its outcome and signature.
+    Repro(crate::commands::repro::ReproArgs),
+    /// Shrink a failing case file to the smallest case with the same signature.
+    Minimize(crate::commands::minimize::MinimizeArgs),
+    /// List the planted faults.
+    Faults,
+    /// Internal: serve cases for a driver (started by forcefield itself).
+    #[command(hide = true)]
+    Worker(crate::commands::worker::WorkerArgs),
 }
 
 impl Command {
@@ -45,6 +56,11 @@ impl Command {
     pub fn dispatch(self) -> Result<(), CliError> {
         match self {
             Command::Layout(args) => crate::layout::run(&args),
+            Command::Run(args) => crate::commands::run::run(&args),
+            Command::Repro(args) => crate::commands::repro::run(&args),
+            Command::Minimize(args) => crate::commands::minimize::run(&args),
+            Command::Faults => crate::commands::faults::run(),
+            Command::Worker(args) => crate::commands::worker::run(&args),
         }
     }
 }
@@ -60,35 +76,22 @@ pub enum BackendChoice {
     Auto,
 }
 
-/// A backend a command can actually run on.
+/// A backend a command can actually run on: what [`crate::backend_select::open_backend`] opened
+/// for a [`BackendChoice`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResolvedBackend {
     /// [`forcefield::CpuBackend`].
     Cpu,
+    /// [`forcefield::CudaBackend`].
+    Cuda,
 }
 
 impl ResolvedBackend {
-    /// The name written into outputs and summaries.
+    /// The name written into outputs and summaries (the backend's own [`forcefield::Backend::name`]).
     pub fn name(self) -> &'static str {
         match self {
             ResolvedBackend::Cpu => "cpu",
-        }
-    }
-}
-
-impl BackendChoice {
-    /// The backend this choice gives in this build, with a note for the user when the choice was
-    /// made for them (`auto`). `cuda` is an environment error: no CUDA backend is built yet.
-    pub fn resolve(self) -> Result<(ResolvedBackend, Option<&'static str>), CliError> {
-        match self {
-            BackendChoice::Cpu => Ok((ResolvedBackend::Cpu, None)),
-            BackendChoice::Auto => Ok((
-                ResolvedBackend::Cpu,
-                Some("backend: cpu (no CUDA backend in this build)"),
-            )),
-            BackendChoice::Cuda => Err(CliError::Environment(anyhow::anyhow!(
-                "the CUDA backend is not built yet; use --backend cpu or auto"
-            ))),
+            ResolvedBackend::Cuda => "cuda",
         }
     }
 }
@@ -206,18 +209,6 @@ mod tests {
         assert_eq!(CliError::Findings(e()).exit_code(), exit::FINDINGS);
         assert_eq!(CliError::Input(e()).exit_code(), exit::BAD_INPUT);
         assert_eq!(CliError::Environment(e()).exit_code(), exit::ENVIRONMENT);
-        assert_eq!(
-            BackendChoice::Cuda.resolve().unwrap_err().exit_code(),
-            exit::ENVIRONMENT
-        );
-        assert_eq!(
-            BackendChoice::Cpu.resolve().unwrap(),
-            (ResolvedBackend::Cpu, None)
-        );
-        assert_eq!(
-            BackendChoice::Auto.resolve().unwrap().0,
-            ResolvedBackend::Cpu
-        );
     }
 
     #[test]

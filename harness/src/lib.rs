@@ -1,9 +1,29 @@
 /*!
 Forcefield's driver: the `forcefield` command line and everything behind it.
+
+# Brief overview
+
+* [`cli`] parses the command line and maps every error to an exit code ([`exit`]).
+* [`graph_io`] reads graphs (edge lists, Matrix Market, JSON); [`svg`] draws layouts.
 */
 
+pub mod artifacts;
+pub mod backend_select;
+pub mod campaign;
+pub mod case;
 pub mod cli;
+pub mod commands;
+pub mod ddmin;
+pub mod execute;
 pub mod exit;
+pub mod generate;
 pub mod graph_io;
+pub mod interrupt;
+pub mod isolate;
+pub mod job;
 pub mod layout;
+pub mod minimize;
+pub mod oracle;
+pub mod signature;
 pub mod svg;
+pub mod traced_backend;

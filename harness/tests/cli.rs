@@ -7,6 +7,7 @@ and the files `layout --out --svg` writes.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use forcefield::CudaBackend;
 use forcefield_harness::layout::PositionsFile;
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
@@ -163,12 +164,63 @@ fn label_for_a_missing_node() {
     );
 }
 
+/// Where `--backend cuda` fails, the line names the flag and the cause; the driver's reason
+/// (missing library, no device) depends on the machine, so the snapshot holds `<reason>`.
 #[test]
 fn cuda_backend_is_unavailable() {
-    insta::assert_snapshot!(
-        "cuda_backend_is_unavailable",
-        layout_error("g.edges", Some("0 1\n"), &[], &["--backend", "cuda"])
+    if CudaBackend::is_available() {
+        println!("skipped: a CUDA device is present");
+        return;
+    }
+    let text = layout_error("g.edges", Some("0 1\n"), &[], &["--backend", "cuda"]);
+    let prefix = "no usable CUDA device: ";
+    let at = text
+        .find(prefix)
+        .expect("the line says no usable CUDA device")
+        + prefix.len();
+    assert!(!text[at..].trim().is_empty(), "a reason is given: {text}");
+    let redacted = format!("{}<reason>", &text[..at]);
+    insta::assert_snapshot!("cuda_backend_is_unavailable", redacted);
+}
+
+/// The backend `auto` should pick here, and the start of the note it prints.
+fn expected_auto_backend() -> (&'static str, &'static str) {
+    if CudaBackend::is_available() {
+        ("cuda", "backend: cuda (")
+    } else {
+        ("cpu", "backend: cpu (no usable CUDA device: ")
+    }
+}
+
+#[test]
+fn positions_record_the_backend_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, path) = karate_layout(
+        dir.path(),
+        "cpu.json",
+        &["--steps", "5", "--backend", "cpu"],
     );
+    assert_eq!(read_positions(&path).backend, "cpu");
+    // An explicit `cpu` needs no explanation.
+    assert_eq!(out.stderr, "");
+    let (auto, note) = expected_auto_backend();
+    let (out, path) = karate_layout(dir.path(), "auto.json", &["--steps", "5"]);
+    assert_eq!(read_positions(&path).backend, auto);
+    assert!(out.stderr.starts_with(note), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!(" steps on {auto} in ")),
+        "{}",
+        out.stdout
+    );
+    if CudaBackend::is_available() {
+        let (out, path) = karate_layout(
+            dir.path(),
+            "cuda.json",
+            &["--steps", "5", "--backend", "cuda"],
+        );
+        assert_eq!(read_positions(&path).backend, "cuda");
+        assert!(out.stderr.starts_with("backend: cuda ("), "{}", out.stderr);
+    }
 }
 
 #[test]
@@ -240,17 +292,18 @@ fn karate_layout_writes_positions_and_picture() {
         "p.json",
         &["--steps", "500", "--svg", path_str(&svg_path)],
     );
+    let (auto, note) = expected_auto_backend();
     assert!(
-        out.stdout
-            .starts_with("layout: 34 nodes, 78 edges, 500 steps on cpu in "),
+        out.stdout.starts_with(&format!(
+            "layout: 34 nodes, 78 edges, 500 steps on {auto} in "
+        )),
         "{}",
         out.stdout
     );
     assert_eq!(out.stdout.lines().count(), 1);
-    assert_eq!(
-        out.stderr.trim(),
-        "backend: cpu (no CUDA backend in this build)"
-    );
+    // The note of `auto`: exactly one line saying which backend runs.
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with(note), "{}", out.stderr);
 
     let file = read_positions(&json_path);
     assert_eq!(file.num_nodes, 34);

@@ -1,0 +1,491 @@
+/*!
+Campaigns: many generated cases through a pool of isolated workers, findings deduplicated by
+signature and minimized, everything written to an output directory.
+
+Roles, as in a test runner: worker threads each drive one [`WorkerSlot`] (a supervised worker
+process) and never talk to the user; the coordinating thread hands out case indices, receives every
+classified execution, keeps the findings, draws progress and decides when to stop (budget reached, or
+Ctrl-C). Case `k` of a campaign is generated from `(seed, k)` alone, so a campaign is reproducible and
+can be split into shards (`--shard i/n` runs the cases with `k % n == i`).
+*/
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use forcefield::Fault;
+
+use crate::artifacts::{write_atomically, write_json};
+use crate::case::{BackendKind, Case, Expectation, Provenance};
+use crate::generate::{generate_case_from_seed, GenConfig};
+use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
+use crate::job::Job;
+use crate::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
+use crate::signature::{classify, Signature, Verdict};
+
+/// A shard of a campaign: cases with `k % count == index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: u64,
+    /// Shards in all.
+    pub count: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a shard (expected I/N with 0 <= I < N, e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.parse::<u64>().map_err(|_| bad())?,
+            n.parse::<u64>().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// When a campaign stops generating cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// After this long.
+    Time(Duration),
+    /// After this many cases (of this shard).
+    Cases(u64),
+}
+
+/// Everything a campaign needs.
+#[derive(Clone, Debug)]
+pub struct CampaignConfig {
+    /// Backend of every case.
+    pub backend: BackendKind,
+    /// When to stop.
+    pub budget: Budget,
+    /// Campaign seed.
+    pub seed: u64,
+    /// Worker processes.
+    pub jobs: usize,
+    /// With CUDA: one worker per listed GPU (overrides `jobs`).
+    pub gpus: Vec<u32>,
+    /// Planted faults switched on in every case.
+    pub faults: Vec<Fault>,
+    /// This machine's shard.
+    pub shard: Shard,
+    /// Per-case watchdog deadline.
+    pub case_deadline: Duration,
+    /// Re-run each case under another growth policy.
+    pub capacity_invariance: bool,
+    /// Minimize new findings, with these limits.
+    pub minimize: Option<MinimizeLimits>,
+    /// How to start a worker.
+    pub worker: WorkerCommand,
+    /// Generator settings.
+    pub generator: GenConfig,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// One distinct finding of a campaign.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Finding {
+    /// Its identity.
+    pub signature: Signature,
+    /// One line on the first occurrence.
+    pub summary: String,
+    /// Occurrences.
+    pub count: u64,
+    /// Index of the first case that showed it.
+    pub first_case: u64,
+    /// Seconds from the campaign's start to the first occurrence.
+    pub seconds_to_first: f64,
+    /// Size of the first case.
+    pub case_size: CaseSize,
+    /// Minimization, when done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimization: Option<MinimizeReport>,
+    /// Seconds from the campaign's start until the finding was minimized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_to_minimized: Option<f64>,
+    /// The first failing case.
+    #[serde(skip)]
+    pub case: Option<Case>,
+    /// Its minimized form.
+    #[serde(skip)]
+    pub minimized: Option<Case>,
+    /// The first failing execution (stderr, breadcrumb).
+    #[serde(skip)]
+    pub execution: Option<Execution>,
+}
+
+/// The summary of a campaign (`summary.json`), mergeable across shards.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    /// Always `forcefield-summary/1`.
+    pub format: String,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Campaign seed.
+    pub seed: u64,
+    /// Shards this summary covers.
+    pub shards: Vec<Shard>,
+    /// Planted faults.
+    pub faults: Vec<Fault>,
+    /// Cases run.
+    pub cases: u64,
+    /// Cases that could not run here.
+    pub environment_errors: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Whether Ctrl-C cut it short.
+    pub interrupted: bool,
+    /// Distinct findings, by signature.
+    pub findings: Vec<Finding>,
+    /// The first environment error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_message: Option<String>,
+}
+
+impl Summary {
+    /// Cases per second.
+    pub fn cases_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.cases as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// A markdown table of the findings.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "{} cases in {:.1} s ({:.1}/s) on {}, seed {}{}: {} distinct finding(s)\n",
+            self.cases,
+            self.seconds,
+            self.cases_per_second(),
+            self.backend.name(),
+            self.seed,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            },
+            self.findings.len()
+        );
+        if !self.findings.is_empty() {
+            s.push_str(
+                "\n| signature | count | first (s) | case | minimized |\n|---|---|---|---|---|\n",
+            );
+            for f in &self.findings {
+                let min = f
+                    .minimization
+                    .as_ref()
+                    .map_or("-".to_string(), |m| m.after.to_string());
+                s.push_str(&format!(
+                    "| `{}` | {} | {:.2} | {} | {} |\n",
+                    f.signature, f.count, f.seconds_to_first, f.case_size, min
+                ));
+            }
+        }
+        s
+    }
+}
+
+/// The seed of case `k` of a campaign.
+pub fn case_seed(campaign_seed: u64, k: u64) -> u64 {
+    forcefield::hash::mix3(campaign_seed, k, 0x636173)
+}
+
+/// The payload asking a worker to run `case`.
+pub fn case_payload(case: &Case, capacity_invariance: bool) -> serde_json::Value {
+    serde_json::to_value(Job::Case {
+        case: case.clone(),
+        capacity_invariance,
+    })
+    .unwrap_or_default()
+}
+
+/// Runs `case` once in `slot` and classifies the execution.
+pub fn run_isolated(
+    slot: &mut WorkerSlot,
+    case: &Case,
+    capacity_invariance: bool,
+    deadline: Duration,
+) -> (Verdict, Option<Execution>) {
+    match slot.run(case_payload(case, capacity_invariance), deadline) {
+        Ok(execution) => (classify(&execution), Some(execution)),
+        Err(e) => (
+            Verdict::Environment {
+                message: format!("cannot start a worker: {e}"),
+            },
+            None,
+        ),
+    }
+}
+
+/// Minimizes `case` through `slot`, keeping only candidates with the same `signature`.
+pub fn minimize_isolated(
+    slot: &mut WorkerSlot,
+    case: &Case,
+    signature: &Signature,
+    capacity_invariance: bool,
+    deadline: Duration,
+    limits: MinimizeLimits,
+    stop: &AtomicBool,
+) -> (Case, MinimizeReport) {
+    let mut test = |candidate: &Case| {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (verdict, _) = run_isolated(slot, candidate, capacity_invariance, deadline);
+        verdict.signature() == Some(signature)
+    };
+    minimize(case, limits, &mut test)
+}
+
+struct Outcome {
+    index: u64,
+    case: Case,
+    verdict: Verdict,
+    execution: Option<Execution>,
+}
+
+/// Runs a campaign until its budget is spent or `interrupt` is set (Ctrl-C), then minimizes what it
+/// found (unless interrupted). Never panics on worker trouble: a worker that cannot start is an
+/// environment error in the summary.
+pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summary {
+    let start = Instant::now();
+    // Set by the budget or by `interrupt`; workers stop taking cases when it is.
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::channel::<Outcome>();
+    let lanes: Vec<Option<u32>> = if config.backend == BackendKind::Cuda && !config.gpus.is_empty()
+    {
+        config.gpus.iter().map(|g| Some(*g)).collect()
+    } else {
+        vec![None; config.jobs.max(1)]
+    };
+    let max_cases = match config.budget {
+        Budget::Cases(n) => n,
+        Budget::Time(_) => u64::MAX,
+    };
+    let mut threads = Vec::new();
+    for gpu in lanes {
+        let (tx, next, stop) = (tx.clone(), Arc::clone(&next), Arc::clone(&stop));
+        let mut command = config.worker.clone();
+        if let Some(g) = gpu {
+            command = command.env("CUDA_VISIBLE_DEVICES", g.to_string());
+        }
+        let cfg = config.clone();
+        threads.push(std::thread::spawn(move || {
+            // The slot lives on this thread: workers die with the thread that started them.
+            let mut slot = WorkerSlot::new(command, SupervisorConfig::default());
+            while !stop.load(Ordering::Relaxed) {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= max_cases {
+                    break;
+                }
+                let index = k * cfg.shard.count + cfg.shard.index;
+                let mut generator = cfg.generator.clone();
+                generator.faults = cfg.faults.clone();
+                generator.backend = cfg.backend;
+                let case = generate_case_from_seed(case_seed(cfg.seed, index), &generator);
+                let (verdict, execution) =
+                    run_isolated(&mut slot, &case, cfg.capacity_invariance, cfg.case_deadline);
+                let environment = matches!(verdict, Verdict::Environment { .. });
+                if tx
+                    .send(Outcome {
+                        index,
+                        case,
+                        verdict,
+                        execution,
+                    })
+                    .is_err()
+                    || environment
+                {
+                    break;
+                }
+            }
+            slot.shutdown();
+        }));
+    }
+    drop(tx);
+
+    let bar = progress_bar(config);
+    let mut findings: BTreeMap<Signature, Finding> = BTreeMap::new();
+    let mut cases = 0u64;
+    let mut environment_errors = 0u64;
+    let mut environment_message = None;
+    loop {
+        let over_time = matches!(config.budget, Budget::Time(limit) if start.elapsed() >= limit);
+        if over_time || interrupt.load(Ordering::Relaxed) {
+            stop.store(true, Ordering::Relaxed);
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(outcome) => {
+                cases += 1;
+                match outcome.verdict {
+                    Verdict::Pass => {}
+                    Verdict::Environment { message } => {
+                        environment_errors += 1;
+                        environment_message.get_or_insert(message);
+                    }
+                    Verdict::Finding { signature, summary } => {
+                        let entry = findings.entry(signature.clone()).or_insert_with(|| {
+                            bar.println(format!("finding: {signature}: {summary}"));
+                            Finding {
+                                signature,
+                                summary,
+                                count: 0,
+                                first_case: outcome.index,
+                                seconds_to_first: start.elapsed().as_secs_f64(),
+                                case_size: CaseSize::of(&outcome.case),
+                                minimization: None,
+                                seconds_to_minimized: None,
+                                case: Some(outcome.case.clone()),
+                                minimized: None,
+                                execution: outcome.execution.clone(),
+                            }
+                        });
+                        entry.count += 1;
+                    }
+                }
+                bar.set_position(cases);
+                bar.set_message(format!("{} finding(s)", findings.len()));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    bar.finish_and_clear();
+
+    if let Some(limits) = config.minimize {
+        let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+        for f in findings.values_mut() {
+            if crate::interrupt::requested() {
+                break;
+            }
+            let Some(case) = f.case.clone() else { continue };
+            eprintln!("minimizing {} ({})", f.signature, f.case_size);
+            let (small, report) = minimize_isolated(
+                &mut slot,
+                &case,
+                &f.signature,
+                config.capacity_invariance,
+                config.case_deadline,
+                limits,
+                &interrupt,
+            );
+            eprintln!(
+                "  {} -> {} in {:.1} s ({} runs)",
+                report.before, report.after, report.seconds, report.runs
+            );
+            f.minimized = Some(small);
+            f.minimization = Some(report);
+            f.seconds_to_minimized = Some(start.elapsed().as_secs_f64());
+        }
+        slot.shutdown();
+    }
+
+    Summary {
+        format: SUMMARY_FORMAT.to_string(),
+        backend: config.backend,
+        seed: config.seed,
+        shards: vec![config.shard],
+        faults: config.faults.clone(),
+        cases,
+        environment_errors,
+        seconds: start.elapsed().as_secs_f64(),
+        interrupted: interrupt.load(Ordering::Relaxed),
+        findings: findings.into_values().collect(),
+        environment_message,
+    }
+}
+
+/// The summary format string.
+pub const SUMMARY_FORMAT: &str = "forcefield-summary/1";
+
+fn progress_bar(config: &CampaignConfig) -> indicatif::ProgressBar {
+    if !config.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match config.budget {
+        Budget::Cases(n) => indicatif::ProgressBar::new(n),
+        Budget::Time(_) => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {pos} cases ({per_sec}) {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Writes `summary.json` and `findings/<signature-id>/{case.json, minimized.json, report.json,
+/// stderr.txt}` under `dir`, each file atomically.
+pub fn write_outputs(dir: &Path, summary: &Summary) -> std::io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for f in &summary.findings {
+        let fdir = dir.join("findings").join(f.signature.id());
+        let provenance = Provenance {
+            found_by: format!(
+                "forcefield run --backend {} --seed {}{}",
+                summary.backend.name(),
+                summary.seed,
+                summary
+                    .faults
+                    .iter()
+                    .map(|x| format!(" --fault {x}"))
+                    .collect::<String>()
+            ),
+            seed: Some(summary.seed),
+            date: None,
+            note: Some(f.summary.clone()),
+        };
+        let expect = Expectation::Open {
+            signature: f.signature.to_string(),
+        };
+        if let Some(case) = &f.case {
+            let mut c = case.clone();
+            c.expect = Some(expect.clone());
+            c.provenance = Some(provenance.clone());
+            write_json(&fdir.join("case.json"), &c)?;
+            written.push(fdir.join("case.json"));
+        }
+        if let Some(case) = &f.minimized {
+            let mut c = case.clone();
+            c.expect = Some(expect);
+            c.provenance = Some(provenance);
+            write_json(&fdir.join("minimized.json"), &c)?;
+            written.push(fdir.join("minimized.json"));
+        }
+        let report = serde_json::json!({
+            "finding": f,
+            "execution": f.execution,
+        });
+        write_json(&fdir.join("report.json"), &report)?;
+        if let Some(e) = &f.execution {
+            write_atomically(&fdir.join("stderr.txt"), e.stderr.text().as_bytes())?;
+        }
+    }
+    write_json(&dir.join("summary.json"), summary)?;
+    written.push(dir.join("summary.json"));
+    Ok(written)
+}

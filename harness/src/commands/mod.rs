@@ -1,0 +1,68 @@
+/*!
+The crash-hunting subcommands, one module each. They share the small pieces here: durations on the
+command line, choosing the backend of a campaign, and how to start a worker.
+*/
+
+pub mod faults;
+pub mod minimize;
+pub mod repro;
+pub mod run;
+pub mod worker;
+
+use std::time::Duration;
+
+use forcefield::CudaBackend;
+
+use crate::case::BackendKind;
+use crate::cli::{BackendChoice, CliError};
+use crate::isolate::WorkerCommand;
+
+/// Parses `60s`, `10m`, `1h30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); try 60s, 10m or 1h"))
+}
+
+/// The backend kind a campaign or replay runs on. `cuda` without a usable device is an environment
+/// error (exit 3); `auto` falls back to the CPU and says so on stderr.
+pub fn backend_kind(choice: BackendChoice) -> Result<BackendKind, CliError> {
+    match choice {
+        BackendChoice::Cpu => Ok(BackendKind::Cpu),
+        BackendChoice::Cuda => {
+            if CudaBackend::is_available() {
+                Ok(BackendKind::Cuda)
+            } else {
+                Err(CliError::environment(anyhow::anyhow!(
+                    "--backend cuda: no usable CUDA device on this machine"
+                )))
+            }
+        }
+        BackendChoice::Auto => {
+            let kind = if CudaBackend::is_available() {
+                BackendKind::Cuda
+            } else {
+                BackendKind::Cpu
+            };
+            eprintln!("backend: {} (auto)", kind.name());
+            Ok(kind)
+        }
+    }
+}
+
+/// How to start a worker of this binary: `forcefield worker --threads N`.
+pub fn worker_command(threads: usize) -> Result<WorkerCommand, CliError> {
+    let command = WorkerCommand::current_exe_worker().map_err(|e| {
+        CliError::environment(anyhow::anyhow!(
+            "cannot find this program to start workers: {e}"
+        ))
+    })?;
+    Ok(command.arg("--threads").arg(threads.to_string()))
+}
+
+/// Reads and validates a case file; every problem is an input error (exit 2).
+pub fn read_case(path: &std::path::Path) -> Result<crate::case::Case, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", path.display())))?;
+    crate::case::Case::from_json(&text)
+        .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", path.display())))
+}

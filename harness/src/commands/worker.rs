@@ -1,0 +1,33 @@
+/*!
+`forcefield worker`: the process a driver starts to run cases in isolation. Not for people: it
+speaks the worker protocol (`crate::isolate::protocol`) on inherited descriptors and exits when its
+driver goes away.
+*/
+
+use crate::cli::CliError;
+use crate::job::Handler;
+
+/// Arguments of `forcefield worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Threads of the CPU backend's kernels (0: every core).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// Serves requests until the driver closes the channel.
+pub fn run(args: &WorkerArgs) -> Result<(), CliError> {
+    let mut handler = Handler::new(args.threads);
+    let code = crate::isolate::worker_main("engine", &mut |payload, crumbs| {
+        handler.handle(payload, crumbs)
+    });
+    match code {
+        0 => Ok(()),
+        crate::exit::BAD_INPUT => Err(CliError::input(anyhow::anyhow!(
+            "`forcefield worker` is started by forcefield itself, not by hand"
+        ))),
+        _ => Err(CliError::environment(anyhow::anyhow!(
+            "worker failed (exit {code})"
+        ))),
+    }
+}

@@ -1,0 +1,234 @@
+/*!
+Crash signatures: what makes two findings "the same bug".
+
+A [`Signature`] is the outcome class, the site (the kernel running when a worker died, else the
+operation), and a location where there is one (a panic's source line, an invariant's check name).
+Findings are deduplicated by signature, and minimization accepts a smaller case only when it gives the
+same signature, so shrinking never drifts to another bug.
+*/
+
+use serde::{Deserialize, Serialize};
+
+use crate::execute::CaseResult;
+use crate::isolate::{Execution, Outcome};
+
+/// The identity of a finding.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Signature {
+    /// `signal`, `panic`, `hang`, `invariant`, `engine-error`, `exit`, `resource-exhausted`,
+    /// `protocol-error`, `sanitizer`, `fault-not-tolerated`.
+    pub class: String,
+    /// What the class says more precisely: the signal name, the check name, the exit code.
+    pub detail: String,
+    /// The kernel running when it happened, else the operation.
+    pub site: String,
+}
+
+impl std::fmt::Display for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.detail.is_empty() {
+            write!(f, "{}:{}", self.class, self.site)
+        } else {
+            write!(f, "{}:{}:{}", self.class, self.detail, self.site)
+        }
+    }
+}
+
+impl std::str::FromStr for Signature {
+    type Err = String;
+    /// Parses the `Display` form (`class:site` or `class:detail:site`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.splitn(3, ':').collect();
+        let (class, detail, site) = match parts.as_slice() {
+            [c, site] => (*c, "", *site),
+            [c, d, site] => (*c, *d, *site),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a signature (expected class:detail:site)"
+                ))
+            }
+        };
+        if class.is_empty() || site.is_empty() {
+            return Err(format!(
+                "`{s}` is not a signature (expected class:detail:site)"
+            ));
+        }
+        Ok(Signature {
+            class: class.to_string(),
+            detail: detail.to_string(),
+            site: site.to_string(),
+        })
+    }
+}
+
+impl Signature {
+    fn new(class: &str, detail: impl Into<String>, site: impl Into<String>) -> Self {
+        Signature {
+            class: class.to_string(),
+            detail: detail.into(),
+            site: site.into(),
+        }
+    }
+
+    /// A file-name-safe id: the display form with anything but `[A-Za-z0-9_.-]` turned into `-`.
+    pub fn id(&self) -> String {
+        self.to_string()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    }
+}
+
+/// What one isolated run of a case came to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The case passed.
+    Pass,
+    /// The case failed; the signature says how.
+    Finding {
+        /// The identity of the failure.
+        signature: Signature,
+        /// A one-line description.
+        summary: String,
+    },
+    /// The case could not be run here (backend unavailable, worker could not start).
+    Environment {
+        /// Why.
+        message: String,
+    },
+}
+
+impl Verdict {
+    /// The signature of a finding.
+    pub fn signature(&self) -> Option<&Signature> {
+        match self {
+            Verdict::Finding { signature, .. } => Some(signature),
+            _ => None,
+        }
+    }
+}
+
+/// The site named by a breadcrumb: the kernel if one was running, else the op, else `unknown`.
+fn site_of(execution: &Execution) -> String {
+    let Some(b) = &execution.breadcrumb else {
+        return "startup".to_string();
+    };
+    b.kernel
+        .clone()
+        .filter(|k| !k.is_empty())
+        .or_else(|| b.op.clone().filter(|o| !o.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Classifies a case result reported by a live worker (or by an in-process run).
+pub fn classify_result(result: &CaseResult) -> Verdict {
+    match result {
+        CaseResult::Pass => Verdict::Pass,
+        CaseResult::InvariantViolation { op, check, .. } => Verdict::Finding {
+            signature: Signature::new("invariant", check.clone(), op.clone()),
+            summary: result.to_string(),
+        },
+        CaseResult::EngineError { op, sticky, .. } => Verdict::Finding {
+            signature: Signature::new(
+                "engine-error",
+                if *sticky { "sticky" } else { "" },
+                op.clone(),
+            ),
+            summary: result.to_string(),
+        },
+        CaseResult::Environment { message } | CaseResult::Invalid { message } => {
+            Verdict::Environment {
+                message: message.clone(),
+            }
+        }
+    }
+}
+
+/// Classifies an isolated execution: a reply is judged by its case result, a death by how the
+/// worker died and where its breadcrumb was.
+pub fn classify(execution: &Execution) -> Verdict {
+    let site = site_of(execution);
+    let (signature, summary) = match &execution.outcome {
+        Outcome::Reply { payload } => {
+            return match serde_json::from_value::<crate::job::JobReply>(payload.clone()) {
+                Ok(reply) => classify_result(&reply.result),
+                Err(e) => Verdict::Finding {
+                    signature: Signature::new("protocol-error", "bad-reply", site),
+                    summary: format!("the worker's reply is not understood: {e}"),
+                },
+            };
+        }
+        Outcome::Signal { signal } => (
+            Signature::new("signal", signal.clone(), site.clone()),
+            format!("worker killed by {signal} in {site}"),
+        ),
+        Outcome::Panic { message, location } => (
+            Signature::new("panic", location.clone(), site.clone()),
+            format!("panic at {location} in {site}: {message}"),
+        ),
+        Outcome::Hang { after } => (
+            Signature::new("hang", "", site.clone()),
+            format!(
+                "no reply after {:.1} s in {site}; killed",
+                after.as_secs_f64()
+            ),
+        ),
+        Outcome::Exit { code } => (
+            Signature::new("exit", code.to_string(), site.clone()),
+            format!("worker exited with code {code} in {site}"),
+        ),
+        Outcome::ResourceExhausted { detail } => (
+            Signature::new("resource-exhausted", "", site.clone()),
+            format!("resources exhausted in {site}: {detail}"),
+        ),
+        Outcome::ProtocolError { detail } => (
+            Signature::new("protocol-error", "", site.clone()),
+            format!("protocol error in {site}: {detail}"),
+        ),
+    };
+    Verdict::Finding { signature, summary }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_parse_round_trip_and_safe_ids() {
+        let s: Signature = "signal:SIGSEGV:sort_pairs".parse().unwrap();
+        assert_eq!(s.class, "signal");
+        assert_eq!(s.detail, "SIGSEGV");
+        assert_eq!(s.site, "sort_pairs");
+        assert_eq!(s.to_string(), "signal:SIGSEGV:sort_pairs");
+        assert_eq!(s.id(), "signal-SIGSEGV-sort_pairs");
+        let h: Signature = "hang:force_pass".parse().unwrap();
+        assert_eq!(h.detail, "");
+        assert_eq!(h.to_string(), "hang:force_pass");
+        let p = Signature::new("panic", "src/a.rs:10:5", "step");
+        assert_eq!(p.id(), "panic-src-a.rs-10-5-step");
+        assert!("nonsense".parse::<Signature>().is_err());
+    }
+
+    #[test]
+    fn invariant_results_are_findings_named_by_check_and_op() {
+        let r = CaseResult::InvariantViolation {
+            op_index: Some(3),
+            op: "step".into(),
+            check: "positions-finite".into(),
+            detail: "node 2 is NaN".into(),
+        };
+        let v = classify_result(&r);
+        assert_eq!(
+            v.signature().map(|s| s.to_string()).as_deref(),
+            Some("invariant:positions-finite:step")
+        );
+        assert_eq!(classify_result(&CaseResult::Pass), Verdict::Pass);
+    }
+}
