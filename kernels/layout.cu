@@ -218,6 +218,23 @@ extern "C" __global__ void cell_bounds(const u32* __restrict__ sorted_keys,
     if (i + 1 == num_items || sorted_keys[i + 1] != k) cell_end[k] = (u32)i + 1u;
 }
 
+/* ---- 4b. gather_positions -------------------------------------------------------------------- */
+
+/* The position of the node in each sorted slot, so that the force pass reads a cell's candidates
+ * from contiguous memory. */
+extern "C" __global__ void gather_positions(
+    const float* __restrict__ pos_x, const float* __restrict__ pos_y,
+    const float* __restrict__ pos_z, const u32* __restrict__ sorted_nodes,
+    float* __restrict__ sorted_pos_x, float* __restrict__ sorted_pos_y,
+    float* __restrict__ sorted_pos_z, u32 num_nodes) {
+    const u64 t = global_index();
+    if (t >= num_nodes) return;
+    const u32 i = sorted_nodes[t];
+    sorted_pos_x[t] = pos_x[i];
+    sorted_pos_y[t] = pos_y[i];
+    sorted_pos_z[t] = pos_z[i];
+}
+
 /* ---- 6. force_pass -------------------------------------------------------------------------- */
 
 /* The separation used for two nodes at exactly the same point (`coincident_offset` in the CPU
@@ -249,7 +266,8 @@ extern "C" __global__ void force_pass(
     const float* __restrict__ pos_x, const float* __restrict__ pos_y,
     const float* __restrict__ pos_z, float* __restrict__ force_x, float* __restrict__ force_y,
     float* __restrict__ force_z, const u32* __restrict__ sorted_nodes,
-    const u32* __restrict__ cell_start, const u32* __restrict__ cell_end,
+    const float* __restrict__ sorted_pos_x, const float* __restrict__ sorted_pos_y,
+    const float* __restrict__ sorted_pos_z, const u32* __restrict__ cell_start, const u32* __restrict__ cell_end,
     const u32* __restrict__ row_offsets, const u32* __restrict__ col_indices,
     const float* __restrict__ weights, const float* __restrict__ edge_target,
     const float* __restrict__ anchor_x, const float* __restrict__ anchor_y,
@@ -280,9 +298,9 @@ extern "C" __global__ void force_pass(
                     for (u32 slot = s; slot < e; ++slot) {
                         const u32 j = sorted_nodes[slot];
                         if (j == i) continue;
-                        float ddx = pix - pos_x[j];
-                        float ddy = piy - pos_y[j];
-                        float ddz = piz - pos_z[j];
+                        float ddx = pix - sorted_pos_x[slot];
+                        float ddy = piy - sorted_pos_y[slot];
+                        float ddz = piz - sorted_pos_z[slot];
                         if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
                             coincident_offset(p, i, j, &ddx, &ddy, &ddz);
                         }

@@ -102,6 +102,9 @@ buffers! {
     NodeOrder => "node_order", Node, U32, 0;
     SortedKeys => "sorted_keys", Node, U32, 0;
     SortedNodes => "sorted_nodes", Node, U32, 0;
+    SortedPosX => "sorted_pos_x", Node, F32, 0;
+    SortedPosY => "sorted_pos_y", Node, F32, 0;
+    SortedPosZ => "sorted_pos_z", Node, F32, 0;
     SsspDist => "sssp_dist", Node, F32, 0;
     SsspFrontier => "sssp_frontier", Node, U32, 0;
     SsspFlags => "sssp_flags", Node, U32, 0;

@@ -10,7 +10,8 @@ use std::ops::Range;
 
 use crate::backend::{
     Backend, BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
-    FrontierCompactArgs, GridSpec, IntegrateArgs, Launch, SortArgs, Span3, SsspRelaxArgs,
+    FrontierCompactArgs, GatherPositionsArgs, GridSpec, IntegrateArgs, Launch, SortArgs, Span3,
+    SsspRelaxArgs,
 };
 use crate::buffer::{BufferInfo, BufferName as B, BufferRegistry, GrowthPolicy, SizeClass};
 use crate::error::{BackendError, EngineError, GraphError, Result};
@@ -143,6 +144,7 @@ const VEL_IN: [B; 3] = [B::VelInX, B::VelInY, B::VelInZ];
 const VEL_OUT: [B; 3] = [B::VelOutX, B::VelOutY, B::VelOutZ];
 const FORCE: [B; 3] = [B::ForceX, B::ForceY, B::ForceZ];
 const ANCHOR: [B; 3] = [B::AnchorX, B::AnchorY, B::AnchorZ];
+const SORTED_POS: [B; 3] = [B::SortedPosX, B::SortedPosY, B::SortedPosZ];
 
 impl<Bk: Backend> Engine<Bk> {
     /// An engine holding `graph`, with capacity equal to its counts.
@@ -777,6 +779,13 @@ impl<Bk: Backend> Engine<Bk> {
                 num_items: n,
                 num_cells: cells as u32,
             }))?;
+            // 4b. positions into sorted order, for contiguous reads in the force pass.
+            self.launch(Launch::GatherPositions(GatherPositionsArgs {
+                pos,
+                sorted_nodes: self.span(B::SortedNodes)?,
+                sorted_pos: self.span3(SORTED_POS)?,
+                num_nodes: n,
+            }))?;
             // 5. cell bounds, launched over nodes.
             self.fill(B::CellStart, 0, cells, 0)?;
             self.fill(B::CellEnd, 0, cells, 0)?;
@@ -795,6 +804,7 @@ impl<Bk: Backend> Engine<Bk> {
                 pos,
                 force: self.span3(FORCE)?,
                 sorted_nodes: self.span(B::SortedNodes)?,
+                sorted_pos: self.span3(SORTED_POS)?,
                 cell_start: self.span(B::CellStart)?,
                 cell_end: self.span(B::CellEnd)?,
                 row_offsets: self.span(B::RowOffsets)?,

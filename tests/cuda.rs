@@ -599,13 +599,14 @@ fn a_boxed_cuda_backend_steps_and_logs_every_kernel() {
         .iter()
         .flatten()
         .all(|c| c.is_finite()));
-    // Six kernels per step, each timed by CUDA events.
-    assert_eq!(e.kernel_log().launches(), 12);
+    // Seven kernels per step, each timed by CUDA events.
+    assert_eq!(e.kernel_log().launches(), 14);
     let records = e.kernel_log().recent();
     for name in [
         "bounds_reduce",
         "build_grid",
         "sort_pairs",
+        "gather_positions",
         "cell_bounds",
         "force_pass",
         "integrate",

@@ -109,6 +109,20 @@ pub struct SortArgs {
     pub num_cells: u32,
 }
 
+/// `gather_positions`: positions copied into sorted (cell) order, so that the force pass reads the
+/// candidates of a cell from contiguous memory.
+#[derive(Clone, Copy, Debug)]
+pub struct GatherPositionsArgs {
+    /// Positions by node id.
+    pub pos: Span3,
+    /// Node ids sorted by cell.
+    pub sorted_nodes: DeviceSpan,
+    /// Output: position of the node in each sorted slot.
+    pub sorted_pos: Span3,
+    /// Live nodes.
+    pub num_nodes: u32,
+}
+
 /// `cell_bounds`: `cell_start`/`cell_end` of every non-empty cell from sorted keys, launched over
 /// nodes. Empty cells keep the `start == end == 0` the engine filled in.
 #[derive(Clone, Copy, Debug)]
@@ -135,6 +149,8 @@ pub struct ForcePassArgs {
     pub force: Span3,
     /// Node ids sorted by cell.
     pub sorted_nodes: DeviceSpan,
+    /// Positions in sorted order (from `gather_positions`).
+    pub sorted_pos: Span3,
     /// First sorted slot of each cell.
     pub cell_start: DeviceSpan,
     /// One past the last sorted slot of each cell.
@@ -225,6 +241,8 @@ pub enum Launch {
     BuildGrid(BuildGridArgs),
     /// See [`SortArgs`].
     SortPairs(SortArgs),
+    /// See [`GatherPositionsArgs`].
+    GatherPositions(GatherPositionsArgs),
     /// See [`CellBoundsArgs`].
     CellBounds(CellBoundsArgs),
     /// See [`ForcePassArgs`].
@@ -244,6 +262,7 @@ impl Launch {
             Launch::BoundsReduce(_) => "bounds_reduce",
             Launch::BuildGrid(_) => "build_grid",
             Launch::SortPairs(_) => "sort_pairs",
+            Launch::GatherPositions(_) => "gather_positions",
             Launch::CellBounds(_) => "cell_bounds",
             Launch::ForcePass(_) => "force_pass",
             Launch::Integrate(_) => "integrate",

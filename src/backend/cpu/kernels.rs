@@ -9,8 +9,8 @@ depend on the thread count (bitwise determinism).
 
 use super::access::Dev;
 use crate::backend::{
-    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs, GridSpec,
-    IntegrateArgs, SortArgs, SsspRelaxArgs,
+    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
+    GatherPositionsArgs, GridSpec, IntegrateArgs, SortArgs, SsspRelaxArgs,
 };
 use crate::hash::{mix3, unit_f32};
 use crate::params::{features, KernelParams};
@@ -141,6 +141,17 @@ pub fn sort_pairs(a: &SortArgs) {
     }
 }
 
+/// Step 4b, `gather_positions`: the position of the node in each sorted slot, so that the force pass
+/// reads a cell's candidates from contiguous memory.
+pub fn gather_positions(a: &GatherPositionsArgs, threads: usize) {
+    let pos = dev3(&a.pos);
+    let sorted_nodes = Dev::<u32>::new(a.sorted_nodes);
+    let sorted_pos = dev3(&a.sorted_pos);
+    par_for(threads, a.num_nodes as usize, |t| {
+        store3(&sorted_pos, t, load3(&pos, sorted_nodes.get(t) as usize));
+    });
+}
+
 /// Step 5, `cell_bounds`: for every sorted slot that begins or ends a run of equal keys, record the run
 /// as that cell's `[start, end)`. Launched over nodes (sorted slots), not cells.
 pub fn cell_bounds(a: &CellBoundsArgs, threads: usize) {
@@ -181,6 +192,7 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
     let pos = dev3(&a.pos);
     let force = dev3(&a.force);
     let sorted_nodes = Dev::<u32>::new(a.sorted_nodes);
+    let sorted_pos = dev3(&a.sorted_pos);
     let cell_start = Dev::<u32>::new(a.cell_start);
     let cell_end = Dev::<u32>::new(a.cell_end);
     let row_offsets = Dev::<u32>::new(a.row_offsets);
@@ -216,7 +228,7 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
                             if j == i {
                                 continue;
                             }
-                            let mut d = sub(pi, load3(&pos, j));
+                            let mut d = sub(pi, load3(&sorted_pos, slot as usize));
                             if d == [0.0; 3] {
                                 d = coincident_offset(p, i, j);
                             }

@@ -113,6 +113,7 @@ impl Backend for CpuBackend {
             Launch::BoundsReduce(a) => kernels::bounds_reduce(a),
             Launch::BuildGrid(a) => kernels::build_grid(a, t),
             Launch::SortPairs(a) => kernels::sort_pairs(a),
+            Launch::GatherPositions(a) => kernels::gather_positions(a, t),
             Launch::CellBounds(a) => kernels::cell_bounds(a, t),
             Launch::ForcePass(a) => kernels::force_pass(a, t),
             Launch::Integrate(a) => kernels::integrate(a, t),

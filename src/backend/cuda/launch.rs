@@ -14,7 +14,7 @@ use cudarc::driver::sys;
 
 use crate::backend::{
     BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
-    IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
+    GatherPositionsArgs, IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
 };
 
 /// Threads per block of the one-thread-per-item kernels (`NODE_THREADS` in `layout.cu`).
@@ -45,6 +45,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "sort_histogram",
     "sort_scan",
     "sort_scatter",
+    "gather_positions",
     "cell_bounds",
     "force_pass",
     "integrate",
@@ -62,6 +63,7 @@ pub struct Kernels {
     sort_histogram: sys::CUfunction,
     sort_scan: sys::CUfunction,
     sort_scatter: sys::CUfunction,
+    gather_positions: sys::CUfunction,
     cell_bounds: sys::CUfunction,
     force_pass: sys::CUfunction,
     integrate: sys::CUfunction,
@@ -88,6 +90,7 @@ impl Kernels {
             sort_scatter: get("sort_scatter")?,
             cell_bounds: get("cell_bounds")?,
             force_pass: get("force_pass")?,
+            gather_positions: get("gather_positions")?,
             integrate: get("integrate")?,
             sssp_relax: get("sssp_relax")?,
             frontier_count: get("frontier_count")?,
@@ -217,6 +220,7 @@ impl Queue<'_> {
             Launch::BoundsReduce(a) => self.bounds_reduce(a),
             Launch::BuildGrid(a) => self.build_grid(a),
             Launch::SortPairs(a) => self.sort_pairs(a),
+            Launch::GatherPositions(a) => self.gather_positions(a),
             Launch::CellBounds(a) => self.cell_bounds(a),
             Launch::ForcePass(a) => self.force_pass(a),
             Launch::Integrate(a) => self.integrate(a),
@@ -337,6 +341,29 @@ impl Queue<'_> {
         self.launch(self.kernels.cell_bounds, blocks, NODE_THREADS, &mut args)
     }
 
+    fn gather_positions(&mut self, a: &GatherPositionsArgs) -> Result<(), DriverError> {
+        if a.num_nodes == 0 {
+            return Ok(());
+        }
+        let mut args = kernel_args![
+            &a.pos[0].addr,
+            &a.pos[1].addr,
+            &a.pos[2].addr,
+            &a.sorted_nodes.addr,
+            &a.sorted_pos[0].addr,
+            &a.sorted_pos[1].addr,
+            &a.sorted_pos[2].addr,
+            &a.num_nodes,
+        ];
+        let blocks = blocks_for(a.num_nodes, NODE_THREADS);
+        self.launch(
+            self.kernels.gather_positions,
+            blocks,
+            NODE_THREADS,
+            &mut args,
+        )
+    }
+
     fn force_pass(&mut self, a: &ForcePassArgs) -> Result<(), DriverError> {
         if a.num_nodes == 0 {
             return Ok(());
@@ -349,6 +376,9 @@ impl Queue<'_> {
             &a.force[1].addr,
             &a.force[2].addr,
             &a.sorted_nodes.addr,
+            &a.sorted_pos[0].addr,
+            &a.sorted_pos[1].addr,
+            &a.sorted_pos[2].addr,
             &a.cell_start.addr,
             &a.cell_end.addr,
             &a.row_offsets.addr,
