@@ -21,10 +21,11 @@ use forcefield::Fault;
 
 use crate::artifacts::{write_atomically, write_json};
 use crate::case::{BackendKind, Case, Expectation, Provenance};
-use crate::generate::{generate_case_from_seed, GenConfig};
+use crate::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::job::Job;
 use crate::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
+use crate::shrink::{generated_case, shrink_generated};
 use crate::signature::{classify, Signature, Verdict};
 
 /// A shard of a campaign: cases with `k % count == index`.
@@ -235,6 +236,18 @@ pub fn run_isolated(
     }
 }
 
+/// Watchdog used while minimizing a hang.
+pub const HANG_MINIMIZE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The watchdog for reproducing `signature` while minimizing.
+fn minimize_deadline(signature: &Signature, deadline: Duration) -> Duration {
+    if signature.class == "hang" {
+        deadline.min(HANG_MINIMIZE_DEADLINE)
+    } else {
+        deadline
+    }
+}
+
 /// Minimizes `case` through `slot`, keeping only candidates with the same `signature`.
 pub fn minimize_isolated(
     slot: &mut WorkerSlot,
@@ -245,6 +258,10 @@ pub fn minimize_isolated(
     limits: MinimizeLimits,
     stop: &AtomicBool,
 ) -> (Case, MinimizeReport) {
+    // A hang costs the whole deadline on every candidate; the cases being minimized run in
+    // milliseconds, so a shorter watchdog keeps hang minimization fast without mistaking a slow
+    // candidate for a hang.
+    let deadline = minimize_deadline(signature, deadline);
     let mut test = |candidate: &Case| {
         if stop.load(Ordering::Relaxed) {
             return false;
@@ -301,7 +318,9 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
                 let mut generator = cfg.generator.clone();
                 generator.faults = cfg.faults.clone();
                 generator.backend = cfg.backend;
-                let case = generate_case_from_seed(case_seed(cfg.seed, index), &generator);
+                let Some(case) = generated_case(case_seed(cfg.seed, index), &generator) else {
+                    continue;
+                };
                 let (verdict, execution) =
                     run_isolated(&mut slot, &case, cfg.capacity_invariance, cfg.case_deadline);
                 let environment = matches!(verdict, Verdict::Environment { .. });
@@ -380,9 +399,37 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
             if crate::interrupt::requested() {
                 break;
             }
-            let Some(case) = f.case.clone() else { continue };
+            let Some(mut case) = f.case.clone() else {
+                continue;
+            };
             eprintln!("minimizing {} ({})", f.signature, f.case_size);
-            let (small, report) = minimize_isolated(
+            // First proptest's shrinking over the generator's structure, then delta debugging.
+            let mut generator = config.generator.clone();
+            generator.faults = config.faults.clone();
+            generator.backend = config.backend;
+            let deadline = minimize_deadline(&f.signature, config.case_deadline);
+            let mut same = |c: &Case| {
+                !interrupt.load(Ordering::Relaxed)
+                    && run_isolated(&mut slot, c, config.capacity_invariance, deadline)
+                        .0
+                        .signature()
+                        == Some(&f.signature)
+            };
+            if let Some((shrunk, runs)) = shrink_generated(
+                case.seed,
+                &generator,
+                limits.max_runs / 2,
+                limits.max_time / 2,
+                &mut same,
+            ) {
+                eprintln!(
+                    "  proptest shrinking: {} -> {} ({runs} runs)",
+                    f.case_size,
+                    CaseSize::of(&shrunk)
+                );
+                case = shrunk;
+            }
+            let (small, mut report) = minimize_isolated(
                 &mut slot,
                 &case,
                 &f.signature,
@@ -391,6 +438,8 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
                 limits,
                 &interrupt,
             );
+            // Sizes from the campaign's case, not from the proptest-shrunk one.
+            report.before = f.case_size;
             eprintln!(
                 "  {} -> {} in {:.1} s ({} runs)",
                 report.before, report.after, report.seconds, report.runs

@@ -24,6 +24,7 @@ pub mod job;
 pub mod layout;
 pub mod minimize;
 pub mod oracle;
+pub mod shrink;
 pub mod signature;
 pub mod svg;
 pub mod traced_backend;

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::execute::CaseResult;
 use crate::isolate::{Execution, Outcome};
 
-/// The identity of a finding.
+/// The identity of a finding. Serialized as its display form, `class:detail:site`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Signature {
     /// `signal`, `panic`, `hang`, `invariant`, `engine-error`, `exit`, `resource-exhausted`,
     /// `protocol-error`, `sanitizer`, `fault-not-tolerated`.
@@ -34,24 +35,30 @@ impl std::fmt::Display for Signature {
     }
 }
 
+impl From<Signature> for String {
+    fn from(s: Signature) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Signature {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl std::str::FromStr for Signature {
     type Err = String;
-    /// Parses the `Display` form (`class:site` or `class:detail:site`).
+    /// Parses the `Display` form (`class:site` or `class:detail:site`). The class is up to the first
+    /// `:` and the site after the last (kernel and op names have none); the detail, a panic's
+    /// `file:line:column` say, may hold any.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.splitn(3, ':').collect();
-        let (class, detail, site) = match parts.as_slice() {
-            [c, site] => (*c, "", *site),
-            [c, d, site] => (*c, *d, *site),
-            _ => {
-                return Err(format!(
-                    "`{s}` is not a signature (expected class:detail:site)"
-                ))
-            }
-        };
+        let bad = || format!("`{s}` is not a signature (expected class:detail:site)");
+        let (class, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (detail, site) = rest.rsplit_once(':').unwrap_or(("", rest));
         if class.is_empty() || site.is_empty() {
-            return Err(format!(
-                "`{s}` is not a signature (expected class:detail:site)"
-            ));
+            return Err(bad());
         }
         Ok(Signature {
             class: class.to_string(),
@@ -213,7 +220,11 @@ mod tests {
         assert_eq!(h.to_string(), "hang:force_pass");
         let p = Signature::new("panic", "src/a.rs:10:5", "step");
         assert_eq!(p.id(), "panic-src-a.rs-10-5-step");
+        assert_eq!(p.to_string().parse::<Signature>().unwrap(), p);
         assert!("nonsense".parse::<Signature>().is_err());
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"signal:SIGSEGV:sort_pairs\"");
+        assert_eq!(serde_json::from_str::<Signature>(&json).unwrap(), s);
     }
 
     #[test]

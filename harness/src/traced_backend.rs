@@ -1,5 +1,5 @@
 /*!
-A [`Backend`] wrapper that reports each kernel launch before it happens.
+A [`Backend`] wrapper that reports each kernel launch before it happens, and its end.
 
 Workers use it to write the current kernel into their breadcrumbs, so that when a kernel kills the
 process the driver knows which one. The engine knows nothing of this: the wrapper sits between the
@@ -9,7 +9,8 @@ engine and the real backend.
 use forcefield::backend::{Backend, DeviceAlloc, Launch};
 use forcefield::{BackendError, BufferName};
 
-/// Calls a hook with the kernel name before every launch, then delegates.
+/// Calls a hook with the kernel name before every launch and with `""` after it returns, then
+/// delegates.
 pub struct TracedBackend<F: FnMut(&'static str) + Send> {
     inner: Box<dyn Backend>,
     on_launch: F,
@@ -49,7 +50,11 @@ impl<F: FnMut(&'static str) + Send> Backend for TracedBackend<F> {
     }
     fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
         (self.on_launch)(launch.kernel_name());
-        self.inner.launch(launch)
+        let result = self.inner.launch(launch);
+        // Out of the kernel again: a death from here on belongs to the operation (the kernel log, a
+        // copy), not to the kernel that just returned.
+        (self.on_launch)("");
+        result
     }
     fn synchronize(&mut self) -> Result<(), BackendError> {
         self.inner.synchronize()
