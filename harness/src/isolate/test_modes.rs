@@ -144,10 +144,13 @@ fn flood_stderr(bytes: u64) {
 fn out_of_memory() -> ! {
     // No machine has 2^62 bytes to give; the allocation fails and the allocator's failure handler
     // prints its message and aborts, as for any out-of-memory in a worker.
-    let layout = std::alloc::Layout::from_size_align(1 << 62, 1)
-        .unwrap_or_else(|e| panic!("bad layout: {e}"));
+    // black_box on both sides: in release builds the optimizer may otherwise assume an unused
+    // allocation succeeded and remove it.
+    let size = std::hint::black_box(1usize << 62);
+    let layout =
+        std::alloc::Layout::from_size_align(size, 1).unwrap_or_else(|e| panic!("bad layout: {e}"));
     // SAFETY: the layout has a non-zero size.
-    let ptr = unsafe { std::alloc::alloc(layout) };
+    let ptr = std::hint::black_box(unsafe { std::alloc::alloc(layout) });
     if ptr.is_null() {
         std::alloc::handle_alloc_error(layout);
     }
