@@ -204,7 +204,8 @@ fn reduce_edges(s: &mut Search, case: Case) -> Case {
 fn reduce_op_contents(s: &mut Search, mut case: Case) -> Case {
     for i in 0..case.ops.len() {
         let smaller_counts = |c: u64| -> Vec<u64> {
-            let mut v = vec![1, c / 2, c - c / 4];
+            // Big jumps first, then one less, so a count ends exactly at the failure's boundary.
+            let mut v = vec![1, c / 2, c - c / 4, c.saturating_sub(1)];
             v.retain(|&x| x >= 1 && x < c);
             v.dedup();
             v
