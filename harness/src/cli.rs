@@ -44,6 +44,10 @@ pub enum Command {
     Repro(crate::commands::repro::ReproArgs),
     /// Shrink a failing case file to the smallest case with the same signature.
     Minimize(crate::commands::minimize::MinimizeArgs),
+    /// The regression gate: replay the corpus, then a time-boxed campaign; exit 1 on anything new.
+    Ci(crate::commands::ci::CiArgs),
+    /// Merge the summary.json files of a sharded campaign.
+    Merge(crate::commands::merge::MergeArgs),
     /// List the planted faults.
     Faults,
     /// Internal: serve cases for a driver (started by forcefield itself).
@@ -59,6 +63,8 @@ impl Command {
             Command::Run(args) => crate::commands::run::run(&args),
             Command::Repro(args) => crate::commands::repro::run(&args),
             Command::Minimize(args) => crate::commands::minimize::run(&args),
+            Command::Ci(args) => crate::commands::ci::run(&args),
+            Command::Merge(args) => crate::commands::merge::run(&args),
             Command::Faults => crate::commands::faults::run(),
             Command::Worker(args) => crate::commands::worker::run(&args),
         }

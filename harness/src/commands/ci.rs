@@ -1,0 +1,311 @@
+/*!
+`forcefield ci`: the regression gate. Replays every entry of the corpus's `regressions/` directory
+against its expectation ([`crate::corpus`]), then runs a seeded, time-boxed campaign
+([`crate::campaign`]) whose findings are judged against the corpus: a signature that an `open` entry
+holds is known; any other is new. Exit 1 on a broken expectation or a new finding, 3 when something
+could not run here, 0 otherwise.
+
+Outputs, each written atomically: a markdown summary on stdout, JUnit XML (`--junit`), a JSON report
+(`--json`) and, with `--out DIR`, the campaign's `summary.json` and `findings/` (as `forcefield run`
+writes them) along with the `cp` command that adds each new finding to the corpus. The rendering is
+[`crate::report`]'s; this module only runs things and wires them together.
+*/
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use forcefield::{CudaBackend, Fault};
+
+use crate::artifacts::{write_atomically, write_json};
+use crate::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Finding, Shard};
+use crate::cli::{BackendChoice, CliError};
+use crate::corpus::{self, ReplayOptions, ReplayResult};
+use crate::generate::GenConfig;
+use crate::minimize::MinimizeLimits;
+use crate::report::{CampaignFinding, CiReport, CiResult};
+use crate::signature::Signature;
+
+/// Arguments of `forcefield ci`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CiArgs {
+    /// Corpus directory; its `regressions/` subdirectory holds the entries.
+    #[arg(long, default_value = "corpora")]
+    pub corpus: PathBuf,
+    /// Time budget of the campaign (e.g. 120s, 10m).
+    #[arg(long, value_parser = super::parse_duration, default_value = "120s")]
+    pub time: Duration,
+    /// Number of generated cases instead of a time budget (a gate that runs the same cases on
+    /// every machine).
+    #[arg(long, conflicts_with = "time")]
+    pub cases: Option<u64>,
+    /// Campaign seed: the same seed generates the same cases.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Backend of the campaign (corpus entries run on the backend each names).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// Worker processes (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write a JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Directory for the campaign's summary.json and findings/ (minimized cases of new findings).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Per-case watchdog: a case still running after this is a hang.
+    #[arg(long, value_parser = super::parse_duration, default_value = "10s")]
+    pub case_timeout: Duration,
+    /// Time budget for minimizing each finding of the campaign.
+    #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
+    pub minimize_time: Duration,
+    /// Skip the capacity-invariance re-run of each case.
+    #[arg(long)]
+    pub no_capacity_check: bool,
+    /// Planted fault for the campaign (repeatable): for testing the gate itself.
+    #[arg(long = "fault", hide = true)]
+    pub faults: Vec<Fault>,
+}
+
+/// Quotes a path for a POSIX shell when it needs it.
+fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':'));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The file `write_outputs` wrote for a finding's case: the minimized one when there is one.
+fn written_case_file(out: &Path, f: &Finding) -> Option<PathBuf> {
+    let dir = out.join("findings").join(f.signature.id());
+    if f.minimized.is_some() {
+        Some(dir.join("minimized.json"))
+    } else if f.case.is_some() {
+        Some(dir.join("case.json"))
+    } else {
+        None
+    }
+}
+
+/// Judges the campaign's findings against the corpus's open signatures.
+fn judge_findings(
+    findings: &[Finding],
+    known: &BTreeMap<Signature, String>,
+    out: Option<&Path>,
+    regressions: &Path,
+) -> Vec<CampaignFinding> {
+    findings
+        .iter()
+        .map(|f| {
+            let known_in = known.get(&f.signature).cloned();
+            let case_file = out.and_then(|dir| written_case_file(dir, f));
+            let add_command = match (&known_in, &case_file) {
+                (None, Some(file)) => Some(format!(
+                    "cp {} {}",
+                    shell_quote(file),
+                    shell_quote(&corpus::free_entry_path(regressions, &f.signature))
+                )),
+                _ => None,
+            };
+            CampaignFinding {
+                signature: f.signature.clone(),
+                known_in,
+                case_file,
+                add_command,
+            }
+        })
+        .collect()
+}
+
+fn replay_line(r: &ReplayResult) -> String {
+    use crate::corpus::ReplayStatus::*;
+    let status = match &r.status {
+        Met => "ok".to_string(),
+        Broken { reason } => format!("BROKEN: {reason}"),
+        Skipped { reason } => format!("skipped: {reason}"),
+        Environment { message } => format!("could not run: {message}"),
+    };
+    format!("corpus {}: {status} ({:.2} s)", r.entry, r.seconds)
+}
+
+/// Runs the gate; see the module documentation for what it does and its exit codes.
+pub fn run(args: &CiArgs) -> Result<(), CliError> {
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--jobs must be at least 1"
+        )));
+    }
+    let backend = super::backend_kind(args.backend)?;
+    let regressions = corpus::regressions_dir(&args.corpus);
+    let entries = corpus::load(&regressions).map_err(CliError::input)?;
+    let worker = super::worker_command(1)?;
+    let capacity_invariance = !args.no_capacity_check;
+    // Installed before the replay, so that Ctrl-C during it lets the replay finish and stops the
+    // campaign at once, with every report still written.
+    let interrupt = crate::interrupt::flag();
+
+    eprintln!(
+        "replaying {} corpus entries from {}",
+        entries.len(),
+        regressions.display()
+    );
+    let replay = corpus::replay(
+        &entries,
+        &ReplayOptions {
+            worker: worker.clone(),
+            jobs,
+            deadline: args.case_timeout,
+            capacity_invariance,
+            cuda_available: CudaBackend::is_available(),
+        },
+        &|r| eprintln!("{}", replay_line(r)),
+    );
+
+    let budget = match args.cases {
+        Some(n) => Budget::Cases(n),
+        None => Budget::Time(args.time),
+    };
+    let config = CampaignConfig {
+        backend,
+        budget,
+        seed: args.seed,
+        jobs,
+        gpus: Vec::new(),
+        faults: args.faults.clone(),
+        shard: Shard::default(),
+        case_deadline: args.case_timeout,
+        capacity_invariance,
+        minimize: Some(MinimizeLimits {
+            max_runs: 5000,
+            max_time: args.minimize_time,
+        }),
+        worker,
+        generator: GenConfig::default(),
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    eprintln!(
+        "campaign: {} on {}, seed {}",
+        match budget {
+            Budget::Cases(n) => format!("{n} cases"),
+            Budget::Time(t) => humantime::format_duration(t).to_string(),
+        },
+        backend.name(),
+        args.seed
+    );
+    let summary = run_campaign(&config, interrupt);
+
+    let write_err = |path: &Path, e: std::io::Error| {
+        CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &summary).map_err(|e| write_err(dir, e))?;
+    }
+    // The first entry (in file order) holding a signature open is the one reports name.
+    let mut known: BTreeMap<Signature, String> = BTreeMap::new();
+    for e in &entries {
+        if let Some(sig) = e.open_signature() {
+            known.entry(sig).or_insert_with(|| e.name());
+        }
+    }
+    let findings = judge_findings(&summary.findings, &known, args.out.as_deref(), &regressions);
+    let report = CiReport::new(regressions, replay, summary, findings);
+
+    if let Some(path) = &args.junit {
+        let xml = report.junit_xml().map_err(|e| {
+            CliError::environment(anyhow::anyhow!("cannot write the JUnit report: {e}"))
+        })?;
+        write_atomically(path, xml.as_bytes()).map_err(|e| write_err(path, e))?;
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &report).map_err(|e| write_err(path, e))?;
+    }
+    print!("{}", report.markdown());
+
+    match report.result {
+        CiResult::Pass => Ok(()),
+        CiResult::Fail => Err(CliError::Findings(anyhow::anyhow!(
+            "{} broken expectation(s), {} new finding(s)",
+            report.broken().count(),
+            report.new_findings().count()
+        ))),
+        CiResult::Environment => {
+            let message = match report.replay_environment_error() {
+                Some((entry, message)) => format!("corpus entry {entry} could not run: {message}"),
+                None => report
+                    .campaign_environment_error()
+                    .unwrap_or("something could not run")
+                    .to_string(),
+            };
+            Err(CliError::environment(anyhow::anyhow!("{message}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_only_when_needed() {
+        assert_eq!(
+            shell_quote(Path::new("out/findings/a.json")),
+            "out/findings/a.json"
+        );
+        assert_eq!(shell_quote(Path::new("my dir/a.json")), "'my dir/a.json'");
+        assert_eq!(shell_quote(Path::new("it's")), r"'it'\''s'");
+    }
+
+    #[test]
+    fn findings_open_in_the_corpus_are_known_and_others_get_a_command() {
+        let finding = |sig: &str| Finding {
+            signature: sig.parse().unwrap(),
+            summary: String::new(),
+            count: 1,
+            first_case: 0,
+            seconds_to_first: 0.0,
+            case_size: crate::minimize::CaseSize {
+                nodes: 1,
+                edges: 0,
+                ops: 1,
+            },
+            minimization: None,
+            seconds_to_minimized: None,
+            case: Some(crate::case::Case::new(Default::default())),
+            minimized: None,
+            execution: None,
+        };
+        let known: BTreeMap<Signature, String> =
+            [("hang:force_pass".parse().unwrap(), "h.json".to_string())].into();
+        let judged = judge_findings(
+            &[
+                finding("hang:force_pass"),
+                finding("signal:SIGSEGV:sort_pairs"),
+            ],
+            &known,
+            Some(Path::new("out")),
+            Path::new("corpora/regressions"),
+        );
+        assert_eq!(judged[0].known_in.as_deref(), Some("h.json"));
+        assert!(judged[0].add_command.is_none());
+        assert!(judged[1].is_new());
+        assert_eq!(
+            judged[1].add_command.as_deref(),
+            Some(
+                "cp out/findings/signal-SIGSEGV-sort_pairs/case.json corpora/regressions/signal-SIGSEGV-sort_pairs.json"
+            )
+        );
+    }
+}

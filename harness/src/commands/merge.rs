@@ -1,0 +1,438 @@
+/*!
+`forcefield merge`: one summary from the `summary.json` files of a campaign's shards (`forcefield run
+--shard I/N` on several machines), printed as markdown and optionally written as JSON. Exit 1 when
+the merged summary has findings, as `run` would have.
+
+Merge rules ([`merge_summaries`]):
+
+* the summaries must be of one campaign: same seed, backend and planted faults, and shards of the
+  same count; anything else is an input error saying which field differs and in which file;
+* shards are concatenated (sorted); the same shard twice is an error, since its cases would count
+  twice;
+* cases and environment errors are summed; **seconds is the maximum**, not the sum: shards run in
+  parallel, so the campaign took as long as its slowest shard, and cases per second is then the
+  throughput of all machines together;
+* findings are merged by signature: occurrence counts summed; the first occurrence kept is the
+  earliest in time since its shard's start (shards start together), ties broken by the lower case
+  index, and its summary, case index and case size come with it, so they describe one real
+  occurrence; the minimization kept is the smallest result (fewest nodes + edges + ops), with the
+  time it was reached.
+
+Only what `summary.json` holds is merged: the cases themselves stay in each shard's `findings/`.
+*/
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::artifacts::write_json;
+use crate::campaign::{Finding, Shard, Summary, SUMMARY_FORMAT};
+use crate::cli::CliError;
+use crate::minimize::MinimizeReport;
+use crate::signature::Signature;
+
+/// Arguments of `forcefield merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' `summary.json` files (or the `--out` directories that hold them).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged summary here (JSON, the `summary.json` format).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Why summaries cannot be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A file cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not a summary.
+    #[error("{}: not a campaign summary: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A summary of another format version.
+    #[error("{}: unsupported summary format `{found}` (expected `{SUMMARY_FORMAT}`)", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Its format string.
+        found: String,
+    },
+    /// A summary of another campaign.
+    #[error("{}: {what} {found} differs from {expected} in {}", path.display(), first.display())]
+    Differs {
+        /// The file that differs.
+        path: PathBuf,
+        /// The first file, which the others are compared with.
+        first: PathBuf,
+        /// The field: `seed`, `backend`, `faults`, `shard count`.
+        what: &'static str,
+        /// Its value in `path`.
+        found: String,
+        /// Its value in `first`.
+        expected: String,
+    },
+    /// A shard given twice.
+    #[error("{}: shard {shard} is already in {}", path.display(), other.display())]
+    DuplicateShard {
+        /// The second file holding it.
+        path: PathBuf,
+        /// The first.
+        other: PathBuf,
+        /// The shard, `I/N`.
+        shard: String,
+    },
+    /// Nothing to merge.
+    #[error("no summaries to merge")]
+    Empty,
+}
+
+fn shard_text(s: &Shard) -> String {
+    format!("{}/{}", s.index, s.count)
+}
+
+fn faults_text(s: &Summary) -> String {
+    let mut names: Vec<&str> = s.faults.iter().map(|f| f.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(",")
+    }
+}
+
+/// Reads one summary; a directory stands for its `summary.json`.
+pub fn read_summary(path: &Path) -> Result<(PathBuf, Summary), MergeError> {
+    let file = if path.is_dir() {
+        path.join("summary.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| MergeError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let summary: Summary = serde_json::from_str(&text).map_err(|e| MergeError::Parse {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    if summary.format != SUMMARY_FORMAT {
+        return Err(MergeError::Format {
+            path: file,
+            found: summary.format,
+        });
+    }
+    Ok((file, summary))
+}
+
+/// Size of a minimization's result, for keeping the smallest: total, then operations.
+fn minimized_size(m: &MinimizeReport) -> (u64, u64) {
+    let a = m.after;
+    (a.nodes + a.edges + a.ops, a.ops)
+}
+
+/// Whether `candidate` is a smaller minimization than `current` (any beats none).
+fn smaller(candidate: Option<&MinimizeReport>, current: Option<&MinimizeReport>) -> bool {
+    match (candidate, current) {
+        (Some(c), Some(k)) => minimized_size(c) < minimized_size(k),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Whether `candidate`'s first occurrence comes before `current`'s.
+fn earlier(candidate: &Finding, current: &Finding) -> bool {
+    candidate
+        .seconds_to_first
+        .total_cmp(&current.seconds_to_first)
+        .then(candidate.first_case.cmp(&current.first_case))
+        == Ordering::Less
+}
+
+/// Merges the summaries of one campaign's shards (see the module documentation for the rules).
+/// Each summary comes with the file it was read from, for error messages.
+pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeError> {
+    let Some((first_path, first)) = inputs.first() else {
+        return Err(MergeError::Empty);
+    };
+    let shard_count = first.shards.first().map(|s| s.count);
+    let mut shards: BTreeMap<(u64, u64), &PathBuf> = BTreeMap::new();
+    let mut findings: BTreeMap<Signature, Finding> = BTreeMap::new();
+    let mut merged = Summary {
+        format: SUMMARY_FORMAT.to_string(),
+        backend: first.backend,
+        seed: first.seed,
+        shards: Vec::new(),
+        faults: first.faults.clone(),
+        cases: 0,
+        environment_errors: 0,
+        seconds: 0.0,
+        interrupted: false,
+        findings: Vec::new(),
+        environment_message: None,
+    };
+    for (path, s) in inputs {
+        let differs = |what, found: String, expected: String| MergeError::Differs {
+            path: path.clone(),
+            first: first_path.clone(),
+            what,
+            found,
+            expected,
+        };
+        if s.seed != first.seed {
+            return Err(differs("seed", s.seed.to_string(), first.seed.to_string()));
+        }
+        if s.backend != first.backend {
+            return Err(differs(
+                "backend",
+                s.backend.to_string(),
+                first.backend.to_string(),
+            ));
+        }
+        if faults_text(s) != faults_text(first) {
+            return Err(differs("faults", faults_text(s), faults_text(first)));
+        }
+        for shard in &s.shards {
+            // Shards of different counts overlap (0/2 and 0/3 both run case 0).
+            if Some(shard.count) != shard_count {
+                return Err(differs(
+                    "shard count",
+                    shard.count.to_string(),
+                    shard_count.map_or("(none)".into(), |c| c.to_string()),
+                ));
+            }
+            if let Some(other) = shards.insert((shard.index, shard.count), path) {
+                return Err(MergeError::DuplicateShard {
+                    path: path.clone(),
+                    other: other.clone(),
+                    shard: shard_text(shard),
+                });
+            }
+        }
+        merged.cases += s.cases;
+        merged.environment_errors += s.environment_errors;
+        merged.seconds = merged.seconds.max(s.seconds);
+        merged.interrupted |= s.interrupted;
+        if merged.environment_message.is_none() {
+            merged.environment_message = s.environment_message.clone();
+        }
+        for f in &s.findings {
+            let Some(kept) = findings.get_mut(&f.signature) else {
+                findings.insert(f.signature.clone(), f.clone());
+                continue;
+            };
+            kept.count += f.count;
+            if earlier(f, kept) {
+                kept.summary = f.summary.clone();
+                kept.first_case = f.first_case;
+                kept.seconds_to_first = f.seconds_to_first;
+                kept.case_size = f.case_size;
+            }
+            if smaller(f.minimization.as_ref(), kept.minimization.as_ref()) {
+                kept.minimization = f.minimization.clone();
+                kept.seconds_to_minimized = f.seconds_to_minimized;
+            }
+        }
+    }
+    merged.shards = shards
+        .keys()
+        .map(|&(index, count)| Shard { index, count })
+        .collect();
+    merged.findings = findings.into_values().collect();
+    Ok(merged)
+}
+
+/// One line on which shards the merged summary covers.
+fn coverage_line(inputs: usize, s: &Summary) -> String {
+    let count = s.shards.first().map_or(0, |x| x.count);
+    let missing: Vec<String> = (0..count)
+        .filter(|i| !s.shards.iter().any(|x| x.index == *i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    format!(
+        "merged {inputs} summaries: shards {}{}\n",
+        s.shards
+            .iter()
+            .map(shard_text)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if missing.is_empty() {
+            format!(" (all {count})")
+        } else {
+            format!(" (missing {})", missing.join(", "))
+        }
+    )
+}
+
+/// Merges, prints and writes; findings give exit code 1.
+pub fn run(args: &MergeArgs) -> Result<(), CliError> {
+    let inputs = args
+        .reports
+        .iter()
+        .map(|p| read_summary(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::input)?;
+    let merged = merge_summaries(&inputs).map_err(CliError::input)?;
+    if let Some(path) = &args.out {
+        write_json(path, &merged).map_err(|e| {
+            CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    print!("{}", coverage_line(inputs.len(), &merged));
+    print!("{}", merged.markdown());
+    if !merged.findings.is_empty() {
+        return Err(CliError::Findings(anyhow::anyhow!(
+            "{} distinct finding(s) across the shards",
+            merged.findings.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::BackendKind;
+    use crate::minimize::CaseSize;
+
+    fn size(nodes: u64, edges: u64, ops: u64) -> CaseSize {
+        CaseSize { nodes, edges, ops }
+    }
+
+    fn finding(sig: &str, count: u64, first: (f64, u64), min: Option<CaseSize>) -> Finding {
+        Finding {
+            signature: sig.parse().unwrap(),
+            summary: format!("case {}", first.1),
+            count,
+            first_case: first.1,
+            seconds_to_first: first.0,
+            case_size: size(first.1, 0, 0),
+            minimization: min.map(|after| MinimizeReport {
+                before: size(100, 100, 100),
+                after,
+                runs: 1,
+                accepted: 1,
+                seconds: 0.1,
+                hit_limit: false,
+            }),
+            seconds_to_minimized: min.map(|m| m.nodes as f64),
+            case: None,
+            minimized: None,
+            execution: None,
+        }
+    }
+
+    fn shard(index: u64, cases: u64, seconds: f64, findings: Vec<Finding>) -> (PathBuf, Summary) {
+        (
+            PathBuf::from(format!("s{index}/summary.json")),
+            Summary {
+                format: SUMMARY_FORMAT.into(),
+                backend: BackendKind::Cpu,
+                seed: 1,
+                shards: vec![Shard { index, count: 3 }],
+                faults: vec![forcefield::Fault::SortCountUnclamped],
+                cases,
+                environment_errors: 0,
+                seconds,
+                interrupted: false,
+                findings,
+                environment_message: None,
+            },
+        )
+    }
+
+    #[test]
+    fn counts_sum_seconds_take_the_max_and_findings_merge_by_signature() {
+        let segv = "signal:SIGSEGV:sort_pairs";
+        let merged = merge_summaries(&[
+            shard(
+                2,
+                10,
+                5.0,
+                vec![finding(segv, 4, (0.9, 2), Some(size(2, 1, 3)))],
+            ),
+            shard(
+                0,
+                20,
+                7.0,
+                vec![
+                    finding(segv, 6, (0.2, 30), Some(size(1, 0, 4))),
+                    finding("hang:force_pass", 1, (3.0, 9), None),
+                ],
+            ),
+            shard(1, 5, 6.0, vec![finding(segv, 1, (0.2, 7), None)]),
+        ])
+        .unwrap();
+        assert_eq!(merged.cases, 35);
+        assert_eq!(merged.seconds, 7.0);
+        assert_eq!(
+            merged.shards,
+            [0, 1, 2].map(|index| Shard { index, count: 3 })
+        );
+        assert_eq!(merged.findings.len(), 2);
+        let f = merged
+            .findings
+            .iter()
+            .find(|f| f.signature.to_string() == segv)
+            .unwrap();
+        assert_eq!(f.count, 11);
+        // Earliest in time; the tie at 0.2 s goes to the lower case index, with its summary.
+        assert_eq!((f.first_case, f.summary.as_str()), (7, "case 7"));
+        // Smallest minimization (1+0+4 = 5 < 2+1+3 = 6), with its time.
+        assert_eq!(f.minimization.as_ref().unwrap().after, size(1, 0, 4));
+        assert_eq!(f.seconds_to_minimized, Some(1.0));
+    }
+
+    #[test]
+    fn summaries_of_other_campaigns_or_repeated_shards_are_refused() {
+        let mut other = shard(1, 1, 1.0, vec![]);
+        other.1.seed = 2;
+        let e = merge_summaries(&[shard(0, 1, 1.0, vec![]), other]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s1/summary.json: seed 2 differs from 1 in s0/summary.json"
+        );
+        let mut other = shard(1, 1, 1.0, vec![]);
+        other.1.faults.clear();
+        let e = merge_summaries(&[shard(0, 1, 1.0, vec![]), other]).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("faults (none) differs from sort-count-unclamped"));
+        let mut other = shard(1, 1, 1.0, vec![]);
+        other.1.shards[0].count = 4;
+        let e = merge_summaries(&[shard(0, 1, 1.0, vec![]), other]).unwrap_err();
+        assert!(
+            e.to_string().contains("shard count 4 differs from 3"),
+            "{e}"
+        );
+        let (p, s) = shard(0, 1, 1.0, vec![]);
+        let e = merge_summaries(&[(p.clone(), s.clone()), ("again.json".into(), s)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "again.json: shard 0/3 is already in s0/summary.json"
+        );
+        assert!(matches!(merge_summaries(&[]), Err(MergeError::Empty)));
+    }
+
+    #[test]
+    fn coverage_names_missing_shards() {
+        let merged =
+            merge_summaries(&[shard(0, 1, 1.0, vec![]), shard(2, 1, 1.0, vec![])]).unwrap();
+        assert_eq!(
+            coverage_line(2, &merged),
+            "merged 2 summaries: shards 0/3, 2/3 (missing 1/3)\n"
+        );
+    }
+}
