@@ -488,22 +488,18 @@ fn progress_bar(config: &CampaignConfig) -> indicatif::ProgressBar {
 }
 
 /// Writes `summary.json` and `findings/<signature-id>/{case.json, minimized.json, report.json,
-/// stderr.txt}` under `dir`, each file atomically.
-pub fn write_outputs(dir: &Path, summary: &Summary) -> std::io::Result<Vec<PathBuf>> {
+/// stderr.txt}` under `dir`, each file atomically. `found_by` is the command line that ran the
+/// campaign, recorded in each case's provenance.
+pub fn write_outputs(
+    dir: &Path,
+    summary: &Summary,
+    found_by: &str,
+) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for f in &summary.findings {
         let fdir = dir.join("findings").join(f.signature.id());
         let provenance = Provenance {
-            found_by: format!(
-                "forcefield run --backend {} --seed {}{}",
-                summary.backend.name(),
-                summary.seed,
-                summary
-                    .faults
-                    .iter()
-                    .map(|x| format!(" --fault {x}"))
-                    .collect::<String>()
-            ),
+            found_by: found_by.to_string(),
             seed: Some(summary.seed),
             date: None,
             note: Some(f.summary.clone()),

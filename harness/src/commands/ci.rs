@@ -211,7 +211,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
     };
     if let Some(dir) = &args.out {
-        write_outputs(dir, &summary).map_err(|e| write_err(dir, e))?;
+        write_outputs(dir, &summary, &super::invocation()).map_err(|e| write_err(dir, e))?;
     }
     // The first entry (in file order) holding a signature open is the one reports name.
     let mut known: BTreeMap<Signature, String> = BTreeMap::new();

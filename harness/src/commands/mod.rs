@@ -19,6 +19,13 @@ use crate::case::BackendKind;
 use crate::cli::{BackendChoice, CliError};
 use crate::isolate::WorkerCommand;
 
+/// This command line as a user would type it (`forcefield run --seed 1 ...`), for provenance.
+pub fn invocation() -> String {
+    let mut words = vec!["forcefield".to_string()];
+    words.extend(std::env::args().skip(1));
+    words.join(" ")
+}
+
 /// Parses `60s`, `10m`, `1h30m`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)

@@ -98,7 +98,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let interrupt = crate::interrupt::flag();
     let summary = run_campaign(&config, interrupt);
     if let Some(dir) = &args.out {
-        write_outputs(dir, &summary).map_err(|e| {
+        write_outputs(dir, &summary, &super::invocation()).map_err(|e| {
             CliError::environment(anyhow::anyhow!("cannot write to {}: {e}", dir.display()))
         })?;
     }
