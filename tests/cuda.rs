@@ -39,10 +39,20 @@ const TOLERANCE: f32 = 1e-3;
 macro_rules! require_cuda {
     () => {
         if !CudaBackend::is_available() {
-            println!("skipped: no CUDA device");
+            skipped();
             return;
         }
     };
+}
+
+/// Says on stdout that this test did not run. Written to the stdout handle directly, not with
+/// `println!`, which the test harness captures and hides for passing tests: a skip must be visible in
+/// every log.
+fn skipped() {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "skipped: no CUDA device");
+    let _ = out.flush();
 }
 
 fn cuda() -> CudaBackend {
