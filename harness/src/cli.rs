@@ -50,6 +50,8 @@ pub enum Command {
     Merge(crate::commands::merge::MergeArgs),
     /// List the planted faults.
     Faults,
+    /// The server's life: one engine, continuous steps, mutations and resizes; crashes recorded.
+    Soak(crate::commands::soak::SoakArgs),
     /// Internal: serve cases for a driver (started by forcefield itself).
     #[command(hide = true)]
     Worker(crate::commands::worker::WorkerArgs),
@@ -66,6 +68,7 @@ impl Command {
             Command::Ci(args) => crate::commands::ci::run(&args),
             Command::Merge(args) => crate::commands::merge::run(&args),
             Command::Faults => crate::commands::faults::run(),
+            Command::Soak(args) => crate::commands::soak::run(&args),
             Command::Worker(args) => crate::commands::worker::run(&args),
         }
     }

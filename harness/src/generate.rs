@@ -870,7 +870,8 @@ pub fn realize(plan: &OpPlan, model: &mut Model) -> Vec<Op> {
     }
 }
 
-fn random_plan<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> OpPlan {
+/// A random op plan, weighted toward resizes as the case generator draws them.
+pub fn random_plan<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> OpPlan {
     let small = |rng: &mut R| rng.gen_range(0..8u32);
     // Weights: resize sequences and steps dominate, as crashes live there.
     match rng.gen_range(0..100) {

@@ -28,5 +28,6 @@ pub mod oracle;
 pub mod report;
 pub mod shrink;
 pub mod signature;
+pub mod soak;
 pub mod svg;
 pub mod traced_backend;

@@ -9,6 +9,7 @@ pub mod merge;
 pub mod minimize;
 pub mod repro;
 pub mod run;
+pub mod soak;
 pub mod worker;
 
 use std::time::Duration;
