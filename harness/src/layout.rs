@@ -200,18 +200,14 @@ pub fn compute_layout<Bk: forcefield::Backend>(
 /// Writes `bytes` to `path` atomically: into a temporary file in the same directory (so the
 /// rename cannot cross file systems), flushed to disk, then renamed over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let context = || format!("cannot write {}", path.display());
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(context)?;
-    tmp.write_all(bytes).with_context(context)?;
-    tmp.as_file().sync_all().with_context(context)?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(context)?;
-    Ok(())
+    // The directory must exist: a typo in `--out` is an error, not a new directory.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(anyhow::anyhow!("no directory {}", dir.display())).with_context(context);
+        }
+    }
+    crate::artifacts::write_atomically(path, bytes).with_context(context)
 }
 
 #[cfg(test)]
