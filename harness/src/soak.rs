@@ -2,13 +2,48 @@
 Soak: the server's life in a worker.
 
 One long-lived engine, like the layout server of the original report, fed a deterministic stream of
-chunks — a few mutations and resizes, then steps — through an isolated worker. The driver keeps a
-flight recorder: the engine's start state and every op sent since, which is the exact history, so
-when the worker dies (or an oracle fails) it is saved as a case that replays and minimizes. Then the
-engine is restarted as a supervisor would, on a fresh start graph from the same seeded stream.
+chunks through an isolated worker: a few mutations and resizes (growth past capacity, removals,
+shrink to fit, regrowth, edges, `set_params`), then steps. This module is responsible for
+
+* the op stream ([`OpStream`]): a pure function of the seed. Each engine life starts from a graph of
+  a random family; chunks are realized against the generator's [`Model`] so every op is valid for
+  the state it meets. The graph's size wanders within `--max-nodes`: near the top, a chunk may drop
+  half the nodes and shrink to fit, so growth past capacity keeps happening all life long instead of
+  the graph settling at its cap;
+* the flight recorder: the life's start case plus every op sent since, the exact history, so it
+  replays. When the worker dies (signal, panic, hang, protocol error) or a reply reports a failed
+  oracle, the recorder is saved as a case with `expect: open <signature>` and the engine is
+  restarted as a supervisor would (the [`WorkerSlot`] respawns a dead worker; a fresh engine gets a
+  new start graph from the continuing stream);
+* the measurements ([`SoakReport`]): steps, crashes by signature, the interval between crashes,
+  memory (worker RSS and device bytes) over the longest engine life and the longest-serving worker
+  process, and step-time drift.
+
+A life is also retired (a planned restart, not a crash) before its recorder would break the case
+limits of [`crate::case`] (`--life-steps` can make lives shorter): a recorder that cannot be loaded
+could not be replayed.
+
+# What the numbers mean
+
+* Every crash is counted; only the first `keep_cases` recorders of a signature are saved (a crash
+  every few milliseconds would otherwise write thousands of files a minute). At the end, the saved
+  recorder with the fewest ops of each signature is replayed as a plain case in a fresh worker, and
+  the signature it gave is reported next to the one the soak saw.
+* The mean interval between crashes is `(last - first) / (crashes - 1)`, restarts included, as a
+  supervisor's log would show it; the mean uptime before a crash counts from each engine's start.
+* Memory: worker RSS and the engine's device bytes, first / last / max over the replies of the
+  longest engine life (most steps); and, for the worker process that answered most requests, RSS
+  over all its replies and at each engine's start. A worker outlives failed oracles and planned
+  restarts, so a leak past an engine's drop shows as RSS at engine start creeping up.
+* Step-time drift: mean seconds per step over the first and the last tenth of the chunks that
+  stepped, in the order they ran, over the whole run (all lives) and within the longest life, each
+  window with its mean live node count, since step time follows the graph's size.
+
+**Architecture Invariant:** the driver never runs engine code and never looks at which fault is
+planted: crashes are whatever [`classify`] makes of the worker's executions.
 */
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,19 +55,22 @@ use serde::{Deserialize, Serialize};
 use forcefield::Fault;
 
 use crate::artifacts::write_json;
-use crate::case::{BackendKind, Expectation, Op, Provenance};
-use crate::generate::{generate_case_from_seed, random_plan, realize, GenConfig, Model};
-use crate::isolate::{Outcome, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::job::{Job, JobReply};
+use crate::case::{
+    BackendKind, Case, CaseGraph, Expectation, Op, Provenance, MAX_CASE_EDGES, MAX_CASE_NODES,
+    MAX_CASE_OPS, MAX_CASE_STEPS,
+};
+use crate::generate::{generate_case_from_seed, random_plan, realize, GenConfig, Model, OpPlan};
+use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
+use crate::job::{Job, JobReply, SoakStats};
 use crate::signature::{classify, Signature, Verdict};
 
-/// Flight-recorder cases kept per signature (every crash is still counted).
-pub const SAVED_PER_SIGNATURE: usize = 5;
+/// The format string of `soak.json`.
+pub const SOAK_FORMAT: &str = "forcefield-soak/1";
 
 /// Settings of a soak run.
 #[derive(Clone, Debug)]
 pub struct SoakConfig {
-    /// Backend.
+    /// Backend of every engine.
     pub backend: BackendKind,
     /// How long to run.
     pub duration: Duration,
@@ -40,68 +78,414 @@ pub struct SoakConfig {
     pub seed: u64,
     /// Planted faults.
     pub faults: Vec<Fault>,
-    /// Watchdog per chunk.
-    pub chunk_deadline: Duration,
     /// Steps at the end of every chunk.
     pub chunk_steps: u64,
+    /// Watchdog per request: a chunk still running after this is a hang.
+    pub chunk_deadline: Duration,
+    /// The graph's size wanders below this many live nodes.
+    pub max_nodes: u32,
+    /// Retire an engine (a planned restart) after this many steps; the case limits apply anyway.
+    pub life_steps: u64,
+    /// Flight-recorder cases saved per signature (every crash is counted).
+    pub keep_cases: usize,
     /// How to start a worker.
     pub worker: WorkerCommand,
-    /// Where flight-recorder cases go (`crashes/`).
+    /// Where `crashes/` (flight-recorder cases) goes; nothing is saved without it.
     pub out: Option<PathBuf>,
+    /// The command line, recorded in each saved case's provenance.
+    pub found_by: String,
+    /// Draw a spinner with running counts on stderr.
+    pub progress: bool,
+    /// After the run, replay one saved case per signature in a fresh worker.
+    pub replay: bool,
+}
+
+// ---- the op stream ----------------------------------------------------------------------------
+
+/// Live nodes above this fraction of `max_nodes` make a drain (half the nodes removed, then
+/// shrink to fit) possible in the next chunk.
+const DRAIN_HIGH_WATER: f64 = 0.75;
+/// Probability of a drain in a chunk that starts above the high-water mark.
+const DRAIN_PROBABILITY: f64 = 0.3;
+/// Most random plans in a chunk (at least one).
+const MAX_PLANS_PER_CHUNK: u32 = 4;
+
+/// The deterministic stream of engine lives and chunks of one soak.
+pub struct OpStream {
+    rng: ChaCha8Rng,
+    gen: GenConfig,
+    chunk_steps: u64,
+    model: Model,
+    nodes: u64,
+}
+
+impl OpStream {
+    /// The stream of `seed`; `max_nodes` bounds live nodes (edges: four times as many).
+    pub fn new(
+        seed: u64,
+        backend: BackendKind,
+        faults: &[Fault],
+        max_nodes: u32,
+        chunk_steps: u64,
+    ) -> Self {
+        let max_nodes = max_nodes.max(2);
+        let gen = GenConfig {
+            max_small_nodes: 64.min(max_nodes),
+            max_large_nodes: 64.min(max_nodes),
+            large_probability: 0.0,
+            max_live_nodes: max_nodes,
+            max_live_edges: max_nodes.saturating_mul(4),
+            faults: faults.to_vec(),
+            backend,
+            ..GenConfig::default()
+        };
+        let model = Model::new(&CaseGraph::default(), &gen);
+        OpStream {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            gen,
+            chunk_steps: chunk_steps.max(1),
+            model,
+            nodes: 0,
+        }
+    }
+
+    /// The start of a new engine life: a graph of a random family with its parameters and the
+    /// faults, no ops. Chunks from now on apply to it.
+    pub fn start(&mut self) -> Case {
+        let mut case = generate_case_from_seed(self.rng.gen(), &self.gen);
+        case.ops.clear();
+        self.model = Model::new(&case.graph, &self.gen);
+        self.nodes = case.graph.num_nodes;
+        case
+    }
+
+    /// Live nodes after the ops given so far in this life.
+    pub fn nodes(&self) -> u64 {
+        self.nodes
+    }
+
+    /// The next chunk: a few mutations and resizes, then `chunk_steps` steps.
+    pub fn chunk(&mut self) -> Vec<Op> {
+        let mut plans = Vec::new();
+        let high_water = f64::from(self.gen.max_live_nodes) * DRAIN_HIGH_WATER;
+        if self.nodes as f64 > high_water && self.rng.gen_bool(DRAIN_PROBABILITY) {
+            // A server dropping a batch of nodes and trimming its memory; the growth that follows
+            // goes past the shrunk capacity again.
+            plans.push(OpPlan::RemoveNodes {
+                count: (self.nodes / 2) as u32,
+                salt: self.rng.gen(),
+            });
+            plans.push(OpPlan::ShrinkToFit);
+        }
+        for _ in 0..self.rng.gen_range(1..=MAX_PLANS_PER_CHUNK) {
+            plans.push(random_plan(&mut self.rng, &self.gen));
+        }
+        let mut ops: Vec<Op> = plans
+            .iter()
+            .flat_map(|p| realize(p, &mut self.model))
+            .collect();
+        ops.push(Op::Step {
+            count: self.chunk_steps,
+        });
+        for op in &ops {
+            self.nodes = nodes_after(op, self.nodes);
+        }
+        ops
+    }
+}
+
+/// The live node count after `op` (a valid op), starting from `nodes`; duplicates and ids out of
+/// range remove nothing, as in the engine.
+fn nodes_after(op: &Op, nodes: u64) -> u64 {
+    match op {
+        Op::AddNodes { count, .. } => nodes.saturating_add(*count),
+        Op::RemoveNodes { ids } => {
+            let distinct: BTreeSet<u32> = ids
+                .iter()
+                .copied()
+                .filter(|&i| u64::from(i) < nodes)
+                .collect();
+            nodes - distinct.len() as u64
+        }
+        _ => nodes,
+    }
+}
+
+/// What a life's flight recorder holds against the case limits that [`Case::validate`] enforces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecorderTally {
+    /// Operations.
+    pub ops: u64,
+    /// Steps in all.
+    pub steps: u64,
+    /// Nodes created in all (start graph plus every `add_nodes`).
+    pub nodes_created: u64,
+    /// Edges created in all (start graph plus every `add_edges`).
+    pub edges_created: u64,
+}
+
+impl RecorderTally {
+    /// The tally of a start case (its ops are ignored: a life starts with none).
+    pub fn of_start(case: &Case) -> Self {
+        RecorderTally {
+            ops: 0,
+            steps: 0,
+            nodes_created: case.graph.num_nodes,
+            edges_created: case.graph.edges.len() as u64,
+        }
+    }
+
+    fn with(&self, chunk: &[Op]) -> Self {
+        let mut t = self.clone();
+        for op in chunk {
+            t.ops += 1;
+            match op {
+                Op::Step { count } => t.steps += count,
+                Op::AddNodes { count, .. } => t.nodes_created += count,
+                Op::AddEdges { edges } => t.edges_created += edges.len() as u64,
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// Whether the recorder with `chunk` appended is still a loadable case. Live counts need no
+    /// check here: the stream's model keeps them far below the limits.
+    pub fn admits(&self, chunk: &[Op]) -> bool {
+        let t = self.with(chunk);
+        t.ops <= MAX_CASE_OPS as u64
+            && t.steps <= MAX_CASE_STEPS
+            && t.nodes_created <= 4 * MAX_CASE_NODES
+            && t.edges_created <= MAX_CASE_EDGES
+    }
+
+    /// Appends `chunk`.
+    pub fn add(&mut self, chunk: &[Op]) {
+        *self = self.with(chunk);
+    }
+}
+
+// ---- measurements -----------------------------------------------------------------------------
+
+/// One chunk's steps, for step-time drift.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSample {
+    /// Seconds spent stepping.
+    pub seconds: f64,
+    /// Steps taken.
+    pub steps: u64,
+    /// Live nodes at the end of the chunk, where its closing steps run.
+    pub nodes: u64,
+}
+
+/// Step-time drift: mean seconds per step over the first and the last tenth of the chunks (in the
+/// order they ran), with the mean live node count of each window, since step time grows with the
+/// graph and the graph's size wanders.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    /// Chunks that stepped.
+    pub chunks: u64,
+    /// Chunks in each window.
+    pub window: u64,
+    /// Mean seconds per step, first window.
+    pub first_seconds_per_step: f64,
+    /// Mean seconds per step, last window.
+    pub last_seconds_per_step: f64,
+    /// Mean live nodes, first window.
+    pub first_mean_nodes: f64,
+    /// Mean live nodes, last window.
+    pub last_mean_nodes: f64,
+}
+
+impl StepTime {
+    /// The drift of `samples`; `None` without any.
+    pub fn of(samples: &[StepSample]) -> Option<StepTime> {
+        if samples.is_empty() {
+            return None;
+        }
+        let window = (samples.len() / 10).max(1);
+        let (first, last) = (&samples[..window], &samples[samples.len() - window..]);
+        let per_step = |s: &[StepSample]| {
+            let steps: u64 = s.iter().map(|x| x.steps).sum();
+            s.iter().map(|x| x.seconds).sum::<f64>() / steps.max(1) as f64
+        };
+        let nodes =
+            |s: &[StepSample]| s.iter().map(|x| x.nodes as f64).sum::<f64>() / s.len() as f64;
+        Some(StepTime {
+            chunks: samples.len() as u64,
+            window: window as u64,
+            first_seconds_per_step: per_step(first),
+            last_seconds_per_step: per_step(last),
+            first_mean_nodes: nodes(first),
+            last_mean_nodes: nodes(last),
+        })
+    }
+}
+
+/// First, last and largest value of a quantity over a series of replies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Series {
+    /// At the first reply.
+    pub first: u64,
+    /// At the last reply.
+    pub last: u64,
+    /// The largest.
+    pub max: u64,
+}
+
+impl Series {
+    fn push(&mut self, value: u64, first: bool) {
+        if first {
+            *self = Series {
+                first: value,
+                last: value,
+                max: value,
+            };
+        } else {
+            self.last = value;
+            self.max = self.max.max(value);
+        }
+    }
+}
+
+/// How an engine life ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "end", rename_all = "kebab-case")]
+pub enum LifeEnd {
+    /// It crashed (or an oracle failed) with this signature.
+    Crash {
+        /// The signature.
+        signature: Signature,
+    },
+    /// Retired before its recorder outgrew the case limits or `--life-steps`.
+    Retired,
+    /// Its worker died between two requests: no request to blame, nothing to replay.
+    LostIdle,
+    /// The soak ended (duration over, Ctrl-C, or the environment failed).
+    EndOfRun,
+}
+
+/// One engine life's measurements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LifeSummary {
+    /// 1 for the first engine.
+    pub index: u64,
+    /// Seed of its start case.
+    pub start_seed: u64,
+    /// Seconds from its start request to its end.
+    pub seconds: f64,
+    /// Chunks sent to it (the last one may have killed it).
+    pub chunks: u64,
+    /// Steps it completed.
+    pub steps: u64,
+    /// How it ended.
+    pub end: LifeEnd,
+    /// Live nodes, by reply.
+    pub nodes: Series,
+    /// Worker resident memory in bytes, by reply.
+    pub rss_bytes: Series,
+    /// Device bytes held by the engine, by reply.
+    pub device_bytes: Series,
+    /// Step-time drift within the life.
+    pub step_time: Option<StepTime>,
+}
+
+/// Resident memory of one worker process over every request it answered (across engine lives: a
+/// worker survives failed oracles and planned restarts, so a leak past an engine's drop shows here).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerMemory {
+    /// Replies it sent.
+    pub replies: u64,
+    /// Engines it served.
+    pub engines: u64,
+    /// Resident bytes, by reply.
+    pub rss_bytes: Series,
+    /// Resident bytes when each engine had just started (a small graph): what creeps up here
+    /// across engines was not given back when the engine before was dropped.
+    pub rss_at_engine_start: Series,
 }
 
 /// Crashes of one signature.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CrashGroup {
     /// The signature.
     pub signature: Signature,
-    /// How many times.
+    /// One line on the first occurrence.
+    pub summary: String,
+    /// Occurrences.
     pub count: u64,
     /// Seconds from the start to the first.
     pub first_at: f64,
-    /// Flight-recorder cases saved.
+    /// Seconds from the start to the last.
+    pub last_at: f64,
+    /// Flight-recorder cases saved (the first `keep_cases`).
     pub saved: Vec<PathBuf>,
+    /// The saved case with the fewest ops: the one to minimize.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortest: Option<PathBuf>,
+    /// What `shortest` gave when replayed as a plain case in a fresh worker: its signature, or
+    /// `pass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+    #[serde(skip)]
+    shortest_ops: usize,
+    /// Watchdog for replaying `shortest` in one request: its life's busy time, with room.
+    #[serde(skip)]
+    shortest_deadline: Duration,
 }
 
 /// What a soak run saw (`soak.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SoakReport {
-    /// Always `forcefield-soak/1`.
+    /// Always [`SOAK_FORMAT`].
     pub format: String,
     /// Backend.
     pub backend: BackendKind,
-    /// Seed.
+    /// Seed of the op stream.
     pub seed: u64,
     /// Planted faults.
     pub faults: Vec<Fault>,
+    /// Steps at the end of every chunk.
+    pub chunk_steps: u64,
+    /// The bound on live nodes.
+    pub max_nodes: u32,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Whether Ctrl-C cut it short.
     pub interrupted: bool,
-    /// Engines started (1 + restarts).
+    /// Engine lives started.
     pub engines: u64,
-    /// Chunks sent.
+    /// Lives retired by plan (recorder at the case limits, or `--life-steps`).
+    pub retired: u64,
+    /// Worker processes started.
+    pub workers: u64,
+    /// Workers found dead between two requests.
+    pub lost_idle: u64,
+    /// Chunk requests sent.
     pub chunks: u64,
+    /// Ops sent in those chunks.
+    pub ops: u64,
     /// Steps completed.
     pub steps: u64,
     /// Crashes by signature.
     pub crashes: Vec<CrashGroup>,
-    /// Mean seconds between crashes (over the whole run), when there were any.
+    /// Mean seconds from one crash to the next (restart included), with two crashes or more.
     pub mean_seconds_between_crashes: Option<f64>,
-    /// Worker resident memory at the first and last chunk of the longest engine life, and its max.
-    pub rss_first_bytes: u64,
-    /// See `rss_first_bytes`.
-    pub rss_last_bytes: u64,
-    /// See `rss_first_bytes`.
-    pub rss_max_bytes: u64,
-    /// Device bytes at the first and last chunk of the longest engine life.
-    pub device_first_bytes: u64,
-    /// See `device_first_bytes`.
-    pub device_last_bytes: u64,
-    /// Mean seconds per step over the first and the last 10% of chunks (all lives together).
-    pub step_seconds_first: f64,
-    /// See `step_seconds_first`.
-    pub step_seconds_last: f64,
+    /// Mean seconds an engine ran before it crashed (from its start request).
+    pub mean_uptime_before_crash: Option<f64>,
+    /// The life with the most steps.
+    pub longest_life: Option<LifeSummary>,
+    /// The worker process that answered the most requests.
+    pub longest_worker: Option<WorkerMemory>,
+    /// Step-time drift over the whole run (all lives, in order).
+    pub step_time: Option<StepTime>,
+    /// Why the soak stopped early, when the environment failed (no worker, no backend, no disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_message: Option<String>,
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 impl SoakReport {
@@ -112,46 +496,102 @@ impl SoakReport {
 
     /// A markdown summary.
     pub fn markdown(&self) -> String {
-        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         let mut s = format!(
-            "soak on {} for {:.0} s, seed {}{}: {} steps in {} chunks, {} engine(s), {} crash(es)\n",
+            "soak on {} for {:.1} s, seed {}{}{}: {} steps in {} chunks ({} ops), {} engine(s), {} crash(es)\n\n",
             self.backend.name(),
             self.seconds,
             self.seed,
+            if self.faults.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = self.faults.iter().map(|f| f.to_string()).collect();
+                format!(", faults {}", names.join(","))
+            },
             if self.interrupted { " (interrupted)" } else { "" },
             self.steps,
             self.chunks,
+            self.ops,
             self.engines,
             self.total_crashes()
         );
+        s.push_str("| measure | value |\n|---|---|\n");
         if let Some(m) = self.mean_seconds_between_crashes {
-            s.push_str(&format!("mean interval between crashes: {m:.2} s\n"));
+            s.push_str(&format!("| mean interval between crashes | {m:.3} s |\n"));
+        }
+        if let Some(m) = self.mean_uptime_before_crash {
+            s.push_str(&format!(
+                "| mean engine uptime before a crash | {m:.3} s |\n"
+            ));
         }
         s.push_str(&format!(
-            "memory (longest engine life): worker RSS {:.1} -> {:.1} MiB (max {:.1}), device {:.2} -> {:.2} MiB\n",
-            mb(self.rss_first_bytes),
-            mb(self.rss_last_bytes),
-            mb(self.rss_max_bytes),
-            mb(self.device_first_bytes),
-            mb(self.device_last_bytes)
+            "| workers started / lost while idle | {} / {} |\n| lives retired by plan | {} |\n",
+            self.workers, self.lost_idle, self.retired
         ));
-        s.push_str(&format!(
-            "step time: {:.3} ms (first 10% of chunks) -> {:.3} ms (last 10%)\n",
-            self.step_seconds_first * 1e3,
-            self.step_seconds_last * 1e3
-        ));
+        if let Some(l) = &self.longest_life {
+            s.push_str(&format!(
+                "| longest life | #{}: {} steps, {} chunks, {:.1} s, nodes {} -> {} (max {}) |\n",
+                l.index, l.steps, l.chunks, l.seconds, l.nodes.first, l.nodes.last, l.nodes.max
+            ));
+            s.push_str(&format!(
+                "| longest life: worker RSS first / last / max | {:.1} / {:.1} / {:.1} MiB |\n",
+                mib(l.rss_bytes.first),
+                mib(l.rss_bytes.last),
+                mib(l.rss_bytes.max)
+            ));
+            s.push_str(&format!(
+                "| longest life: device bytes first / last / max | {:.3} / {:.3} / {:.3} MiB |\n",
+                mib(l.device_bytes.first),
+                mib(l.device_bytes.last),
+                mib(l.device_bytes.max)
+            ));
+            if let Some(t) = &l.step_time {
+                s.push_str(&format!(
+                    "| longest life: step time first / last 10% | {} |\n",
+                    drift(t)
+                ));
+            }
+        }
+        if let Some(w) = &self.longest_worker {
+            s.push_str(&format!(
+                "| longest worker ({} engines, {} replies): RSS first / last / max | {:.1} / {:.1} / {:.1} MiB |\n",
+                w.engines,
+                w.replies,
+                mib(w.rss_bytes.first),
+                mib(w.rss_bytes.last),
+                mib(w.rss_bytes.max)
+            ));
+            if w.engines > 1 {
+                s.push_str(&format!(
+                    "| longest worker: RSS at engine start, first / last / max | {:.1} / {:.1} / {:.1} MiB |\n",
+                    mib(w.rss_at_engine_start.first),
+                    mib(w.rss_at_engine_start.last),
+                    mib(w.rss_at_engine_start.max)
+                ));
+            }
+        }
+        if let Some(t) = &self.step_time {
+            s.push_str(&format!(
+                "| whole run: step time first / last 10% | {} |\n",
+                drift(t)
+            ));
+        }
+        if let Some(m) = &self.environment_message {
+            s.push_str(&format!("| stopped early | {m} |\n"));
+        }
         if !self.crashes.is_empty() {
             s.push_str(
-                "\n| signature | crashes | first (s) | flight recorder |\n|---|---|---|---|\n",
+                "\n| signature | crashes | first (s) | saved | replay | flight recorder to minimize |\n|---|---|---|---|---|---|\n",
             );
             for c in &self.crashes {
                 s.push_str(&format!(
-                    "| `{}` | {} | {:.2} | {} |\n",
+                    "| `{}` | {} | {:.2} | {} | {} | {} |\n",
                     c.signature,
                     c.count,
                     c.first_at,
-                    c.saved
-                        .first()
+                    c.saved.len(),
+                    c.replay.as_deref().unwrap_or("-"),
+                    c.shortest
+                        .as_ref()
                         .map_or("-".to_string(), |p| p.display().to_string())
                 ));
             }
@@ -160,164 +600,551 @@ impl SoakReport {
     }
 }
 
-/// One chunk's measurements.
-struct Sample {
-    step_seconds: f64,
-    steps: u64,
+fn drift(t: &StepTime) -> String {
+    format!(
+        "{:.3} ms ({:.0} nodes) -> {:.3} ms ({:.0} nodes), {} of {} chunks each",
+        t.first_seconds_per_step * 1e3,
+        t.first_mean_nodes,
+        t.last_seconds_per_step * 1e3,
+        t.last_mean_nodes,
+        t.window,
+        t.chunks
+    )
 }
 
-fn reply_of(outcome: &Outcome) -> Option<JobReply> {
-    match outcome {
-        Outcome::Reply { payload } => serde_json::from_value(payload.clone()).ok(),
+/// Mean seconds from one crash to the next, over crash times in order.
+pub fn mean_interval(times: &[f64]) -> Option<f64> {
+    match times {
+        [first, .., last] => Some((last - first) / (times.len() - 1) as f64),
         _ => None,
     }
 }
 
-/// Runs a soak until the duration is over or `interrupt` is set.
-pub fn run_soak(config: &SoakConfig, interrupt: &AtomicBool) -> std::io::Result<SoakReport> {
-    let start = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let gen = GenConfig {
-        faults: config.faults.clone(),
-        backend: config.backend,
-        large_probability: 0.0,
-        ..GenConfig::default()
-    };
-    let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
-    let mut groups: BTreeMap<Signature, CrashGroup> = BTreeMap::new();
-    let (mut engines, mut chunks, mut steps) = (0u64, 0u64, 0u64);
-    let mut samples: Vec<Sample> = Vec::new();
-    // Memory of the longest engine life: (chunks, rss first, rss last, rss max, dev first, dev last).
-    let mut longest = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let running =
-        |start: &Instant| start.elapsed() < config.duration && !interrupt.load(Ordering::Relaxed);
-    while running(&start) {
-        // A new engine life.
-        engines += 1;
-        let mut first = generate_case_from_seed(rng.gen(), &gen);
-        first.ops.clear();
-        let mut recorder = first.clone();
-        let mut model = Model::new(&first.graph, &gen);
-        let mut life = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut failure = None;
-        let payload = serde_json::to_value(Job::SoakStart {
-            case: first.clone(),
-        })
-        .unwrap_or_default();
-        match slot.run(payload, config.chunk_deadline) {
-            Ok(e) => {
-                if let verdict @ Verdict::Finding { .. } = classify(&e) {
-                    failure = Some(verdict);
-                }
-            }
-            Err(e) => return Err(std::io::Error::other(format!("cannot start a worker: {e}"))),
+// ---- the driver -------------------------------------------------------------------------------
+
+/// The life being run.
+struct Life {
+    summary: LifeSummary,
+    started: Instant,
+    worker_pid: Option<u32>,
+    replies: u64,
+    /// Seconds from the life's start to its last request: the busy time a replay repeats.
+    last_sent: f64,
+    samples: Vec<StepSample>,
+}
+
+impl Life {
+    fn new(index: u64, start_seed: u64) -> Self {
+        Life {
+            summary: LifeSummary {
+                index,
+                start_seed,
+                seconds: 0.0,
+                chunks: 0,
+                steps: 0,
+                end: LifeEnd::EndOfRun,
+                nodes: Series::default(),
+                rss_bytes: Series::default(),
+                device_bytes: Series::default(),
+                step_time: None,
+            },
+            started: Instant::now(),
+            worker_pid: None,
+            replies: 0,
+            last_sent: 0.0,
+            samples: Vec::new(),
         }
-        while failure.is_none() && running(&start) {
-            let mut ops: Vec<Op> = Vec::new();
-            for _ in 0..rng.gen_range(1..=4) {
-                ops.extend(realize(&random_plan(&mut rng, &gen), &mut model));
-            }
-            ops.push(Op::Step {
-                count: config.chunk_steps,
-            });
-            recorder.ops.extend(ops.iter().cloned());
-            let payload = serde_json::to_value(Job::SoakOps { ops }).unwrap_or_default();
-            let execution = match slot.run(payload, config.chunk_deadline) {
-                Ok(e) => e,
-                Err(e) => return Err(std::io::Error::other(format!("cannot start a worker: {e}"))),
-            };
-            chunks += 1;
-            match classify(&execution) {
-                Verdict::Pass => {}
-                Verdict::Environment { message } => return Err(std::io::Error::other(message)),
-                finding => failure = Some(finding),
-            }
-            if let Some(stats) = reply_of(&execution.outcome).and_then(|r| r.soak) {
-                steps += stats.request_steps;
-                if stats.request_steps > 0 {
-                    samples.push(Sample {
-                        step_seconds: stats.step_seconds,
-                        steps: stats.request_steps,
-                    });
-                }
-                if life.0 == 0 {
-                    life.1 = stats.rss_bytes;
-                    life.4 = stats.device_bytes;
-                }
-                life.0 += 1;
-                life.2 = stats.rss_bytes;
-                life.3 = life.3.max(stats.rss_bytes);
-                life.5 = stats.device_bytes;
+    }
+}
+
+/// Everything the driver keeps between requests.
+struct Driver<'a> {
+    config: &'a SoakConfig,
+    start: Instant,
+    slot: WorkerSlot,
+    groups: BTreeMap<Signature, CrashGroup>,
+    crash_times: Vec<f64>,
+    crash_uptimes: Vec<f64>,
+    samples: Vec<StepSample>,
+    longest_life: Option<LifeSummary>,
+    worker: Option<(u32, WorkerMemory)>,
+    longest_worker: Option<WorkerMemory>,
+    engines: u64,
+    retired: u64,
+    lost_idle: u64,
+    chunks: u64,
+    ops: u64,
+    steps: u64,
+    environment: Option<String>,
+    bar: indicatif::ProgressBar,
+}
+
+/// How one request went, from the driver's side.
+enum Step {
+    /// The engine is alive and well.
+    Alive,
+    /// The life ended.
+    Ended(LifeEnd),
+    /// The soak cannot go on here.
+    Environment(String),
+}
+
+impl Driver<'_> {
+    fn running(&self, interrupt: &AtomicBool) -> bool {
+        self.environment.is_none()
+            && self.start.elapsed() < self.config.duration
+            && !interrupt.load(Ordering::Relaxed)
+    }
+
+    /// Sends one job of `life` and judges the answer; `recorder` is the life's history so far.
+    fn request(&mut self, job: &Job, life: &mut Life, recorder: &Case, nodes: u64) -> Step {
+        let payload = match serde_json::to_value(job) {
+            Ok(p) => p,
+            Err(e) => return Step::Environment(format!("cannot encode a request: {e}")),
+        };
+        let execution = match self.slot.run(payload, self.config.chunk_deadline) {
+            Ok(e) => e,
+            Err(e) => return Step::Environment(format!("cannot start a worker: {e}")),
+        };
+        let reply = reply_of(&execution);
+        if matches!(job, Job::SoakOps { .. }) && reply.is_some() {
+            // A reply from another process than the one holding the engine: that one died while
+            // idle and its replacement has no engine (it answers "soak-ops before soak-start").
+            if life.worker_pid != Some(execution.worker_pid) {
+                return Step::Ended(LifeEnd::LostIdle);
             }
         }
-        if life.0 > longest.0 {
-            longest = life;
+        if let Some(stats) = reply.as_ref().and_then(|r| r.soak.clone()) {
+            self.measure(life, &execution, &stats, nodes);
         }
-        if let Some(Verdict::Finding { signature, summary }) = failure {
-            let group = groups
-                .entry(signature.clone())
-                .or_insert_with(|| CrashGroup {
-                    signature: signature.clone(),
-                    count: 0,
-                    first_at: start.elapsed().as_secs_f64(),
-                    saved: Vec::new(),
-                });
-            group.count += 1;
-            if let (Some(dir), true) = (&config.out, group.saved.len() < SAVED_PER_SIGNATURE) {
-                let path =
-                    dir.join("crashes")
-                        .join(format!("{:04}-{}.json", engines, signature.id()));
-                recorder.expect = Some(Expectation::Open {
-                    signature: signature.to_string(),
-                });
-                recorder.provenance = Some(Provenance {
-                    found_by: format!("forcefield soak --seed {}", config.seed),
-                    seed: Some(config.seed),
-                    date: None,
-                    note: Some(format!(
-                        "flight recorder of engine life {engines}: {summary}"
-                    )),
-                });
-                write_json(&path, &recorder)?;
-                group.saved.push(path);
+        match classify(&execution) {
+            Verdict::Pass => {
+                life.worker_pid = Some(execution.worker_pid);
+                Step::Alive
+            }
+            Verdict::Environment { message } => Step::Environment(message),
+            Verdict::Finding { signature, summary } => {
+                match self.record_crash(&signature, &summary, recorder, life) {
+                    Ok(()) => Step::Ended(LifeEnd::Crash { signature }),
+                    Err(message) => Step::Environment(message),
+                }
             }
         }
     }
-    slot.shutdown();
-    let total: u64 = groups.values().map(|g| g.count).sum();
-    let tenth = (samples.len() / 10).max(1);
-    let mean = |s: &[Sample]| {
-        let steps: u64 = s.iter().map(|x| x.steps).sum();
-        if steps == 0 {
-            0.0
-        } else {
-            s.iter().map(|x| x.step_seconds).sum::<f64>() / steps as f64
+
+    fn measure(&mut self, life: &mut Life, execution: &Execution, stats: &SoakStats, nodes: u64) {
+        let first = life.replies == 0;
+        life.replies += 1;
+        life.summary.nodes.push(nodes, first);
+        life.summary.rss_bytes.push(stats.rss_bytes, first);
+        life.summary.device_bytes.push(stats.device_bytes, first);
+        life.summary.steps += stats.request_steps;
+        self.steps += stats.request_steps;
+        if stats.request_steps > 0 {
+            let sample = StepSample {
+                seconds: stats.step_seconds,
+                steps: stats.request_steps,
+                nodes,
+            };
+            life.samples.push(sample);
+            self.samples.push(sample);
         }
+        let pid = execution.worker_pid;
+        if self.worker.as_ref().map(|(p, _)| *p) != Some(pid) {
+            self.retire_worker();
+            self.worker = Some((pid, WorkerMemory::default()));
+        }
+        if let Some((_, w)) = self.worker.as_mut() {
+            w.rss_bytes.push(stats.rss_bytes, w.replies == 0);
+            w.replies += 1;
+            if first {
+                w.rss_at_engine_start.push(stats.rss_bytes, w.engines == 0);
+                w.engines += 1;
+            }
+        }
+    }
+
+    fn retire_worker(&mut self) {
+        if let Some((_, w)) = self.worker.take() {
+            if self
+                .longest_worker
+                .as_ref()
+                .map_or(true, |l| w.replies > l.replies)
+            {
+                self.longest_worker = Some(w);
+            }
+        }
+    }
+
+    fn record_crash(
+        &mut self,
+        signature: &Signature,
+        summary: &str,
+        recorder: &Case,
+        life: &Life,
+    ) -> Result<(), String> {
+        let now = self.start.elapsed().as_secs_f64();
+        self.crash_times.push(now);
+        self.crash_uptimes
+            .push(life.started.elapsed().as_secs_f64());
+        let number = self.crash_times.len();
+        let group = self
+            .groups
+            .entry(signature.clone())
+            .or_insert_with(|| CrashGroup {
+                signature: signature.clone(),
+                summary: summary.to_string(),
+                count: 0,
+                first_at: now,
+                last_at: now,
+                saved: Vec::new(),
+                shortest: None,
+                replay: None,
+                shortest_ops: usize::MAX,
+                shortest_deadline: Duration::ZERO,
+            });
+        if group.count == 0 {
+            self.bar.println(format!("crash: {signature}: {summary}"));
+        }
+        group.count += 1;
+        group.last_at = now;
+        let Some(dir) = &self.config.out else {
+            return Ok(());
+        };
+        if group.saved.len() >= self.config.keep_cases {
+            return Ok(());
+        }
+        let path = dir
+            .join("crashes")
+            .join(format!("{number:05}-{}.json", signature.id()));
+        let mut case = recorder.clone();
+        case.expect = Some(Expectation::Open {
+            signature: signature.to_string(),
+        });
+        let when = match life.summary.chunks {
+            0 => "at its start".to_string(),
+            n => format!("in its chunk {n}"),
+        };
+        case.provenance = Some(Provenance {
+            found_by: self.config.found_by.clone(),
+            seed: Some(self.config.seed),
+            date: None,
+            note: Some(format!(
+                "soak flight recorder: engine #{} {when}, {:.2} s and {} steps into its life: {summary}",
+                life.summary.index,
+                life.started.elapsed().as_secs_f64(),
+                life.summary.steps
+            )),
+        });
+        write_json(&path, &case).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if case.ops.len() < group.shortest_ops {
+            group.shortest_ops = case.ops.len();
+            group.shortest = Some(path.clone());
+            // One request replays the whole life: give it the life's busy time twice over (the
+            // oracles run after every op, as in the soak) on top of one chunk's watchdog.
+            group.shortest_deadline =
+                self.config.chunk_deadline + Duration::from_secs_f64(2.0 * life.last_sent);
+        }
+        group.saved.push(path);
+        Ok(())
+    }
+
+    fn end_life(&mut self, mut life: Life, end: LifeEnd) {
+        if end == LifeEnd::Retired {
+            self.retired += 1;
+        }
+        if end == LifeEnd::LostIdle {
+            self.lost_idle += 1;
+            self.bar
+                .println("a worker died between two requests; starting a new engine");
+        }
+        life.summary.end = end;
+        life.summary.seconds = life.started.elapsed().as_secs_f64();
+        life.summary.step_time = StepTime::of(&life.samples);
+        if self
+            .longest_life
+            .as_ref()
+            .map_or(true, |l| life.summary.steps > l.steps)
+        {
+            self.longest_life = Some(life.summary);
+        }
+    }
+
+    /// One engine life: start, chunks until it ends.
+    fn life(&mut self, stream: &mut OpStream, interrupt: &AtomicBool) {
+        self.engines += 1;
+        let start_case = stream.start();
+        let mut life = Life::new(self.engines, start_case.seed);
+        let mut tally = RecorderTally::of_start(&start_case);
+        let mut recorder = start_case.clone();
+        let start = Job::SoakStart { case: start_case };
+        match self.request(&start, &mut life, &recorder, stream.nodes()) {
+            Step::Alive => {}
+            Step::Ended(end) => return self.end_life(life, end),
+            Step::Environment(message) => {
+                self.environment = Some(message);
+                return self.end_life(life, LifeEnd::EndOfRun);
+            }
+        }
+        while self.running(interrupt) {
+            if life.summary.steps >= self.config.life_steps {
+                return self.end_life(life, LifeEnd::Retired);
+            }
+            let ops = stream.chunk();
+            if !tally.admits(&ops) {
+                return self.end_life(life, LifeEnd::Retired);
+            }
+            tally.add(&ops);
+            recorder.ops.extend(ops.iter().cloned());
+            self.chunks += 1;
+            self.ops += ops.len() as u64;
+            life.summary.chunks += 1;
+            life.last_sent = life.started.elapsed().as_secs_f64();
+            let job = Job::SoakOps { ops };
+            let step = self.request(&job, &mut life, &recorder, stream.nodes());
+            self.draw(&life);
+            match step {
+                Step::Alive => {}
+                Step::Ended(end) => return self.end_life(life, end),
+                Step::Environment(message) => {
+                    self.environment = Some(message);
+                    break;
+                }
+            }
+        }
+        self.end_life(life, LifeEnd::EndOfRun);
+    }
+
+    fn draw(&self, life: &Life) {
+        let crashes: u64 = self.groups.values().map(|g| g.count).sum();
+        self.bar.set_message(format!(
+            "{} steps, {} crash(es) under {} signature(s), engine #{} at {} nodes, RSS {:.1} MiB",
+            self.steps,
+            crashes,
+            self.groups.len(),
+            life.summary.index,
+            life.summary.nodes.last,
+            mib(life.summary.rss_bytes.last)
+        ));
+    }
+
+    /// Replays the shortest saved case of each signature as a plain case in a fresh worker.
+    fn replay(&mut self, interrupt: &AtomicBool) {
+        let mut slot = WorkerSlot::new(self.config.worker.clone(), SupervisorConfig::default());
+        for group in self.groups.values_mut() {
+            if interrupt.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(path) = &group.shortest else {
+                continue;
+            };
+            let case = match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| Case::from_json(&t).map_err(|e| e.to_string()))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    group.replay = Some(format!("unreadable: {e}"));
+                    continue;
+                }
+            };
+            let (verdict, _) =
+                crate::campaign::run_isolated(&mut slot, &case, false, group.shortest_deadline);
+            group.replay = Some(match verdict {
+                Verdict::Pass => "pass".to_string(),
+                Verdict::Finding { signature, .. } => signature.to_string(),
+                Verdict::Environment { message } => format!("not run: {message}"),
+            });
+        }
+        slot.shutdown();
+    }
+}
+
+fn reply_of(execution: &Execution) -> Option<JobReply> {
+    match &execution.outcome {
+        crate::isolate::Outcome::Reply { payload } => serde_json::from_value(payload.clone()).ok(),
+        _ => None,
+    }
+}
+
+fn spinner(progress: bool) -> indicatif::ProgressBar {
+    if !progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Runs a soak until the duration is over, `interrupt` is set (Ctrl-C) or the environment fails
+/// (then [`SoakReport::environment_message`] says why). Never panics on worker trouble.
+pub fn run_soak(config: &SoakConfig, interrupt: &AtomicBool) -> SoakReport {
+    let mut driver = Driver {
+        config,
+        start: Instant::now(),
+        slot: WorkerSlot::new(config.worker.clone(), SupervisorConfig::default()),
+        groups: BTreeMap::new(),
+        crash_times: Vec::new(),
+        crash_uptimes: Vec::new(),
+        samples: Vec::new(),
+        longest_life: None,
+        worker: None,
+        longest_worker: None,
+        engines: 0,
+        retired: 0,
+        lost_idle: 0,
+        chunks: 0,
+        ops: 0,
+        steps: 0,
+        environment: None,
+        bar: spinner(config.progress),
     };
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(SoakReport {
-        format: "forcefield-soak/1".to_string(),
+    let mut stream = OpStream::new(
+        config.seed,
+        config.backend,
+        &config.faults,
+        config.max_nodes,
+        config.chunk_steps,
+    );
+    while driver.running(interrupt) {
+        driver.life(&mut stream, interrupt);
+    }
+    let seconds = driver.start.elapsed().as_secs_f64();
+    driver.slot.shutdown();
+    driver.retire_worker();
+    driver.bar.finish_and_clear();
+    if config.replay && !interrupt.load(Ordering::Relaxed) {
+        driver.replay(interrupt);
+    }
+    let uptimes = &driver.crash_uptimes;
+    SoakReport {
+        format: SOAK_FORMAT.to_string(),
         backend: config.backend,
         seed: config.seed,
         faults: config.faults.clone(),
+        chunk_steps: config.chunk_steps,
+        max_nodes: config.max_nodes,
         seconds,
         interrupted: interrupt.load(Ordering::Relaxed),
-        engines,
-        chunks,
-        steps,
-        mean_seconds_between_crashes: (total > 0).then(|| seconds / total as f64),
-        crashes: groups.into_values().collect(),
-        rss_first_bytes: longest.1,
-        rss_last_bytes: longest.2,
-        rss_max_bytes: longest.3,
-        device_first_bytes: longest.4,
-        device_last_bytes: longest.5,
-        step_seconds_first: mean(&samples[..tenth.min(samples.len())]),
-        step_seconds_last: mean(&samples[samples.len().saturating_sub(tenth)..]),
-    })
+        engines: driver.engines,
+        retired: driver.retired,
+        workers: driver.slot.spawns(),
+        lost_idle: driver.lost_idle,
+        chunks: driver.chunks,
+        ops: driver.ops,
+        steps: driver.steps,
+        mean_seconds_between_crashes: mean_interval(&driver.crash_times),
+        mean_uptime_before_crash: (!uptimes.is_empty())
+            .then(|| uptimes.iter().sum::<f64>() / uptimes.len() as f64),
+        crashes: driver.groups.into_values().collect(),
+        longest_life: driver.longest_life,
+        longest_worker: driver.longest_worker,
+        step_time: StepTime::of(&driver.samples),
+        environment_message: driver.environment,
+    }
 }
 
-/// Writes `soak.json` under `dir`.
+/// Writes `soak.json` under `dir`, atomically.
 pub fn write_report(dir: &Path, report: &SoakReport) -> std::io::Result<()> {
     write_json(&dir.join("soak.json"), report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(seed: u64) -> OpStream {
+        OpStream::new(seed, BackendKind::Cpu, &[], 128, 5)
+    }
+
+    #[test]
+    fn the_stream_is_a_function_of_the_seed() {
+        let (mut a, mut b, mut c) = (stream(7), stream(7), stream(8));
+        let (sa, sb, sc) = (a.start(), b.start(), c.start());
+        assert_eq!(sa, sb);
+        assert_ne!(sa, sc);
+        for _ in 0..50 {
+            assert_eq!(a.chunk(), b.chunk());
+        }
+    }
+
+    #[test]
+    fn every_recorder_is_a_valid_case_and_the_graph_keeps_resizing_within_bounds() {
+        let mut s = stream(3);
+        let mut names = BTreeSet::new();
+        let mut peak = 0;
+        for _ in 0..4 {
+            let mut recorder = s.start();
+            for _ in 0..150 {
+                let chunk = s.chunk();
+                assert_eq!(chunk.last(), Some(&Op::Step { count: 5 }));
+                names.extend(chunk.iter().map(Op::name));
+                recorder.ops.extend(chunk);
+                peak = peak.max(s.nodes());
+                assert!(s.nodes() <= 128);
+            }
+            recorder.validate().unwrap();
+            // The driver's count agrees with the case's own replay of the ops.
+            assert_eq!(recorder.node_counts().last().copied(), Some(s.nodes()));
+        }
+        assert!(peak > 96, "the graph reaches the drain mark (peak {peak})");
+        for op in [
+            "add_nodes",
+            "remove_nodes",
+            "shrink_to_fit",
+            "add_edges",
+            "set_params",
+        ] {
+            assert!(names.contains(op), "{op} never drawn: {names:?}");
+        }
+    }
+
+    #[test]
+    fn the_tally_refuses_a_chunk_that_would_break_the_case_limits() {
+        let mut t = RecorderTally::default();
+        t.add(&[Op::Step {
+            count: MAX_CASE_STEPS - 5,
+        }]);
+        assert!(t.admits(&[Op::Step { count: 5 }]));
+        assert!(!t.admits(&[Op::Step { count: 6 }]));
+        let many = vec![Op::ReadPositions; MAX_CASE_OPS];
+        assert!(!t.admits(&many), "one op is already recorded");
+        assert!(t.admits(&many[1..]));
+    }
+
+    #[test]
+    fn step_time_compares_the_first_and_last_tenth() {
+        let samples: Vec<StepSample> = (0..20)
+            .map(|i| StepSample {
+                seconds: if i < 2 {
+                    0.002
+                } else if i >= 18 {
+                    0.006
+                } else {
+                    1.0
+                },
+                steps: 2,
+                nodes: i,
+            })
+            .collect();
+        let t = StepTime::of(&samples).unwrap();
+        assert_eq!((t.chunks, t.window), (20, 2));
+        assert!((t.first_seconds_per_step - 0.001).abs() < 1e-12);
+        assert!((t.last_seconds_per_step - 0.003).abs() < 1e-12);
+        assert_eq!((t.first_mean_nodes, t.last_mean_nodes), (0.5, 18.5));
+        assert_eq!(StepTime::of(&[]), None);
+    }
+
+    #[test]
+    fn mean_interval_needs_two_crashes() {
+        assert_eq!(mean_interval(&[]), None);
+        assert_eq!(mean_interval(&[4.0]), None);
+        assert_eq!(mean_interval(&[1.0, 3.0, 7.0]), Some(3.0));
+    }
 }

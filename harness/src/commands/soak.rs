@@ -1,5 +1,9 @@
 /*!
 `forcefield soak`: the server's life in a worker. See [`crate::soak`].
+
+Exit codes: 0 when no engine crashed, 1 when any did, 3 when the soak could not run here (no
+worker, no backend, an unwritable output directory) and found nothing before it stopped. Ctrl-C
+stops it cleanly: `soak.json` and the summary are still written.
 */
 
 use std::path::PathBuf;
@@ -16,13 +20,13 @@ pub struct SoakArgs {
     /// How long to run (e.g. 60s, 10m).
     #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
     pub duration: Duration,
-    /// Planted fault to switch on (repeatable).
+    /// Planted fault to switch on (repeatable); `forcefield faults` lists them.
     #[arg(long = "fault")]
     pub faults: Vec<Fault>,
     /// Engine backend.
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     pub backend: BackendChoice,
-    /// Seed of the op stream.
+    /// Seed of the op stream: the same seed sends the same start graphs and chunks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Directory for soak.json and crashes/ (flight-recorder cases).
@@ -34,13 +38,32 @@ pub struct SoakArgs {
     /// Watchdog per chunk: a chunk still running after this is a hang.
     #[arg(long, value_parser = super::parse_duration, default_value = "10s")]
     pub chunk_timeout: Duration,
+    /// Live nodes stay below this; the graph grows toward it, drops half, shrinks and regrows.
+    #[arg(long, default_value_t = 512)]
+    pub max_nodes: u32,
+    /// Retire an engine (a planned restart) after this many steps; its flight recorder must
+    /// replay, so lives never outgrow the case limits either.
+    #[arg(long, default_value_t = crate::case::MAX_CASE_STEPS)]
+    pub life_steps: u64,
+    /// Flight-recorder cases saved per signature (every crash is counted).
+    #[arg(long, default_value_t = 20)]
+    pub keep_cases: usize,
+    /// Do not replay a saved case of each signature at the end.
+    #[arg(long)]
+    pub no_replay: bool,
 }
 
 /// Runs the soak, prints and writes its report; crashes give exit code 1.
 pub fn run(args: &SoakArgs) -> Result<(), CliError> {
-    if args.chunk_steps == 0 {
+    if args.chunk_steps == 0 || args.life_steps == 0 {
         return Err(CliError::input(anyhow::anyhow!(
-            "--chunk-steps must be at least 1"
+            "--chunk-steps and --life-steps must be at least 1"
+        )));
+    }
+    if args.max_nodes < 2 || u64::from(args.max_nodes) > crate::case::MAX_CASE_NODES {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--max-nodes must be between 2 and {}",
+            crate::case::MAX_CASE_NODES
         )));
     }
     let config = SoakConfig {
@@ -48,14 +71,19 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
         duration: args.duration,
         seed: args.seed,
         faults: args.faults.clone(),
-        chunk_deadline: args.chunk_timeout,
         chunk_steps: args.chunk_steps,
+        chunk_deadline: args.chunk_timeout,
+        max_nodes: args.max_nodes,
+        life_steps: args.life_steps,
+        keep_cases: args.keep_cases,
         worker: super::worker_command(1)?,
         out: args.out.clone(),
+        found_by: super::invocation(),
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        replay: !args.no_replay,
     };
     let interrupt = crate::interrupt::flag();
-    let report =
-        run_soak(&config, &interrupt).map_err(|e| CliError::environment(anyhow::anyhow!("{e}")))?;
+    let report = run_soak(&config, &interrupt);
     if let Some(dir) = &args.out {
         write_report(dir, &report).map_err(|e| {
             CliError::environment(anyhow::anyhow!("cannot write to {}: {e}", dir.display()))
@@ -64,10 +92,17 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
     print!("{}", report.markdown());
     if report.total_crashes() > 0 {
         return Err(CliError::Findings(anyhow::anyhow!(
-            "{} crash(es) under {} signature(s)",
+            "{} crash(es) under {} signature(s){}",
             report.total_crashes(),
-            report.crashes.len()
+            report.crashes.len(),
+            args.out
+                .as_ref()
+                .map(|d| format!("; flight recorders in {}", d.join("crashes").display()))
+                .unwrap_or_default()
         )));
+    }
+    if let Some(message) = report.environment_message {
+        return Err(CliError::environment(anyhow::anyhow!("{message}")));
     }
     Ok(())
 }
