@@ -8,7 +8,9 @@
  *   sort_pairs      = per radix pass: sort_histogram, sort_scan, sort_scatter
  *
  * Launch shapes (threads per block, items per tile) are fixed here and mirrored by constants in
- * src/backend/cuda/launch.rs.
+ * src/backend/cuda/launch.rs. Each kernel names the global buffers it accesses with BUFFERS(..),
+ * reads them with LD(buf, i) and writes them with ST(buf, i) (common.cuh), as the CPU kernels use
+ * `ctx.dev`, `get` and `set`: plain indexing, bounds-checked in the checked mode.
  */
 #include "common.cuh"
 
@@ -24,13 +26,15 @@ extern "C" __global__ void bounds_reduce(const float* __restrict__ pos_x,
                                          const float* __restrict__ pos_y,
                                          const float* __restrict__ pos_z,
                                          float* __restrict__ bounds, u32 num_nodes) {
+    u32* words = (u32*)bounds;
+    BUFFERS(pos_x, pos_y, pos_z, words);
     __shared__ float shared_lo[3][32];
     __shared__ float shared_hi[3][32];
     float lo[3] = {F32_INFINITY, F32_INFINITY, F32_INFINITY};
     float hi[3] = {F32_NEG_INFINITY, F32_NEG_INFINITY, F32_NEG_INFINITY};
     const u64 stride = (u64)gridDim.x * (u64)blockDim.x;
     for (u64 i = global_index(); i < num_nodes; i += stride) {
-        const float p[3] = {pos_x[i], pos_y[i], pos_z[i]};
+        const float p[3] = {LD(pos_x, i), LD(pos_y, i), LD(pos_z, i)};
         for (int k = 0; k < 3; ++k) {
             lo[k] = fminf(lo[k], p[k]);
             hi[k] = fmaxf(hi[k], p[k]);
@@ -62,10 +66,9 @@ extern "C" __global__ void bounds_reduce(const float* __restrict__ pos_x,
             }
         }
         if (lane == 0) {
-            u32* words = (u32*)bounds;
             for (int k = 0; k < 3; ++k) {
-                atomicMin(&words[k], float_to_ordered(lo[k]));
-                atomicMax(&words[3 + k], float_to_ordered(hi[k]));
+                atomicMin(&ST(words, k), float_to_ordered(lo[k]));
+                atomicMax(&ST(words, 3 + k), float_to_ordered(hi[k]));
             }
         }
     }
@@ -74,17 +77,18 @@ extern "C" __global__ void bounds_reduce(const float* __restrict__ pos_x,
 /* One thread: the six ordered words back to floats; an empty box (no nodes, or only NaN) becomes
  * zeros, as on the CPU. An untouched word decodes to NaN, which fails `lo <= hi` as well. */
 extern "C" __global__ void bounds_finalize(float* __restrict__ bounds) {
-    if (global_index() != 0) return;
     u32* words = (u32*)bounds;
+    BUFFERS(bounds, words);
+    if (global_index() != 0) return;
     for (int k = 0; k < 3; ++k) {
-        float lo = ordered_to_float(words[k]);
-        float hi = ordered_to_float(words[3 + k]);
+        float lo = ordered_to_float(LD(words, k));
+        float hi = ordered_to_float(LD(words, 3 + k));
         if (!(lo <= hi)) {
             lo = 0.0f;
             hi = 0.0f;
         }
-        bounds[k] = lo;
-        bounds[3 + k] = hi;
+        ST(bounds, k) = lo;
+        ST(bounds, 3 + k) = hi;
     }
 }
 
@@ -94,10 +98,11 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
                                       const float* __restrict__ pos_y,
                                       const float* __restrict__ pos_z, u32* __restrict__ cell_keys,
                                       u32* __restrict__ node_order, GridSpec grid, u32 num_nodes) {
+    BUFFERS(pos_x, pos_y, pos_z, cell_keys, node_order);
     const u64 i = global_index();
     if (i >= num_nodes) return;
-    cell_keys[i] = cell_key(grid, pos_x[i], pos_y[i], pos_z[i]);
-    node_order[i] = (u32)i;
+    ST(cell_keys, i) = cell_key(grid, LD(pos_x, i), LD(pos_y, i), LD(pos_z, i));
+    ST(node_order, i) = (u32)i;
 }
 
 /* ---- 4. sort_pairs: a stable LSD radix sort of (key, value) ---------------------------------- */
@@ -124,17 +129,18 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
 extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
                                           u32* __restrict__ block_hist, u32 num_items, u32 shift,
                                           u32 num_tiles) {
+    BUFFERS(keys_in, block_hist);
     __shared__ u32 counts[RADIX];
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) counts[d] = 0u;
     __syncthreads();
     const u64 base = (u64)blockIdx.x * SORT_TILE;
     for (u32 r = 0; r < SORT_ITEMS; ++r) {
         const u64 i = base + (u64)r * SORT_THREADS + threadIdx.x;
-        if (i < num_items) atomicAdd(&counts[(keys_in[i] >> shift) & (RADIX - 1u)], 1u);
+        if (i < num_items) atomicAdd(&counts[(LD(keys_in, i) >> shift) & (RADIX - 1u)], 1u);
     }
     __syncthreads();
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
-        block_hist[(u64)d * num_tiles + blockIdx.x] = counts[d];
+        ST(block_hist, (u64)d * num_tiles + blockIdx.x) = counts[d];
 }
 
 /* In-place exclusive prefix sum of `len` words by one block of SCAN_THREADS threads: each thread
@@ -142,19 +148,20 @@ extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
  * rewritten with its offsets. `total` (may be null) receives the sum of all words. Also used by
  * frontier_compact for its per-block counts. */
 extern "C" __global__ void sort_scan(u32* __restrict__ data, u32 len, u32* __restrict__ total) {
+    BUFFERS(data, total);
     const u32 chunk = (len + blockDim.x - 1u) / blockDim.x;
     const u64 begin = (u64)threadIdx.x * chunk;
     const u64 end = begin + chunk < len ? begin + chunk : (u64)len;
     u32 sum = 0u;
-    for (u64 i = begin; i < end; ++i) sum += data[i];
+    for (u64 i = begin; i < end; ++i) sum += LD(data, i);
     u32 all = 0u;
     u32 running = block_exclusive_scan(sum, &all);
     for (u64 i = begin; i < end; ++i) {
-        const u32 v = data[i];
-        data[i] = running;
+        const u32 v = LD(data, i);
+        ST(data, i) = running;
         running += v;
     }
-    if (total != 0 && threadIdx.x == 0) *total = all;
+    if (total != 0 && threadIdx.x == 0) ST(total, 0) = all;
 }
 
 /* Stable scatter of one tile. Items are taken in rounds of SORT_THREADS consecutive items, so
@@ -166,12 +173,13 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
                                         u32* __restrict__ keys_out, u32* __restrict__ values_out,
                                         const u32* __restrict__ block_hist, u32 num_items,
                                         u32 shift, u32 num_tiles) {
+    BUFFERS(keys_in, values_in, keys_out, values_out, block_hist);
     __shared__ u32 next_slot[RADIX];
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
     const u32 lane = threadIdx.x & 31u;
     const u32 warp = threadIdx.x >> 5;
     for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
-        next_slot[d] = block_hist[(u64)d * num_tiles + blockIdx.x];
+        next_slot[d] = LD(block_hist, (u64)d * num_tiles + blockIdx.x);
     const u64 base = (u64)blockIdx.x * SORT_TILE;
     for (u32 r = 0; r < SORT_ITEMS; ++r) {
         const u64 round_base = base + (u64)r * SORT_THREADS;
@@ -182,7 +190,7 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
         __syncthreads();
         const u64 i = round_base + threadIdx.x;
         const bool valid = i < num_items;
-        const u32 key = valid ? keys_in[i] : 0u;
+        const u32 key = valid ? LD(keys_in, i) : 0u;
         /* Past-the-end lanes get digit RADIX, a group of their own that is never counted. */
         const u32 digit = valid ? (key >> shift) & (RADIX - 1u) : RADIX;
         const u32 peers = __match_any_sync(FULL_MASK, digit);
@@ -193,8 +201,8 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
             u32 rank = lane_rank;
             for (u32 w = 0; w < warp; ++w) rank += warp_counts[w][digit];
             const u32 slot = next_slot[digit] + rank;
-            keys_out[slot] = key;
-            values_out[slot] = values_in[i];
+            ST(keys_out, slot) = key;
+            ST(values_out, slot) = LD(values_in, i);
         }
         __syncthreads();
         for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS) {
@@ -211,11 +219,12 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
 extern "C" __global__ void cell_bounds(const u32* __restrict__ sorted_keys,
                                        u32* __restrict__ cell_start, u32* __restrict__ cell_end,
                                        u32 num_items, u32 num_cells) {
+    BUFFERS(sorted_keys, cell_start, cell_end);
     const u64 i = global_index();
     if (i >= num_items) return;
-    const u32 k = sorted_keys[i];
-    if (i == 0 || sorted_keys[i - 1] != k) cell_start[k] = (u32)i;
-    if (i + 1 == num_items || sorted_keys[i + 1] != k) cell_end[k] = (u32)i + 1u;
+    const u32 k = LD(sorted_keys, i);
+    if (i == 0 || LD(sorted_keys, i - 1) != k) ST(cell_start, k) = (u32)i;
+    if (i + 1 == num_items || LD(sorted_keys, i + 1) != k) ST(cell_end, k) = (u32)i + 1u;
 }
 
 /* ---- 4b. gather_positions -------------------------------------------------------------------- */
@@ -227,12 +236,13 @@ extern "C" __global__ void gather_positions(
     const float* __restrict__ pos_z, const u32* __restrict__ sorted_nodes,
     float* __restrict__ sorted_pos_x, float* __restrict__ sorted_pos_y,
     float* __restrict__ sorted_pos_z, u32 num_nodes) {
+    BUFFERS(pos_x, pos_y, pos_z, sorted_nodes, sorted_pos_x, sorted_pos_y, sorted_pos_z);
     const u64 t = global_index();
     if (t >= num_nodes) return;
-    const u32 i = sorted_nodes[t];
-    sorted_pos_x[t] = pos_x[i];
-    sorted_pos_y[t] = pos_y[i];
-    sorted_pos_z[t] = pos_z[i];
+    const u32 i = LD(sorted_nodes, t);
+    ST(sorted_pos_x, t) = LD(pos_x, i);
+    ST(sorted_pos_y, t) = LD(pos_y, i);
+    ST(sorted_pos_z, t) = LD(pos_z, i);
 }
 
 /* ---- 6. force_pass -------------------------------------------------------------------------- */
@@ -244,7 +254,9 @@ __device__ __forceinline__ void coincident_offset(const KernelParams& p, u32 i, 
     const u64 seed = ((u64)p.seed_hi << 32) | (u64)p.seed_lo;
     const u32 lo = i < j ? i : j, hi = i < j ? j : i;
     const float sign = i < j ? 1.0f : -1.0f;
-    const float scale = p.repulsion_cutoff * 1e-3f;
+    /* Bounded by the softening length: softening is what keeps near pairs finite, so without it
+     * a coincident pair gets no separation (and 0/0). */
+    const float scale = fminf(p.repulsion_cutoff * 1e-3f, sqrtf(p.softening_eps));
     float d[3];
     for (u32 k = 0; k < 3; ++k) {
         const float u = unit_f32(mix3(seed, (u64)lo, (u64)hi * 3ull + (u64)k)) * 2.0f - 1.0f;
@@ -274,10 +286,13 @@ extern "C" __global__ void force_pass(
     const float* __restrict__ anchor_z, const float* __restrict__ anchor_k,
     const float* __restrict__ sssp_dist, GridSpec grid, KernelParams p, u32 num_nodes,
     u32 stencil_radius) {
+    BUFFERS(pos_x, pos_y, pos_z, force_x, force_y, force_z, sorted_nodes, sorted_pos_x, sorted_pos_y,
+            sorted_pos_z, cell_start, cell_end, row_offsets, col_indices, weights, edge_target,
+            anchor_x, anchor_y, anchor_z, anchor_k, sssp_dist);
     const u64 t = global_index();
     if (t >= num_nodes) return;
-    const u32 i = sorted_nodes[t];
-    const float pix = pos_x[i], piy = pos_y[i], piz = pos_z[i];
+    const u32 i = LD(sorted_nodes, t);
+    const float pix = LD(pos_x, i), piy = LD(pos_y, i), piz = LD(pos_z, i);
     float fx = 0.0f, fy = 0.0f, fz = 0.0f;
 
     if (p.feature_flags & FEATURE_REPULSION) {
@@ -294,18 +309,22 @@ extern "C" __global__ void force_pass(
             for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
                 for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
                     const u64 key = (u64)((z * dy + y) * dx + x);
-                    const u32 s = cell_start[key], e = cell_end[key];
+                    /* Cells beyond the 27-cell stencil (only with a wider stencil_radius) are
+                     * scanned and their candidates dropped: the cost of a wider scan, the same
+                     * sum. */
+                    const bool outer = llabs(z - cz) > 1 || llabs(y - cy) > 1 || llabs(x - cx) > 1;
+                    const u32 s = LD(cell_start, key), e = LD(cell_end, key);
                     for (u32 slot = s; slot < e; ++slot) {
-                        const u32 j = sorted_nodes[slot];
+                        const u32 j = LD(sorted_nodes, slot);
                         if (j == i) continue;
-                        float ddx = pix - sorted_pos_x[slot];
-                        float ddy = piy - sorted_pos_y[slot];
-                        float ddz = piz - sorted_pos_z[slot];
+                        float ddx = pix - LD(sorted_pos_x, slot);
+                        float ddy = piy - LD(sorted_pos_y, slot);
+                        float ddz = piz - LD(sorted_pos_z, slot);
                         if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
                             coincident_offset(p, i, j, &ddx, &ddy, &ddz);
                         }
                         const float d2 = ddx * ddx + ddy * ddy + ddz * ddz;
-                        if (d2 >= cutoff2) continue;
+                        if (d2 >= cutoff2 || (outer && !isnan(d2))) continue;
                         const float soft2 = d2 + p.softening_eps;
                         const float soft = sqrtf(soft2);
                         float scale = p.repel_k / (soft2 * soft);
@@ -322,25 +341,25 @@ extern "C" __global__ void force_pass(
         }
     }
 
-    const u32 row_begin = row_offsets[i];
-    const u32 row_end = row_offsets[i + 1];
+    const u32 row_begin = LD(row_offsets, i);
+    const u32 row_end = LD(row_offsets, i + 1);
     if (p.feature_flags & FEATURE_SPRINGS) {
         const bool stretch = (p.feature_flags & FEATURE_SSSP_REST_LENGTH) && p.sssp_alpha > 0.0f;
         for (u32 e = row_begin; e < row_end; ++e) {
-            const u32 j = col_indices[e];
-            const float ddx = pos_x[j] - pix;
-            const float ddy = pos_y[j] - piy;
-            const float ddz = pos_z[j] - piz;
+            const u32 j = LD(col_indices, e);
+            const float ddx = LD(pos_x, j) - pix;
+            const float ddy = LD(pos_y, j) - piy;
+            const float ddz = LD(pos_z, j) - piz;
             const float dist = sqrtf(ddx * ddx + ddy * ddy + ddz * ddz);
             if (dist == 0.0f) continue;
             float rest = p.rest_length;
             if (stretch) {
-                const float du = sssp_dist[i], dv = sssp_dist[j];
+                const float du = LD(sssp_dist, i), dv = LD(sssp_dist, j);
                 /* is_finite: false for NaN and both infinities. */
                 if (fabsf(du) < F32_INFINITY && fabsf(dv) < F32_INFINITY)
                     rest += p.sssp_alpha * fabsf(du - dv);
             }
-            const float scale = p.spring_k * (dist - rest) * weights[e] / dist;
+            const float scale = p.spring_k * (dist - rest) * LD(weights, e) / dist;
             fx += scale * ddx;
             fy += scale * ddy;
             fz += scale * ddz;
@@ -356,19 +375,19 @@ extern "C" __global__ void force_pass(
 
     if ((p.feature_flags & FEATURE_CONSTRAINTS) && p.constraint_ramp > 0.0f) {
         float cx = 0.0f, cy = 0.0f, cz = 0.0f;
-        const float k = anchor_k[i];
+        const float k = LD(anchor_k, i);
         if (k > 0.0f) {
-            cx += k * (anchor_x[i] - pix);
-            cy += k * (anchor_y[i] - piy);
-            cz += k * (anchor_z[i] - piz);
+            cx += k * (LD(anchor_x, i) - pix);
+            cy += k * (LD(anchor_y, i) - piy);
+            cz += k * (LD(anchor_z, i) - piz);
         }
         for (u32 e = row_begin; e < row_end; ++e) {
-            const float target = edge_target[e];
+            const float target = LD(edge_target, e);
             if (target < 0.0f) continue;
-            const u32 j = col_indices[e];
-            const float ddx = pos_x[j] - pix;
-            const float ddy = pos_y[j] - piy;
-            const float ddz = pos_z[j] - piz;
+            const u32 j = LD(col_indices, e);
+            const float ddx = LD(pos_x, j) - pix;
+            const float ddy = LD(pos_y, j) - piy;
+            const float ddz = LD(pos_z, j) - piz;
             const float dist = sqrtf(ddx * ddx + ddy * ddy + ddz * ddz);
             if (dist > 0.0f) {
                 const float scale = (dist - target) / dist;
@@ -385,9 +404,9 @@ extern "C" __global__ void force_pass(
         fz += scale * cz;
     }
 
-    force_x[i] = fx;
-    force_y[i] = fy;
-    force_z[i] = fz;
+    ST(force_x, i) = fx;
+    ST(force_y, i) = fy;
+    ST(force_z, i) = fz;
 }
 
 /* ---- 7. integrate --------------------------------------------------------------------------- */
@@ -407,17 +426,19 @@ extern "C" __global__ void integrate(
     float* __restrict__ pos_out_x, float* __restrict__ pos_out_y, float* __restrict__ pos_out_z,
     float* __restrict__ vel_out_x, float* __restrict__ vel_out_y, float* __restrict__ vel_out_z,
     KernelParams p, u32 num_nodes) {
+    BUFFERS(pos_in_x, pos_in_y, pos_in_z, vel_in_x, vel_in_y, vel_in_z, force_x, force_y, force_z,
+            mass, pos_out_x, pos_out_y, pos_out_z, vel_out_x, vel_out_y, vel_out_z);
     const u64 gi = global_index();
     if (gi >= num_nodes) return;
     const u32 i = (u32)gi;
-    float f[3] = {force_x[i], force_y[i], force_z[i]};
+    float f[3] = {LD(force_x, i), LD(force_y, i), LD(force_z, i)};
     const float fm = sqrtf(f[0] * f[0] + f[1] * f[1] + f[2] * f[2]);
     if (fm > p.max_force) {
         const float s = p.max_force / fm;
         for (int k = 0; k < 3; ++k) f[k] = f[k] * s;
     }
-    const float inv_m = p.dt / mass[i];
-    float v[3] = {vel_in_x[i], vel_in_y[i], vel_in_z[i]};
+    const float inv_m = p.dt / LD(mass, i);
+    float v[3] = {LD(vel_in_x, i), LD(vel_in_y, i), LD(vel_in_z, i)};
     for (int k = 0; k < 3; ++k) v[k] = (v[k] + f[k] * inv_m) * p.damping;
     if ((p.feature_flags & FEATURE_THERMAL_NOISE) && p.temperature > 0.0f) {
         for (int k = 0; k < 3; ++k) v[k] += p.temperature * noise(p, i, (u32)k);
@@ -427,7 +448,7 @@ extern "C" __global__ void integrate(
         const float s = p.max_velocity / vm;
         for (int k = 0; k < 3; ++k) v[k] = v[k] * s;
     }
-    float x[3] = {pos_in_x[i], pos_in_y[i], pos_in_z[i]};
+    float x[3] = {LD(pos_in_x, i), LD(pos_in_y, i), LD(pos_in_z, i)};
     for (int k = 0; k < 3; ++k) {
         x[k] += v[k] * p.dt;
         if (x[k] > p.viewport_bounds) {
@@ -438,10 +459,10 @@ extern "C" __global__ void integrate(
             v[k] = -v[k] * p.boundary_damping;
         }
     }
-    pos_out_x[i] = x[0];
-    pos_out_y[i] = x[1];
-    pos_out_z[i] = x[2];
-    vel_out_x[i] = v[0];
-    vel_out_y[i] = v[1];
-    vel_out_z[i] = v[2];
+    ST(pos_out_x, i) = x[0];
+    ST(pos_out_y, i) = x[1];
+    ST(pos_out_z, i) = x[2];
+    ST(vel_out_x, i) = v[0];
+    ST(vel_out_y, i) = v[1];
+    ST(vel_out_z, i) = v[2];
 }

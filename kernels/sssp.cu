@@ -10,6 +10,8 @@
  *
  * The frontier is compacted by a scan, so it is in ascending node order, as on the CPU:
  *   frontier_compact = frontier_count + sort_scan (layout.cu) + frontier_compact
+ *
+ * Global memory goes through BUFFERS, LD and ST (common.cuh), as in layout.cu.
  */
 #include "common.cuh"
 
@@ -24,18 +26,19 @@ extern "C" __global__ void sssp_relax(const u32* __restrict__ row_offsets,
                                       const float* __restrict__ weights, float* __restrict__ dist,
                                       const u32* __restrict__ frontier, u32* __restrict__ flags,
                                       u32 frontier_len) {
+    BUFFERS(row_offsets, col_indices, weights, dist, frontier, flags);
     const u64 t = global_index();
     if (t >= frontier_len) return;
-    const u32 u = frontier[t];
+    const u32 u = LD(frontier, t);
     /* Another thread may lower dist[u] meanwhile; it then flags u, which is relaxed again. */
-    const float du = dist[u];
-    const u32 end = row_offsets[u + 1];
-    for (u32 e = row_offsets[u]; e < end; ++e) {
-        const u32 v = col_indices[e];
-        const float candidate = du + weights[e];
-        if (candidate < dist[v]) {
-            const int old = atomicMin((int*)&dist[v], __float_as_int(candidate));
-            if (candidate < __int_as_float(old)) flags[v] = 1u;
+    const float du = LD(dist, u);
+    const u32 end = LD(row_offsets, u + 1);
+    for (u32 e = LD(row_offsets, u); e < end; ++e) {
+        const u32 v = LD(col_indices, e);
+        const float candidate = du + LD(weights, e);
+        if (candidate < LD(dist, v)) {
+            const int old = atomicMin((int*)&ST(dist, v), __float_as_int(candidate));
+            if (candidate < __int_as_float(old)) ST(flags, v) = 1u;
         }
     }
 }
@@ -43,12 +46,13 @@ extern "C" __global__ void sssp_relax(const u32* __restrict__ row_offsets,
 /* Flagged nodes in each tile of COMPACT_TILE nodes. */
 extern "C" __global__ void frontier_count(const u32* __restrict__ flags,
                                           u32* __restrict__ tile_counts, u32 num_nodes) {
+    BUFFERS(flags, tile_counts);
     __shared__ u32 warp_totals[COMPACT_THREADS / 32u];
     const u64 base = (u64)blockIdx.x * COMPACT_TILE;
     u32 count = 0u;
     for (u32 r = 0; r < COMPACT_ITEMS; ++r) {
         const u64 v = base + (u64)r * COMPACT_THREADS + threadIdx.x;
-        if (v < num_nodes && flags[v] != 0u) ++count;
+        if (v < num_nodes && LD(flags, v) != 0u) ++count;
     }
     for (u32 offset = 16; offset > 0; offset >>= 1)
         count += __shfl_down_sync(FULL_MASK, count, offset);
@@ -57,7 +61,7 @@ extern "C" __global__ void frontier_count(const u32* __restrict__ flags,
     if (threadIdx.x == 0) {
         u32 total = 0u;
         for (u32 w = 0; w < COMPACT_THREADS / 32u; ++w) total += warp_totals[w];
-        tile_counts[blockIdx.x] = total;
+        ST(tile_counts, blockIdx.x) = total;
     }
 }
 
@@ -67,19 +71,20 @@ extern "C" __global__ void frontier_compact(u32* __restrict__ flags, u32* __rest
                                             const u32* __restrict__ frontier_len, u32 num_nodes,
                                             const u32* __restrict__ tile_offsets) {
     (void)frontier_len;
+    BUFFERS(flags, frontier, tile_offsets);
     const u64 base = (u64)blockIdx.x * COMPACT_TILE;
-    u32 next = tile_offsets[blockIdx.x];
+    u32 next = LD(tile_offsets, blockIdx.x);
     for (u32 r = 0; r < COMPACT_ITEMS; ++r) {
         const u64 round_base = base + (u64)r * COMPACT_THREADS;
         /* Block-uniform: the whole block leaves together. */
         if (round_base >= num_nodes) break;
         const u64 v = round_base + threadIdx.x;
-        const bool flagged = v < num_nodes && flags[v] != 0u;
+        const bool flagged = v < num_nodes && LD(flags, v) != 0u;
         u32 round_total = 0u;
         const u32 rank = block_exclusive_scan(flagged ? 1u : 0u, &round_total);
         if (flagged) {
-            frontier[next + rank] = (u32)v;
-            flags[v] = 0u;
+            ST(frontier, next + rank) = (u32)v;
+            ST(flags, v) = 0u;
         }
         next += round_total;
     }

@@ -117,6 +117,36 @@ buffers! {
     CellCounts => "cell_counts", Cell, U32, 0;
     Bounds => "bounds", Fixed, F32, 6;
     FrontierLen => "frontier_len", Fixed, U32, 1;
+    FrontierSpare => "frontier_spare", Fixed, U32, 1;
+}
+
+impl BufferName {
+    /// Whether the buffer holds state from one operation to the next (positions, velocities, node
+    /// attributes, the CSR, SSSP distances), which a resize must carry over. Every other buffer is
+    /// scratch that the step or SSSP rewrites before reading, so a resize does not copy it (and
+    /// never reads memory that was never written: compute-sanitizer's initcheck stays clean).
+    pub const fn carried(self) -> bool {
+        use BufferName::*;
+        matches!(
+            self,
+            PosInX
+                | PosInY
+                | PosInZ
+                | VelInX
+                | VelInY
+                | VelInZ
+                | Mass
+                | AnchorX
+                | AnchorY
+                | AnchorZ
+                | AnchorK
+                | SsspDist
+                | RowOffsets
+                | ColIndices
+                | Weights
+                | EdgeTarget
+        )
+    }
 }
 
 impl std::fmt::Display for BufferName {
@@ -183,12 +213,13 @@ impl BufferRegistry {
             .ok_or(EngineError::MissingBuffer(name))
     }
 
-    /// The device span (address, capacity, name) kernels receive for `name`.
+    /// The device span (address, capacity, live length, name) kernels receive for `name`.
     pub fn span(&self, name: BufferName) -> Result<DeviceSpan, EngineError> {
         let b = self.get(name)?;
         Ok(DeviceSpan {
             addr: b.alloc.addr,
             capacity: b.capacity,
+            len: b.len,
             buffer: name,
         })
     }
@@ -199,7 +230,7 @@ impl BufferRegistry {
     }
 
     /// Allocates every buffer of `class` at capacity `cap` (class capacity, not elements), copying the
-    /// live elements of each old buffer, then frees the old ones. On any failure the
+    /// live elements of each old buffer that is [`BufferName::carried`], then frees the old ones. On any failure the
     /// registry is exactly as before: new buffers already allocated are freed, old ones kept.
     pub fn resize_class(
         &mut self,
@@ -207,17 +238,19 @@ impl BufferRegistry {
         class: SizeClass,
         cap: usize,
     ) -> Result<(), BackendError> {
-        self.resize_names(backend, class, cap, |_| true)
+        self.resize_names(backend, class, cap, |_| true, false)
     }
 
-    /// [`Self::resize_class`] restricted to the buffers `keep` selects (used by planted faults that
-    /// model a resize which forgets buffers).
+    /// [`Self::resize_class`] restricted to the buffers `select` selects, optionally without freeing
+    /// the old allocations (both only for planted faults: a resize that forgets buffers, a resize
+    /// that leaks).
     pub fn resize_names(
         &mut self,
         backend: &mut dyn Backend,
         class: SizeClass,
         cap: usize,
         select: impl Fn(BufferName) -> bool,
+        leak_old: bool,
     ) -> Result<(), BackendError> {
         let names: Vec<BufferName> = BufferName::ALL
             .iter()
@@ -247,7 +280,7 @@ impl BufferRegistry {
         for f in fresh.iter_mut() {
             if let Some(old) = self.buffers.get(&f.name) {
                 let n = old.len.min(f.capacity);
-                if n > 0 {
+                if n > 0 && f.name.carried() {
                     if let Err(e) = backend.copy(f.alloc.addr, old.alloc.addr, n * 4) {
                         for f in fresh {
                             backend.free(f.alloc);
@@ -260,7 +293,10 @@ impl BufferRegistry {
         }
         for f in fresh {
             if let Some(old) = self.buffers.insert(f.name, f) {
-                backend.free(old.alloc);
+                // `leak_old` is the planted `leak-on-resize`: the old allocation is dropped unfreed.
+                if !leak_old {
+                    backend.free(old.alloc);
+                }
             }
         }
         Ok(())

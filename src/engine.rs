@@ -1,9 +1,16 @@
 /*!
 The engine: the graph state on a backend, its mutations, the step pipeline and SSSP.
 
-State lives in device buffers of the [`BufferRegistry`]; the host keeps only what mutations need (the
-edge list, masses, constraints). Every change of capacity goes through `Engine::resize`, which grows
-or shrinks every buffer of a size class together. Positions are read back only when asked.
+State lives in device buffers of the [`BufferRegistry`]; the host keeps what mutations need (the
+edge list, masses, constraints) and a [`Checkpoint`] of the state after the last completed operation.
+Every change of capacity goes through `Engine::resize`, which grows or shrinks every buffer of a size
+class together.
+
+**Fault tolerance.** Every public operation is a transaction: when the backend fails part-way (an
+allocation, a copy, a launch; see [`crate::inject`]), the resizes the operation completed are undone,
+the state is restored from the checkpoint and the error returned, so the engine is exactly as it was
+before the operation. After a lost context (or a restore that itself failed) the engine refuses work
+until [`Engine::recover`], which starts the backend over and restores the checkpoint.
 */
 
 use std::ops::Range;
@@ -18,6 +25,7 @@ use crate::error::{BackendError, EngineError, GraphError, Result};
 use crate::faults::{Fault, FaultSet};
 use crate::graph::{check_count, check_edge, check_positions, seeded_position, Edge, GraphSpec};
 use crate::graph::{MAX_EDGES, MAX_NODES};
+use crate::inject::{EnvFault, InjectingBackend, InjectionCounts};
 use crate::params::SimParams;
 use crate::perf_log::{KernelLog, KernelRecord};
 
@@ -86,7 +94,7 @@ pub struct CsrInspection {
 /// assert!(pos.iter().flatten().all(|c| c.is_finite()));
 /// ```
 pub struct Engine<Bk: Backend> {
-    backend: Bk,
+    backend: InjectingBackend<Bk>,
     buffers: BufferRegistry,
     config: EngineConfig,
     params: SimParams,
@@ -109,6 +117,53 @@ pub struct Engine<Bk: Backend> {
     grid: Option<GridSpec>,
     lost: Option<BackendError>,
     log: KernelLog,
+    /// The state after the last completed operation.
+    checkpoint: Checkpoint,
+    /// Resizes completed by the running operation, as (class, capacity before), to undo on failure.
+    journal: Vec<(SizeClass, usize)>,
+    in_operation: bool,
+    /// Device data (positions, velocities, SSSP distances) changed since the checkpoint.
+    device_dirty: bool,
+    /// Host data (graph, attributes, params, counters) changed since the checkpoint.
+    host_dirty: bool,
+}
+
+/// Everything needed to rebuild an engine's state on fresh device memory: taken after every
+/// completed operation, restored by a failed operation and by [`Engine::recover`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Live nodes.
+    pub num_nodes: u32,
+    /// Node capacity.
+    pub allocated_nodes: usize,
+    /// Edge capacity.
+    pub allocated_edges: usize,
+    /// Cell capacity.
+    pub allocated_cells: usize,
+    /// Live edges.
+    pub edges: Vec<Edge>,
+    /// Distance-constraint target per edge.
+    pub edge_targets: Vec<f32>,
+    /// Node masses.
+    pub masses: Vec<f32>,
+    /// Position constraints.
+    pub anchors: Vec<[f32; 4]>,
+    /// Positions.
+    pub positions: Vec<[f32; 3]>,
+    /// Velocities.
+    pub velocities: Vec<[f32; 3]>,
+    /// SSSP distances (what the force pass stretches rest lengths with).
+    pub sssp_dist: Vec<f32>,
+    /// The parameters.
+    pub params: SimParams,
+    /// The parameters the kernels see.
+    pub uploaded: SimParams,
+    /// Nodes ever spawned (seeds new positions).
+    pub spawned: u64,
+    /// Steps taken.
+    pub iteration: u32,
+    /// Iteration at which constraints last changed.
+    pub constraints_since: u32,
 }
 
 impl<Bk: Backend> std::fmt::Debug for Engine<Bk> {
@@ -170,6 +225,8 @@ impl<Bk: Backend> Engine<Bk> {
         graph.validate()?;
         let mut log = KernelLog::new();
         log.set_relock_on_anomaly(faults.contains(Fault::LoggerRelock));
+        let mut backend = InjectingBackend::new(backend);
+        backend.set_faults(faults);
         let mut engine = Engine {
             backend,
             buffers: BufferRegistry::default(),
@@ -191,6 +248,11 @@ impl<Bk: Backend> Engine<Bk> {
             grid: None,
             lost: None,
             log,
+            checkpoint: Checkpoint::default(),
+            journal: Vec::new(),
+            in_operation: false,
+            device_dirty: true,
+            host_dirty: true,
         };
         // The first allocation is exactly the initial counts, as in the original engine.
         engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
@@ -199,6 +261,28 @@ impl<Bk: Backend> Engine<Bk> {
         engine.resize(SizeClass::Fixed, 0)?;
         engine.add_nodes(graph.num_nodes, graph.positions.as_deref())?;
         engine.add_edges(&graph.edges)?;
+        engine.commit()?;
+        Ok(engine)
+    }
+
+    /// An engine holding exactly the state of `checkpoint`, with its capacities: how work continues
+    /// in a new process after a lost context poisoned the old one. (With `uploaded` set to `params`,
+    /// it is also how the harness checks that an engine's state determines its future.)
+    pub fn from_checkpoint(
+        backend: Bk,
+        checkpoint: &Checkpoint,
+        config: EngineConfig,
+        faults: FaultSet,
+    ) -> Result<Self> {
+        let graph = GraphSpec {
+            num_nodes: 0,
+            edges: Vec::new(),
+            positions: None,
+        };
+        let mut engine =
+            Self::with_config(backend, &graph, checkpoint.params.clone(), config, faults)?;
+        engine.checkpoint = checkpoint.clone();
+        engine.rebuild_from_checkpoint()?;
         Ok(engine)
     }
 
@@ -250,7 +334,7 @@ impl<Bk: Backend> Engine<Bk> {
     }
     /// The backend.
     pub fn backend(&self) -> &Bk {
-        &self.backend
+        self.backend.inner()
     }
     /// Bytes of device memory held by the backend.
     pub fn device_bytes(&self) -> usize {
@@ -263,6 +347,22 @@ impl<Bk: Backend> Engine<Bk> {
     /// The sticky error that lost the context, if any.
     pub fn lost_context(&self) -> Option<&BackendError> {
         self.lost.as_ref()
+    }
+    /// Whether the engine refuses work until [`Engine::recover`].
+    pub fn needs_recovery(&self) -> bool {
+        self.lost.is_some()
+    }
+    /// The state after the last completed operation.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+    /// Bytes of the buffers in the registry; equal to [`Engine::device_bytes`] unless memory leaks.
+    pub fn registry_bytes(&self) -> usize {
+        self.buffers.bytes()
+    }
+    /// Injected faults that fired so far.
+    pub fn injections_fired(&self) -> InjectionCounts {
+        self.backend.fired()
     }
 
     // ---- backend plumbing ------------------------------------------------------------------
@@ -368,16 +468,37 @@ impl<Bk: Backend> Engine<Bk> {
     /// together, the live prefix copied. On failure nothing changes.
     fn resize(&mut self, class: SizeClass, cap: usize) -> Result<()> {
         self.guard()?;
-        // Planted `sort-count-unclamped`: growth forgets the sort's scratch buffers.
-        let growing_sort = self.faults.contains(Fault::SortCountUnclamped)
-            && class == SizeClass::Node
+        let before = self.capacity(class);
+        let growing_nodes = class == SizeClass::Node
             && cap > self.allocated_nodes
             && self.buffers.get(B::SortedKeys).is_ok();
-        let select = |n: B| !(growing_sort && matches!(n, B::SortedKeys | B::SortedNodes));
+        // Planted `sort-count-unclamped`: growth forgets the sort's scratch buffers.
+        let forget_sort = growing_nodes && self.faults.contains(Fault::SortCountUnclamped);
+        // Planted `analytics-not-resized`: growth forgets the SSSP buffers.
+        let forget_sssp = growing_nodes && self.faults.contains(Fault::AnalyticsNotResized);
+        let select = |n: B| {
+            !(forget_sort && matches!(n, B::SortedKeys | B::SortedNodes)
+                || forget_sssp && matches!(n, B::SsspDist | B::SsspFrontier | B::SsspFlags))
+        };
+        let leak = self.faults.contains(Fault::LeakOnResize);
         let r = self
             .buffers
-            .resize_names(&mut self.backend, class, cap, select);
-        self.be(r)?;
+            .resize_names(&mut self.backend, class, cap, select, leak);
+        if let Err(e) = r {
+            // Planted `resize-failure-stale`: the capacity field is updated although the new
+            // buffers were never installed.
+            if self.faults.contains(Fault::ResizeFailureStale) {
+                self.set_capacity(class, cap);
+            }
+            return Err(self.be::<()>(Err(e)).unwrap_err());
+        }
+        if self.in_operation {
+            self.journal.push((class, before));
+        }
+        if matches!(class, SizeClass::Node | SizeClass::Cell) {
+            // Scratch buffers are not carried over: the grid stage's data is gone.
+            self.grid = None;
+        }
         let live = match class {
             SizeClass::Node => {
                 self.allocated_nodes = cap;
@@ -397,13 +518,30 @@ impl<Bk: Backend> Engine<Bk> {
         Ok(())
     }
 
-    fn ensure_capacity(&mut self, class: SizeClass, needed: usize) -> Result<()> {
-        let current = match class {
+    /// The capacity of `class` (0 for fixed buffers).
+    fn capacity(&self, class: SizeClass) -> usize {
+        match class {
             SizeClass::Node => self.allocated_nodes,
             SizeClass::Edge => self.allocated_edges,
             SizeClass::Cell => self.allocated_cells,
-            SizeClass::Fixed => return Ok(()),
-        };
+            SizeClass::Fixed => 0,
+        }
+    }
+
+    fn set_capacity(&mut self, class: SizeClass, cap: usize) {
+        match class {
+            SizeClass::Node => self.allocated_nodes = cap,
+            SizeClass::Edge => self.allocated_edges = cap,
+            SizeClass::Cell => self.allocated_cells = cap,
+            SizeClass::Fixed => {}
+        }
+    }
+
+    fn ensure_capacity(&mut self, class: SizeClass, needed: usize) -> Result<()> {
+        if class == SizeClass::Fixed {
+            return Ok(());
+        }
+        let current = self.capacity(class);
         if needed > current {
             let cap = self.config.growth.grow(current, needed);
             self.resize(class, cap)?;
@@ -412,7 +550,7 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Makes room for at least `nodes` nodes and `edges` edges without further reallocation.
-    pub fn reserve(&mut self, nodes: u32, edges: u32) -> Result<()> {
+    fn reserve_op(&mut self, nodes: u32, edges: u32) -> Result<()> {
         check_count("reserved node count", nodes as u64, MAX_NODES as u64)?;
         check_count("reserved edge count", edges as u64, MAX_EDGES as u64)?;
         if nodes as usize > self.allocated_nodes {
@@ -425,7 +563,7 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Shrinks every size class to its live count.
-    pub fn shrink_to_fit(&mut self) -> Result<()> {
+    fn shrink_to_fit_op(&mut self) -> Result<()> {
         self.resize(SizeClass::Node, self.num_nodes as usize)?;
         self.resize(SizeClass::Edge, self.edges.len())?;
         let cells = self.grid.map_or(0, |g| g.num_cells());
@@ -435,8 +573,10 @@ impl<Bk: Backend> Engine<Bk> {
     // ---- graph mutations -------------------------------------------------------------------
 
     /// Adds `count` nodes, at `positions` or at seeded random positions; returns their ids.
-    pub fn add_nodes(&mut self, count: u32, positions: Option<&[[f32; 3]]>) -> Result<Range<u32>> {
+    fn add_nodes_op(&mut self, count: u32, positions: Option<&[[f32; 3]]>) -> Result<Range<u32>> {
         self.guard()?;
+        self.device_dirty = true;
+        self.host_dirty = true;
         let n = self.num_nodes;
         let new_n = n as u64 + count as u64;
         check_count("node count", new_n, MAX_NODES as u64)?;
@@ -474,14 +614,22 @@ impl<Bk: Backend> Engine<Bk> {
         self.anchors.resize(new_n as usize, [0.0; 4]);
         self.buffers.set_live(SizeClass::Node, new_n as usize);
         self.grid = None;
-        self.upload_csr()?;
+        // Planted `copy-length-mismatch`: the row offsets are built for the old node count.
+        let rows = if self.faults.contains(Fault::CopyLengthMismatch) && count > 0 {
+            n
+        } else {
+            new_n
+        };
+        self.upload_csr_rows(rows as usize)?;
         Ok(n..new_n)
     }
 
     /// Removes nodes; the remaining ones keep their order and are renumbered `0..`; edges touching a
     /// removed node are dropped.
-    pub fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
+    fn remove_nodes_op(&mut self, ids: &[u32]) -> Result<()> {
         self.guard()?;
+        self.device_dirty = true;
+        self.host_dirty = true;
         let n = self.num_nodes as usize;
         let mut keep = vec![true; n];
         for &id in ids {
@@ -534,8 +682,9 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Adds undirected edges.
-    pub fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
+    fn add_edges_op(&mut self, edges: &[Edge]) -> Result<()> {
         self.guard()?;
+        self.host_dirty = true;
         let m = self.edges.len() as u64 + edges.len() as u64;
         check_count("edge count", m, MAX_EDGES as u64)?;
         for e in edges {
@@ -549,8 +698,9 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Removes every edge between each pair (in either direction); returns how many were removed.
-    pub fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<usize> {
+    fn remove_edges_op(&mut self, pairs: &[(u32, u32)]) -> Result<usize> {
         self.guard()?;
+        self.host_dirty = true;
         for &(u, v) in pairs {
             for id in [u, v] {
                 if id >= self.num_nodes {
@@ -583,16 +733,20 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Replaces the parameters.
-    pub fn set_params(&mut self, params: SimParams) -> Result<()> {
+    fn set_params_op(&mut self, params: SimParams) -> Result<()> {
         params.validate()?;
-        self.uploaded = params.clone();
+        self.host_dirty = true;
+        // Planted `params-not-uploaded`: the kernels keep the parameters they had.
+        if !self.faults.contains(Fault::ParamsNotUploaded) {
+            self.uploaded = params.clone();
+        }
         self.params = params;
         Ok(())
     }
 
     /// Pulls `node` toward `target` with `stiffness` (0 removes the constraint). Constraint forces
     /// ramp in over `constraint_ramp_frames`.
-    pub fn set_position_constraint(
+    fn set_position_constraint_op(
         &mut self,
         node: u32,
         target: [f32; 3],
@@ -609,14 +763,16 @@ impl<Bk: Backend> Engine<Bk> {
         if target.iter().any(|c| !c.is_finite()) || !stiffness.is_finite() || stiffness < 0.0 {
             return Err(GraphError::BadPosition { node }.into());
         }
+        self.host_dirty = true;
         self.anchors[node as usize] = [target[0], target[1], target[2], stiffness];
         self.constraints_since = self.iteration;
         self.upload_node_attributes()
     }
 
     /// Holds every edge between `u` and `v` at `distance` (negative removes the constraint).
-    pub fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
+    fn set_distance_constraint_op(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
         self.guard()?;
+        self.host_dirty = true;
         let mut found = false;
         for (e, t) in self.edges.iter().zip(self.edge_targets.iter_mut()) {
             if (e.u, e.v) == (u, v) || (e.u, e.v) == (v, u) {
@@ -632,8 +788,9 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Removes every constraint.
-    pub fn clear_constraints(&mut self) -> Result<()> {
+    fn clear_constraints_op(&mut self) -> Result<()> {
         self.guard()?;
+        self.host_dirty = true;
         self.anchors.iter_mut().for_each(|a| *a = [0.0; 4]);
         self.edge_targets.iter_mut().for_each(|t| *t = -1.0);
         self.upload_node_attributes()?;
@@ -655,7 +812,11 @@ impl<Bk: Backend> Engine<Bk> {
 
     /// Builds the CSR (each edge in both directions, rows in edge order) and uploads it.
     fn upload_csr(&mut self) -> Result<()> {
-        let n = self.num_nodes as usize;
+        self.upload_csr_rows(self.num_nodes as usize)
+    }
+
+    /// [`Self::upload_csr`] with `n` rows (the node count, except in a planted fault).
+    fn upload_csr_rows(&mut self, n: usize) -> Result<()> {
         let mut row_offsets = vec![0u32; n + 1];
         for e in &self.edges {
             row_offsets[e.u as usize + 1] += 1;
@@ -687,7 +848,8 @@ impl<Bk: Backend> Engine<Bk> {
     // ---- the step pipeline -----------------------------------------------------------------
 
     /// Runs `count` steps.
-    pub fn step(&mut self, count: u32) -> Result<()> {
+    fn step_op(&mut self, count: u32) -> Result<()> {
+        self.device_dirty = true;
         for _ in 0..count {
             self.step_once()?;
         }
@@ -715,7 +877,12 @@ impl<Bk: Backend> Engine<Bk> {
                 .cbrt()
                 .clamp(floor, cutoff)
         };
-        let cap = self.config.max_grid_cells.max(1) as f64;
+        // Planted `grid-cap-unclamped`: the dimensions ignore the cap (the cell buffers do not).
+        let cap = if self.faults.contains(Fault::GridCapUnclamped) {
+            f64::INFINITY
+        } else {
+            self.config.max_grid_cells.max(1) as f64
+        };
         loop {
             let cell32 = cell as f32;
             let dims: Vec<f64> = ext
@@ -759,8 +926,9 @@ impl<Bk: Backend> Engine<Bk> {
             // 2. grid dimensions and cell buffers.
             let grid = self.grid_for_bounds([b[0], b[1], b[2]], [b[3], b[4], b[5]]);
             let cells = grid.num_cells();
-            self.ensure_capacity(SizeClass::Cell, cells)?;
-            self.buffers.set_live(SizeClass::Cell, cells);
+            let cell_buffers = cells.min(self.config.max_grid_cells.max(1));
+            self.ensure_capacity(SizeClass::Cell, cell_buffers)?;
+            self.buffers.set_live(SizeClass::Cell, cell_buffers);
             // 3. cell key per node, identity values.
             self.launch(Launch::BuildGrid(BuildGridArgs {
                 pos,
@@ -769,6 +937,15 @@ impl<Bk: Backend> Engine<Bk> {
                 grid,
                 num_nodes: n,
             }))?;
+            // Planted `sort-values-stale`: the values are last step's permutation, not the identity.
+            if self.faults.contains(Fault::SortValuesStale) {
+                let (dst, src) = (
+                    self.span(B::NodeOrder)?.addr,
+                    self.span(B::SortedNodes)?.addr,
+                );
+                let r = self.backend.copy(dst, src, n as usize * 4);
+                self.be(r)?;
+            }
             // 4. key-value sort over num_nodes.
             self.launch(Launch::SortPairs(SortArgs {
                 keys_in: self.span(B::CellKeys)?,
@@ -793,13 +970,22 @@ impl<Bk: Backend> Engine<Bk> {
                 sorted_keys: self.span(B::SortedKeys)?,
                 cell_start: self.span(B::CellStart)?,
                 cell_end: self.span(B::CellEnd)?,
-                num_items: n,
+                // Planted `cell-bounds-over-cells`: one thread per cell instead of per node.
+                num_items: if self.faults.contains(Fault::CellBoundsOverCells) {
+                    cells as u32
+                } else {
+                    n
+                },
                 num_cells: cells as u32,
             }))?;
             // 6. forces.
-            let params = self
+            let mut params = self
                 .uploaded
                 .kernel_params(self.iteration, self.constraint_ramp());
+            // Planted `no-softening`.
+            if self.faults.contains(Fault::NoSoftening) {
+                params.softening_eps = 0.0;
+            }
             self.launch(Launch::ForcePass(ForcePassArgs {
                 pos,
                 force: self.span3(FORCE)?,
@@ -817,7 +1003,12 @@ impl<Bk: Backend> Engine<Bk> {
                 grid,
                 params,
                 num_nodes: n,
-                stencil_radius: 1,
+                // Planted `slow-force-pass`: 125 cells scanned instead of 27.
+                stencil_radius: if self.faults.contains(Fault::SlowForcePass) {
+                    2
+                } else {
+                    1
+                },
             }))?;
             // 7. integrate.
             self.launch(Launch::Integrate(IntegrateArgs {
@@ -846,8 +1037,9 @@ impl<Bk: Backend> Engine<Bk> {
     /// Single-source shortest paths by edge weight from `source` (frontier relaxation with frontier
     /// compaction). Unreachable nodes get `f32::INFINITY`. The distances stay on the device and, with
     /// [`crate::params::features::SSSP_REST_LENGTH`], stretch spring rest lengths.
-    pub fn run_sssp(&mut self, source: u32) -> Result<Vec<f32>> {
+    fn run_sssp_op(&mut self, source: u32) -> Result<Vec<f32>> {
         self.guard()?;
+        self.device_dirty = true;
         let n = self.num_nodes;
         if source >= n {
             return Err(GraphError::NodeOutOfRange {
@@ -859,7 +1051,13 @@ impl<Bk: Backend> Engine<Bk> {
         self.fill(B::SsspDist, 0, n as usize, f32::INFINITY.to_bits())?;
         self.upload_f32(B::SsspDist, source as usize, &[0.0])?;
         self.fill(B::SsspFlags, 0, n as usize, 0)?;
-        self.upload_u32(B::SsspFrontier, 0, &[source])?;
+        // Planted `frontier-undersized`: a one-element buffer is swapped in as the frontier.
+        let frontier = if self.faults.contains(Fault::FrontierUndersized) {
+            B::FrontierSpare
+        } else {
+            B::SsspFrontier
+        };
+        self.upload_u32(frontier, 0, &[source])?;
         let mut len = 1u32;
         while len > 0 {
             self.launch(Launch::SsspRelax(SsspRelaxArgs {
@@ -867,19 +1065,263 @@ impl<Bk: Backend> Engine<Bk> {
                 col_indices: self.span(B::ColIndices)?,
                 weights: self.span(B::Weights)?,
                 dist: self.span(B::SsspDist)?,
-                frontier: self.span(B::SsspFrontier)?,
+                frontier: self.span(frontier)?,
                 flags: self.span(B::SsspFlags)?,
                 frontier_len: len,
             }))?;
             self.launch(Launch::FrontierCompact(FrontierCompactArgs {
                 flags: self.span(B::SsspFlags)?,
-                frontier: self.span(B::SsspFrontier)?,
+                frontier: self.span(frontier)?,
                 frontier_len: self.span(B::FrontierLen)?,
                 num_nodes: n,
             }))?;
             len = self.download_u32(B::FrontierLen, 1)?[0];
         }
         self.download_f32(B::SsspDist, n as usize)
+    }
+
+    // ---- the public operations: each a transaction ----------------------------------------
+
+    /// Makes room for at least `nodes` nodes and `edges` edges without further reallocation.
+    pub fn reserve(&mut self, nodes: u32, edges: u32) -> Result<()> {
+        self.transaction(|e| e.reserve_op(nodes, edges))
+    }
+
+    /// Shrinks every size class to its live count.
+    pub fn shrink_to_fit(&mut self) -> Result<()> {
+        self.transaction(|e| e.shrink_to_fit_op())
+    }
+
+    /// Adds `count` nodes, at `positions` or at seeded random positions; returns their ids.
+    pub fn add_nodes(&mut self, count: u32, positions: Option<&[[f32; 3]]>) -> Result<Range<u32>> {
+        self.transaction(|e| e.add_nodes_op(count, positions))
+    }
+
+    /// Removes nodes; the remaining ones keep their order and are renumbered `0..`; edges touching a
+    /// removed node are dropped.
+    pub fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
+        self.transaction(|e| e.remove_nodes_op(ids))
+    }
+
+    /// Adds undirected edges.
+    pub fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
+        self.transaction(|e| e.add_edges_op(edges))
+    }
+
+    /// Removes every edge between each pair (in either direction); returns how many were removed.
+    pub fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<usize> {
+        self.transaction(|e| e.remove_edges_op(pairs))
+    }
+
+    /// Replaces the parameters.
+    pub fn set_params(&mut self, params: SimParams) -> Result<()> {
+        self.transaction(|e| e.set_params_op(params))
+    }
+
+    /// Pulls `node` toward `target` with `stiffness` (0 removes the constraint). Constraint forces
+    /// ramp in over `constraint_ramp_frames`.
+    pub fn set_position_constraint(
+        &mut self,
+        node: u32,
+        target: [f32; 3],
+        stiffness: f32,
+    ) -> Result<()> {
+        self.transaction(|e| e.set_position_constraint_op(node, target, stiffness))
+    }
+
+    /// Holds every edge between `u` and `v` at `distance` (negative removes the constraint).
+    pub fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
+        self.transaction(|e| e.set_distance_constraint_op(u, v, distance))
+    }
+
+    /// Removes every constraint.
+    pub fn clear_constraints(&mut self) -> Result<()> {
+        self.transaction(|e| e.clear_constraints_op())
+    }
+
+    /// Runs `count` steps.
+    pub fn step(&mut self, count: u32) -> Result<()> {
+        self.transaction(|e| e.step_op(count))
+    }
+
+    /// Single-source shortest paths by edge weight from `source` (frontier relaxation with frontier
+    /// compaction). Unreachable nodes get `f32::INFINITY`. The distances stay on the device and, with
+    /// [`crate::params::features::SSSP_REST_LENGTH`], stretch spring rest lengths.
+    pub fn run_sssp(&mut self, source: u32) -> Result<Vec<f32>> {
+        self.transaction(|e| e.run_sssp_op(source))
+    }
+
+    // ---- transactions, checkpoints and recovery ---------------------------------------------
+
+    /// Arms an injected environment fault: the next matching backend call fails (see
+    /// [`crate::inject`]).
+    pub fn inject(&mut self, fault: EnvFault) {
+        self.backend.arm(fault);
+    }
+
+    /// Runs `op` as a transaction: on success the checkpoint is brought up to date; on a backend
+    /// failure the engine is put back as it was before (or, if that fails too, marked as needing
+    /// recovery) and the error returned. Errors of validation change nothing, so they need no undo.
+    fn transaction<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.guard()?;
+        self.journal.clear();
+        self.in_operation = true;
+        let result = op(self).and_then(|v| self.commit().map(|()| v));
+        self.in_operation = false;
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if matches!(e, EngineError::Backend(_) | EngineError::ContextLost(_)) {
+                    self.roll_back();
+                }
+                self.journal.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings the checkpoint up to date with what changed.
+    fn commit(&mut self) -> Result<()> {
+        if self.device_dirty {
+            // Everything is read before anything is replaced: a failed read must leave the old
+            // checkpoint whole, since the roll-back restores from it.
+            let n = self.num_nodes as usize;
+            let positions = self.read3_raw(POS_IN)?;
+            let velocities = self.read3_raw(VEL_IN)?;
+            let sssp_dist = self.download_f32(B::SsspDist, n)?;
+            self.checkpoint.positions = positions;
+            self.checkpoint.velocities = velocities;
+            self.checkpoint.sssp_dist = sssp_dist;
+            self.device_dirty = false;
+        }
+        if self.host_dirty {
+            let c = &mut self.checkpoint;
+            c.num_nodes = self.num_nodes;
+            c.edges = self.edges.clone();
+            c.edge_targets = self.edge_targets.clone();
+            c.masses = self.masses.clone();
+            c.anchors = self.anchors.clone();
+            c.params = self.params.clone();
+            c.uploaded = self.uploaded.clone();
+            c.spawned = self.spawned;
+            c.constraints_since = self.constraints_since;
+            self.host_dirty = false;
+        }
+        self.checkpoint.iteration = self.iteration;
+        self.checkpoint.allocated_nodes = self.allocated_nodes;
+        self.checkpoint.allocated_edges = self.allocated_edges;
+        self.checkpoint.allocated_cells = self.allocated_cells;
+        Ok(())
+    }
+
+    /// Undoes a failed operation: its completed resizes in reverse, then the checkpoint's data.
+    fn roll_back(&mut self) {
+        let journal = std::mem::take(&mut self.journal);
+        self.restore_host_fields();
+        if self.lost.is_some() {
+            // The device is gone; `recover` rebuilds from the checkpoint.
+            return;
+        }
+        let restore = || -> Result<()> {
+            for (class, cap) in journal.into_iter().rev() {
+                self.resize(class, cap)?;
+            }
+            self.upload_checkpoint_data()
+        };
+        if let Err(e) = restore() {
+            // The engine cannot be trusted until recovered.
+            self.lost = Some(match e {
+                EngineError::Backend(b) | EngineError::ContextLost(b) => b,
+                other => BackendError::new(crate::error::BackendOp::Init, other.to_string()),
+            });
+        }
+    }
+
+    /// The host side of the checkpoint: counts, graph, attributes, params, counters.
+    fn restore_host_fields(&mut self) {
+        let c = &self.checkpoint;
+        self.num_nodes = c.num_nodes;
+        self.edges = c.edges.clone();
+        self.edge_targets = c.edge_targets.clone();
+        self.masses = c.masses.clone();
+        self.anchors = c.anchors.clone();
+        self.params = c.params.clone();
+        self.uploaded = c.uploaded.clone();
+        self.spawned = c.spawned;
+        self.iteration = c.iteration;
+        self.constraints_since = c.constraints_since;
+        // The grid stage's buffers are scratch: whatever they hold now is not the last step's.
+        self.grid = None;
+        self.host_dirty = false;
+        self.device_dirty = false;
+    }
+
+    /// The device side of the checkpoint: positions, velocities, distances, attributes, CSR.
+    fn upload_checkpoint_data(&mut self) -> Result<()> {
+        self.buffers
+            .set_live(SizeClass::Node, self.num_nodes as usize);
+        self.buffers.set_live(SizeClass::Edge, self.edges.len());
+        let c = std::mem::take(&mut self.checkpoint);
+        let r = (|| {
+            for axis in 0..3 {
+                let p: Vec<f32> = c.positions.iter().map(|p| p[axis]).collect();
+                let v: Vec<f32> = c.velocities.iter().map(|v| v[axis]).collect();
+                self.upload_f32(POS_IN[axis], 0, &p)?;
+                self.upload_f32(VEL_IN[axis], 0, &v)?;
+            }
+            self.upload_f32(B::SsspDist, 0, &c.sssp_dist)?;
+            self.upload_node_attributes()?;
+            self.upload_csr()
+        })();
+        self.checkpoint = c;
+        r
+    }
+
+    /// Reallocates every buffer at the checkpoint's capacities and restores its state.
+    fn rebuild_from_checkpoint(&mut self) -> Result<()> {
+        let (nodes, edges, cells) = (
+            self.checkpoint.allocated_nodes,
+            self.checkpoint.allocated_edges,
+            self.checkpoint.allocated_cells,
+        );
+        self.restore_host_fields();
+        self.resize(SizeClass::Node, nodes)?;
+        self.resize(SizeClass::Edge, edges)?;
+        self.resize(SizeClass::Cell, cells)?;
+        self.resize(SizeClass::Fixed, 0)?;
+        self.upload_checkpoint_data()
+    }
+
+    /// Starts the backend over (a new CUDA context, fresh CPU memory) and restores the checkpoint:
+    /// the state after the last completed operation. Faults armed but not fired are dropped. Works
+    /// whether or not the context was lost; fails with the backend's error when no new context can
+    /// be had (CUDA refuses one in a process whose context trapped on some drivers: then only a new
+    /// process can continue, from [`Engine::checkpoint`]).
+    pub fn recover(&mut self) -> Result<()> {
+        self.backend.disarm();
+        self.journal.clear();
+        self.buffers.forget_all();
+        if let Err(e) = self.backend.reset() {
+            self.lost = Some(e.clone());
+            return Err(if e.sticky {
+                EngineError::ProcessPoisoned(e)
+            } else {
+                EngineError::Backend(e)
+            });
+        }
+        self.lost = None;
+        self.allocated_nodes = 0;
+        self.allocated_edges = 0;
+        self.allocated_cells = 0;
+        if let Err(e) = self.rebuild_from_checkpoint() {
+            if self.lost.is_none() {
+                if let EngineError::Backend(b) = &e {
+                    self.lost = Some(b.clone());
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     // ---- reading state ---------------------------------------------------------------------
@@ -896,6 +1338,10 @@ impl<Bk: Backend> Engine<Bk> {
 
     fn read3(&mut self, names: [B; 3]) -> Result<Vec<[f32; 3]>> {
         self.guard()?;
+        self.read3_raw(names)
+    }
+
+    fn read3_raw(&mut self, names: [B; 3]) -> Result<Vec<[f32; 3]>> {
         let n = self.num_nodes as usize;
         let x = self.download_f32(names[0], n)?;
         let y = self.download_f32(names[1], n)?;

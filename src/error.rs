@@ -7,6 +7,7 @@ means the device context is lost and no further work can succeed until the engin
 */
 
 use crate::buffer::BufferName;
+use crate::sanitize::{MemoryViolation, Site};
 
 /// What the backend was doing when it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,6 +56,8 @@ pub struct BackendError {
     pub message: String,
     /// Whether the device context is lost: every later call would fail the same way.
     pub sticky: bool,
+    /// The invalid memory access a checked mode stopped the kernel at (never sticky).
+    pub violation: Option<Box<MemoryViolation>>,
 }
 
 impl BackendError {
@@ -65,6 +68,22 @@ impl BackendError {
             kernel: None,
             message: message.into(),
             sticky: false,
+            violation: None,
+        }
+    }
+
+    /// The non-sticky failure of `op` that a checked mode reports for an invalid access.
+    pub fn from_violation(op: BackendOp, violation: MemoryViolation) -> Self {
+        let kernel = match violation.site {
+            Site::Kernel(k) => Some(k),
+            Site::HostOp(_) => None,
+        };
+        BackendError {
+            op,
+            kernel,
+            message: violation.to_string(),
+            sticky: false,
+            violation: Some(Box::new(violation)),
         }
     }
 }
@@ -157,6 +176,10 @@ pub enum EngineError {
     /// An earlier sticky error lost the device context; call `recover()`.
     #[error("device context lost earlier ({0}); call recover() before further work")]
     ContextLost(BackendError),
+    /// The device refuses a new context in this process after a lost one (CUDA's rule for sticky
+    /// errors): continue in a new process, from [`crate::Engine::checkpoint`].
+    #[error("the device refuses a new context in this process ({0}); continue in a new process from the engine's checkpoint")]
+    ProcessPoisoned(BackendError),
     /// `recover()` was called without a checkpoint to restore.
     #[error("nothing to recover from: no checkpoint has been taken")]
     NoCheckpoint,
@@ -168,8 +191,18 @@ pub enum EngineError {
 impl EngineError {
     /// Whether this error lost the device context.
     pub fn is_sticky(&self) -> bool {
-        matches!(self, EngineError::ContextLost(_))
-            || matches!(self, EngineError::Backend(e) if e.sticky)
+        matches!(
+            self,
+            EngineError::ContextLost(_) | EngineError::ProcessPoisoned(_)
+        ) || matches!(self, EngineError::Backend(e) if e.sticky)
+    }
+
+    /// The invalid memory access a checked mode reported, if that is what this error is.
+    pub fn violation(&self) -> Option<&MemoryViolation> {
+        match self {
+            EngineError::Backend(e) => e.violation.as_deref(),
+            _ => None,
+        }
     }
 }
 

@@ -12,6 +12,9 @@ the crash report this project was born from, so that the same classes of bugs ex
   SIGSEGV; the CUDA backend runs the same kernels from `kernels/`.
 * [`KernelLog`] times every launch and flags anomalies.
 * [`faults`] holds the planted defects the harness uses to measure itself (`faults` feature).
+* [`inject`] fails backend calls on purpose (an allocation, a copy, a launch, the context): every
+  engine operation is a transaction that survives them, and [`Engine::recover`] restores the last
+  checkpoint after a lost context.
 
 ```
 use forcefield::{CpuBackend, Edge, Engine, GraphSpec, SimParams};
@@ -32,16 +35,20 @@ pub mod error;
 pub mod faults;
 pub mod graph;
 pub mod hash;
+pub mod inject;
 pub mod params;
 pub mod perf_log;
+pub mod sanitize;
 
 pub use backend::cpu::CpuBackend;
 pub use backend::cuda::CudaBackend;
 pub use backend::{Backend, GridSpec};
 pub use buffer::{BufferName, BufferRegistry, GrowthPolicy, SizeClass};
-pub use engine::{CsrInspection, Engine, EngineConfig, GridInspection};
+pub use engine::{Checkpoint, CsrInspection, Engine, EngineConfig, GridInspection};
 pub use error::{BackendError, EngineError, GraphError, ParamError};
-pub use faults::{Fault, FaultSet};
+pub use faults::{Fault, FaultBackends, FaultKind, FaultSet};
 pub use graph::{Edge, GraphSpec};
+pub use inject::{EnvFault, InjectionCounts};
 pub use params::SimParams;
 pub use perf_log::{KernelLog, KernelRecord};
+pub use sanitize::MemoryViolation;

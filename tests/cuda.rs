@@ -20,14 +20,26 @@ chaotic: over hundreds of steps any difference grows to the size of the layout, 
 short). The bound used is `|cpu - cuda| <= 1e-3 * (1 + |cpu|)` per coordinate, after every step.
 The tests print how many coordinates were bit-identical: on an H200 (driver 580, NVRTC 13.0) all
 3,055,008 coordinates compared by the differential test were, as were all grid-stage results.
+
+# The checked mode
+
+The `checked_mode_*` tests run [`CudaBackend::with_checked`]: hand-made launches that overrun a
+buffer must come back as the CPU checked mode's findings (kernel, buffer, index, capacity,
+direction), a wild write into a red zone as an out-of-bounds write found after the launch, and a
+clean engine must compute the same bits as unchecked. The two tests of planted faults
+(`sort-count-unclamped`, `grid-cap-unclamped`) need the engine's `faults` feature:
+`cargo test --release --features faults --test cuda checked_mode`.
 */
 
 mod common;
 
 use forcefield::backend::{BoundsReduceArgs, BuildGridArgs, DeviceSpan, Launch};
+use forcefield::backend::{CellBoundsArgs, GatherPositionsArgs, SortArgs};
 use forcefield::params::features;
+use forcefield::sanitize::{Access, Site, ViolationKind};
 use forcefield::{
-    Backend, BufferName, CpuBackend, CudaBackend, Edge, Engine, EngineError, GraphSpec, SimParams,
+    Backend, BackendError, BufferName, CpuBackend, CudaBackend, Edge, Engine, EngineError,
+    GraphSpec, MemoryViolation, SimParams,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -344,6 +356,7 @@ fn bounds_of_no_nodes_are_zeros_and_of_some_nodes_exact() {
     let span = |a: forcefield::backend::DeviceAlloc, name, cap| DeviceSpan {
         addr: a.addr,
         capacity: cap,
+        len: cap,
         buffer: name,
     };
     let coords: [[f32; 3]; 3] = [[1.5, -2.0, 0.0], [-7.25, 3.0, -0.5], [2.0, 1.0, 9.0]];
@@ -560,6 +573,7 @@ fn a_sticky_fault_is_reported_and_then_every_call_refused() {
     let bogus = |addr| DeviceSpan {
         addr,
         capacity: 1 << 24,
+        len: 1 << 24,
         buffer: BufferName::PosInX,
     };
     // Positions read from an unmapped address: the kernel faults.
@@ -679,5 +693,539 @@ fn report_gpu_step_times() {
             line.push_str(&format!("; {} cells", g.num_cells()));
         }
         println!("{line}");
+    }
+}
+
+/// A context lost by `__trap()` (the injected fault of `kernels/inject.cu`) is sticky, and
+/// `reset` either gives a working backend again or says, with a sticky init error, that this
+/// process cannot have one (CUDA's documented rule for sticky errors). Runs in a child process,
+/// since the loss may poison the whole process.
+#[test]
+fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
+    require_cuda!();
+    const NAME: &str = "a_trapped_context_is_lost_and_reset_reports_what_it_can_do";
+    if std::env::var_os(STICKY_CHILD).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(STICKY_CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("{stdout}");
+        assert!(
+            out.status.success() && stdout.contains("trap checked"),
+            "child process failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        return;
+    }
+    let mut b = cuda();
+    let buf = b.alloc(BufferName::Mass, 16).unwrap();
+    let e = b.lose_context();
+    assert!(e.sticky, "the trap must lose the context: {e}");
+    assert_eq!(b.alloc(BufferName::Mass, 4).unwrap_err(), e);
+    match b.reset() {
+        Ok(()) => {
+            let fresh = b.alloc(BufferName::Mass, 16).unwrap();
+            b.upload(fresh.addr, &[7u8; 16]).unwrap();
+            let mut back = [0u8; 16];
+            b.download(fresh.addr, &mut back).unwrap();
+            assert_eq!(back, [7u8; 16]);
+            println!("trap checked: lost with `{e}`; reset gave a working context");
+        }
+        Err(r) => {
+            println!(
+                "trap checked: lost with `{e}`; reset refused: `{r}` (sticky: {})",
+                r.sticky
+            );
+        }
+    }
+    let _ = buf;
+}
+
+// ---- the checked mode ---------------------------------------------------------------------------
+
+fn checked_cuda() -> CudaBackend {
+    CudaBackend::with_checked(0, true).unwrap_or_else(|e| panic!("checked CUDA backend: {e}"))
+}
+
+/// A buffer of `capacity` 4-byte elements with `values` uploaded at its start.
+fn device_buffer(
+    b: &mut CudaBackend,
+    name: BufferName,
+    capacity: usize,
+    values: &[u32],
+) -> DeviceSpan {
+    let alloc = b.alloc(name, capacity * 4).expect("alloc");
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    if !bytes.is_empty() {
+        b.upload(alloc.addr, &bytes).expect("upload");
+    }
+    DeviceSpan {
+        addr: alloc.addr,
+        capacity,
+        len: values.len(),
+        buffer: name,
+    }
+}
+
+fn download_u32(b: &mut CudaBackend, addr: u64, count: usize) -> Vec<u32> {
+    let mut raw = vec![0u8; count * 4];
+    b.download(addr, &mut raw).expect("download");
+    raw.chunks_exact(4)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The violation a failed launch carries; the error must not be sticky.
+fn found(r: Result<f64, BackendError>) -> (MemoryViolation, String) {
+    let e = r.expect_err("the launch must report a violation");
+    assert!(
+        !e.sticky,
+        "a sanitizer finding does not lose the context: {e}"
+    );
+    let v = *e.violation.expect("the error carries the violation");
+    (v, e.message)
+}
+
+/// A sort of 6 items whose key and value outputs hold only 4 (what the planted
+/// `sort-count-unclamped` does): three cells, so the radix kernels run.
+fn short_sort(b: &mut CudaBackend, num_cells: u32) -> SortArgs {
+    let keys: Vec<u32> = [2, 0, 1, 2, 0, 1].map(|k| k % num_cells).to_vec();
+    SortArgs {
+        keys_in: device_buffer(b, BufferName::CellKeys, 6, &keys),
+        values_in: device_buffer(b, BufferName::NodeOrder, 6, &[0, 1, 2, 3, 4, 5]),
+        keys_out: device_buffer(b, BufferName::SortedKeys, 4, &[0; 4]),
+        values_out: device_buffer(b, BufferName::SortedNodes, 4, &[0; 4]),
+        cell_counts: device_buffer(b, BufferName::CellCounts, 3, &[]),
+        num_items: 6,
+        num_cells,
+    }
+}
+
+#[test]
+fn checked_mode_reports_out_of_bounds_writes_and_reads_like_the_cpu() {
+    require_cuda!();
+    let mut b = checked_cuda();
+    assert!(b.is_checked());
+    assert!(b.device_description().ends_with(", checked)"));
+
+    // A write: the radix sort's scatter puts keys 2 into slots 4 and 5 of 4. Every invalid access
+    // is counted; the least (index, buffer) is reported, so the finding is the CPU's.
+    let args = short_sort(&mut b, 3);
+    let (v, message) = found(b.launch(&Launch::SortPairs(args)));
+    assert_eq!(v.kind, ViolationKind::OutOfBounds);
+    assert_eq!(v.site, Site::Kernel("sort_pairs"));
+    assert_eq!(
+        (v.buffer, v.access),
+        (BufferName::SortedKeys, Access::Write)
+    );
+    assert_eq!((v.index, v.capacity, v.len), (4, 4, 4));
+    assert_eq!(v.more, 3, "keys and values, slots 4 and 5");
+    assert!(
+        message.starts_with(
+            "Invalid __global__ write of size 4 bytes: buffer `sorted_keys` index 4 >= capacity 4"
+        ) && message.contains(" at layout.cu:"),
+        "{message}"
+    );
+    // The writes in bounds were made; the others were not: the allocation is intact.
+    assert_eq!(download_u32(&mut b, args.keys_out.addr, 4), [0, 0, 1, 1]);
+
+    // The same sort with one cell is a copy queued by the backend: checked before it is made.
+    let one_cell = short_sort(&mut b, 1);
+    let (v, _) = found(b.launch(&Launch::SortPairs(one_cell)));
+    assert_eq!(
+        (v.buffer, v.index, v.capacity, v.access),
+        (BufferName::SortedKeys, 4, 4, Access::Write)
+    );
+
+    // Not sticky, and the record was reset: a correct sort on the same backend succeeds.
+    let mut fixed = short_sort(&mut b, 3);
+    fixed.keys_out = device_buffer(&mut b, BufferName::SortedKeys, 6, &[]);
+    fixed.values_out = device_buffer(&mut b, BufferName::SortedNodes, 6, &[]);
+    b.launch(&Launch::SortPairs(fixed)).expect("a correct sort");
+    assert_eq!(
+        download_u32(&mut b, fixed.values_out.addr, 6),
+        [1, 4, 2, 5, 0, 3],
+        "stable by key"
+    );
+
+    // A read: slot 2 names node 9 of 3.
+    let p = [1.0f32, 2.0, 3.0].map(f32::to_bits);
+    let pos = [
+        device_buffer(&mut b, BufferName::PosInX, 3, &p),
+        device_buffer(&mut b, BufferName::PosInY, 3, &p),
+        device_buffer(&mut b, BufferName::PosInZ, 3, &p),
+    ];
+    let gather = GatherPositionsArgs {
+        pos,
+        sorted_nodes: device_buffer(&mut b, BufferName::SortedNodes, 3, &[0, 1, 9]),
+        sorted_pos: [
+            device_buffer(&mut b, BufferName::SortedPosX, 3, &[]),
+            device_buffer(&mut b, BufferName::SortedPosY, 3, &[]),
+            device_buffer(&mut b, BufferName::SortedPosZ, 3, &[]),
+        ],
+        num_nodes: 3,
+    };
+    let (v, message) = found(b.launch(&Launch::GatherPositions(gather)));
+    assert_eq!(v.site, Site::Kernel("gather_positions"));
+    assert_eq!((v.buffer, v.access), (BufferName::PosInX, Access::Read));
+    assert_eq!((v.index, v.capacity, v.len), (9, 3, 3));
+    assert_eq!(v.more, 2, "x, y and z");
+    assert!(
+        message.starts_with(
+            "Invalid __global__ read of size 4 bytes: buffer `pos_in_x` index 9 >= capacity 3"
+        ),
+        "{message}"
+    );
+
+    // Cell bounds over a cell buffer smaller than the keys (what `grid-cap-unclamped` does).
+    let cells = CellBoundsArgs {
+        sorted_keys: device_buffer(&mut b, BufferName::SortedKeys, 4, &[0, 1, 7, 7]),
+        cell_start: device_buffer(&mut b, BufferName::CellStart, 4, &[0; 4]),
+        cell_end: device_buffer(&mut b, BufferName::CellEnd, 4, &[0; 4]),
+        num_items: 4,
+        num_cells: 8,
+    };
+    let (v, _) = found(b.launch(&Launch::CellBounds(cells)));
+    assert_eq!(v.site, Site::Kernel("cell_bounds"));
+    assert_eq!(
+        (v.buffer, v.index, v.capacity, v.access),
+        (BufferName::CellStart, 7, 4, Access::Write)
+    );
+}
+
+#[test]
+fn checked_mode_poisons_fresh_memory_and_checks_host_operations_and_freed_buffers() {
+    require_cuda!();
+    let mut b = checked_cuda();
+    let fresh = device_buffer(&mut b, BufferName::PosInX, 4, &[]);
+    assert_eq!(
+        download_u32(&mut b, fresh.addr, 4),
+        [u32::MAX; 4],
+        "fresh capacity is poisoned"
+    );
+
+    // An upload of 3 elements into the second slot of a 2-element buffer: the CPU's finding.
+    let two = device_buffer(&mut b, BufferName::PosInY, 2, &[1, 2]);
+    let e = b
+        .upload(two.addr + 4, &[0u8; 12])
+        .expect_err("an upload past the allocation");
+    let v = e.violation.expect("a host overrun is a violation");
+    assert_eq!(v.site, Site::HostOp("upload"));
+    assert_eq!(
+        (v.buffer, v.index, v.len, v.capacity),
+        (BufferName::PosInY, 1, 4, 2)
+    );
+    assert_eq!(
+        download_u32(&mut b, two.addr, 2),
+        [1, 2],
+        "nothing was written"
+    );
+    let e = b.fill_u32(two.addr, 3, 0).expect_err("a fill past the end");
+    assert_eq!(e.violation.map(|v| v.site), Some(Site::HostOp("fill")));
+    let e = b
+        .copy(fresh.addr, two.addr, 16)
+        .expect_err("a copy reading past the end");
+    assert_eq!(
+        e.violation.map(|v| (v.buffer, v.access)),
+        Some((BufferName::PosInY, Access::Read))
+    );
+
+    // A launch naming a freed buffer: every access to it is reported as unallocated.
+    let pos = [fresh, two, fresh];
+    let bounds_alloc = b.alloc(BufferName::Bounds, 24).unwrap();
+    let bounds = DeviceSpan {
+        addr: bounds_alloc.addr,
+        capacity: 6,
+        len: 6,
+        buffer: BufferName::Bounds,
+    };
+    b.free(bounds_alloc);
+    let (v, _) = found(b.launch(&Launch::BoundsReduce(BoundsReduceArgs {
+        pos,
+        bounds,
+        num_nodes: 2,
+    })));
+    assert_eq!(v.kind, ViolationKind::Unallocated);
+    assert_eq!((v.buffer, v.access), (BufferName::Bounds, Access::Write));
+}
+
+#[test]
+fn checked_mode_reports_a_damaged_red_zone_once() {
+    require_cuda!();
+    let mut b = checked_cuda();
+    // A buffer no launch names, overwritten by a wild write 3 elements past its end.
+    let victim = b.alloc(BufferName::Mass, 16).unwrap();
+    let p = [0.5f32, -1.0, 2.0].map(f32::to_bits);
+    let pos = [
+        device_buffer(&mut b, BufferName::PosInX, 3, &p),
+        device_buffer(&mut b, BufferName::PosInY, 3, &p),
+        device_buffer(&mut b, BufferName::PosInZ, 3, &p),
+    ];
+    let bounds = device_buffer(&mut b, BufferName::Bounds, 6, &[]);
+    let launch = Launch::BoundsReduce(BoundsReduceArgs {
+        pos,
+        bounds,
+        num_nodes: 3,
+    });
+    b.launch(&launch).expect("a clean launch");
+    b.write_unchecked(victim.addr + 16 + 8, &7u32.to_ne_bytes())
+        .unwrap();
+    let (v, message) = found(b.launch(&launch));
+    assert_eq!(v.kind, ViolationKind::OutOfBounds);
+    assert_eq!(v.site, Site::Kernel("bounds_reduce"));
+    assert_eq!(
+        (v.buffer, v.index, v.capacity, v.access),
+        (BufferName::Mass, 6, 4, Access::Write)
+    );
+    assert!(message.contains("red-zone canary"), "{message}");
+    // The canary was repaired: the next launch is clean.
+    b.launch(&launch).expect("reported once");
+
+    // Before the start: one element before element 0.
+    b.write_unchecked(victim.addr - 4, &7u32.to_ne_bytes())
+        .unwrap();
+    let (v, _) = found(b.launch(&launch));
+    assert_eq!((v.buffer, v.index), (BufferName::Mass, u64::MAX));
+    b.launch(&launch).expect("reported once");
+    // The launch itself computed the right box all along (the same three values on every axis).
+    let out = download_u32(&mut b, bounds.addr, 6);
+    let out: Vec<f32> = out.into_iter().map(f32::from_bits).collect();
+    assert_eq!(out, [-1.0, -1.0, -1.0, 2.0, 2.0, 2.0]);
+}
+
+/// Positions and velocities, as bits.
+type Bits = (Vec<[u32; 3]>, Vec<[u32; 3]>);
+
+/// Positions and velocities, as bits, after a scripted life that grows, removes, shrinks, runs
+/// SSSP and steps with SSSP-stretched springs and noise.
+fn scripted_bits(backend: CudaBackend) -> Vec<Bits> {
+    let n = 4500;
+    let mut r = common::rng(0xC4EC);
+    let edges = common::random_edges(&mut r, n, 2 * n as usize, |r| r.gen_range(0.5f32..=3.0));
+    let graph = GraphSpec {
+        num_nodes: n,
+        edges,
+        positions: None,
+    };
+    let params = SimParams {
+        seed: 7,
+        temperature: 0.05,
+        feature_flags: features::DEFAULT | features::THERMAL_NOISE,
+        ..SimParams::default()
+    };
+    let mut e = Engine::new(backend, &graph, params).expect("engine");
+    let mut out = Vec::new();
+    e.step(4).unwrap();
+    out.push(common::state_bits(&mut e));
+    e.add_nodes(n / 3, None).unwrap();
+    e.add_edges(&[Edge::new(0, n + 1), Edge::new(n + 2, 5), Edge::new(0, 1)])
+        .unwrap();
+    e.step(4).unwrap();
+    out.push(common::state_bits(&mut e));
+    let removed: Vec<u32> = (0..e.num_nodes()).filter(|i| i % 7 == 3).collect();
+    e.remove_nodes(&removed).unwrap();
+    e.shrink_to_fit().unwrap();
+    e.set_position_constraint(0, [5.0, 5.0, 5.0], 0.5).unwrap();
+    e.set_distance_constraint(0, 1, 2.0).unwrap();
+    e.run_sssp(1).unwrap();
+    let mut p = e.params().clone();
+    p.sssp_alpha = 0.2;
+    p.feature_flags |= features::SSSP_REST_LENGTH;
+    e.set_params(p).unwrap();
+    e.step(4).unwrap();
+    out.push(common::state_bits(&mut e));
+    out
+}
+
+#[test]
+fn checked_mode_gives_the_same_bits_as_unchecked_through_resizes() {
+    require_cuda!();
+    let plain = scripted_bits(cuda());
+    let checked = scripted_bits(checked_cuda());
+    assert_eq!(plain.len(), 3);
+    assert!(plain == checked, "the checked mode changed the layout");
+    assert_ne!(
+        plain[0].0,
+        plain[1].0[..plain[0].0.len()],
+        "the layout moved"
+    );
+}
+
+/// With the planted faults compiled in (`--features faults`), the seed bug is a finding in the
+/// sort, not a silent overrun.
+#[cfg(feature = "faults")]
+#[test]
+fn checked_mode_catches_the_planted_sort_count_unclamped() {
+    use forcefield::{EngineConfig, Fault, FaultSet};
+    require_cuda!();
+    let graph = GraphSpec {
+        num_nodes: 8,
+        edges: vec![Edge::new(0, 1)],
+        positions: None,
+    };
+    let mut e = Engine::with_config(
+        checked_cuda(),
+        &graph,
+        SimParams::default(),
+        EngineConfig::default(),
+        FaultSet::of(&[Fault::SortCountUnclamped]),
+    )
+    .unwrap();
+    e.step(2).unwrap();
+    e.add_nodes(8, None).unwrap();
+    let err: EngineError = e.step(1).expect_err("the sort overruns its outputs");
+    assert!(!err.is_sticky(), "{err}");
+    let v = err.violation().expect("a sanitizer finding");
+    assert_eq!(
+        (v.kind, v.site, v.access),
+        (
+            ViolationKind::OutOfBounds,
+            Site::Kernel("sort_pairs"),
+            Access::Write
+        )
+    );
+    // Slot `capacity` is always written, and of the two outputs sorted_keys comes first.
+    assert_eq!(v.buffer, BufferName::SortedKeys);
+    assert_eq!(v.index, v.capacity as u64);
+    assert!((8..16).contains(&v.capacity), "{v}");
+    println!("sort-count-unclamped: {err}");
+}
+
+/// With the planted faults compiled in, uncapped grid dimensions over capped cell buffers are a
+/// finding on a cell buffer.
+#[cfg(feature = "faults")]
+#[test]
+fn checked_mode_catches_the_planted_grid_cap_unclamped() {
+    use forcefield::{EngineConfig, Fault, FaultSet};
+    require_cuda!();
+    let mut r = common::rng(77);
+    let n = 2000;
+    let graph = GraphSpec {
+        num_nodes: n,
+        edges: common::random_edges(&mut r, n, 2000, |_| 1.0),
+        positions: None,
+    };
+    let params = SimParams {
+        grid_cell_size: 0.5,
+        repulsion_cutoff: 0.5,
+        ..SimParams::default()
+    };
+    let config = EngineConfig {
+        max_grid_cells: 64,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::with_config(
+        checked_cuda(),
+        &graph,
+        params,
+        config,
+        FaultSet::of(&[Fault::GridCapUnclamped]),
+    )
+    .unwrap();
+    let err: EngineError = e.step(1).expect_err("cell buffers overrun");
+    assert!(!err.is_sticky(), "{err}");
+    let v = err.violation().expect("a sanitizer finding");
+    assert_eq!(v.kind, ViolationKind::OutOfBounds);
+    assert!(
+        matches!(
+            v.buffer,
+            BufferName::CellStart | BufferName::CellEnd | BufferName::CellCounts
+        ),
+        "{v}"
+    );
+    assert_eq!(v.access, Access::Write);
+    // A kernel's index, or a host fill's end, lies past the capacity.
+    assert!(v.index >= v.capacity as u64 || v.len > v.capacity, "{v}");
+    println!("grid-cap-unclamped: {err}");
+}
+
+/// Not a test of correctness: prints the wall time of a step and the device time of its kernels,
+/// unchecked and checked, at 10k, 100k and 1M nodes with 10 edges per node (both engines compute
+/// the same bits, so they do the same work). Run explicitly:
+/// `cargo test --release --test cuda -- --ignored report_checked_overhead --nocapture`.
+#[test]
+#[ignore = "prints timings; run explicitly on a GPU machine"]
+fn report_checked_overhead() {
+    require_cuda!();
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    /// Wall and summed kernel time per step, in ms, over `steps` steps, and each launch's kernel
+    /// and device time in us.
+    fn run<Bk: Backend>(e: &mut Engine<Bk>, steps: u32) -> (f64, f64, Vec<(&'static str, f64)>) {
+        let before = e.kernel_log().launches();
+        let t = std::time::Instant::now();
+        e.step(steps).unwrap();
+        let wall = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        let launched = (e.kernel_log().launches() - before) as usize;
+        let records = e.kernel_log().recent();
+        let launches: Vec<_> = records[records.len() - launched..]
+            .iter()
+            .map(|r| (r.kernel, r.duration_us))
+            .collect();
+        let device: f64 = launches.iter().map(|l| l.1).sum();
+        (wall, device / 1e3 / steps as f64, launches)
+    }
+    for n in [10_000u32, 100_000, 1_000_000] {
+        let mut r = common::rng(n as u64);
+        let edges = common::random_edges(&mut r, n, 10 * n as usize, |_| 1.0);
+        let graph = GraphSpec {
+            num_nodes: n,
+            edges,
+            positions: None,
+        };
+        let mut plain = Engine::new(cuda(), &graph, SimParams::default()).unwrap();
+        let mut checked = Engine::new(checked_cuda(), &graph, SimParams::default()).unwrap();
+        plain.step(5).unwrap();
+        checked.step(5).unwrap();
+        let (mut pw, mut pd, mut cw, mut cd) = (vec![], vec![], vec![], vec![]);
+        let (mut pk, mut ck) = (vec![], vec![]);
+        // Interleaved rounds, so that both see the same clocks and the same layout phase.
+        for _ in 0..5 {
+            let (w, d, k) = run(&mut plain, 8);
+            pw.push(w);
+            pd.push(d);
+            pk.extend(k);
+            let (w, d, k) = run(&mut checked, 8);
+            cw.push(w);
+            cd.push(d);
+            ck.extend(k);
+        }
+        let (pw, pd, cw, cd) = (median(pw), median(pd), median(cw), median(cd));
+        println!(
+            "n = {n}, m = {}: step wall {pw:.3} ms unchecked, {cw:.3} ms checked (x{:.2}); kernels {pd:.3} ms unchecked, {cd:.3} ms checked (x{:.2})",
+            10 * n,
+            cw / pw,
+            cd / pd
+        );
+        let of = |k: &[(&str, f64)], name: &str| {
+            median(k.iter().filter(|l| l.0 == name).map(|l| l.1).collect())
+        };
+        let mut line = "  median us unchecked/checked:".to_string();
+        for name in [
+            "bounds_reduce",
+            "build_grid",
+            "sort_pairs",
+            "gather_positions",
+            "cell_bounds",
+            "force_pass",
+            "integrate",
+        ] {
+            line.push_str(&format!(
+                " {name} {:.1}/{:.1}",
+                of(&pk, name),
+                of(&ck, name)
+            ));
+        }
+        println!("{line}");
+        assert!(
+            common::state_bits(&mut plain) == common::state_bits(&mut checked),
+            "both engines did the same work"
+        );
     }
 }

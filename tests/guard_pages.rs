@@ -71,6 +71,7 @@ fn backend_buffer(backend: &mut CpuBackend, elements: usize) -> DeviceSpan {
     DeviceSpan {
         addr: alloc.addr,
         capacity: elements,
+        len: elements,
         buffer: BufferName::PosInX,
     }
 }
@@ -136,6 +137,7 @@ fn read_one_past_an_engine_buffer_segfaults() {
     let span = DeviceSpan {
         addr: info.alloc.addr,
         capacity: info.capacity,
+        len: info.len,
         buffer: info.name,
     };
     if is_child("engine") {

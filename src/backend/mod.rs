@@ -28,13 +28,15 @@ pub struct DeviceAlloc {
 }
 
 /// What a kernel receives for one buffer argument: its address, its capacity in elements (what a
-/// checked mode bounds against) and its name (what a finding reports).
+/// checked mode bounds against), its live length and its name (what a finding reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceSpan {
     /// Device address.
     pub addr: u64,
     /// Allocated elements.
     pub capacity: usize,
+    /// Live elements (what a sanitizer finding reports beside the capacity; never a bound).
+    pub len: usize,
     /// The registered buffer.
     pub buffer: BufferName,
 }
@@ -270,6 +272,69 @@ impl Launch {
             Launch::FrontierCompact(_) => "frontier_compact",
         }
     }
+
+    /// Every device span of the launch, in the order of its argument struct's fields (a [`Span3`]
+    /// gives x, y, z): what a checked mode bounds the kernel's accesses by.
+    pub fn spans(&self) -> Vec<DeviceSpan> {
+        let mut v = Vec::with_capacity(24);
+        match self {
+            Launch::BoundsReduce(a) => {
+                v.extend(a.pos);
+                v.push(a.bounds);
+            }
+            Launch::BuildGrid(a) => {
+                v.extend(a.pos);
+                v.extend([a.cell_keys, a.node_order]);
+            }
+            Launch::SortPairs(a) => v.extend([
+                a.keys_in,
+                a.values_in,
+                a.keys_out,
+                a.values_out,
+                a.cell_counts,
+            ]),
+            Launch::GatherPositions(a) => {
+                v.extend(a.pos);
+                v.push(a.sorted_nodes);
+                v.extend(a.sorted_pos);
+            }
+            Launch::CellBounds(a) => v.extend([a.sorted_keys, a.cell_start, a.cell_end]),
+            Launch::ForcePass(a) => {
+                v.extend(a.pos);
+                v.extend(a.force);
+                v.push(a.sorted_nodes);
+                v.extend(a.sorted_pos);
+                v.extend([
+                    a.cell_start,
+                    a.cell_end,
+                    a.row_offsets,
+                    a.col_indices,
+                    a.weights,
+                    a.edge_target,
+                ]);
+                v.extend(a.anchor);
+                v.extend([a.anchor_k, a.sssp_dist]);
+            }
+            Launch::Integrate(a) => {
+                for s in [a.pos_in, a.vel_in, a.force] {
+                    v.extend(s);
+                }
+                v.push(a.mass);
+                v.extend(a.pos_out);
+                v.extend(a.vel_out);
+            }
+            Launch::SsspRelax(a) => v.extend([
+                a.row_offsets,
+                a.col_indices,
+                a.weights,
+                a.dist,
+                a.frontier,
+                a.flags,
+            ]),
+            Launch::FrontierCompact(a) => v.extend([a.flags, a.frontier, a.frontier_len]),
+        }
+        v
+    }
 }
 
 /// Device memory and kernels.
@@ -296,6 +361,15 @@ pub trait Backend: Send {
     fn synchronize(&mut self) -> Result<(), BackendError>;
     /// Bytes currently allocated.
     fn bytes_allocated(&self) -> usize;
+    /// Loses the device context for real, as an Xid or a trapped kernel would, and returns the
+    /// sticky error that every later call will also return until [`Backend::reset`]. CUDA launches a
+    /// kernel that executes `__trap()`; the CPU backend marks its memory unusable.
+    fn lose_context(&mut self) -> BackendError;
+    /// Starts over on a fresh context (CUDA) or fresh memory (CPU). Every earlier allocation is gone;
+    /// callers must forget their addresses rather than free them.
+    fn reset(&mut self) -> Result<(), BackendError>;
+    /// Tells the backend which planted faults are on (only backend-level faults need to know).
+    fn set_faults(&mut self, _faults: crate::faults::FaultSet) {}
 }
 
 impl Backend for Box<dyn Backend> {
@@ -331,5 +405,14 @@ impl Backend for Box<dyn Backend> {
     }
     fn bytes_allocated(&self) -> usize {
         (**self).bytes_allocated()
+    }
+    fn lose_context(&mut self) -> BackendError {
+        (**self).lose_context()
+    }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        (**self).reset()
+    }
+    fn set_faults(&mut self, faults: crate::faults::FaultSet) {
+        (**self).set_faults(faults)
     }
 }

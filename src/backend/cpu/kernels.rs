@@ -2,12 +2,13 @@
 The CPU kernels: one function per kernel of the CUDA sources in `kernels/`, with the same names, arguments and order.
 
 Each kernel is written the way its GPU twin is: a body per thread index `i`, reading and writing
-device memory only through [`Dev`], without bounds checks. Kernels that are data-parallel over nodes
-run on a few threads with [`par_for`]; each index writes only its own outputs, so results do not
-depend on the thread count (bitwise determinism).
+device memory only through [`Dev`] accessors made by its [`Cx`]: raw, without bounds checks, in the
+default mode (`Cx<false>`), bounds- and initialization-checked in the checked mode (`Cx<true>`).
+Kernels that are data-parallel over nodes run on a few threads with [`par_for`]; each index writes
+only its own outputs, so results do not depend on the thread count (bitwise determinism).
 */
 
-use super::access::Dev;
+use super::access::{Cx, Dev};
 use crate::backend::{
     BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
     GatherPositionsArgs, GridSpec, IntegrateArgs, SortArgs, SsspRelaxArgs,
@@ -19,34 +20,48 @@ use crate::params::{features, KernelParams};
 const PAR_MIN: usize = 4096;
 
 /// Runs `body(i)` for `i` in `0..n` on up to `threads` threads, in contiguous chunks.
+///
+/// A checked kernel stops by unwinding from the accessor that saw a violation. Each spawned thread
+/// catches its own unwinding and the first is resumed on the calling thread, so that it reaches the
+/// launch as one stop (an uncaught one would make the scope raise a panic of its own).
 pub fn par_for(threads: usize, n: usize, body: impl Fn(usize) + Sync) {
     if threads <= 1 || n < PAR_MIN {
         (0..n).for_each(body);
         return;
     }
     let chunk = n.div_ceil(threads);
-    std::thread::scope(|s| {
+    let stopped = std::thread::scope(|s| {
         let body = &body;
-        for t in 1..threads {
-            let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-            s.spawn(move || range.for_each(body));
-        }
+        let handles: Vec<_> = (1..threads)
+            .map(|t| {
+                let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
+                s.spawn(move || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| range.for_each(body)))
+                })
+            })
+            .collect();
         (0..chunk.min(n)).for_each(body);
+        handles
+            .into_iter()
+            .find_map(|h| h.join().and_then(|r| r).err())
     });
+    if let Some(payload) = stopped {
+        std::panic::resume_unwind(payload);
+    }
 }
 
 #[inline]
-fn dev3(s: &crate::backend::Span3) -> [Dev<f32>; 3] {
-    [Dev::new(s[0]), Dev::new(s[1]), Dev::new(s[2])]
+fn dev3<'a, const C: bool>(ctx: &Cx<'a, C>, s: &crate::backend::Span3) -> [Dev<'a, f32, C>; 3] {
+    [ctx.dev(s[0]), ctx.dev(s[1]), ctx.dev(s[2])]
 }
 
 #[inline]
-fn load3(p: &[Dev<f32>; 3], i: usize) -> [f32; 3] {
+fn load3<const C: bool>(p: &[Dev<'_, f32, C>; 3], i: usize) -> [f32; 3] {
     [p[0].get(i), p[1].get(i), p[2].get(i)]
 }
 
 #[inline]
-fn store3(p: &[Dev<f32>; 3], i: usize, v: [f32; 3]) {
+fn store3<const C: bool>(p: &[Dev<'_, f32, C>; 3], i: usize, v: [f32; 3]) {
     p[0].set(i, v[0]);
     p[1].set(i, v[1]);
     p[2].set(i, v[2]);
@@ -63,20 +78,25 @@ pub fn cell_coord(p: f32, origin: f32, cell_size: f32, dim: u32) -> u32 {
     }
 }
 
-/// The cell key of a point: `z*dy*dx + y*dx + x`.
+/// The cell key of a point: `z*dy*dx + y*dx + x`, in 32-bit arithmetic that wraps as the GPU's
+/// does (a grid within the cell cap never wraps; an uncapped one must behave the same in every
+/// build profile).
 #[inline]
 pub fn cell_key(grid: &GridSpec, p: [f32; 3]) -> u32 {
     let [dx, dy, dz] = grid.dims;
     let x = cell_coord(p[0], grid.origin[0], grid.cell_size, dx);
     let y = cell_coord(p[1], grid.origin[1], grid.cell_size, dy);
     let z = cell_coord(p[2], grid.origin[2], grid.cell_size, dz);
-    (z * dy + y) * dx + x
+    z.wrapping_mul(dy)
+        .wrapping_add(y)
+        .wrapping_mul(dx)
+        .wrapping_add(x)
 }
 
 /// Step 1, `bounds_reduce`: the bounding box of live positions (zeros for an empty graph).
-pub fn bounds_reduce(a: &BoundsReduceArgs) {
-    let pos = dev3(&a.pos);
-    let out = Dev::<f32>::new(a.bounds);
+pub fn bounds_reduce<const C: bool>(a: &BoundsReduceArgs, ctx: &Cx<'_, C>) {
+    let pos = dev3(ctx, &a.pos);
+    let out = ctx.dev::<f32>(a.bounds);
     let mut lo = [f32::INFINITY; 3];
     let mut hi = [f32::NEG_INFINITY; 3];
     for i in 0..a.num_nodes as usize {
@@ -97,10 +117,10 @@ pub fn bounds_reduce(a: &BoundsReduceArgs) {
 }
 
 /// Step 3, `build_grid`: the cell key of every node, and the identity permutation as sort values.
-pub fn build_grid(a: &BuildGridArgs, threads: usize) {
-    let pos = dev3(&a.pos);
-    let keys = Dev::<u32>::new(a.cell_keys);
-    let order = Dev::<u32>::new(a.node_order);
+pub fn build_grid<const C: bool>(a: &BuildGridArgs, ctx: &Cx<'_, C>, threads: usize) {
+    let pos = dev3(ctx, &a.pos);
+    let keys = ctx.dev::<u32>(a.cell_keys);
+    let order = ctx.dev::<u32>(a.node_order);
     par_for(threads, a.num_nodes as usize, |i| {
         keys.set(i, cell_key(&a.grid, load3(&pos, i)));
         order.set(i, i as u32);
@@ -109,12 +129,12 @@ pub fn build_grid(a: &BuildGridArgs, threads: usize) {
 
 /// Step 4, `sort_pairs`: stable counting sort of (key, value) by key, in three phases like its GPU twin:
 /// `sort_histogram` (count per cell), `sort_scan` (exclusive prefix sum), `sort_scatter`.
-pub fn sort_pairs(a: &SortArgs) {
-    let keys_in = Dev::<u32>::new(a.keys_in);
-    let values_in = Dev::<u32>::new(a.values_in);
-    let keys_out = Dev::<u32>::new(a.keys_out);
-    let values_out = Dev::<u32>::new(a.values_out);
-    let counts = Dev::<u32>::new(a.cell_counts);
+pub fn sort_pairs<const C: bool>(a: &SortArgs, ctx: &Cx<'_, C>) {
+    let keys_in = ctx.dev::<u32>(a.keys_in);
+    let values_in = ctx.dev::<u32>(a.values_in);
+    let keys_out = ctx.dev::<u32>(a.keys_out);
+    let values_out = ctx.dev::<u32>(a.values_out);
+    let counts = ctx.dev::<u32>(a.cell_counts);
     let n = a.num_items as usize;
     // sort_histogram
     for c in 0..a.num_cells as usize {
@@ -143,10 +163,10 @@ pub fn sort_pairs(a: &SortArgs) {
 
 /// Step 4b, `gather_positions`: the position of the node in each sorted slot, so that the force pass
 /// reads a cell's candidates from contiguous memory.
-pub fn gather_positions(a: &GatherPositionsArgs, threads: usize) {
-    let pos = dev3(&a.pos);
-    let sorted_nodes = Dev::<u32>::new(a.sorted_nodes);
-    let sorted_pos = dev3(&a.sorted_pos);
+pub fn gather_positions<const C: bool>(a: &GatherPositionsArgs, ctx: &Cx<'_, C>, threads: usize) {
+    let pos = dev3(ctx, &a.pos);
+    let sorted_nodes = ctx.dev::<u32>(a.sorted_nodes);
+    let sorted_pos = dev3(ctx, &a.sorted_pos);
     par_for(threads, a.num_nodes as usize, |t| {
         store3(&sorted_pos, t, load3(&pos, sorted_nodes.get(t) as usize));
     });
@@ -154,10 +174,10 @@ pub fn gather_positions(a: &GatherPositionsArgs, threads: usize) {
 
 /// Step 5, `cell_bounds`: for every sorted slot that begins or ends a run of equal keys, record the run
 /// as that cell's `[start, end)`. Launched over nodes (sorted slots), not cells.
-pub fn cell_bounds(a: &CellBoundsArgs, threads: usize) {
-    let keys = Dev::<u32>::new(a.sorted_keys);
-    let start = Dev::<u32>::new(a.cell_start);
-    let end = Dev::<u32>::new(a.cell_end);
+pub fn cell_bounds<const C: bool>(a: &CellBoundsArgs, ctx: &Cx<'_, C>, threads: usize) {
+    let keys = ctx.dev::<u32>(a.sorted_keys);
+    let start = ctx.dev::<u32>(a.cell_start);
+    let end = ctx.dev::<u32>(a.cell_end);
     let n = a.num_items as usize;
     par_for(threads, n, |i| {
         let k = keys.get(i);
@@ -188,20 +208,20 @@ fn axpy(acc: &mut [f32; 3], s: f32, d: [f32; 3]) {
 }
 
 /// Step 6, `force_pass`: the total force on every node.
-pub fn force_pass(a: &ForcePassArgs, threads: usize) {
-    let pos = dev3(&a.pos);
-    let force = dev3(&a.force);
-    let sorted_nodes = Dev::<u32>::new(a.sorted_nodes);
-    let sorted_pos = dev3(&a.sorted_pos);
-    let cell_start = Dev::<u32>::new(a.cell_start);
-    let cell_end = Dev::<u32>::new(a.cell_end);
-    let row_offsets = Dev::<u32>::new(a.row_offsets);
-    let col_indices = Dev::<u32>::new(a.col_indices);
-    let weights = Dev::<f32>::new(a.weights);
-    let edge_target = Dev::<f32>::new(a.edge_target);
-    let anchor = dev3(&a.anchor);
-    let anchor_k = Dev::<f32>::new(a.anchor_k);
-    let sssp_dist = Dev::<f32>::new(a.sssp_dist);
+pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: usize) {
+    let pos = dev3(ctx, &a.pos);
+    let force = dev3(ctx, &a.force);
+    let sorted_nodes = ctx.dev::<u32>(a.sorted_nodes);
+    let sorted_pos = dev3(ctx, &a.sorted_pos);
+    let cell_start = ctx.dev::<u32>(a.cell_start);
+    let cell_end = ctx.dev::<u32>(a.cell_end);
+    let row_offsets = ctx.dev::<u32>(a.row_offsets);
+    let col_indices = ctx.dev::<u32>(a.col_indices);
+    let weights = ctx.dev::<f32>(a.weights);
+    let edge_target = ctx.dev::<f32>(a.edge_target);
+    let anchor = dev3(ctx, &a.anchor);
+    let anchor_k = ctx.dev::<f32>(a.anchor_k);
+    let sssp_dist = ctx.dev::<f32>(a.sssp_dist);
     let p: &KernelParams = &a.params;
     let grid = a.grid;
     let radius = a.stencil_radius as i64;
@@ -222,6 +242,10 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
                 for y in (cy - radius).max(0)..=(cy + radius).min(dy as i64 - 1) {
                     for x in (cx - radius).max(0)..=(cx + radius).min(dx as i64 - 1) {
                         let key = ((z * dy as i64 + y) * dx as i64 + x) as usize;
+                        // Cells beyond the 27-cell stencil (only with a wider stencil_radius) are
+                        // scanned and their candidates dropped: the cost of a wider scan, the same
+                        // sum.
+                        let outer = (z - cz).abs() > 1 || (y - cy).abs() > 1 || (x - cx).abs() > 1;
                         let (s, e) = (cell_start.get(key), cell_end.get(key));
                         for slot in s..e {
                             let j = sorted_nodes.get(slot as usize) as usize;
@@ -233,7 +257,7 @@ pub fn force_pass(a: &ForcePassArgs, threads: usize) {
                                 d = coincident_offset(p, i, j);
                             }
                             let d2 = dot(d, d);
-                            if d2 >= cutoff2 {
+                            if d2 >= cutoff2 || (outer && !d2.is_nan()) {
                                 continue;
                             }
                             // F = repel_k * d / (d² + eps)^(3/2): about repel_k / d² along d
@@ -318,7 +342,9 @@ pub fn coincident_offset(p: &KernelParams, i: usize, j: usize) -> [f32; 3] {
     let seed = (p.seed_hi as u64) << 32 | p.seed_lo as u64;
     let (lo, hi) = if i < j { (i, j) } else { (j, i) };
     let sign = if i < j { 1.0f32 } else { -1.0f32 };
-    let scale = p.repulsion_cutoff * 1e-3;
+    // Bounded by the softening length: softening is what keeps near pairs finite, so without it a
+    // coincident pair gets no separation (and 0/0).
+    let scale = (p.repulsion_cutoff * 1e-3).min(p.softening_eps.sqrt());
     let mut d = [0.0f32; 3];
     for (k, dk) in d.iter_mut().enumerate() {
         let u = unit_f32(mix3(seed, lo as u64, hi as u64 * 3 + k as u64)) * 2.0 - 1.0;
@@ -336,13 +362,13 @@ pub fn noise(p: &KernelParams, i: usize, axis: u64) -> f32 {
 
 /// Step 7, `integrate`: cap force, `vel = (vel + F*dt/m) * damping`, noise, cap velocity, move, clamp to
 /// the viewport reflecting with `boundary_damping`.
-pub fn integrate(a: &IntegrateArgs, threads: usize) {
-    let pos_in = dev3(&a.pos_in);
-    let vel_in = dev3(&a.vel_in);
-    let force = dev3(&a.force);
-    let mass = Dev::<f32>::new(a.mass);
-    let pos_out = dev3(&a.pos_out);
-    let vel_out = dev3(&a.vel_out);
+pub fn integrate<const C: bool>(a: &IntegrateArgs, ctx: &Cx<'_, C>, threads: usize) {
+    let pos_in = dev3(ctx, &a.pos_in);
+    let vel_in = dev3(ctx, &a.vel_in);
+    let force = dev3(ctx, &a.force);
+    let mass = ctx.dev::<f32>(a.mass);
+    let pos_out = dev3(ctx, &a.pos_out);
+    let vel_out = dev3(ctx, &a.vel_out);
     let p: &KernelParams = &a.params;
     par_for(threads, a.num_nodes as usize, |i| {
         let mut f = load3(&force, i);
@@ -383,13 +409,13 @@ pub fn integrate(a: &IntegrateArgs, threads: usize) {
 }
 
 /// SSSP `sssp_relax`: for each frontier node, relax its CSR entries; flag every improved node.
-pub fn sssp_relax(a: &SsspRelaxArgs) {
-    let row_offsets = Dev::<u32>::new(a.row_offsets);
-    let col_indices = Dev::<u32>::new(a.col_indices);
-    let weights = Dev::<f32>::new(a.weights);
-    let dist = Dev::<f32>::new(a.dist);
-    let frontier = Dev::<u32>::new(a.frontier);
-    let flags = Dev::<u32>::new(a.flags);
+pub fn sssp_relax<const C: bool>(a: &SsspRelaxArgs, ctx: &Cx<'_, C>) {
+    let row_offsets = ctx.dev::<u32>(a.row_offsets);
+    let col_indices = ctx.dev::<u32>(a.col_indices);
+    let weights = ctx.dev::<f32>(a.weights);
+    let dist = ctx.dev::<f32>(a.dist);
+    let frontier = ctx.dev::<u32>(a.frontier);
+    let flags = ctx.dev::<u32>(a.flags);
     for t in 0..a.frontier_len as usize {
         let u = frontier.get(t) as usize;
         let du = dist.get(u);
@@ -405,10 +431,10 @@ pub fn sssp_relax(a: &SsspRelaxArgs) {
 }
 
 /// SSSP `frontier_compact`: flagged nodes, ascending, become the next frontier; flags are cleared.
-pub fn frontier_compact(a: &FrontierCompactArgs) {
-    let flags = Dev::<u32>::new(a.flags);
-    let frontier = Dev::<u32>::new(a.frontier);
-    let len = Dev::<u32>::new(a.frontier_len);
+pub fn frontier_compact<const C: bool>(a: &FrontierCompactArgs, ctx: &Cx<'_, C>) {
+    let flags = ctx.dev::<u32>(a.flags);
+    let frontier = ctx.dev::<u32>(a.frontier);
+    let len = ctx.dev::<u32>(a.frontier_len);
     let mut count = 0usize;
     for v in 0..a.num_nodes as usize {
         if flags.get(v) != 0 {

@@ -2,13 +2,25 @@
 Emulated device memory: one `mmap` region per buffer, with `PROT_NONE` guard pages on both sides and
 the data placed flush against the trailing guard page (Electric Fence style), so that reading or
 writing even one element past the end is a real SIGSEGV, as on the server this project comes from.
+
+In the checked mode a region also carries a [`Shadow`]: one byte per 4-byte word saying whether
+anything wrote it since the allocation (the initcheck analog), and its fresh bytes are poisoned
+(all ones: `u32::MAX`, a NaN as `f32`) so that a read of never-written memory that slips through is
+conspicuous rather than a plausible zero.
 */
 
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
+
+use crate::buffer::BufferName;
+
+/// The byte every fresh byte of a checked allocation holds.
+pub const POISON_BYTE: u8 = 0xFF;
 
 /// One guarded allocation.
 #[derive(Debug)]
@@ -17,10 +29,79 @@ pub struct GuardedRegion {
     map_len: usize,
     data: *mut u8,
     len: usize,
+    shadow: Option<Shadow>,
+}
+
+/// The checked mode's record of a region: whose it is, and which 4-byte words were written since
+/// the allocation, one byte per word (0: never written). Bytes rather than bits: a kernel write is
+/// then one plain store, with no read-modify-write on a word other threads write too, and a read
+/// one load and compare. They are atomics because kernel threads write neighbouring words at once.
+#[derive(Debug)]
+pub struct Shadow {
+    buffer: BufferName,
+    written: Box<[AtomicU8]>,
+}
+
+impl Shadow {
+    fn new(buffer: BufferName, words: usize) -> Self {
+        Shadow {
+            buffer,
+            written: (0..words).map(|_| AtomicU8::new(0)).collect(),
+        }
+    }
+
+    /// The buffer the region was allocated for.
+    pub fn buffer(&self) -> BufferName {
+        self.buffer
+    }
+
+    /// The written-bytes of the words from `first` on, for a checked accessor whose element 0 is
+    /// word `first`.
+    pub fn from_word(&self, first: usize) -> ShadowView<'_> {
+        ShadowView {
+            written: self.written.get(first..).unwrap_or_default(),
+        }
+    }
+
+    /// Whether word `w` was written.
+    pub fn is_set(&self, w: usize) -> bool {
+        self.from_word(0).is_set(w)
+    }
+
+    /// Marks word `w` written.
+    pub fn set(&self, w: usize) {
+        self.from_word(0).set(w)
+    }
+
+    /// Marks words `words` written (clamped to the region).
+    pub fn set_range(&self, words: Range<usize>) {
+        let end = words.end.min(self.written.len());
+        for b in self.written.get(words.start..end).unwrap_or_default() {
+            b.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The first word of `words` that was never written.
+    pub fn first_unset(&self, words: Range<usize>) -> Option<usize> {
+        words.into_iter().find(|&w| !self.is_set(w))
+    }
+
+    /// Copies the written-state of `count` words from `src` (from word `src_at`) to this shadow
+    /// (from word `dst_at`): a device copy moves never-written words without writing them.
+    pub fn copy_from(&self, dst_at: usize, src: &Shadow, src_at: usize, count: usize) {
+        let to = self.written.iter().skip(dst_at);
+        let from = src.written.iter().skip(src_at);
+        for (t, f) in to.zip(from).take(count) {
+            t.store(f.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
 }
 
 // SAFETY: the region is plain memory owned by this value; access is coordinated by the backend.
 unsafe impl Send for GuardedRegion {}
+// SAFETY: every `&self` method reads fields that never change after construction, or the shadow's
+// atomics; the data bytes are reached only through raw device pointers, as on a GPU.
+unsafe impl Sync for GuardedRegion {}
 
 /// The page size.
 pub fn page_size() -> usize {
@@ -29,6 +110,30 @@ pub fn page_size() -> usize {
         .flatten()
         .map(|p| p as usize)
         .unwrap_or(4096)
+}
+
+/// A borrowed view of a [`Shadow`]'s written-bytes, from a checked accessor's first word on.
+#[derive(Clone, Copy, Debug)]
+pub struct ShadowView<'a> {
+    written: &'a [AtomicU8],
+}
+
+impl ShadowView<'_> {
+    /// Whether word `w` was written (a word past the region never was).
+    #[inline(always)]
+    pub fn is_set(self, w: usize) -> bool {
+        self.written
+            .get(w)
+            .is_some_and(|b| b.load(Ordering::Relaxed) != 0)
+    }
+
+    /// Marks word `w` written.
+    #[inline(always)]
+    pub fn set(self, w: usize) {
+        if let Some(b) = self.written.get(w) {
+            b.store(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl GuardedRegion {
@@ -74,7 +179,28 @@ impl GuardedRegion {
             map_len,
             data,
             len,
+            shadow: None,
         })
+    }
+
+    /// [`Self::new`] for the checked mode: every byte poisoned, nothing marked written.
+    pub fn new_checked(len: usize, buffer: BufferName) -> nix::Result<Self> {
+        let mut region = Self::new(len)?;
+        // SAFETY: the `len` data bytes were just mapped readable and writable.
+        unsafe { std::ptr::write_bytes(region.data, POISON_BYTE, len) };
+        region.shadow = Some(Shadow::new(buffer, len.div_ceil(4)));
+        Ok(region)
+    }
+
+    /// The checked mode's shadow, if the region was made by [`Self::new_checked`].
+    pub fn shadow(&self) -> Option<&Shadow> {
+        self.shadow.as_ref()
+    }
+
+    /// The byte offset of `addr` into the data when `[addr, addr + bytes)` lies inside it.
+    pub fn offset_of(&self, addr: u64, bytes: usize) -> Option<usize> {
+        let offset = usize::try_from(addr.checked_sub(self.addr())?).ok()?;
+        (offset.checked_add(bytes)? <= self.len).then_some(offset)
     }
 
     /// Address of the first data byte.
@@ -97,5 +223,47 @@ impl Drop for GuardedRegion {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping this value owns, once.
         let _ = unsafe { munmap(self.map, self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checked_region_is_poisoned_and_shadowed() {
+        let r = GuardedRegion::new_checked(10, BufferName::Mass).unwrap();
+        // SAFETY: the region's 10 data bytes are mapped.
+        let bytes = unsafe { std::slice::from_raw_parts(r.addr() as *const u8, r.len()) };
+        assert!(bytes.iter().all(|&b| b == POISON_BYTE));
+        let shadow = r.shadow().unwrap();
+        assert_eq!(shadow.buffer(), BufferName::Mass);
+        assert_eq!(shadow.first_unset(0..3), Some(0), "3 words, none written");
+        assert!(GuardedRegion::new(10).unwrap().shadow().is_none());
+        assert_eq!(r.offset_of(r.addr() + 4, 6), Some(4));
+        assert_eq!(r.offset_of(r.addr() + 4, 7), None);
+        assert_eq!(r.offset_of(r.addr() - 1, 0), None);
+    }
+
+    #[test]
+    fn ranges_and_copies_of_written_words_are_exact() {
+        let s = Shadow::new(BufferName::CellStart, 300);
+        s.set_range(3..130);
+        assert!(!s.is_set(2) && s.is_set(3) && s.is_set(63) && s.is_set(64));
+        assert!(s.is_set(127) && s.is_set(129) && !s.is_set(130));
+        assert_eq!(s.first_unset(3..200), Some(130));
+        s.set_range(130..130);
+        assert!(!s.is_set(130), "an empty range writes nothing");
+        s.set_range(250..1000);
+        assert!(
+            s.is_set(299) && !s.is_set(300),
+            "clamped to the region, not past it"
+        );
+        assert!(s.from_word(250).is_set(49) && !s.from_word(2).is_set(0));
+
+        let t = Shadow::new(BufferName::CellEnd, 300);
+        t.set_range(0..300);
+        t.copy_from(10, &s, 0, 5);
+        assert!(!t.is_set(10) && !t.is_set(12) && t.is_set(13) && t.is_set(14) && t.is_set(15));
     }
 }

@@ -20,6 +20,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     ("layout.cu", include_str!("../../../kernels/layout.cu")),
     ("sssp.cu", include_str!("../../../kernels/sssp.cu")),
+    ("inject.cu", include_str!("../../../kernels/inject.cu")),
+    ("checked.cu", include_str!("../../../kernels/checked.cu")),
 ];
 
 /// The options every build uses: line tables for compute-sanitizer and profilers; no fused
@@ -32,6 +34,14 @@ pub fn default_options(compute_capability: (i32, i32)) -> Vec<String> {
         "--fmad=false".to_string(),
         format!("--gpu-architecture=compute_{major}{minor}"),
     ]
+}
+
+/// The options of the checked mode's build: the default ones and `FF_CHECKED`, which makes the
+/// kernels' `LD`/`ST` accesses bounds-checked and compiles `verify_canaries` (see `checked.rs`).
+pub fn checked_options(compute_capability: (i32, i32)) -> Vec<String> {
+    let mut options = default_options(compute_capability);
+    options.push("-DFF_CHECKED".to_string());
+    options
 }
 
 /// One translation unit of all sources.
@@ -126,7 +136,10 @@ mod tests {
     #[test]
     fn every_launched_kernel_is_defined_with_c_linkage() {
         let src = program_source();
-        for name in super::super::launch::KERNEL_NAMES {
+        for name in super::super::launch::KERNEL_NAMES
+            .iter()
+            .chain(super::super::checked::CHECKED_KERNEL_NAMES)
+        {
             let decl = format!("extern \"C\" __global__ void {name}(");
             assert!(
                 src.contains(&decl),
@@ -172,6 +185,31 @@ mod tests {
         // The second request is served from the cache: the very same allocation.
         let again = compiled_ptx(&default_options((9, 0))).unwrap();
         assert!(Arc::ptr_eq(&ptx, &again));
+        assert!(
+            !text.contains("verify_canaries"),
+            "checked code in the default build"
+        );
+
+        // The checked build: every kernel, the canary check, the span table in constant memory.
+        let checked = compiled_ptx(&checked_options((9, 0))).unwrap();
+        let text = String::from_utf8_lossy(&checked);
+        for name in super::super::launch::KERNEL_NAMES
+            .iter()
+            .chain(super::super::checked::CHECKED_KERNEL_NAMES)
+        {
+            assert!(
+                text.contains(&format!(".entry {name}(")),
+                "{name} missing from the checked PTX"
+            );
+        }
+        assert!(
+            text.contains(".const .align 8 .b8 ff_spans[1536]"),
+            "ff_spans"
+        );
+        assert!(
+            !text.contains("fma.rn.f32"),
+            "fused multiply-add in the checked PTX"
+        );
     }
 
     #[test]
@@ -181,5 +219,8 @@ mod tests {
         assert!(o.contains(&"-lineinfo".to_string()));
         assert!(o.contains(&"--gpu-architecture=compute_90".to_string()));
         assert!(!o.iter().any(|s| s.contains("fast")));
+        let c = checked_options((9, 0));
+        assert_eq!(c[..o.len()], o[..]);
+        assert_eq!(c.last().map(String::as_str), Some("-DFF_CHECKED"));
     }
 }

@@ -62,6 +62,7 @@ pub fn backend_error(op: BackendOp, kernel: Option<&'static str>, e: DriverError
         kernel,
         message: describe(e),
         sticky: is_sticky_code(e.0 as u32),
+        violation: None,
     }
 }
 

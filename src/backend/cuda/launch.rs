@@ -13,9 +13,10 @@ use cudarc::driver::result::{self, DriverError};
 use cudarc::driver::sys;
 
 use crate::backend::{
-    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
-    GatherPositionsArgs, IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
+    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
+    FrontierCompactArgs, GatherPositionsArgs, IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
 };
+use crate::sanitize::Access;
 
 /// Threads per block of the one-thread-per-item kernels (`NODE_THREADS` in `layout.cu`).
 const NODE_THREADS: u32 = 256;
@@ -70,6 +71,7 @@ pub struct Kernels {
     sssp_relax: sys::CUfunction,
     frontier_count: sys::CUfunction,
     frontier_compact: sys::CUfunction,
+    lose_context: sys::CUfunction,
 }
 
 impl Kernels {
@@ -95,6 +97,7 @@ impl Kernels {
             sssp_relax: get("sssp_relax")?,
             frontier_count: get("frontier_count")?,
             frontier_compact: get("frontier_compact")?,
+            lose_context: get("lose_context")?,
         })
     }
 }
@@ -109,7 +112,7 @@ pub struct Scratch {
 impl Scratch {
     /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. The stream must
     /// be idle: the old allocation is freed at once.
-    fn ensure(&mut self, bytes: usize) -> Result<u64, DriverError> {
+    pub fn ensure(&mut self, bytes: usize) -> Result<u64, DriverError> {
         if bytes > self.bytes || self.addr == 0 {
             let want = bytes.max(self.bytes + self.bytes / 2).max(256);
             // SAFETY: a plain device allocation in the current context.
@@ -134,6 +137,11 @@ impl Scratch {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The address held (0 before the first `ensure`).
+    pub fn addr(&self) -> u64 {
+        self.addr
     }
 }
 
@@ -190,6 +198,33 @@ fn blocks_for(items: u32, per_block: u32) -> u32 {
     items.div_ceil(per_block)
 }
 
+/// Radix passes of a sort over keys below `num_cells`: as many digits as the largest key has (0
+/// with a single cell, when the sort is a copy).
+fn radix_passes(num_cells: u32) -> u32 {
+    let max_key = num_cells.saturating_sub(1);
+    (u32::BITS - max_key.leading_zeros()).div_ceil(RADIX_BITS)
+}
+
+/// The copies and fills that [`Queue::enqueue`] queues for `launch` besides its kernels, as (span,
+/// elements from its start, direction). No kernel check sees them, so the checked mode bounds them
+/// on the host before the launch.
+pub fn queued_transfers(launch: &Launch) -> Vec<(DeviceSpan, usize, Access)> {
+    match launch {
+        Launch::BoundsReduce(a) => vec![(a.bounds, 6, Access::Write)],
+        Launch::SortPairs(a) if a.num_items > 0 && radix_passes(a.num_cells) == 0 => {
+            let n = a.num_items as usize;
+            vec![
+                (a.keys_in, n, Access::Read),
+                (a.values_in, n, Access::Read),
+                (a.keys_out, n, Access::Write),
+                (a.values_out, n, Access::Write),
+            ]
+        }
+        Launch::FrontierCompact(a) if a.num_nodes == 0 => vec![(a.frontier_len, 1, Access::Write)],
+        _ => Vec::new(),
+    }
+}
+
 impl Queue<'_> {
     fn launch(
         &self,
@@ -212,6 +247,13 @@ impl Queue<'_> {
     fn copy(&self, dst: u64, src: u64, bytes: usize) -> Result<(), DriverError> {
         // SAFETY: as for `launch`.
         unsafe { result::memcpy_dtod_async(dst, src, bytes, self.stream) }
+    }
+
+    /// Queues the `__trap()` kernel of `kernels/inject.cu`: the context is lost when it runs.
+    pub fn lose_context(&mut self) -> Result<(), DriverError> {
+        let unused: u64 = 0;
+        let mut args = kernel_args![&unused];
+        self.launch(self.kernels.lose_context, 1, 1, &mut args)
     }
 
     /// Queues the kernels of one [`Launch`].
@@ -278,9 +320,7 @@ impl Queue<'_> {
         if n == 0 {
             return Ok(());
         }
-        let max_key = a.num_cells.saturating_sub(1);
-        let bits = u32::BITS - max_key.leading_zeros();
-        let passes = bits.div_ceil(RADIX_BITS);
+        let passes = radix_passes(a.num_cells);
         let bytes = n as usize * 4;
         if passes == 0 {
             self.copy(a.keys_out.addr, a.keys_in.addr, bytes)?;
@@ -570,5 +610,74 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<crate::params::KernelParams>(), 21 * 4);
         assert_eq!(std::mem::size_of::<crate::backend::GridSpec>(), 7 * 4);
+        // The checked mode's tables and record.
+        let checked = include_str!("checked.rs");
+        let zone_src = source("checked.cu");
+        for (cuda, text, rust) in [
+            ("struct FfSpan {", cuh, "pub struct SpanEntry {"),
+            ("struct FfRecord {", cuh, "pub struct Record {"),
+            ("struct FfZone {", zone_src, "pub struct Zone {"),
+        ] {
+            assert_eq!(fields(text, cuda), fields(checked, rust), "{cuda}");
+        }
+    }
+
+    #[test]
+    fn checked_mode_constants_match_the_kernel_sources() {
+        use crate::backend::cuda::checked::{CANARY, RED_ZONE, TABLE_SLOTS};
+        assert_eq!(
+            define("common.cuh", "FF_RED_ZONE_BYTES"),
+            format!("{RED_ZONE}u")
+        );
+        assert_eq!(define("common.cuh", "FF_CANARY"), format!("{CANARY:#x}u"));
+        assert_eq!(
+            define("common.cuh", "FF_TABLE_LOG2"),
+            format!("{}u", TABLE_SLOTS.trailing_zeros())
+        );
+        for (name, value) in [
+            ("FF_LINE_BITS", 15),
+            ("FF_FILE_BITS", 2),
+            ("FF_BUFFER_BITS", 6),
+        ] {
+            assert_eq!(define("common.cuh", name), format!("{value}u"), "{name}");
+        }
+        // The hash of the span table: Fibonacci hashing of the address's bits above 256 bytes.
+        assert!(source("common.cuh")
+            .contains("((u32)(addr >> 8) * 2654435761u) >> (32u - FF_TABLE_LOG2)"));
+    }
+
+    #[test]
+    fn queued_transfers_are_the_copies_and_fills_of_enqueue() {
+        use crate::backend::{DeviceSpan, SortArgs};
+        use crate::buffer::BufferName;
+        let span = |buffer| DeviceSpan {
+            addr: 0x1000,
+            capacity: 8,
+            len: 8,
+            buffer,
+        };
+        let sort = |num_cells| {
+            Launch::SortPairs(SortArgs {
+                keys_in: span(BufferName::CellKeys),
+                values_in: span(BufferName::NodeOrder),
+                keys_out: span(BufferName::SortedKeys),
+                values_out: span(BufferName::SortedNodes),
+                cell_counts: span(BufferName::CellCounts),
+                num_items: 8,
+                num_cells,
+            })
+        };
+        // One cell: the sort is two copies of 8 elements each way.
+        let t = queued_transfers(&sort(1));
+        assert_eq!(t.len(), 4);
+        assert!(t.iter().all(|&(_, n, _)| n == 8));
+        assert_eq!(t[2].0.buffer, BufferName::SortedKeys);
+        assert_eq!(t[2].2, Access::Write);
+        // More cells: kernels only.
+        assert!(queued_transfers(&sort(2)).is_empty());
+        assert_eq!(
+            (radix_passes(1), radix_passes(256), radix_passes(257)),
+            (0, 1, 2)
+        );
     }
 }

@@ -16,13 +16,19 @@ Every driver failure becomes a [`BackendError`] whose `sticky` flag says whether
 lost; after a sticky error the backend answers every call with that error without touching the
 device again. A sticky error is process-wide (CUDA's own rule: later contexts of the process fail
 the same way), so continuing after one takes a new process.
+
+The checked mode ([`CudaBackend::with_checked`]) is the CUDA twin of the CPU backend's: the kernels
+are compiled with bounds checks that record an invalid access instead of making it, every
+allocation has red zones verified after each launch, fresh memory is poisoned, and host operations
+are checked against their allocation (see `checked.rs`). What it finds comes back as a non-sticky
+[`BackendError`] carrying the same [`crate::sanitize::MemoryViolation`] the CPU reports.
 */
 
+mod checked;
 mod compile;
 mod driver;
 mod launch;
 
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
@@ -32,6 +38,8 @@ use cudarc::driver::sys;
 use crate::backend::{Backend, DeviceAlloc, Launch};
 use crate::buffer::BufferName;
 use crate::error::{BackendError, BackendOp};
+use crate::sanitize::Access;
+use checked::{Allocation, Allocations, CheckedDevice, Record, SpanTable, RED_ZONE};
 use driver::{backend_error, guarded, Context};
 use launch::{Kernels, Queue, ScratchSet};
 
@@ -43,13 +51,21 @@ pub struct CudaBackend {
     kernels: Kernels,
     start: sys::CUevent,
     stop: sys::CUevent,
-    /// Live allocations: address to the size the caller asked for.
-    allocs: HashMap<u64, usize>,
+    /// Live allocations by the address given out.
+    allocs: Allocations,
     bytes: usize,
     scratch: ScratchSet,
     description: String,
     /// The sticky error that lost the context, if any.
     lost: Option<BackendError>,
+    /// The device, for [`Backend::reset`].
+    ordinal: usize,
+    /// Planted `race-integrate`: the force pass is not waited for and integrate runs on
+    /// `side_stream`, with no dependency between the two.
+    race_integrate: bool,
+    side_stream: Option<sys::CUstream>,
+    /// The checked mode's device state; `None` in the default mode.
+    checked: Option<CheckedDevice>,
     /// Destroyed last (see `Drop`): destroying the context frees whatever is left.
     context: Context,
 }
@@ -69,22 +85,42 @@ impl CudaBackend {
     /// from the process cache) and loaded. Fails with [`BackendOp::Init`] when the libraries or the
     /// device are missing or the kernels do not compile (the message holds the compiler log).
     pub fn new(ordinal: usize) -> Result<Self, BackendError> {
-        driver::init_driver()?;
-        guarded("creating the CUDA backend", || Self::create(ordinal))
+        Self::with_checked(ordinal, false)
     }
 
-    fn create(ordinal: usize) -> Result<Self, BackendError> {
+    /// A backend on device `ordinal`, in the checked mode when `checked` (see `checked.rs`): kernels
+    /// compiled with `FF_CHECKED` (a second NVRTC build, cached like the first), red zones around
+    /// and poison in every allocation, and every launch followed by the canary check and one
+    /// read-back of what was found. Fails like [`CudaBackend::new`].
+    pub fn with_checked(ordinal: usize, checked: bool) -> Result<Self, BackendError> {
+        driver::init_driver()?;
+        guarded("creating the CUDA backend", || {
+            Self::create(ordinal, checked)
+        })
+    }
+
+    fn create(ordinal: usize, checked: bool) -> Result<Self, BackendError> {
         let init = |e: DriverError| backend_error(BackendOp::Init, None, e);
         let context = Context::create(ordinal)?;
         context.bind().map_err(init)?;
         let (major, minor) = context.compute_capability().map_err(init)?;
-        let ptx = compile::compiled_ptx(&compile::default_options((major, minor)))?;
+        let options = if checked {
+            compile::checked_options((major, minor))
+        } else {
+            compile::default_options((major, minor))
+        };
+        let ptx = compile::compiled_ptx(&options)?;
         // Handles are created one by one; on failure, those made so far are released by the
         // context's destruction when `context` drops.
         // SAFETY: the PTX is NUL-terminated and outlives the call.
         let module =
             unsafe { result::module::load_data(ptx.as_ptr() as *const c_void) }.map_err(init)?;
         let kernels = Kernels::load(module).map_err(init)?;
+        let checked = if checked {
+            Some(CheckedDevice::load(module)?)
+        } else {
+            None
+        };
         let stream =
             result::stream::create(result::stream::StreamKind::NonBlocking).map_err(init)?;
         let start = result::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(init)?;
@@ -93,9 +129,10 @@ impl CudaBackend {
         // SAFETY: the device came from cuDeviceGet.
         let memory = unsafe { result::device::total_mem(context.device()) }.unwrap_or(0);
         let description = format!(
-            "cuda device {ordinal}: {name} (sm_{major}{minor}, {:.1} GiB, CUDA driver {})",
+            "cuda device {ordinal}: {name} (sm_{major}{minor}, {:.1} GiB, CUDA driver {}{})",
             memory as f64 / (1u64 << 30) as f64,
             driver::driver_version().unwrap_or_else(|| "?".to_string()),
+            if checked.is_some() { ", checked" } else { "" },
         );
         Ok(CudaBackend {
             stream,
@@ -103,19 +140,71 @@ impl CudaBackend {
             kernels,
             start,
             stop,
-            allocs: HashMap::new(),
+            allocs: Allocations::new(),
             bytes: 0,
             scratch: ScratchSet::default(),
             description,
             lost: None,
+            ordinal,
+            race_integrate: false,
+            side_stream: None,
+            checked,
             context,
         })
     }
 
+    /// Whether the checked mode is on.
+    pub fn is_checked(&self) -> bool {
+        self.checked.is_some()
+    }
+
     /// Bytes of the backend's own scratch memory (sort histograms and ping-pong buffers, frontier
-    /// tile counts), which [`Backend::bytes_allocated`] leaves out: that counts the engine's buffers.
+    /// tile counts, the checked mode's zone table), which [`Backend::bytes_allocated`] leaves out:
+    /// that counts the engine's buffers (red zones not included).
     pub fn scratch_bytes(&self) -> usize {
-        self.scratch.bytes()
+        self.scratch.bytes() + self.checked.as_ref().map_or(0, CheckedDevice::bytes)
+    }
+
+    /// Writes `bytes` into device memory at `addr` with no check of any kind, as a kernel with a
+    /// wild pointer would. For tests of the checked mode's red zones, which only such a write can
+    /// reach: everything else the backend does is checked before it is made.
+    #[doc(hidden)]
+    pub fn write_unchecked(&mut self, addr: u64, bytes: &[u8]) -> Result<(), BackendError> {
+        self.ready(BackendOp::Upload)?;
+        // SAFETY: none, deliberately: the caller chose the address (see above); the stream is
+        // synchronized before `bytes` is released.
+        let r = unsafe { result::memcpy_htod_async(addr, bytes, self.stream) }
+            .and_then(|()| self.sync_stream());
+        r.map_err(|e| self.fail(BackendOp::Upload, None, e))
+    }
+
+    /// Checked mode: fails unless `[addr, addr + bytes)` lies inside one live allocation.
+    fn check_range(
+        &self,
+        op: (BackendOp, &'static str),
+        addr: u64,
+        bytes: usize,
+        access: Access,
+    ) -> Result<(), BackendError> {
+        match self.checked {
+            Some(_) => checked::check_range(&self.allocs, op, addr, bytes, access),
+            None => Ok(()),
+        }
+    }
+
+    /// Checked mode: the canaries of a fresh allocation's red zones and the poison of its bytes.
+    fn paint(&self, raw: u64, padded: usize) -> Result<(), DriverError> {
+        let zone_words = RED_ZONE / 4;
+        let addr = raw + RED_ZONE as u64;
+        let fill = |dst: u64, value: u32, count: usize| {
+            // SAFETY: inside the allocation of `padded + 2 * RED_ZONE` bytes at `raw`.
+            unsafe { sys::cuMemsetD32Async(dst, value, count, self.stream) }.result()
+        };
+        fill(raw, checked::CANARY, zone_words)?;
+        if padded > 0 {
+            fill(addr, checked::POISON, padded / 4)?;
+        }
+        fill(addr + padded as u64, checked::CANARY, zone_words)
     }
 
     /// The sticky error that lost this backend's context, if any.
@@ -150,7 +239,69 @@ impl CudaBackend {
         unsafe { result::stream::synchronize(self.stream) }
     }
 
-    fn timed_launch(&mut self, launch: &Launch) -> Result<f64, DriverError> {
+    /// Planted `race-integrate`: the force pass is queued and not waited for; integrate goes to a
+    /// second stream that does not wait for it. (Correct code runs both on one stream, in order.)
+    ///
+    /// Checked mode: the force pass's table is uploaded and its findings are read after integrate,
+    /// both reported as integrate's; integrate keeps the force pass's table (rewriting it while the
+    /// force pass may still read it could tear an entry), so its own buffers that the force pass
+    /// does not have go unchecked.
+    fn racy_launch(
+        &mut self,
+        launch: &Launch,
+        table: Option<&SpanTable>,
+    ) -> Result<Option<(f64, Option<Record>)>, DriverError> {
+        let stream = match launch {
+            Launch::ForcePass(_) => self.stream,
+            Launch::Integrate(_) => match self.side_stream {
+                Some(s) => s,
+                None => {
+                    let s = result::stream::create(result::stream::StreamKind::NonBlocking)?;
+                    self.side_stream = Some(s);
+                    s
+                }
+            },
+            _ => return Ok(None),
+        };
+        if let (Some(checked), Some(table), Launch::ForcePass(_)) =
+            (self.checked.as_mut(), table, launch)
+        {
+            checked.prepare(table, &self.allocs, stream)?;
+        }
+        let mut queue = Queue {
+            stream,
+            kernels: &self.kernels,
+            scratch: &mut self.scratch,
+        };
+        queue.enqueue(launch)?;
+        let mut record = None;
+        if matches!(launch, Launch::Integrate(_)) {
+            // SAFETY: both streams are alive until drop.
+            unsafe { result::stream::synchronize(stream) }?;
+            self.sync_stream()?;
+            if let Some(checked) = self.checked.as_mut() {
+                record = Some(checked.verify_and_read(&self.allocs, self.stream)?);
+            }
+        }
+        Ok(Some((0.0, record)))
+    }
+
+    /// Queues `launch` between the two events and waits for it; returns its device time and, in the
+    /// checked mode, what the launch's checks found (its table is uploaded first, the red zones
+    /// are verified after the closing event, so the time is the kernels' own).
+    fn timed_launch(
+        &mut self,
+        launch: &Launch,
+        table: Option<&SpanTable>,
+    ) -> Result<(f64, Option<Record>), DriverError> {
+        if self.race_integrate {
+            if let Some(done) = self.racy_launch(launch, table)? {
+                return Ok(done);
+            }
+        }
+        if let (Some(checked), Some(table)) = (self.checked.as_mut(), table) {
+            checked.prepare(table, &self.allocs, self.stream)?;
+        }
         // SAFETY: events and stream are alive until drop.
         unsafe { result::event::record(self.start, self.stream) }?;
         let mut queue = Queue {
@@ -160,11 +311,30 @@ impl CudaBackend {
         };
         queue.enqueue(launch)?;
         // SAFETY: as above.
+        unsafe { result::event::record(self.stop, self.stream) }?;
+        let record = match self.checked.as_mut() {
+            Some(checked) => Some(checked.verify_and_read(&self.allocs, self.stream)?),
+            None => None,
+        };
+        // SAFETY: as above.
         unsafe {
-            result::event::record(self.stop, self.stream)?;
             result::event::synchronize(self.stop)?;
             let ms = result::event::elapsed(self.start, self.stop)?;
-            Ok(ms as f64 * 1e-3)
+            Ok((ms as f64 * 1e-3, record))
+        }
+    }
+
+    /// Checked mode: the launch's span table, or the violation of a copy or fill the backend would
+    /// queue for it past a buffer (checked before anything runs).
+    fn checked_table(&self, launch: &Launch) -> Result<Option<SpanTable>, BackendError> {
+        if self.checked.is_none() {
+            return Ok(None);
+        }
+        let table = SpanTable::build(&launch.spans(), &self.allocs);
+        let transfers = launch::queued_transfers(launch);
+        match table.check_transfers(launch.kernel_name(), &transfers) {
+            Some(v) => Err(BackendError::from_violation(BackendOp::Launch, v)),
+            None => Ok(Some(table)),
         }
     }
 }
@@ -178,21 +348,42 @@ impl Backend for CudaBackend {
         self.description.clone()
     }
 
-    fn alloc(&mut self, _buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
+    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
         self.ready(BackendOp::Alloc)?;
-        // A zero-byte request still gets a distinct, valid address.
+        // Checked: zone, buffer (4-byte aligned), zone. A zero-byte request still gets a distinct,
+        // valid address.
+        let padded = bytes.div_ceil(4) * 4;
+        let (raw_bytes, offset) = match self.checked {
+            Some(_) => (padded + 2 * RED_ZONE, RED_ZONE as u64),
+            None => (bytes.max(4), 0),
+        };
         // SAFETY: a plain device allocation in the current context.
-        let addr = unsafe { result::malloc_sync(bytes.max(4)) }
+        let raw = unsafe { result::malloc_sync(raw_bytes) }
             .map_err(|e| self.fail(BackendOp::Alloc, None, e))?;
-        self.allocs.insert(addr, bytes);
+        if self.checked.is_some() {
+            if let Err(e) = self.paint(raw, padded) {
+                let err = self.fail(BackendOp::Alloc, None, e);
+                // SAFETY: allocated above and not given out.
+                let _ = unsafe { result::free_sync(raw) };
+                return Err(err);
+            }
+        }
+        let addr = raw + offset;
+        self.allocs.insert(addr, Allocation { raw, bytes, buffer });
+        if let Some(checked) = self.checked.as_mut() {
+            checked.mark_dirty();
+        }
         self.bytes += bytes;
         Ok(DeviceAlloc { addr, bytes })
     }
 
     fn free(&mut self, alloc: DeviceAlloc) {
-        let Some(bytes) = self.allocs.remove(&alloc.addr) else {
+        let Some(Allocation { raw, bytes, .. }) = self.allocs.remove(&alloc.addr) else {
             return;
         };
+        if let Some(checked) = self.checked.as_mut() {
+            checked.mark_dirty();
+        }
         self.bytes -= bytes;
         // After a lost context the memory goes with the context when the backend drops.
         if self.ready(BackendOp::DeviceCopy).is_err() {
@@ -204,13 +395,14 @@ impl Backend for CudaBackend {
             return;
         }
         // SAFETY: allocated by `alloc`, removed from the map, so freed once.
-        if let Err(e) = unsafe { result::free_sync(alloc.addr) } {
+        if let Err(e) = unsafe { result::free_sync(raw) } {
             self.fail(BackendOp::DeviceCopy, None, e);
         }
     }
 
     fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
         self.ready(BackendOp::Upload)?;
+        self.check_range((BackendOp::Upload, "upload"), dst, src.len(), Access::Write)?;
         // SAFETY: like the CPU backend's upload, the caller names a device range; the stream is
         // synchronized before `src` is released.
         let r = unsafe { result::memcpy_htod_async(dst, src, self.stream) }
@@ -220,6 +412,12 @@ impl Backend for CudaBackend {
 
     fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
         self.ready(BackendOp::Download)?;
+        self.check_range(
+            (BackendOp::Download, "download"),
+            src,
+            dst.len(),
+            Access::Read,
+        )?;
         // SAFETY: as for `upload`; `dst` is filled when the stream synchronizes.
         let r = unsafe { result::memcpy_dtoh_async(dst, src, self.stream) }
             .and_then(|()| self.sync_stream());
@@ -228,6 +426,9 @@ impl Backend for CudaBackend {
 
     fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
         self.ready(BackendOp::DeviceCopy)?;
+        let op = (BackendOp::DeviceCopy, "copy");
+        self.check_range(op, src, bytes, Access::Read)?;
+        self.check_range(op, dst, bytes, Access::Write)?;
         if bytes == 0 {
             return Ok(());
         }
@@ -238,6 +439,12 @@ impl Backend for CudaBackend {
 
     fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
         self.ready(BackendOp::DeviceCopy)?;
+        self.check_range(
+            (BackendOp::DeviceCopy, "fill"),
+            dst,
+            count * 4,
+            Access::Write,
+        )?;
         if count == 0 {
             return Ok(());
         }
@@ -255,8 +462,19 @@ impl Backend for CudaBackend {
         self.context
             .bind()
             .map_err(|e| self.fail(BackendOp::Launch, Some(kernel), e))?;
-        self.timed_launch(launch)
-            .map_err(|e| self.fail(BackendOp::Launch, Some(kernel), e))
+        let table = self.checked_table(launch)?;
+        let (seconds, record) = self
+            .timed_launch(launch, table.as_ref())
+            .map_err(|e| self.fail(BackendOp::Launch, Some(kernel), e))?;
+        if let (Some(record), Some(table), Some(checked)) = (record, &table, &self.checked) {
+            if let Some(finding) = record.finding(kernel, table, checked.zones()) {
+                checked
+                    .clear_record(self.stream)
+                    .map_err(|e| self.fail(BackendOp::Launch, Some(kernel), e))?;
+                return Err(finding);
+            }
+        }
+        Ok(seconds)
     }
 
     fn synchronize(&mut self) -> Result<(), BackendError> {
@@ -267,6 +485,43 @@ impl Backend for CudaBackend {
 
     fn bytes_allocated(&self) -> usize {
         self.bytes
+    }
+
+    fn lose_context(&mut self) -> BackendError {
+        if let Err(e) = self.ready(BackendOp::Launch) {
+            return e;
+        }
+        let mut queue = Queue {
+            stream: self.stream,
+            kernels: &self.kernels,
+            scratch: &mut self.scratch,
+        };
+        let r = queue.lose_context().and_then(|()| self.sync_stream());
+        match r {
+            Err(e) => self.fail(BackendOp::Launch, Some("lose_context"), e),
+            // A trap that did not lose the context would be a driver we do not understand; say so
+            // rather than pretend.
+            Ok(()) => BackendError::new(
+                BackendOp::Launch,
+                "lose_context: __trap() returned without an error",
+            ),
+        }
+    }
+
+    fn reset(&mut self) -> Result<(), BackendError> {
+        // The new context is made first, then the lost one (and with it all its memory) destroyed.
+        let checked = self.checked.is_some();
+        let fresh = guarded("resetting the CUDA backend", || {
+            Self::create(self.ordinal, checked)
+        })?;
+        let mut old = std::mem::replace(self, fresh);
+        old.allocs.clear();
+        drop(old);
+        Ok(())
+    }
+
+    fn set_faults(&mut self, faults: crate::faults::FaultSet) {
+        self.race_integrate = faults.contains(crate::faults::Fault::RaceIntegrate);
     }
 }
 
@@ -280,9 +535,12 @@ impl Drop for CudaBackend {
         if self.lost.is_none() {
             let _ = self.sync_stream();
             self.scratch.release();
-            for (&addr, _) in self.allocs.iter() {
+            if let Some(checked) = self.checked.as_mut() {
+                checked.release();
+            }
+            for a in self.allocs.values() {
                 // SAFETY: allocated by `alloc` and not yet freed.
-                let _ = unsafe { result::free_sync(addr) };
+                let _ = unsafe { result::free_sync(a.raw) };
             }
         }
         // SAFETY: each handle was created in `create` and is destroyed once, here.
@@ -290,6 +548,9 @@ impl Drop for CudaBackend {
             let _ = result::event::destroy(self.start);
             let _ = result::event::destroy(self.stop);
             let _ = result::stream::destroy(self.stream);
+            if let Some(s) = self.side_stream {
+                let _ = result::stream::destroy(s);
+            }
             let _ = result::module::unload(self.module);
         }
     }
