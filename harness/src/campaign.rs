@@ -25,6 +25,7 @@ use crate::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::job::Job;
 use crate::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
+use crate::sanitize_mode::SanitizeMode;
 use crate::shrink::{generated_case, shrink_generated};
 use crate::signature::{classify, Signature, Verdict};
 
@@ -91,8 +92,10 @@ pub struct CampaignConfig {
     pub capacity_invariance: bool,
     /// Minimize new findings, with these limits.
     pub minimize: Option<MinimizeLimits>,
-    /// How to start a worker.
+    /// How to start a worker (already under `sanitize`: see [`crate::sanitize_mode::worker_command`]).
     pub worker: WorkerCommand,
+    /// The sanitizer the workers run under; it stretches the per-case deadline by its slowdown.
+    pub sanitize: SanitizeMode,
     /// Generator settings.
     pub generator: GenConfig,
     /// Show a progress bar on stderr.
@@ -157,6 +160,9 @@ pub struct Summary {
     /// The first environment error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_message: Option<String>,
+    /// Injected faults (`inject` ops) in the cases run, by kind (`fail-alloc`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub injections: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -185,6 +191,14 @@ impl Summary {
             },
             self.findings.len()
         );
+        if !self.injections.is_empty() {
+            let kinds: Vec<String> = self
+                .injections
+                .iter()
+                .map(|(kind, n)| format!("{kind}: {n}"))
+                .collect();
+            s.push_str(&format!("injections: {{{}}}\n", kinds.join(", ")));
+        }
         if !self.findings.is_empty() {
             s.push_str(
                 "\n| signature | count | first (s) | case | minimized |\n|---|---|---|---|---|\n",
@@ -225,15 +239,32 @@ pub fn run_isolated(
     capacity_invariance: bool,
     deadline: Duration,
 ) -> (Verdict, Option<Execution>) {
-    match slot.run(case_payload(case, capacity_invariance), deadline) {
-        Ok(execution) => (classify(&execution), Some(execution)),
-        Err(e) => (
-            Verdict::Environment {
-                message: format!("cannot start a worker: {e}"),
-            },
-            None,
-        ),
+    let mut payload = case_payload(case, capacity_invariance);
+    // A worker whose process was poisoned (a lost CUDA context) answers with where to resume; it
+    // is retired, and the slot's next worker continues the case from there. Each resume consumes
+    // an injected lost context, so a case has at most as many as it has `inject` ops (twice: both
+    // runs); the bound only guards against a worker that keeps asking.
+    for _ in 0..=2 * case.ops.len() {
+        let execution = match slot.run(payload, deadline) {
+            Ok(execution) => execution,
+            Err(e) => {
+                let message = format!("cannot start a worker: {e}");
+                return (Verdict::Environment { message }, None);
+            }
+        };
+        let next = match &execution.outcome {
+            crate::isolate::Outcome::Reply { payload } => {
+                crate::job::resume_payload(case, capacity_invariance, payload)
+            }
+            _ => None,
+        };
+        match next {
+            Some(next) => payload = next,
+            None => return (classify(&execution), Some(execution)),
+        }
     }
+    let message = "the case kept losing its process past its number of ops".to_string();
+    (Verdict::Environment { message }, None)
 }
 
 /// Watchdog used while minimizing a hang.
@@ -284,6 +315,13 @@ struct Outcome {
 /// environment error in the summary.
 pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summary {
     let start = Instant::now();
+    // A sanitizer's slowdown is not a hang.
+    let config = &CampaignConfig {
+        case_deadline: config
+            .case_deadline
+            .saturating_mul(config.sanitize.deadline_factor()),
+        ..config.clone()
+    };
     // Set by the budget or by `interrupt`; workers stop taking cases when it is.
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
@@ -347,6 +385,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
     let mut cases = 0u64;
     let mut environment_errors = 0u64;
     let mut environment_message = None;
+    let mut injections: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let over_time = matches!(config.budget, Budget::Time(limit) if start.elapsed() >= limit);
         if over_time || interrupt.load(Ordering::Relaxed) {
@@ -355,6 +394,11 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(outcome) => {
                 cases += 1;
+                for op in &outcome.case.ops {
+                    if let crate::case::Op::Inject { fault } = op {
+                        *injections.entry(fault.kind().to_string()).or_default() += 1;
+                    }
+                }
                 match outcome.verdict {
                     Verdict::Pass => {}
                     Verdict::Environment { message } => {
@@ -463,6 +507,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
         interrupted: interrupt.load(Ordering::Relaxed),
         findings: findings.into_values().collect(),
         environment_message,
+        injections,
     }
 }
 

@@ -12,6 +12,23 @@ harness's own tighter ones, every node id against the node count the ops before 
 parameter set. A case that asks for 10^12 nodes is a one-line error, not an out-of-memory kill. Errors
 name where they are: `op 3 (remove_nodes): node id 9 out of range (5 nodes)`.
 
+# Operations
+
+`add_nodes {count, positions?}`, `remove_nodes {ids}`, `add_edges {edges}`, `remove_edges {pairs}`,
+`set_params {params}`, `reserve {nodes, edges}`, `shrink_to_fit`, `step {count}`, `sssp {source}`,
+`read_positions`, and `inject {fault}`: an injected environment fault, armed before the next ops,
+such as `{"op": "inject", "fault": {"kind": "fail-copy", "nth": 2}}` (the 2nd copy from now on
+fails). Kinds: `fail-alloc`, `fail-copy`, `fail-launch`, `lose-context` (a real `__trap()` on CUDA);
+`nth` counts the matching backend calls from 1 and must lie in 1..=64. The fault is part of the log, so
+it replays exactly and minimizes like any other op; what the executor expects of the engine when it
+fires is in [`crate::execute`].
+
+# Engine settings
+
+An optional `"engine": {"max_grid_cells": N}` section sets the engine's cap on grid cells (default
+2^21, accepted 1..=2^22). Settings never change a layout, only how the engine gets there; a small cap
+makes the grid stage coarsen the cells, which is where grid-size bugs live.
+
 ```
 use forcefield_harness::case::Case;
 let case = Case::from_json(r#"{
@@ -30,8 +47,9 @@ assert_eq!(err.to_string(), "op 1 (sssp): node id 2 out of range (2 nodes)");
 use std::collections::BTreeSet;
 use std::fmt;
 
+use forcefield::engine::DEFAULT_MAX_GRID_CELLS;
 use forcefield::graph::{MAX_EDGES, MAX_NODES};
-use forcefield::{Edge, Fault, GraphSpec, SimParams};
+use forcefield::{Edge, EngineConfig, EnvFault, Fault, GraphSpec, GrowthPolicy, SimParams};
 use serde::{Deserialize, Serialize};
 
 /// The format string of this version of the case format.
@@ -48,6 +66,10 @@ pub const MAX_CASE_STEPS: u64 = 1_000_000;
 pub const MAX_CASE_OPS: usize = 100_000;
 /// Largest case file accepted, in bytes.
 pub const MAX_CASE_BYTES: usize = 256 << 20;
+/// Largest `nth` of an injected fault: beyond it a fault would rarely fire within a case.
+pub const MAX_INJECT_NTH: u32 = 64;
+/// Largest grid-cell cap a case may set (twice the engine's default).
+pub const MAX_CASE_GRID_CELLS: u64 = 2 * DEFAULT_MAX_GRID_CELLS as u64;
 
 /// Which engine backend a case runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,6 +211,11 @@ pub enum Op {
     },
     /// Reads the positions back.
     ReadPositions,
+    /// Arms an injected environment fault: the `nth` next matching backend call fails.
+    Inject {
+        /// The fault, e.g. `{"kind": "fail-alloc", "nth": 2}`.
+        fault: EnvFault,
+    },
 }
 
 impl Op {
@@ -205,8 +232,18 @@ impl Op {
             Op::Step { .. } => "step",
             Op::Sssp { .. } => "sssp",
             Op::ReadPositions => "read_positions",
+            Op::Inject { .. } => "inject",
         }
     }
+}
+
+/// Engine settings of a case: how the engine works, never what layout it computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseEngine {
+    /// Cap on the total number of grid cells (the engine's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grid_cells: Option<u64>,
 }
 
 /// What running a case is expected to give.
@@ -259,6 +296,9 @@ pub struct Case {
     /// Initial parameters; defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<SimParams>,
+    /// Engine settings; the engine's defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<CaseEngine>,
     /// The initial graph.
     pub graph: CaseGraph,
     /// Operations, in order.
@@ -281,6 +321,8 @@ pub enum Location {
     Graph,
     /// The initial parameters.
     Params,
+    /// The engine settings.
+    Engine,
     /// An operation: its index in `ops` and its name.
     Op {
         /// Index in `ops`.
@@ -298,6 +340,7 @@ impl fmt::Display for Location {
             Location::Case => f.write_str("case"),
             Location::Graph => f.write_str("graph"),
             Location::Params => f.write_str("params"),
+            Location::Engine => f.write_str("engine"),
             Location::Op { index, name } => write!(f, "op {index} ({name})"),
             Location::Expect => f.write_str("expect"),
         }
@@ -442,6 +485,7 @@ impl Case {
             backend: BackendKind::Cpu,
             faults: Vec::new(),
             params: None,
+            engine: None,
             graph,
             ops: Vec::new(),
             expect: None,
@@ -485,6 +529,21 @@ impl Case {
     /// The initial parameters (defaults when the case names none).
     pub fn initial_params(&self) -> SimParams {
         self.params.clone().unwrap_or_default()
+    }
+
+    /// The engine settings of this case under `growth`: its grid-cell cap, or the default.
+    pub fn engine_config(&self, growth: GrowthPolicy) -> EngineConfig {
+        let default = EngineConfig::default();
+        let cells = self
+            .engine
+            .and_then(|e| e.max_grid_cells)
+            .map_or(default.max_grid_cells, |c| {
+                usize::try_from(c).unwrap_or(default.max_grid_cells)
+            });
+        EngineConfig {
+            growth,
+            max_grid_cells: cells,
+        }
     }
 
     /// `(nodes, edges, ops)`: nodes and edges the case creates in all (initial graph plus every
@@ -535,6 +594,14 @@ impl Case {
         }
         if let Some(p) = &self.params {
             check_params(&Location::Params, p)?;
+        }
+        if let Some(cells) = self.engine.and_then(|e| e.max_grid_cells) {
+            if cells == 0 || cells > MAX_CASE_GRID_CELLS {
+                return Err(CaseError::invalid(
+                    Location::Engine,
+                    format!("max_grid_cells {cells} is outside 1..={MAX_CASE_GRID_CELLS}"),
+                ));
+            }
         }
         check_limit(
             &Location::Case,
@@ -630,6 +697,23 @@ fn validate_op(
             check_limit(at, "total step count", t.steps, MAX_CASE_STEPS)?;
         }
         Op::Sssp { source } => check_node(at, *source, t.nodes)?,
+        Op::Inject { fault } => {
+            let nth = match *fault {
+                EnvFault::FailAlloc { nth }
+                | EnvFault::FailCopy { nth }
+                | EnvFault::FailLaunch { nth }
+                | EnvFault::LoseContext { nth } => nth,
+            };
+            if !(1..=MAX_INJECT_NTH).contains(&nth) {
+                return Err(CaseError::invalid(
+                    at.clone(),
+                    format!(
+                        "{} fault has nth {nth}, outside 1..={MAX_INJECT_NTH}",
+                        fault.kind()
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -798,5 +882,77 @@ mod tests {
             Case::from_json(text).unwrap_err().to_string(),
             "expect: an open expectation needs a signature"
         );
+    }
+
+    #[test]
+    fn inject_ops_parse_round_trip_and_check_nth() {
+        let c = Case::from_json(&tiny(
+            r#"[{"op":"inject","fault":{"kind":"fail-copy","nth":2}},{"op":"inject","fault":{"kind":"lose-context"}},{"op":"step","count":1}]"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            c.ops[0],
+            Op::Inject {
+                fault: EnvFault::FailCopy { nth: 2 }
+            }
+        );
+        // nth defaults to 1 where the engine's format says so.
+        assert_eq!(
+            c.ops[1],
+            Op::Inject {
+                fault: EnvFault::LoseContext { nth: 1 }
+            }
+        );
+        assert_eq!(c.ops[0].name(), "inject");
+        assert_eq!(Case::from_json(&c.to_json().unwrap()).unwrap(), c);
+        let e = Case::from_json(&tiny(
+            r#"[{"op":"step","count":1},{"op":"inject","fault":{"kind":"fail-alloc","nth":65}}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "op 1 (inject): fail-alloc fault has nth 65, outside 1..=64"
+        );
+        let e = Case::from_json(&tiny(
+            r#"[{"op":"inject","fault":{"kind":"fail-launch","nth":0}}]"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.op_index(), Some(0));
+        assert!(matches!(
+            Case::from_json(&tiny(
+                r#"[{"op":"inject","fault":{"kind":"melt","nth":1}}]"#
+            )),
+            Err(CaseError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn the_engine_section_sets_the_grid_cap() {
+        let text = r#"{"format":"forcefield-case/1","engine":{"max_grid_cells":8},"graph":{"num_nodes":1}}"#;
+        let c = Case::from_json(text).unwrap();
+        let config = c.engine_config(GrowthPolicy { factor: 3.0 });
+        assert_eq!(config.max_grid_cells, 8);
+        assert_eq!(config.growth, GrowthPolicy { factor: 3.0 });
+        assert_eq!(
+            Case::from_json(&c.to_json().unwrap()).unwrap().engine,
+            c.engine
+        );
+        // Absent: the engine's default.
+        let plain = Case::from_json(&tiny("[]")).unwrap();
+        assert_eq!(
+            plain.engine_config(GrowthPolicy::default()),
+            EngineConfig::default()
+        );
+        assert!(!plain.to_json().unwrap().contains("engine"));
+        for bad in ["0", "8388609"] {
+            let text = format!(
+                r#"{{"format":"forcefield-case/1","engine":{{"max_grid_cells":{bad}}},"graph":{{"num_nodes":1}}}}"#
+            );
+            let e = Case::from_json(&text).unwrap_err();
+            assert!(e.to_string().starts_with("engine: max_grid_cells"), "{e}");
+        }
+        let unknown =
+            r#"{"format":"forcefield-case/1","engine":{"threads":2},"graph":{"num_nodes":1}}"#;
+        assert!(matches!(Case::from_json(unknown), Err(CaseError::Parse(_))));
     }
 }

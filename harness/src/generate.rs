@@ -13,18 +13,27 @@ Both generators here, [`generate_case`] (driven by a seeded `rand` generator, fo
   that every generated case is valid whatever the plans are. That is what lets `proptest` delete and
   shrink plans freely.
 
+Two more choices are drawn after all of those, so that they never change the rest of a case:
+
+* an engine grid-cell cap ([`GenConfig::small_grid_cap_probability`], for initial graphs of at most
+  `max_small_nodes` nodes): a small cap (8..=4096 cells, log-uniform) makes the grid stage coarsen
+  its cells, where grid-size bugs live;
+* injected environment faults ([`GenConfig::inject_rate`], 0 by default): an `inject` op (an
+  allocation, copy or launch failure or a lost context, `nth` 1..=6) before a plan, four times as
+  likely before a resize (growth past capacity, `reserve`, `shrink_to_fit`, a resize cycle).
+
 Every case produced here passes [`Case::validate`].
 */
 
 use forcefield::params::features;
-use forcefield::{Edge, Fault, SimParams};
+use forcefield::{Edge, EnvFault, Fault, SimParams};
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::case::{BackendKind, Case, CaseGraph, Op};
+use crate::case::{BackendKind, Case, CaseEngine, CaseGraph, Op};
 
 /// Sizes and probabilities of generation.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +58,19 @@ pub struct GenConfig {
     pub faults: Vec<Fault>,
     /// Backend written into every case.
     pub backend: BackendKind,
+    /// Probability of an `inject` op before a plan (times [`RESIZE_INJECT_WEIGHT`] before a
+    /// resize); 0 generates none.
+    pub inject_rate: f64,
+    /// Probability that a case caps the engine's grid at a small number of cells.
+    pub small_grid_cap_probability: f64,
 }
+
+/// How much likelier an injected fault is before a resize plan than before any other.
+pub const RESIZE_INJECT_WEIGHT: f64 = 4.0;
+/// The `inject_rate` that `forcefield run --inject` uses.
+pub const DEFAULT_INJECT_RATE: f64 = 0.1;
+/// Smallest and largest generated grid-cell caps.
+pub const SMALL_GRID_CAPS: (u32, u32) = (8, 4096);
 
 impl Default for GenConfig {
     fn default() -> Self {
@@ -64,6 +85,8 @@ impl Default for GenConfig {
             extreme_params_probability: 0.2,
             faults: Vec::new(),
             backend: BackendKind::Cpu,
+            inject_rate: 0.0,
+            small_grid_cap_probability: 0.15,
         }
     }
 }
@@ -634,6 +657,25 @@ pub enum OpPlan {
     },
     /// `read_positions`.
     ReadPositions,
+    /// `inject` of an environment fault.
+    Inject {
+        /// The fault.
+        fault: EnvFault,
+    },
+}
+
+impl OpPlan {
+    /// Whether the plan resizes (the place injected allocation failures matter most).
+    pub fn is_resize(&self) -> bool {
+        matches!(
+            self,
+            OpPlan::GrowPastCapacity { .. }
+                | OpPlan::GrowEdgesPastCapacity { .. }
+                | OpPlan::ResizeCycle { .. }
+                | OpPlan::ShrinkToFit
+                | OpPlan::Reserve { .. }
+        )
+    }
 }
 
 /// What realization needs to know of the engine to come: live counts and the capacities the engine
@@ -867,7 +909,71 @@ pub fn realize(plan: &OpPlan, model: &mut Model) -> Vec<Op> {
             params: params_with(tweaks),
         }],
         OpPlan::ReadPositions => vec![Op::ReadPositions],
+        OpPlan::Inject { fault } => vec![Op::Inject { fault: *fault }],
     }
+}
+
+/// The injected fault of kind `kind` (0: allocation, 1: copy, 2: launch, else a lost context)
+/// failing the `nth` next matching call.
+fn env_fault(kind: u32, nth: u32) -> EnvFault {
+    match kind {
+        0 => EnvFault::FailAlloc { nth },
+        1 => EnvFault::FailCopy { nth },
+        2 => EnvFault::FailLaunch { nth },
+        _ => EnvFault::LoseContext { nth },
+    }
+}
+
+/// A random injected fault: allocation failures likeliest (resizes are where they hurt), `nth`
+/// in 1..=6.
+pub fn random_env_fault<R: Rng + ?Sized>(rng: &mut R) -> EnvFault {
+    let kind = match rng.gen_range(0..20) {
+        0..=6 => 0,
+        7..=11 => 1,
+        12..=16 => 2,
+        _ => 3,
+    };
+    env_fault(kind, rng.gen_range(1..=6))
+}
+
+/// The probability of an injected fault before `plan`.
+fn inject_probability(plan: &OpPlan, cfg: &GenConfig) -> f64 {
+    let rate = cfg.inject_rate.clamp(0.0, 1.0);
+    if plan.is_resize() {
+        (rate * RESIZE_INJECT_WEIGHT).min(1.0)
+    } else {
+        rate
+    }
+}
+
+/// `plans` with each planned fault (`injects[i]`: before plan `i`) in front of its plan.
+fn with_injects(plans: &[OpPlan], injects: &[Option<EnvFault>]) -> Vec<OpPlan> {
+    let mut out = Vec::with_capacity(plans.len() + injects.len());
+    for (i, plan) in plans.iter().enumerate() {
+        if let Some(Some(fault)) = injects.get(i) {
+            out.push(OpPlan::Inject { fault: *fault });
+        }
+        out.push(plan.clone());
+    }
+    out
+}
+
+/// The engine section of a case of `nodes` initial nodes with grid-cell cap `cap`, if any. Only
+/// small graphs get a small cap: coarse cells make the force pass quadratic within a cell, and a
+/// large graph in a few cells would spend the case's deadline on it.
+fn engine_section(cap: Option<u32>, nodes: u32, cfg: &GenConfig) -> Option<CaseEngine> {
+    cap.filter(|_| nodes <= cfg.max_small_nodes.max(2))
+        .map(|c| CaseEngine {
+            max_grid_cells: Some(c as u64),
+        })
+}
+
+/// A log-uniform grid-cell cap in [`SMALL_GRID_CAPS`] from `u` in [0, 1].
+fn small_grid_cap(u: f64) -> u32 {
+    let (lo, hi) = (SMALL_GRID_CAPS.0 as f64, SMALL_GRID_CAPS.1 as f64);
+    (lo * (hi / lo).powf(u.clamp(0.0, 1.0)))
+        .round()
+        .clamp(lo, hi) as u32
 }
 
 /// A random op plan, weighted toward resizes as the case generator draws them.
@@ -962,7 +1068,27 @@ pub fn generate_case<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> Case {
     let plans: Vec<OpPlan> = (0..rng.gen_range(1..=cfg.max_plans.max(1)))
         .map(|_| random_plan(rng, cfg))
         .collect();
-    build_case(family, nodes, graph_salt, &tweaks, &plans, cfg)
+    // Drawn after everything else, so that a case is otherwise the one the same seed always gave.
+    let grid_cap = rng
+        .gen_bool(cfg.small_grid_cap_probability.clamp(0.0, 1.0))
+        .then(|| small_grid_cap(rng.gen()));
+    let injects: Vec<Option<EnvFault>> = plans
+        .iter()
+        .map(|p| {
+            rng.gen_bool(inject_probability(p, cfg))
+                .then(|| random_env_fault(rng))
+        })
+        .collect();
+    let mut case = build_case(
+        family,
+        nodes,
+        graph_salt,
+        &tweaks,
+        &with_injects(&plans, &injects),
+        cfg,
+    );
+    case.engine = engine_section(grid_cap, nodes, cfg);
+    case
 }
 
 /// [`generate_case`] from a fresh `ChaCha8Rng` seeded with `seed`, recorded in the case.
@@ -1050,6 +1176,31 @@ pub fn plan_strategy(cfg: &GenConfig) -> BoxedStrategy<OpPlan> {
     .boxed()
 }
 
+/// An injected fault as [`random_env_fault`] draws them (shrinking toward an allocation failure of
+/// the next allocation).
+pub fn env_fault_strategy() -> BoxedStrategy<EnvFault> {
+    (
+        prop_oneof![7 => Just(0u32), 5 => Just(1u32), 5 => Just(2u32), 3 => Just(3u32)],
+        1..=6u32,
+    )
+        .prop_map(|(kind, nth)| env_fault(kind, nth))
+        .boxed()
+}
+
+/// `Some` of `inner` with probability `p` (clamped to [0, 1]), shrinking toward `None`.
+fn maybe<T: std::fmt::Debug + Clone + 'static>(
+    p: f64,
+    inner: BoxedStrategy<T>,
+) -> BoxedStrategy<Option<T>> {
+    if p <= 0.0 || p.is_nan() {
+        Just(None).boxed()
+    } else if p >= 1.0 {
+        inner.prop_map(Some).boxed()
+    } else {
+        prop::option::weighted(p, inner).boxed()
+    }
+}
+
 /// Whole cases with the default configuration; see [`case_strategy_with`].
 pub fn case_strategy() -> BoxedStrategy<Case> {
     case_strategy_with(GenConfig::default())
@@ -1068,16 +1219,41 @@ pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {
         4 => Just(Vec::new()),
         1 => prop::collection::vec(tweak_strategy(), 1..=4),
     ];
+    let max_plans = cfg.max_plans.max(1);
+    // Per plan slot: a fault before an ordinary plan, and one before a resize; which applies
+    // depends on the plan. Both shrink toward none.
+    let inject_slot = (
+        maybe(cfg.inject_rate, env_fault_strategy()),
+        maybe(cfg.inject_rate * RESIZE_INJECT_WEIGHT, env_fault_strategy()),
+    );
+    let grid_cap = maybe(
+        cfg.small_grid_cap_probability,
+        (0.0f64..=1.0).prop_map(small_grid_cap).boxed(),
+    );
+    // The grid cap and the faults come after the other parts, so that they leave those as the
+    // same seed always drew them.
     (
         prop::sample::select(Family::ALL.to_vec()),
         nodes,
         any::<u64>(),
         tweaks,
-        prop::collection::vec(plan_strategy(&cfg), 0..=cfg.max_plans.max(1)),
+        prop::collection::vec(plan_strategy(&cfg), 0..=max_plans),
+        grid_cap,
+        prop::collection::vec(inject_slot, max_plans..=max_plans),
     )
-        .prop_map(move |(family, nodes, salt, tweaks, plans)| {
-            build_case(family, nodes, salt, &tweaks, &plans, &cfg)
-        })
+        .prop_map(
+            move |(family, nodes, salt, tweaks, plans, grid_cap, slots)| {
+                let injects: Vec<Option<EnvFault>> = plans
+                    .iter()
+                    .zip(&slots)
+                    .map(|(plan, (other, resize))| if plan.is_resize() { *resize } else { *other })
+                    .collect();
+                let plans = with_injects(&plans, &injects);
+                let mut case = build_case(family, nodes, salt, &tweaks, &plans, &cfg);
+                case.engine = engine_section(grid_cap, nodes, &cfg);
+                case
+            },
+        )
         .boxed()
 }
 
@@ -1234,5 +1410,80 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    fn without_injects(mut case: Case) -> Case {
+        case.ops.retain(|op| !matches!(op, Op::Inject { .. }));
+        case
+    }
+
+    #[test]
+    fn injected_faults_are_drawn_after_the_rest_of_the_case() {
+        let quiet = GenConfig::default();
+        let noisy = GenConfig {
+            inject_rate: 0.5,
+            ..GenConfig::default()
+        };
+        let (mut injected, mut before_resize, mut plans_seen) = (0, 0, 0);
+        for seed in 0..200 {
+            let a = generate_case_from_seed(seed, &quiet);
+            let b = generate_case_from_seed(seed, &noisy);
+            assert!(!a.ops.iter().any(|op| matches!(op, Op::Inject { .. })));
+            assert_eq!(without_injects(b.clone()), a, "seed {seed}");
+            plans_seen += a.ops.len();
+            for (i, op) in b.ops.iter().enumerate() {
+                if let Op::Inject { fault } = op {
+                    injected += 1;
+                    let nth = match *fault {
+                        EnvFault::FailAlloc { nth }
+                        | EnvFault::FailCopy { nth }
+                        | EnvFault::FailLaunch { nth }
+                        | EnvFault::LoseContext { nth } => nth,
+                    };
+                    assert!((1..=6).contains(&nth));
+                    if matches!(
+                        b.ops.get(i + 1),
+                        Some(Op::Reserve { .. } | Op::ShrinkToFit | Op::AddNodes { .. })
+                    ) {
+                        before_resize += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            injected > plans_seen / 4,
+            "{injected} faults in {plans_seen} ops"
+        );
+        assert!(
+            before_resize * 2 > injected,
+            "{before_resize} of {injected} faults before a resize"
+        );
+        // The same holds for the proptest strategy campaigns draw from.
+        for seed in 0..50 {
+            let a = crate::shrink::generated_case(seed, &quiet).unwrap();
+            let b = crate::shrink::generated_case(seed, &noisy).unwrap();
+            assert_eq!(without_injects(b), a, "strategy seed {seed}");
+        }
+    }
+
+    #[test]
+    fn small_grid_caps_go_to_small_graphs() {
+        let cfg = GenConfig {
+            small_grid_cap_probability: 0.5,
+            large_probability: 0.3,
+            ..GenConfig::default()
+        };
+        let mut capped = 0;
+        for seed in 0..300 {
+            let case = generate_case_from_seed(seed, &cfg);
+            if let Some(cells) = case.engine.and_then(|e| e.max_grid_cells) {
+                capped += 1;
+                assert!((8..=4096).contains(&cells), "{cells}");
+                assert!(case.graph.num_nodes <= cfg.max_small_nodes as u64);
+            }
+        }
+        assert!(capped > 60, "{capped} capped cases of 300");
+        assert_eq!(small_grid_cap(0.0), 8);
+        assert_eq!(small_grid_cap(1.0), 4096);
     }
 }

@@ -5,6 +5,10 @@ The driver sends a [`Job`] as the payload of a worker request; the worker answer
 Two kinds of job: a whole case on a fresh engine, or a soak session — one long-lived engine, like a
 server's, fed chunks of operations. The handler writes the current operation and kernel into the
 worker's breadcrumbs, so that if a kernel kills the process the driver knows where it was.
+
+Under `--sanitize checked` the handler opens backends in their checked mode and records the first
+memory violation any backend call reports ([`crate::sanitize_mode::Recorded`]); the reply carries it
+as a [`SanitizerFinding`], whatever the case result says.
 */
 
 use std::sync::Arc;
@@ -15,8 +19,9 @@ use forcefield::backend::Backend;
 use forcefield::{CpuBackend, CudaBackend, Engine, EngineConfig, FaultSet};
 
 use crate::case::{BackendKind, Case, Op};
-use crate::execute::{self, Breadcrumb, CaseResult, ExecOptions};
+use crate::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
 use crate::isolate::Breadcrumbs;
+use crate::sanitize_mode::{Recorded, SanitizeMode, SanitizerFinding, ViolationLog};
 use crate::traced_backend::TracedBackend;
 
 /// A request to a worker.
@@ -30,6 +35,17 @@ pub enum Job {
         /// Also re-run under another growth policy and compare.
         #[serde(default)]
         capacity_invariance: bool,
+    },
+    /// Continue a case whose previous worker was poisoned (see [`crate::execute::ResumePoint`]): an
+    /// engine rebuilt from the checkpoint retries op `resume.from_op` and runs the rest.
+    Resume {
+        /// The case.
+        case: Case,
+        /// Also re-run under another growth policy and compare.
+        #[serde(default)]
+        capacity_invariance: bool,
+        /// Where to continue.
+        resume: Box<ResumePoint>,
     },
     /// Start a soak session: an engine holding the case's graph, params and faults (ops ignored).
     SoakStart {
@@ -56,6 +72,10 @@ pub struct SoakStats {
     pub device_bytes: u64,
     /// Resident memory of the worker process, in bytes.
     pub rss_bytes: u64,
+    /// Injected faults fired in this session's engine since it started, by kind: the soak driver
+    /// counts each request's share, recovered when the request passed.
+    #[serde(default)]
+    pub injections: forcefield::InjectionCounts,
 }
 
 /// A worker's answer.
@@ -68,29 +88,110 @@ pub struct JobReply {
     /// Soak measurements, for soak jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soak: Option<SoakStats>,
+    /// The first invalid memory access a checked backend reported during the request: a sanitizer
+    /// finding, whatever `result` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanitizer: Option<SanitizerFinding>,
 }
 
-/// Opens the backend a case asks for.
+/// Opens the backend a case asks for, unchecked.
 pub fn open_backend(kind: BackendKind, threads: usize) -> Result<Box<dyn Backend>, String> {
+    open_backend_with(kind, threads, SanitizeMode::Off)
+}
+
+/// Opens the backend a case asks for, in its checked mode under `--sanitize checked`.
+pub fn open_backend_with(
+    kind: BackendKind,
+    threads: usize,
+    mode: SanitizeMode,
+) -> Result<Box<dyn Backend>, String> {
     match kind {
-        BackendKind::Cpu => Ok(Box::new(if threads == 0 {
-            CpuBackend::new()
-        } else {
-            CpuBackend::with_threads(threads)
-        })),
-        BackendKind::Cuda => CudaBackend::new(0)
-            .map(|b| Box::new(b) as Box<dyn Backend>)
-            .map_err(|e| format!("no usable CUDA device: {e}")),
+        BackendKind::Cpu => {
+            let cpu = if threads == 0 {
+                CpuBackend::new()
+            } else {
+                CpuBackend::with_threads(threads)
+            };
+            Ok(Box::new(cpu.with_checked(mode.is_checked())))
+        }
+        BackendKind::Cuda => open_cuda(mode),
     }
 }
 
+/// Opens the CUDA backend for a sanitize mode: the checked build (bounds-checked kernels, red zones,
+/// poisoned fresh memory) for `checked`, the plain one otherwise (compute-sanitizer tools watch it
+/// from outside the process).
+pub fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> {
+    CudaBackend::with_checked(0, mode.is_checked())
+        .map(|b| Box::new(b) as Box<dyn Backend>)
+        .map_err(|e| format!("no usable CUDA device: {e}"))
+}
+
+/// Runs a whole case on fresh engines whose backends `make` opens (as a worker does, or in this
+/// process), recording any sanitizer finding into the reply.
+pub fn run_case<Bk: Backend>(
+    case: &Case,
+    opts: &ExecOptions,
+    make: &dyn Fn() -> Result<Bk, String>,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> JobReply {
+    resume_case(case, opts, None, make, on_op)
+}
+
+/// [`run_case`], continuing from `resume` when given (a [`Job::Resume`]).
+pub fn resume_case<Bk: Backend>(
+    case: &Case,
+    opts: &ExecOptions,
+    resume: Option<&ResumePoint>,
+    make: &dyn Fn() -> Result<Bk, String>,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> JobReply {
+    let log = ViolationLog::default();
+    let recorded = || make().map(|b| Recorded::new(b, log.clone()));
+    let result = match resume {
+        Some(point) => execute::resume_with(case, opts, point, &recorded, on_op),
+        None => execute::execute_with(case, opts, &recorded, on_op),
+    };
+    // A poisoned process cannot serve another case either.
+    let context_lost = matches!(
+        &result,
+        CaseResult::EngineError { sticky: true, .. } | CaseResult::Poisoned { .. }
+    );
+    JobReply {
+        result,
+        context_lost,
+        soak: None,
+        sanitizer: log.take(),
+    }
+}
+
+/// The payload that continues `case` in a fresh worker when `reply` says its worker was poisoned
+/// (a [`CaseResult::Poisoned`] result); `None` for any other reply.
+pub fn resume_payload(
+    case: &Case,
+    capacity_invariance: bool,
+    reply: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let reply: JobReply = serde_json::from_value(reply.clone()).ok()?;
+    let resume = reply.result.resume_point()?.clone();
+    serde_json::to_value(Job::Resume {
+        case: case.clone(),
+        capacity_invariance,
+        resume: Box::new(resume),
+    })
+    .ok()
+}
+
 type Hook = Box<dyn FnMut(&'static str) + Send>;
-type SoakEngine = Engine<TracedBackend<Hook>>;
+type SoakEngine = Engine<Recorded<TracedBackend<Hook>>>;
 
 /// The state a worker keeps between requests.
 pub struct Handler {
     threads: usize,
+    sanitize: SanitizeMode,
     soak: Option<(SoakEngine, u64)>,
+    /// Where the soak engine's backend records violations.
+    soak_log: ViolationLog,
 }
 
 impl Handler {
@@ -98,8 +199,16 @@ impl Handler {
     pub fn new(threads: usize) -> Self {
         Handler {
             threads,
+            sanitize: SanitizeMode::Off,
             soak: None,
+            soak_log: ViolationLog::default(),
         }
+    }
+
+    /// This handler, opening backends for `mode` (`checked`: in their checked mode).
+    pub fn with_sanitize(mut self, mode: SanitizeMode) -> Self {
+        self.sanitize = mode;
+        self
     }
 
     /// Handles one request payload; always returns a reply payload.
@@ -116,6 +225,7 @@ impl Handler {
                 },
                 context_lost: false,
                 soak: None,
+                sanitizer: None,
             },
         };
         serde_json::to_value(&reply).unwrap_or_else(|e| {
@@ -128,7 +238,7 @@ impl Handler {
         kind: BackendKind,
         crumbs: &Arc<Breadcrumbs>,
     ) -> Result<TracedBackend<Hook>, String> {
-        let inner = open_backend(kind, self.threads)?;
+        let inner = open_backend_with(kind, self.threads, self.sanitize)?;
         let crumbs = Arc::clone(crumbs);
         let hook: Hook = Box::new(move |kernel| crumbs.set_kernel(kernel));
         Ok(TracedBackend::new(inner, hook))
@@ -147,16 +257,25 @@ impl Handler {
                 let mut on_op =
                     |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
                 let make = || self.traced(case.backend, crumbs);
-                let result = execute::execute_with(&case, &opts, &make, &mut on_op);
-                let context_lost = matches!(&result, CaseResult::EngineError { sticky: true, .. });
-                JobReply {
-                    result,
-                    context_lost,
-                    soak: None,
-                }
+                run_case(&case, &opts, &make, &mut on_op)
+            }
+            Job::Resume {
+                case,
+                capacity_invariance,
+                resume,
+            } => {
+                let opts = ExecOptions {
+                    check_capacity_invariance: capacity_invariance,
+                    threads: self.threads,
+                };
+                let mut on_op =
+                    |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
+                let make = || self.traced(case.backend, crumbs);
+                resume_case(&case, &opts, Some(&resume), &make, &mut on_op)
             }
             Job::SoakStart { case } => {
                 self.soak = None;
+                self.soak_log = ViolationLog::default();
                 crumbs.set_op(u64::MAX, execute::INIT_OP);
                 let result = (|| {
                     let spec = case.graph.to_spec().map_err(|e| CaseResult::Invalid {
@@ -164,6 +283,7 @@ impl Handler {
                     })?;
                     let backend = self
                         .traced(case.backend, crumbs)
+                        .map(|b| Recorded::new(b, self.soak_log.clone()))
                         .map_err(|message| CaseResult::Environment { message })?;
                     Engine::with_config(
                         backend,
@@ -188,6 +308,7 @@ impl Handler {
                         result,
                         context_lost: false,
                         soak: None,
+                        sanitizer: self.soak_log.take(),
                     },
                 }
             }
@@ -199,6 +320,7 @@ impl Handler {
                         },
                         context_lost: false,
                         soak: None,
+                        sanitizer: None,
                     };
                 };
                 let mut step_seconds = 0.0;
@@ -224,18 +346,24 @@ impl Handler {
     }
 
     fn soak_reply(&self, result: CaseResult, step_seconds: f64, request_steps: u64) -> JobReply {
-        let context_lost = matches!(&result, CaseResult::EngineError { sticky: true, .. });
+        // A poisoned process (CUDA after an injected lost context) cannot serve an engine again.
+        let context_lost = matches!(
+            &result,
+            CaseResult::EngineError { sticky: true, .. } | CaseResult::Poisoned { .. }
+        );
         let soak = self.soak.as_ref().map(|(engine, steps)| SoakStats {
             steps: *steps,
             step_seconds,
             request_steps,
             device_bytes: engine.device_bytes() as u64,
             rss_bytes: resident_bytes(),
+            injections: engine.injections_fired(),
         });
         JobReply {
             result,
             context_lost,
             soak,
+            sanitizer: self.soak_log.take(),
         }
     }
 }

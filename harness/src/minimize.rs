@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use forcefield::{Edge, SimParams};
+use forcefield::{Edge, EnvFault, SimParams};
 
 use crate::case::{Case, Op};
 use crate::ddmin::ddmin;
@@ -199,8 +199,8 @@ fn reduce_edges(s: &mut Search, case: Case) -> Case {
     out
 }
 
-/// Smaller numbers inside ops: step and node counts, reservations, and ddmin over the lists that
-/// ops carry.
+/// Smaller numbers inside ops: step and node counts, reservations, the `nth` of injected faults,
+/// and ddmin over the lists that ops carry.
 fn reduce_op_contents(s: &mut Search, mut case: Case) -> Case {
     for i in 0..case.ops.len() {
         let smaller_counts = |c: u64| -> Vec<u64> {
@@ -226,6 +226,13 @@ fn reduce_op_contents(s: &mut Search, mut case: Case) -> Case {
                     .map(|count| Op::AddNodes {
                         count,
                         positions: None,
+                    })
+                    .collect(),
+                // An earlier call failing instead: the fault fires closer to the op start.
+                Op::Inject { fault } => smaller_counts(u64::from(nth_of(fault)))
+                    .into_iter()
+                    .map(|nth| Op::Inject {
+                        fault: with_nth(fault, u32::try_from(nth).unwrap_or(1)),
                     })
                     .collect(),
                 Op::Reserve { nodes, edges } => [(0, *edges), (*nodes, 0), (nodes / 2, edges / 2)]
@@ -271,6 +278,24 @@ fn reduce_op_contents(s: &mut Search, mut case: Case) -> Case {
         }
     }
     case
+}
+
+fn nth_of(fault: &EnvFault) -> u32 {
+    match *fault {
+        EnvFault::FailAlloc { nth }
+        | EnvFault::FailCopy { nth }
+        | EnvFault::FailLaunch { nth }
+        | EnvFault::LoseContext { nth } => nth,
+    }
+}
+
+fn with_nth(fault: &EnvFault, nth: u32) -> EnvFault {
+    match fault {
+        EnvFault::FailAlloc { .. } => EnvFault::FailAlloc { nth },
+        EnvFault::FailCopy { .. } => EnvFault::FailCopy { nth },
+        EnvFault::FailLaunch { .. } => EnvFault::FailLaunch { nth },
+        EnvFault::LoseContext { .. } => EnvFault::LoseContext { nth },
+    }
 }
 
 /// Removes initial nodes. Node ids in ops are renumbered as if the removed nodes had never been
@@ -485,5 +510,34 @@ mod tests {
         let (small, report) = minimize(&c, MinimizeLimits::default(), &mut test);
         assert_eq!(small, c);
         assert_eq!(report.accepted, 0);
+    }
+
+    #[test]
+    fn injected_faults_fire_as_early_as_the_failure_allows() {
+        let c = case_with(
+            2,
+            vec![],
+            vec![
+                Op::Inject {
+                    fault: EnvFault::FailCopy { nth: 9 },
+                },
+                Op::Step { count: 1 },
+            ],
+        );
+        // "Fails" while a copy fault at least the 3rd copy away precedes a step.
+        let mut test = |c: &Case| {
+            matches!(c.ops.first(), Some(Op::Inject { fault: EnvFault::FailCopy { nth } }) if *nth >= 3)
+                && c.ops.iter().any(|op| matches!(op, Op::Step { .. }))
+        };
+        let (small, _) = minimize(&c, MinimizeLimits::default(), &mut test);
+        assert_eq!(
+            small.ops,
+            vec![
+                Op::Inject {
+                    fault: EnvFault::FailCopy { nth: 3 }
+                },
+                Op::Step { count: 1 }
+            ]
+        );
     }
 }

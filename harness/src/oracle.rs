@@ -8,6 +8,12 @@ these generic properties. [`check_engine`] gathers the data from an engine and r
 apply after a given operation.
 
 Every check has a stable name ([`checks`]) that ends up in finding signatures.
+
+Besides the invariants of one engine's state there are checks that compare two computations which
+must agree whatever the engine's internals: `restart-equivalence` (an engine rebuilt from another's
+checkpoint steps to the same layout: the checkpoint is the whole state), `differential` (CUDA against
+a CPU shadow) and `capacity-invariance` (two growth policies). The executor ([`crate::execute`])
+decides when each runs; the comparisons themselves are here.
 */
 
 use std::cmp::Ordering;
@@ -25,8 +31,10 @@ pub mod checks {
     pub const COUNTS_WITHIN_CAPACITY: &str = "counts-within-capacity";
     /// Sorted keys are non-decreasing and every key lies within the grid.
     pub const SORT_SORTED: &str = "sort-sorted";
-    /// Sorted values are a permutation of the nodes and carry their own keys.
+    /// Sorted values are a permutation of the nodes.
     pub const SORT_PERMUTATION: &str = "sort-permutation";
+    /// Each sorted key is the key of the node beside it: the sort moved keys and values together.
+    pub const SORT_PAIRS: &str = "sort-pairs";
     /// Every node lies in exactly one cell range, the range of its key.
     pub const CELL_RANGES: &str = "cell-ranges";
     /// The CSR is well formed and holds exactly the live edges in both directions.
@@ -35,7 +43,17 @@ pub mod checks {
     pub const SSSP_DIJKSTRA: &str = "sssp-dijkstra";
     /// The same case under another growth policy gives the same positions, bit for bit.
     pub const CAPACITY_INVARIANCE: &str = "capacity-invariance";
+    /// Device memory held equals the bytes of the registered buffers (nothing leaked).
+    pub const MEMORY_ACCOUNTING: &str = "memory-accounting";
+    /// An engine rebuilt from the checkpoint steps to the same positions and velocities.
+    pub const RESTART_EQUIVALENCE: &str = "restart-equivalence";
+    /// CUDA positions agree with a CPU shadow engine's within [`super::DIFFERENTIAL_TOLERANCE`].
+    pub const DIFFERENTIAL: &str = "differential";
 }
+
+/// Relative tolerance of comparisons across backends: `|a - b| <= 1e-3 * (1 + |a|)` per coordinate,
+/// as the CUDA tests use (ARCHITECTURE.md, "Tolerance CPU vs CUDA").
+pub const DIFFERENTIAL_TOLERANCE: f32 = 1e-3;
 
 /// A broken invariant: which check, and what exactly was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,11 +169,12 @@ pub fn check_counts(r: &CapacityReport) -> CheckResult {
     Ok(())
 }
 
-/// `sort-sorted`, `sort-permutation` and `cell-ranges` on the grid stage of the last step, in that
-/// order; the first violation is returned.
+/// `sort-sorted`, `sort-permutation`, `sort-pairs` and `cell-ranges` on the grid stage of the last
+/// step, in that order; the first violation is returned.
 pub fn check_grid(g: &GridInspection) -> CheckResult {
     check_sort_sorted(g)?;
     check_sort_permutation(g)?;
+    check_sort_pairs(g)?;
     check_cell_ranges(g)
 }
 
@@ -186,8 +205,7 @@ pub fn check_sort_sorted(g: &GridInspection) -> CheckResult {
     Ok(())
 }
 
-/// `sort-permutation`: the sorted values are each node exactly once, and each sorted key is the key
-/// of the node beside it.
+/// `sort-permutation`: the sorted values are each node exactly once.
 pub fn check_sort_permutation(g: &GridInspection) -> CheckResult {
     let n = g.cell_keys.len();
     let v = |d: String| Err(Violation::new(checks::SORT_PERMUTATION, d));
@@ -207,15 +225,128 @@ pub fn check_sort_permutation(g: &GridInspection) -> CheckResult {
             return v(format!("node {node} appears twice (again at slot {slot})"));
         }
         *s = true;
-        let key = g.cell_keys[node as usize];
-        if g.sorted_keys[slot] != key {
+    }
+    Ok(())
+}
+
+/// `sort-pairs`: `sorted_keys[i] == cell_keys[sorted_nodes[i]]` for every slot, i.e. the sort moved
+/// each value with its own key (a sort whose values are not what the keys were computed for passes
+/// `sort-sorted` and may pass `sort-permutation`, and still files nodes under other nodes' cells).
+pub fn check_sort_pairs(g: &GridInspection) -> CheckResult {
+    let v = |d: String| Err(Violation::new(checks::SORT_PAIRS, d));
+    if g.sorted_nodes.len() != g.sorted_keys.len() {
+        return v(format!(
+            "{} sorted keys but {} sorted nodes",
+            g.sorted_keys.len(),
+            g.sorted_nodes.len()
+        ));
+    }
+    for (slot, (&key, &node)) in g.sorted_keys.iter().zip(&g.sorted_nodes).enumerate() {
+        let Some(&own) = g.cell_keys.get(node as usize) else {
             return v(format!(
-                "sorted slot {slot} holds node {node} with key {} but its key is {key}",
-                g.sorted_keys[slot]
+                "sorted slot {slot} holds node {node} of {}",
+                g.cell_keys.len()
+            ));
+        };
+        if key != own {
+            return v(format!(
+                "sorted slot {slot} holds node {node} with key {key} but its key is {own}"
             ));
         }
     }
     Ok(())
+}
+
+/// `memory-accounting`: the device memory the backend holds equals the bytes of the buffers the
+/// registry knows (like memcheck's leak check: memory no registered buffer owns is leaked).
+pub fn check_memory_accounting(device_bytes: usize, registry_bytes: usize) -> CheckResult {
+    if device_bytes == registry_bytes {
+        return Ok(());
+    }
+    let detail = if device_bytes > registry_bytes {
+        format!(
+            "the device holds {device_bytes} bytes but the registered buffers own {registry_bytes}: \
+             {} bytes leaked",
+            device_bytes - registry_bytes
+        )
+    } else {
+        format!(
+            "the registered buffers claim {registry_bytes} bytes but the device holds only \
+             {device_bytes}"
+        )
+    };
+    Err(Violation::new(checks::MEMORY_ACCOUNTING, detail))
+}
+
+/// Whether `b` agrees with the reference `a`: bit for bit when `exact`, else within
+/// [`DIFFERENTIAL_TOLERANCE`] relative to `1 + |a|` (two NaNs agree: their difference is not the
+/// comparison's business, `positions-finite` reports them).
+fn agrees(a: f32, b: f32, exact: bool) -> bool {
+    if a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan() {
+        return true;
+    }
+    !exact && (a - b).abs() <= DIFFERENTIAL_TOLERANCE * (1.0 + a.abs())
+}
+
+/// The first coordinate where `b` disagrees with `a`, as `(node, axis)`.
+fn first_disagreement(a: &[[f32; 3]], b: &[[f32; 3]], exact: bool) -> Option<(usize, usize)> {
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .find_map(|(i, (p, q))| (0..3).find(|&k| !agrees(p[k], q[k], exact)).map(|k| (i, k)))
+}
+
+/// `restart-equivalence`: the positions and velocities of an engine after a step op equal those of
+/// an engine rebuilt from its checkpoint before the op (with the parameters the host holds) and
+/// stepped the same count — bit for bit when `exact` (the CPU), within the differential tolerance
+/// otherwise. A difference means some state the kernels depend on is not in the checkpoint, or not
+/// what the host believes it is.
+pub fn check_restart_equivalence(
+    original: (&[[f32; 3]], &[[f32; 3]]),
+    restarted: (&[[f32; 3]], &[[f32; 3]]),
+    exact: bool,
+) -> CheckResult {
+    let v = |d: String| Err(Violation::new(checks::RESTART_EQUIVALENCE, d));
+    for (what, a, b) in [
+        ("position", original.0, restarted.0),
+        ("velocity", original.1, restarted.1),
+    ] {
+        if a.len() != b.len() {
+            return v(format!(
+                "{} {what}s in the engine but {} in the one rebuilt from its checkpoint",
+                a.len(),
+                b.len()
+            ));
+        }
+        if let Some((i, k)) = first_disagreement(a, b, exact) {
+            return v(format!(
+                "node {i} {what} axis {k} is {} but {} in the engine rebuilt from the checkpoint \
+                 (with the host's parameters)",
+                a[i][k], b[i][k]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `differential`: positions on another backend agree with the CPU reference `cpu` within
+/// [`DIFFERENTIAL_TOLERANCE`] per coordinate.
+pub fn check_differential(cpu: &[[f32; 3]], other: &[[f32; 3]]) -> CheckResult {
+    let v = |d: String| Err(Violation::new(checks::DIFFERENTIAL, d));
+    if cpu.len() != other.len() {
+        return v(format!(
+            "{} nodes on the CPU but {} on the device",
+            cpu.len(),
+            other.len()
+        ));
+    }
+    match first_disagreement(cpu, other, false) {
+        Some((i, k)) => v(format!(
+            "node {i} axis {k} is {} on the device but {} on the CPU (tolerance {DIFFERENTIAL_TOLERANCE:e} relative)",
+            other[i][k], cpu[i][k]
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `cell-ranges`: every non-empty cell range `[start, end)` lies within the nodes and holds only its
@@ -466,14 +597,15 @@ impl From<EngineError> for EngineCheckError {
     }
 }
 
-/// Runs the checks that apply after `after` on `engine`: positions finite always, in bounds after a
-/// step; counts within capacity; the grid invariants after a step or a resize (while the engine still
-/// holds the grid of its last step); the CSR against the live edges.
+/// Runs the checks that apply after `after` on `engine`: counts within capacity; memory accounting;
+/// positions finite always, in bounds after a step; the grid invariants after a step or a resize
+/// (while the engine still holds the grid of its last step); the CSR against the live edges.
 pub fn check_engine<Bk: Backend>(
     engine: &mut Engine<Bk>,
     after: AfterOp,
 ) -> Result<(), EngineCheckError> {
     check_counts(&CapacityReport::of(engine))?;
+    check_memory_accounting(engine.device_bytes(), engine.registry_bytes())?;
     let positions = engine.positions()?;
     check_positions_finite(&positions)?;
     if after == AfterOp::Step && engine.num_nodes() > 0 {
@@ -536,10 +668,26 @@ mod tests {
         let mut g = good_grid();
         g.sorted_nodes[0] = 9;
         assert_eq!(check_grid(&g).unwrap_err().check, checks::SORT_PERMUTATION);
-        // Values moved without their keys: nodes 1 and 3 exchanged.
+    }
+
+    #[test]
+    fn values_moved_without_their_keys_fail_sort_pairs() {
+        // Nodes 1 and 3 exchanged: still a permutation, keys still sorted.
         let mut g = good_grid();
         g.sorted_nodes.swap(0, 1);
-        assert_eq!(check_grid(&g).unwrap_err().check, checks::SORT_PERMUTATION);
+        check_sort_permutation(&g).unwrap();
+        check_sort_sorted(&g).unwrap();
+        let e = check_grid(&g).unwrap_err();
+        assert_eq!(e.check, checks::SORT_PAIRS);
+        assert_eq!(
+            e.detail,
+            "sorted slot 0 holds node 3 with key 0 but its key is 1"
+        );
+        check_sort_pairs(&good_grid()).unwrap();
+        // Nodes 0 and 2 share key 2: exchanging them is a different but valid sort.
+        let mut g = good_grid();
+        g.sorted_nodes.swap(2, 3);
+        check_grid(&g).unwrap();
     }
 
     #[test]

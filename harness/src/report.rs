@@ -486,6 +486,7 @@ mod tests {
             interrupted: false,
             findings,
             environment_message: None,
+            injections: Default::default(),
         }
     }
 

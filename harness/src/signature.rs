@@ -5,12 +5,19 @@ A [`Signature`] is the outcome class, the site (the kernel running when a worker
 operation), and a location where there is one (a panic's source line, an invariant's check name).
 Findings are deduplicated by signature, and minimization accepts a smaller case only when it gives the
 same signature, so shrinking never drifts to another bug.
+
+A sanitizer finding (a worker under `--sanitize checked` reporting an invalid memory access) is
+`sanitizer:<kind>:<kernel>`, with kind `out-of-bounds`, `uninitialized` or `unallocated`; the buffer,
+index and capacity are in its summary. It outranks whatever the case result says, since the
+engine error or broken invariant that follows an invalid access is only its consequence.
 */
 
 use serde::{Deserialize, Serialize};
 
 use crate::execute::CaseResult;
 use crate::isolate::{Execution, Outcome};
+use crate::job::JobReply;
+use crate::sanitize_mode::SanitizerFinding;
 
 /// The identity of a finding. Serialized as its display form, `class:detail:site`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -150,11 +157,44 @@ pub fn classify_result(result: &CaseResult) -> Verdict {
             ),
             summary: result.to_string(),
         },
+        CaseResult::FaultNotTolerated { op, failure, .. } => Verdict::Finding {
+            signature: Signature::new("fault-not-tolerated", failure.clone(), op.clone()),
+            summary: result.to_string(),
+        },
+        // Only an isolated run can go on in a new process; in this one it is an environment limit.
+        CaseResult::Poisoned { .. } => Verdict::Environment {
+            message: result.to_string(),
+        },
         CaseResult::Environment { message } | CaseResult::Invalid { message } => {
             Verdict::Environment {
                 message: message.clone(),
             }
         }
+    }
+}
+
+/// Classifies a worker's reply: its sanitizer finding if it has one, else its case result.
+pub fn classify_reply(reply: &JobReply) -> Verdict {
+    match &reply.sanitizer {
+        Some(finding) => classify_sanitizer(finding, &reply.result),
+        None => classify_result(&reply.result),
+    }
+}
+
+/// The verdict of a sanitizer finding made while running to `result`: `sanitizer:<kind>:<kernel>`,
+/// summarized in compute-sanitizer's words with the op it happened in.
+pub fn classify_sanitizer(finding: &SanitizerFinding, result: &CaseResult) -> Verdict {
+    let during = match result {
+        CaseResult::EngineError { op_index, op, .. }
+        | CaseResult::InvariantViolation { op_index, op, .. } => match op_index {
+            Some(i) => format!(" (during op {i}, {op})"),
+            None => format!(" (during {op})"),
+        },
+        _ => String::new(),
+    };
+    Verdict::Finding {
+        signature: Signature::new("sanitizer", finding.kind.clone(), finding.kernel.clone()),
+        summary: format!("{}{during}", finding.message),
     }
 }
 
@@ -164,8 +204,8 @@ pub fn classify(execution: &Execution) -> Verdict {
     let site = site_of(execution);
     let (signature, summary) = match &execution.outcome {
         Outcome::Reply { payload } => {
-            return match serde_json::from_value::<crate::job::JobReply>(payload.clone()) {
-                Ok(reply) => classify_result(&reply.result),
+            return match serde_json::from_value::<JobReply>(payload.clone()) {
+                Ok(reply) => classify_reply(&reply),
                 Err(e) => Verdict::Finding {
                     signature: Signature::new("protocol-error", "bad-reply", site),
                     summary: format!("the worker's reply is not understood: {e}"),
@@ -241,5 +281,58 @@ mod tests {
             Some("invariant:positions-finite:step")
         );
         assert_eq!(classify_result(&CaseResult::Pass), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_sanitizer_finding_outranks_the_engine_error_it_caused() {
+        let finding = SanitizerFinding {
+            kind: "out-of-bounds".into(),
+            kernel: "sort_pairs".into(),
+            buffer: "sorted_keys".into(),
+            index: 12,
+            len: 12,
+            capacity: 12,
+            access: "write".into(),
+            size: 4,
+            more: 0,
+            message: "Invalid __global__ write of size 4 bytes: buffer `sorted_keys` index 12 >= capacity 12 (live length 12) in kernel `sort_pairs`".into(),
+        };
+        let result = CaseResult::EngineError {
+            op_index: Some(2),
+            op: "step".into(),
+            error: "launch failed".into(),
+            sticky: false,
+        };
+        let reply = JobReply {
+            result: result.clone(),
+            context_lost: false,
+            soak: None,
+            sanitizer: Some(finding),
+        };
+        let Verdict::Finding { signature, summary } = classify_reply(&reply) else {
+            panic!("a finding")
+        };
+        assert_eq!(signature.to_string(), "sanitizer:out-of-bounds:sort_pairs");
+        assert_eq!(signature.id(), "sanitizer-out-of-bounds-sort_pairs");
+        assert_eq!(
+            signature.to_string().parse::<Signature>().unwrap(),
+            signature
+        );
+        assert!(
+            summary.contains("`sorted_keys` index 12 >= capacity 12")
+                && summary.ends_with("(during op 2, step)"),
+            "{summary}"
+        );
+        let plain = JobReply {
+            sanitizer: None,
+            ..reply
+        };
+        assert_eq!(
+            classify_reply(&plain)
+                .signature()
+                .map(|s| s.to_string())
+                .as_deref(),
+            Some("engine-error:step")
+        );
     }
 }

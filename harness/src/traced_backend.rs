@@ -62,4 +62,13 @@ impl<F: FnMut(&'static str) + Send> Backend for TracedBackend<F> {
     fn bytes_allocated(&self) -> usize {
         self.inner.bytes_allocated()
     }
+    fn lose_context(&mut self) -> BackendError {
+        self.inner.lose_context()
+    }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        self.inner.reset()
+    }
+    fn set_faults(&mut self, faults: forcefield::FaultSet) {
+        self.inner.set_faults(faults)
+    }
 }

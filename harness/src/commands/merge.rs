@@ -182,6 +182,7 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         interrupted: false,
         findings: Vec::new(),
         environment_message: None,
+        injections: BTreeMap::new(),
     };
     for (path, s) in inputs {
         let differs = |what, found: String, expected: String| MergeError::Differs {
@@ -225,6 +226,9 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         merged.environment_errors += s.environment_errors;
         merged.seconds = merged.seconds.max(s.seconds);
         merged.interrupted |= s.interrupted;
+        for (kind, n) in &s.injections {
+            *merged.injections.entry(kind.clone()).or_default() += n;
+        }
         if merged.environment_message.is_none() {
             merged.environment_message = s.environment_message.clone();
         }
@@ -349,6 +353,7 @@ mod tests {
                 interrupted: false,
                 findings,
                 environment_message: None,
+                injections: BTreeMap::new(),
             },
         )
     }
