@@ -52,6 +52,10 @@ pub enum Command {
     Faults,
     /// The server's life: one engine, continuous steps, mutations and resizes; crashes recorded.
     Soak(crate::commands::soak::SoakArgs),
+    /// Prove the harness: a seeded campaign per planted fault, then the clean engine; a table.
+    Selftest(crate::commands::selftest::SelftestArgs),
+    /// Benchmarks: record results with a machine fingerprint, compare against a baseline, draw trends.
+    Bench(crate::commands::bench::BenchArgs),
     /// Internal: serve cases for a driver (started by forcefield itself).
     #[command(hide = true)]
     Worker(crate::commands::worker::WorkerArgs),
@@ -69,6 +73,8 @@ impl Command {
             Command::Merge(args) => crate::commands::merge::run(&args),
             Command::Faults => crate::commands::faults::run(),
             Command::Soak(args) => crate::commands::soak::run(&args),
+            Command::Selftest(args) => crate::commands::selftest::run(&args),
+            Command::Bench(args) => crate::commands::bench::run(&args),
             Command::Worker(args) => crate::commands::worker::run(&args),
         }
     }

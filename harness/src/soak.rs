@@ -15,9 +15,15 @@ shrink to fit, regrowth, edges, `set_params`), then steps. This module is respon
   oracle, the recorder is saved as a case with `expect: open <signature>` and the engine is
   restarted as a supervisor would (the [`WorkerSlot`] respawns a dead worker; a fresh engine gets a
   new start graph from the continuing stream);
+* injected environment faults (`--inject-rate`, [`InjectionSchedule`]): `inject` ops placed in
+  the chunks on a seeded schedule. The worker applies every op under the fault-tolerance oracle
+  (typed error, state as before the op, `recover()` after a lost context, the retried op
+  succeeds), so the engine keeps going through each fault; one that is not tolerated is a
+  `fault-not-tolerated` crash with its flight recorder saved like any other. The workers report
+  the faults that fired; the report counts them by kind, armed / fired / recovered;
 * the measurements ([`SoakReport`]): steps, crashes by signature, the interval between crashes,
   memory (worker RSS and device bytes) over the longest engine life and the longest-serving worker
-  process, and step-time drift.
+  process with a verdict on whether it stayed flat ([`MemoryTrend`]), and step-time drift.
 
 A life is also retired (a planned restart, not a crash) before its recorder would break the case
 limits of [`crate::case`] (`--life-steps` can make lives shorter): a recorder that cannot be loaded
@@ -52,17 +58,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use forcefield::Fault;
+use forcefield::{EnvFault, Fault};
 
 use crate::artifacts::write_json;
 use crate::case::{
     BackendKind, Case, CaseGraph, Expectation, Op, Provenance, MAX_CASE_EDGES, MAX_CASE_NODES,
     MAX_CASE_OPS, MAX_CASE_STEPS,
 };
+use crate::execute::CaseResult;
 use crate::generate::{generate_case_from_seed, random_plan, realize, GenConfig, Model, OpPlan};
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::job::{Job, JobReply, SoakStats};
 use crate::signature::{classify, Signature, Verdict};
+
+/// The signature class of an injected fault the engine did not tolerate.
+const FAULT_NOT_TOLERATED: &str = "fault-not-tolerated";
 
 /// The format string of `soak.json`.
 pub const SOAK_FORMAT: &str = "forcefield-soak/1";
@@ -98,6 +108,8 @@ pub struct SoakConfig {
     pub progress: bool,
     /// After the run, replay one saved case per signature in a fresh worker.
     pub replay: bool,
+    /// Injected environment faults per second of each kind (0: none); see [`InjectionSchedule`].
+    pub inject_rate: f64,
 }
 
 // ---- the op stream ----------------------------------------------------------------------------
@@ -208,6 +220,175 @@ fn nodes_after(op: &Op, nodes: u64) -> u64 {
             nodes - distinct.len() as u64
         }
         _ => nodes,
+    }
+}
+
+// ---- injected faults --------------------------------------------------------------------------
+
+/// The kinds of injected fault, in report order (as [`EnvFault::KINDS`]).
+const KINDS: usize = 4;
+
+fn kind_index(fault: &EnvFault) -> usize {
+    match fault {
+        EnvFault::FailAlloc { .. } => 0,
+        EnvFault::FailCopy { .. } => 1,
+        EnvFault::FailLaunch { .. } => 2,
+        EnvFault::LoseContext { .. } => 3,
+    }
+}
+
+/// Most allocations an injected allocation fault lets through before failing one: allocations come
+/// in bursts (a resize allocates every buffer of its size class), so failing the second or third of
+/// a burst reaches the undo of a half-done resize as well as its start.
+const MAX_ALLOC_NTH: u32 = 3;
+
+/// The seeded schedule of injected environment faults.
+///
+/// Each kind (fail-alloc, fail-copy, fail-launch, lose-context) is a Poisson process of `rate`
+/// faults per second of soak time: after a fault of a kind is placed, the next one is due an
+/// exponentially distributed gap later. A due fault is placed in the next chunk sent, as an `inject`
+/// op before a random op of the chunk (at most one of each kind per chunk: the engine holds one
+/// armed fault per kind). The gaps, the placements and the faults (`nth` of an allocation fault) are
+/// drawn from an RNG of the seed alone, separate from the op stream's, so switching injection on
+/// changes no graph op; which chunk a fault lands in follows the clock, and the flight recorder
+/// keeps the exact placement, so every life replays.
+pub struct InjectionSchedule {
+    rng: ChaCha8Rng,
+    rate: f64,
+    /// Seconds from the soak's start when each kind's next fault is due.
+    due: [f64; KINDS],
+}
+
+impl InjectionSchedule {
+    /// The schedule of `seed` at `rate` faults per second of each kind (`rate > 0`).
+    pub fn new(seed: u64, rate: f64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(forcefield::hash::mix3(seed, 0, 0x696e6a));
+        let mut due = [0.0; KINDS];
+        for d in &mut due {
+            *d = exponential(&mut rng, rate);
+        }
+        InjectionSchedule { rng, rate, due }
+    }
+
+    /// `chunk` with an `inject` op before a random op for each kind due by `now` seconds.
+    pub fn place(&mut self, now: f64, mut chunk: Vec<Op>) -> Vec<Op> {
+        for kind in 0..KINDS {
+            if self.due[kind] > now {
+                continue;
+            }
+            self.due[kind] = now + exponential(&mut self.rng, self.rate);
+            let fault = match kind {
+                0 => EnvFault::FailAlloc {
+                    nth: self.rng.gen_range(1..=MAX_ALLOC_NTH),
+                },
+                1 => EnvFault::FailCopy { nth: 1 },
+                2 => EnvFault::FailLaunch { nth: 1 },
+                _ => EnvFault::LoseContext { nth: 1 },
+            };
+            let at = self.rng.gen_range(0..chunk.len().max(1));
+            chunk.insert(at.min(chunk.len()), Op::Inject { fault });
+        }
+        chunk
+    }
+}
+
+/// A draw from the exponential distribution of mean `1 / rate`.
+fn exponential(rng: &mut ChaCha8Rng, rate: f64) -> f64 {
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    -u.ln() / rate
+}
+
+/// Injected faults of one kind over a soak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounts {
+    /// `inject` ops sent (armed). Some never fire: arming replaces a fault of the same kind still
+    /// armed, and a recovery from a lost context drops every armed fault, as the engine does.
+    pub armed: u64,
+    /// Faults that fired (a backend call failed because of them), as the workers count them.
+    pub fired: u64,
+    /// Fired faults whose request then passed every check: typed error, state as before the op
+    /// (after `recover()` for a lost context), the retried op succeeded, invariants held after.
+    pub recovered: u64,
+    /// Fired faults that poisoned the worker process (a lost context on CUDA): the life ended and a
+    /// new engine started in a new worker.
+    pub restarted: u64,
+}
+
+/// What the soak's injected faults came to (`soak.json`, `injections`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InjectionSummary {
+    /// Faults per second of each kind.
+    pub rate: f64,
+    /// By kind, in the order of [`EnvFault::KINDS`].
+    pub kinds: BTreeMap<String, KindCounts>,
+    /// Findings of class `fault-not-tolerated` (each also a crash group with flight recorders).
+    pub not_tolerated: u64,
+    /// Whether the workers reported how many faults fired. A worker that does not leaves
+    /// `fired` and `recovered` at 0, and then nothing can be said about recovery.
+    pub counted: bool,
+}
+
+impl InjectionSummary {
+    fn new(rate: f64) -> Self {
+        InjectionSummary {
+            rate,
+            kinds: EnvFault::KINDS
+                .iter()
+                .map(|k| (k.to_string(), KindCounts::default()))
+                .collect(),
+            not_tolerated: 0,
+            counted: false,
+        }
+    }
+
+    fn kind_mut(&mut self, index: usize) -> Option<&mut KindCounts> {
+        self.kinds.get_mut(EnvFault::KINDS[index])
+    }
+
+    /// Faults that fired, all kinds.
+    pub fn fired(&self) -> u64 {
+        self.kinds.values().map(|k| k.fired).sum()
+    }
+
+    /// Whether every fault that fired was recovered from and none was not tolerated.
+    pub fn all_recovered(&self) -> bool {
+        self.counted
+            && self.not_tolerated == 0
+            && self
+                .kinds
+                .values()
+                .all(|k| k.recovered + k.restarted == k.fired)
+    }
+}
+
+/// The injection counts a worker sends with each soak reply (`soak.injections`): faults fired in
+/// the session's engine since it started, by kind.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+struct FiredCounts {
+    #[serde(default)]
+    alloc: u64,
+    #[serde(default)]
+    copy: u64,
+    #[serde(default)]
+    launch: u64,
+    #[serde(default)]
+    context: u64,
+}
+
+impl FiredCounts {
+    fn by_kind(&self) -> [u64; KINDS] {
+        [self.alloc, self.copy, self.launch, self.context]
+    }
+}
+
+/// The fired counts of a soak reply, when the worker sends them.
+fn fired_counts(execution: &Execution) -> Option<FiredCounts> {
+    match &execution.outcome {
+        crate::isolate::Outcome::Reply { payload } => payload
+            .get("soak")
+            .and_then(|s| s.get("injections"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+        _ => None,
     }
 }
 
@@ -361,6 +542,10 @@ pub enum LifeEnd {
     Retired,
     /// Its worker died between two requests: no request to blame, nothing to replay.
     LostIdle,
+    /// An injected lost context poisoned its worker process (CUDA after a real `__trap()`): the
+    /// engine cannot recover in that process, so the supervisor starts a new one, as a server's
+    /// would.
+    Poisoned,
     /// The soak ended (duration over, Ctrl-C, or the environment failed).
     EndOfRun,
 }
@@ -403,6 +588,57 @@ pub struct WorkerMemory {
     /// Resident bytes when each engine had just started (a small graph): what creeps up here
     /// across engines was not given back when the engine before was dropped.
     pub rss_at_engine_start: Series,
+    /// Resident bytes of every reply, in order, for [`MemoryTrend`].
+    #[serde(skip)]
+    rss_samples: Vec<u64>,
+}
+
+/// Least growth of resident memory that counts as memory not flat: allocators and caches settle
+/// by a few MiB in a process's first minutes, a leak keeps growing.
+const MEMORY_SLACK_BYTES: u64 = 8 << 20;
+/// ... or this fraction of the resident memory, when larger.
+const MEMORY_SLACK_FRACTION: f64 = 0.10;
+
+/// Whether memory stayed flat in the worker process that answered the most requests: its mean
+/// resident memory over the last tenth of its replies against the second tenth (the first tenth is
+/// warm-up: the allocator's arenas and the backend's first buffers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryTrend {
+    /// Replies of that worker.
+    pub replies: u64,
+    /// Replies in each window.
+    pub window: u64,
+    /// Mean resident bytes, second tenth of the replies.
+    pub early_rss_bytes: u64,
+    /// Mean resident bytes, last tenth.
+    pub late_rss_bytes: u64,
+    /// Growth allowed before memory counts as not flat.
+    pub allowed_growth_bytes: u64,
+    /// Whether the growth stayed within it.
+    pub flat: bool,
+}
+
+impl MemoryTrend {
+    /// The trend of one worker's resident memory over its replies; `None` under 20 replies (too
+    /// few to tell warm-up from growth).
+    pub fn of(rss: &[u64]) -> Option<MemoryTrend> {
+        if rss.len() < 20 {
+            return None;
+        }
+        let window = rss.len() / 10;
+        let mean = |w: &[u64]| w.iter().sum::<u64>() / w.len().max(1) as u64;
+        let early = mean(&rss[window..2 * window]);
+        let late = mean(&rss[rss.len() - window..]);
+        let allowed = MEMORY_SLACK_BYTES.max((early as f64 * MEMORY_SLACK_FRACTION) as u64);
+        Some(MemoryTrend {
+            replies: rss.len() as u64,
+            window: window as u64,
+            early_rss_bytes: early,
+            late_rss_bytes: late,
+            allowed_growth_bytes: allowed,
+            flat: late <= early.saturating_add(allowed),
+        })
+    }
 }
 
 /// Crashes of one signature.
@@ -461,6 +697,9 @@ pub struct SoakReport {
     pub workers: u64,
     /// Workers found dead between two requests.
     pub lost_idle: u64,
+    /// Lives ended by an injected lost context that poisoned the worker process.
+    #[serde(default)]
+    pub poisoned: u64,
     /// Chunk requests sent.
     pub chunks: u64,
     /// Ops sent in those chunks.
@@ -479,6 +718,12 @@ pub struct SoakReport {
     pub longest_worker: Option<WorkerMemory>,
     /// Step-time drift over the whole run (all lives, in order).
     pub step_time: Option<StepTime>,
+    /// Whether memory stayed flat in the longest-serving worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryTrend>,
+    /// Injected environment faults, with `--inject-rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injections: Option<InjectionSummary>,
     /// Why the soak stopped early, when the environment failed (no worker, no backend, no disk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_message: Option<String>,
@@ -527,6 +772,12 @@ impl SoakReport {
             "| workers started / lost while idle | {} / {} |\n| lives retired by plan | {} |\n",
             self.workers, self.lost_idle, self.retired
         ));
+        if self.poisoned > 0 {
+            s.push_str(&format!(
+                "| lives ended by a poisoned worker (restarted) | {} |\n",
+                self.poisoned
+            ));
+        }
         if let Some(l) = &self.longest_life {
             s.push_str(&format!(
                 "| longest life | #{}: {} steps, {} chunks, {:.1} s, nodes {} -> {} (max {}) |\n",
@@ -574,6 +825,51 @@ impl SoakReport {
                 "| whole run: step time first / last 10% | {} |\n",
                 drift(t)
             ));
+        }
+        if let Some(m) = &self.memory {
+            s.push_str(&format!(
+                "| memory flat | {}: longest worker RSS {:.1} MiB (replies 10-20%) -> {:.1} MiB (last 10%), growth {:+.1} MiB, limit {:.1} MiB, {} replies |\n",
+                if m.flat { "yes" } else { "**no**" },
+                mib(m.early_rss_bytes),
+                mib(m.late_rss_bytes),
+                mib(m.late_rss_bytes) - mib(m.early_rss_bytes),
+                mib(m.allowed_growth_bytes),
+                m.replies
+            ));
+        }
+        if let Some(i) = &self.injections {
+            s.push_str(&format!(
+                "| every injected fault recovered | {} |\n",
+                if i.all_recovered() {
+                    format!("yes: {} of {} fired faults", i.fired(), i.fired())
+                } else if !i.counted {
+                    "unknown: the workers did not report fired faults".to_string()
+                } else {
+                    let recovered: u64 = i.kinds.values().map(|k| k.recovered).sum();
+                    format!(
+                        "**no**: {recovered} of {} fired recovered, {} not tolerated",
+                        i.fired(),
+                        i.not_tolerated
+                    )
+                }
+            ));
+            for kind in EnvFault::KINDS {
+                if let Some(k) = i.kinds.get(kind) {
+                    s.push_str(&format!(
+                        "| injected {kind} ({}/s): armed / fired / recovered{} | {} / {} / {}{} |\n",
+                        i.rate,
+                        if self.poisoned > 0 { " / restarted" } else { "" },
+                        k.armed,
+                        k.fired,
+                        k.recovered,
+                        if self.poisoned > 0 {
+                            format!(" / {}", k.restarted)
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+            }
         }
         if let Some(m) = &self.environment_message {
             s.push_str(&format!("| stopped early | {m} |\n"));
@@ -631,6 +927,8 @@ struct Life {
     /// Seconds from the life's start to its last request: the busy time a replay repeats.
     last_sent: f64,
     samples: Vec<StepSample>,
+    /// Injected faults fired in this life's engine, by kind, as of its last reply.
+    fired: [u64; KINDS],
 }
 
 impl Life {
@@ -653,6 +951,7 @@ impl Life {
             replies: 0,
             last_sent: 0.0,
             samples: Vec::new(),
+            fired: [0; KINDS],
         }
     }
 }
@@ -672,11 +971,14 @@ struct Driver<'a> {
     engines: u64,
     retired: u64,
     lost_idle: u64,
+    poisoned: u64,
     chunks: u64,
     ops: u64,
     steps: u64,
     environment: Option<String>,
     bar: indicatif::ProgressBar,
+    schedule: Option<InjectionSchedule>,
+    injections: Option<InjectionSummary>,
 }
 
 /// How one request went, from the driver's side.
@@ -717,7 +1019,16 @@ impl Driver<'_> {
         if let Some(stats) = reply.as_ref().and_then(|r| r.soak.clone()) {
             self.measure(life, &execution, &stats, nodes);
         }
-        match classify(&execution) {
+        let verdict = classify(&execution);
+        let poisoned = reply
+            .as_ref()
+            .is_some_and(|r| matches!(r.result, CaseResult::Poisoned { .. }));
+        self.count_injections(life, &execution, &verdict, poisoned);
+        if poisoned {
+            self.poisoned += 1;
+            return Step::Ended(LifeEnd::Poisoned);
+        }
+        match verdict {
             Verdict::Pass => {
                 life.worker_pid = Some(execution.worker_pid);
                 Step::Alive
@@ -727,6 +1038,43 @@ impl Driver<'_> {
                 match self.record_crash(&signature, &summary, recorder, life) {
                     Ok(()) => Step::Ended(LifeEnd::Crash { signature }),
                     Err(message) => Step::Environment(message),
+                }
+            }
+        }
+    }
+
+    /// Counts the injected faults that fired during a request (the worker reports them since its
+    /// engine started) and, when the request passed, counts them recovered: the worker checked
+    /// every guarantee after each. A `fault-not-tolerated` finding is counted apart.
+    fn count_injections(
+        &mut self,
+        life: &mut Life,
+        execution: &Execution,
+        verdict: &Verdict,
+        poisoned: bool,
+    ) {
+        let Some(summary) = self.injections.as_mut() else {
+            return;
+        };
+        if let Verdict::Finding { signature, .. } = verdict {
+            if signature.class == FAULT_NOT_TOLERATED {
+                summary.not_tolerated += 1;
+            }
+        }
+        let Some(counts) = fired_counts(execution) else {
+            return;
+        };
+        summary.counted = true;
+        let passed = matches!(verdict, Verdict::Pass);
+        for (kind, now) in counts.by_kind().into_iter().enumerate() {
+            let delta = now.saturating_sub(life.fired[kind]);
+            life.fired[kind] = now;
+            if let Some(k) = summary.kind_mut(kind) {
+                k.fired += delta;
+                if passed {
+                    k.recovered += delta;
+                } else if poisoned {
+                    k.restarted += delta;
                 }
             }
         }
@@ -756,6 +1104,7 @@ impl Driver<'_> {
         }
         if let Some((_, w)) = self.worker.as_mut() {
             w.rss_bytes.push(stats.rss_bytes, w.replies == 0);
+            w.rss_samples.push(stats.rss_bytes);
             w.replies += 1;
             if first {
                 w.rss_at_engine_start.push(stats.rss_bytes, w.engines == 0);
@@ -890,10 +1239,14 @@ impl Driver<'_> {
             if life.summary.steps >= self.config.life_steps {
                 return self.end_life(life, LifeEnd::Retired);
             }
-            let ops = stream.chunk();
+            let mut ops = stream.chunk();
+            if let Some(schedule) = self.schedule.as_mut() {
+                ops = schedule.place(self.start.elapsed().as_secs_f64(), ops);
+            }
             if !tally.admits(&ops) {
                 return self.end_life(life, LifeEnd::Retired);
             }
+            self.count_armed(&ops);
             tally.add(&ops);
             recorder.ops.extend(ops.iter().cloned());
             self.chunks += 1;
@@ -915,9 +1268,28 @@ impl Driver<'_> {
         self.end_life(life, LifeEnd::EndOfRun);
     }
 
+    fn count_armed(&mut self, ops: &[Op]) {
+        let Some(summary) = self.injections.as_mut() else {
+            return;
+        };
+        for op in ops {
+            if let Op::Inject { fault } = op {
+                if let Some(k) = summary.kind_mut(kind_index(fault)) {
+                    k.armed += 1;
+                }
+            }
+        }
+    }
+
     fn draw(&self, life: &Life) {
         let crashes: u64 = self.groups.values().map(|g| g.count).sum();
-        self.bar.set_message(format!(
+        let injected = self
+            .injections
+            .as_ref()
+            .map(|i| format!(", {} injected faults fired", i.fired()))
+            .unwrap_or_default();
+        self.bar.set_message(
+            format!(
             "{} steps, {} crash(es) under {} signature(s), engine #{} at {} nodes, RSS {:.1} MiB",
             self.steps,
             crashes,
@@ -925,7 +1297,8 @@ impl Driver<'_> {
             life.summary.index,
             life.summary.nodes.last,
             mib(life.summary.rss_bytes.last)
-        ));
+        ) + &injected,
+        );
     }
 
     /// Replays the shortest saved case of each signature as a plain case in a fresh worker.
@@ -999,11 +1372,15 @@ pub fn run_soak(config: &SoakConfig, interrupt: &AtomicBool) -> SoakReport {
         engines: 0,
         retired: 0,
         lost_idle: 0,
+        poisoned: 0,
         chunks: 0,
         ops: 0,
         steps: 0,
         environment: None,
         bar: spinner(config.progress),
+        schedule: (config.inject_rate > 0.0)
+            .then(|| InjectionSchedule::new(config.seed, config.inject_rate)),
+        injections: (config.inject_rate > 0.0).then(|| InjectionSummary::new(config.inject_rate)),
     };
     let mut stream = OpStream::new(
         config.seed,
@@ -1023,6 +1400,10 @@ pub fn run_soak(config: &SoakConfig, interrupt: &AtomicBool) -> SoakReport {
         driver.replay(interrupt);
     }
     let uptimes = &driver.crash_uptimes;
+    let memory = driver
+        .longest_worker
+        .as_ref()
+        .and_then(|w| MemoryTrend::of(&w.rss_samples));
     SoakReport {
         format: SOAK_FORMAT.to_string(),
         backend: config.backend,
@@ -1036,6 +1417,7 @@ pub fn run_soak(config: &SoakConfig, interrupt: &AtomicBool) -> SoakReport {
         retired: driver.retired,
         workers: driver.slot.spawns(),
         lost_idle: driver.lost_idle,
+        poisoned: driver.poisoned,
         chunks: driver.chunks,
         ops: driver.ops,
         steps: driver.steps,
@@ -1046,6 +1428,8 @@ pub fn run_soak(config: &SoakConfig, interrupt: &AtomicBool) -> SoakReport {
         longest_life: driver.longest_life,
         longest_worker: driver.longest_worker,
         step_time: StepTime::of(&driver.samples),
+        memory,
+        injections: driver.injections,
         environment_message: driver.environment,
     }
 }
@@ -1139,6 +1523,84 @@ mod tests {
         assert!((t.last_seconds_per_step - 0.003).abs() < 1e-12);
         assert_eq!((t.first_mean_nodes, t.last_mean_nodes), (0.5, 18.5));
         assert_eq!(StepTime::of(&[]), None);
+    }
+
+    fn injects(ops: &[Op]) -> Vec<EnvFault> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Inject { fault } => Some(*fault),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_injection_schedule_is_a_function_of_the_seed_and_leaves_the_chunk_intact() {
+        let chunk = || {
+            vec![
+                Op::AddNodes {
+                    count: 3,
+                    positions: None,
+                },
+                Op::ShrinkToFit,
+                Op::Step { count: 5 },
+            ]
+        };
+        let run = |seed: u64| {
+            let mut s = InjectionSchedule::new(seed, 2.0);
+            (0..200)
+                .map(|i| s.place(f64::from(i) * 0.1, chunk()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b, c) = (run(5), run(5), run(6));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut per_kind = [0usize; KINDS];
+        for placed in &a {
+            // The chunk's own ops, in order, with the injects among them.
+            let rest: Vec<&Op> = placed
+                .iter()
+                .filter(|op| !matches!(op, Op::Inject { .. }))
+                .collect();
+            assert_eq!(rest, chunk().iter().collect::<Vec<_>>());
+            let faults = injects(placed);
+            let kinds: BTreeSet<usize> = faults.iter().map(kind_index).collect();
+            assert_eq!(kinds.len(), faults.len(), "one fault of a kind per chunk");
+            for f in &faults {
+                per_kind[kind_index(f)] += 1;
+            }
+        }
+        // 2 per second for 20 seconds, one chunk every 0.1 s: about 40 of each kind.
+        for (kind, n) in per_kind.iter().enumerate() {
+            assert!((20..=60).contains(n), "kind {kind}: {n} faults");
+        }
+    }
+
+    #[test]
+    fn every_recorder_with_injected_faults_is_a_valid_case() {
+        let mut s = stream(9);
+        let mut schedule = InjectionSchedule::new(9, 50.0);
+        let mut recorder = s.start();
+        for i in 0..100 {
+            recorder.ops.extend(schedule.place(f64::from(i), s.chunk()));
+        }
+        assert!(injects(&recorder.ops).len() >= 4 * 90);
+        recorder.validate().unwrap();
+    }
+
+    #[test]
+    fn memory_is_flat_unless_it_grows_past_the_slack() {
+        let mib = |x: u64| x << 20;
+        let mut flat: Vec<u64> = (0..100).map(|i| mib(20) + (i % 3) * 4096).collect();
+        flat[0] = mib(5);
+        let t = MemoryTrend::of(&flat).unwrap();
+        assert!(t.flat, "{t:?}");
+        assert_eq!((t.replies, t.window), (100, 10));
+        let leaking: Vec<u64> = (0..100).map(|i| mib(20) + i * mib(1) / 5).collect();
+        let t = MemoryTrend::of(&leaking).unwrap();
+        assert!(!t.flat, "{t:?}");
+        assert_eq!(t.allowed_growth_bytes, MEMORY_SLACK_BYTES);
+        assert_eq!(MemoryTrend::of(&flat[..19]), None);
     }
 
     #[test]

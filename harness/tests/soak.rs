@@ -2,7 +2,8 @@
 `forcefield soak` end to end, on the real binary: with the seed bug planted, repeated crashes under
 one signature and flight-recorder cases that replay with it; with the seed's deadlock, hangs killed
 by the watchdog while the driver goes on; without faults, a clean run whose planned restarts keep
-the worker; Ctrl-C, a clean stop that still writes `soak.json`.
+the worker; with injected environment faults, every one tolerated while the engine keeps stepping;
+Ctrl-C, a clean stop that still writes `soak.json`.
 */
 
 use std::path::Path;
@@ -133,6 +134,42 @@ fn the_clean_engine_survives_and_planned_restarts_keep_the_worker() {
         r["longest_worker"]["engines"].as_u64(),
         Some(engines),
         "{r}"
+    );
+}
+
+#[test]
+fn injected_faults_of_every_kind_are_tolerated_and_the_soak_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = soak(
+        dir.path(),
+        &["--inject-rate", "20", "--seed", "3", "--max-nodes", "128"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let r = report(dir.path());
+    assert_eq!(r["crashes"].as_array().unwrap().len(), 0, "{r}");
+    let injections = &r["injections"];
+    assert_eq!(injections["counted"], true, "{r}");
+    assert_eq!(injections["not_tolerated"], 0, "{r}");
+    for kind in ["fail-alloc", "fail-copy", "fail-launch", "lose-context"] {
+        let k = &injections["kinds"][kind];
+        let fired = k["fired"].as_u64().unwrap();
+        assert!(fired > 0, "no {kind} fault fired: {r}");
+        assert!(k["armed"].as_u64().unwrap() >= fired, "{r}");
+        assert_eq!(k["recovered"].as_u64(), Some(fired), "{kind}: {r}");
+    }
+    // The engine kept working through them: steps after the faults, in the same worker (the CPU
+    // backend recovers a lost context in-process).
+    assert!(r["steps"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["workers"], 1, "{r}");
+    assert!(
+        stdout.contains("| every injected fault recovered | yes"),
+        "{stdout}"
     );
 }
 

@@ -24,6 +24,7 @@ use crate::corpus::{self, ReplayOptions, ReplayResult};
 use crate::generate::GenConfig;
 use crate::minimize::MinimizeLimits;
 use crate::report::{CampaignFinding, CiReport, CiResult};
+use crate::sanitize_mode::{self, SanitizeMode};
 use crate::signature::Signature;
 
 /// Arguments of `forcefield ci`.
@@ -69,6 +70,10 @@ pub struct CiArgs {
     /// Planted fault for the campaign (repeatable): for testing the gate itself.
     #[arg(long = "fault", hide = true)]
     pub faults: Vec<Fault>,
+    /// Run the campaign's cases under a sanitizer (`checked`: invalid memory accesses are
+    /// `sanitizer` findings). Corpus entries replay without one: their expectations were recorded so.
+    #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
+    pub sanitize: SanitizeMode,
 }
 
 /// Quotes a path for a POSIX shell when it needs it.
@@ -149,6 +154,8 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         )));
     }
     let backend = super::backend_kind(args.backend)?;
+    args.sanitize.validate(backend)?;
+    let campaign_worker = sanitize_mode::worker_command(1, args.sanitize)?;
     let regressions = corpus::regressions_dir(&args.corpus);
     let entries = corpus::load(&regressions).map_err(CliError::input)?;
     let worker = super::worker_command(1)?;
@@ -165,7 +172,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     let replay = corpus::replay(
         &entries,
         &ReplayOptions {
-            worker: worker.clone(),
+            worker,
             jobs,
             deadline: args.case_timeout,
             capacity_invariance,
@@ -192,7 +199,8 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
             max_runs: 5000,
             max_time: args.minimize_time,
         }),
-        worker,
+        worker: campaign_worker,
+        sanitize: args.sanitize,
         generator: GenConfig::default(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };

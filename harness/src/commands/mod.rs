@@ -3,12 +3,14 @@ The crash-hunting subcommands, one module each. They share the small pieces here
 command line, choosing the backend of a campaign, and how to start a worker.
 */
 
+pub mod bench;
 pub mod ci;
 pub mod faults;
 pub mod merge;
 pub mod minimize;
 pub mod repro;
 pub mod run;
+pub mod selftest;
 pub mod soak;
 pub mod worker;
 

@@ -9,9 +9,14 @@ use std::time::Duration;
 use crate::campaign::run_isolated;
 use crate::case::Expectation;
 use crate::cli::{BackendChoice, CliError};
-use crate::execute::{execute, ExecOptions};
+use crate::compute_sanitizer::{
+    render_markdown, rerun_under_tools, RerunError, RerunOptions, Tool,
+};
+use crate::execute::ExecOptions;
 use crate::isolate::{SupervisorConfig, WorkerSlot};
-use crate::signature::{classify_result, Verdict};
+use crate::job::{open_backend_with, run_case};
+use crate::sanitize_mode::{self, SanitizeMode};
+use crate::signature::{classify_reply, Verdict};
 
 /// Arguments of `forcefield repro`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +36,10 @@ pub struct ReproArgs {
     /// Skip the capacity-invariance re-run.
     #[arg(long)]
     pub no_capacity_check: bool,
+    /// Run the case under a sanitizer (`checked`: an invalid memory access is a `sanitizer` finding
+    /// instead of a crash, also with --in-process).
+    #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
+    pub sanitize: SanitizeMode,
 }
 
 /// Runs the case; a failure (or a broken expectation) gives exit code 1.
@@ -39,17 +48,30 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
     if let Some(choice) = args.backend {
         case.backend = super::backend_kind(choice)?;
     }
+    args.sanitize.validate(case.backend)?;
+    if let (Some(tool), false) = (args.sanitize.compute_sanitizer_tool(), args.in_process) {
+        return run_under_tool(args, &case, tool);
+    }
     let capacity_invariance = !args.no_capacity_check;
     let verdict = if args.in_process {
         let opts = ExecOptions {
             check_capacity_invariance: capacity_invariance,
             threads: 0,
         };
-        classify_result(&execute(&case, &opts, &mut |_| {}))
+        if args.sanitize.compute_sanitizer_tool().is_some() {
+            return Err(CliError::input(anyhow::anyhow!(
+                "--sanitize {} wraps a worker process: it cannot run --in-process",
+                args.sanitize
+            )));
+        }
+        let make = || open_backend_with(case.backend, 0, args.sanitize);
+        classify_reply(&run_case(&case, &opts, &make, &mut |_| {}))
     } else {
-        let mut slot = WorkerSlot::new(super::worker_command(0)?, SupervisorConfig::default());
-        let (verdict, execution) =
-            run_isolated(&mut slot, &case, capacity_invariance, args.timeout);
+        let worker = sanitize_mode::worker_command(0, args.sanitize)?;
+        let mut slot = WorkerSlot::new(worker, SupervisorConfig::default());
+        // A sanitizer's slowdown is not a hang.
+        let timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());
+        let (verdict, execution) = run_isolated(&mut slot, &case, capacity_invariance, timeout);
         slot.shutdown();
         if let (Some(e), Verdict::Finding { .. }) = (&execution, &verdict) {
             let text = e.stderr.text();
@@ -87,5 +109,43 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
             "expected open {signature}, got {}",
             got.unwrap_or_else(|| "pass".into())
         ))),
+    }
+}
+
+/// `repro --sanitize <tool>`: the case alone under the compute-sanitizer tool (`forcefield repro
+/// --in-process` wrapped in it), its records parsed and printed; exit 1 when the tool or the case
+/// reports anything.
+fn run_under_tool(args: &ReproArgs, case: &crate::case::Case, tool: Tool) -> Result<(), CliError> {
+    let out_dir = crate::sanitize_mode::tool_output_dir();
+    let mut options = RerunOptions::new(&out_dir);
+    options.timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());
+    let reports =
+        rerun_under_tools(&args.case, case.backend, &[tool], &options).map_err(|e| match e {
+            RerunError::ToolMissing(m) => CliError::environment(anyhow::anyhow!("{m}")),
+            other => CliError::environment(anyhow::anyhow!("{other}")),
+        })?;
+    print!("{}", render_markdown(&reports));
+    let flagged: Vec<String> = reports
+        .iter()
+        .filter(|r| r.flagged())
+        .map(|r| {
+            r.signature
+                .clone()
+                .or_else(|| r.program_signature.clone())
+                .unwrap_or_else(|| format!("sanitizer:{}-exit:{}", r.tool.name(), "case"))
+        })
+        .collect();
+    match flagged.first() {
+        None => {
+            println!("outcome: pass");
+            Ok(())
+        }
+        Some(sig) => {
+            println!("signature: {sig}");
+            Err(CliError::Findings(anyhow::anyhow!(
+                "compute-sanitizer {} reports: {sig}",
+                tool.name()
+            )))
+        }
     }
 }

@@ -9,8 +9,9 @@ use forcefield::Fault;
 
 use crate::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Shard};
 use crate::cli::{BackendChoice, CliError};
-use crate::generate::GenConfig;
+use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
 use crate::minimize::MinimizeLimits;
+use crate::sanitize_mode::{self, SanitizeMode};
 
 /// Arguments of `forcefield run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +55,14 @@ pub struct RunArgs {
     /// Skip the capacity-invariance re-run of each case (about twice as many cases per second).
     #[arg(long)]
     pub no_capacity_check: bool,
+    /// Run cases under a sanitizer: `checked` reports invalid memory accesses as `sanitizer`
+    /// findings instead of crashes; the others run workers under compute-sanitizer (CUDA).
+    #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
+    pub sanitize: SanitizeMode,
+    /// Place injected environment faults (failed allocations, copies, launches, lost contexts) in
+    /// the generated cases; the engine must tolerate each one.
+    #[arg(long)]
+    pub inject: bool,
 }
 
 impl RunArgs {
@@ -71,8 +80,10 @@ impl RunArgs {
             (Some(t), None) => Budget::Time(t),
             (None, None) => Budget::Time(Duration::from_secs(60)),
         };
+        let backend = super::backend_kind(self.backend)?;
+        self.sanitize.validate(backend)?;
         Ok(CampaignConfig {
-            backend: super::backend_kind(self.backend)?,
+            backend,
             budget,
             seed: self.seed,
             jobs,
@@ -85,8 +96,16 @@ impl RunArgs {
                 max_runs: 5000,
                 max_time: self.minimize_time,
             }),
-            worker: super::worker_command(1)?,
-            generator: GenConfig::default(),
+            worker: sanitize_mode::worker_command(1, self.sanitize)?,
+            sanitize: self.sanitize,
+            generator: GenConfig {
+                inject_rate: if self.inject {
+                    DEFAULT_INJECT_RATE
+                } else {
+                    0.0
+                },
+                ..GenConfig::default()
+            },
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
     }

@@ -1,7 +1,9 @@
 /*!
 `forcefield soak`: the server's life in a worker. See [`crate::soak`].
 
-Exit codes: 0 when no engine crashed, 1 when any did, 3 when the soak could not run here (no
+With `--inject-rate R`, environment faults of each kind (fail-alloc, fail-copy, fail-launch,
+lose-context) are injected R times a second; every one must be tolerated, and one that is not is a
+crash. Exit codes: 0 when no engine crashed, 1 when any did, 3 when the soak could not run here (no
 worker, no backend, an unwritable output directory) and found nothing before it stopped. Ctrl-C
 stops it cleanly: `soak.json` and the summary are still written.
 */
@@ -12,6 +14,7 @@ use std::time::Duration;
 use forcefield::Fault;
 
 use crate::cli::{BackendChoice, CliError};
+use crate::sanitize_mode::{self, SanitizeMode};
 use crate::soak::{run_soak, write_report, SoakConfig};
 
 /// Arguments of `forcefield soak`.
@@ -51,7 +54,20 @@ pub struct SoakArgs {
     /// Do not replay a saved case of each signature at the end.
     #[arg(long)]
     pub no_replay: bool,
+    /// Run the engines under a sanitizer (`checked`: an invalid memory access ends a life as a
+    /// `sanitizer` crash instead of a SIGSEGV).
+    #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
+    pub sanitize: SanitizeMode,
+    /// Inject environment faults into the engine: this many per second of each kind (fail-alloc,
+    /// fail-copy, fail-launch, lose-context), on a schedule seeded by --seed. Each must be
+    /// tolerated (typed error, state unchanged, recovery, retry succeeds); one that is not is a crash.
+    #[arg(long, default_value_t = 0.0)]
+    pub inject_rate: f64,
 }
+
+/// Most injected faults per second of each kind: far more than chunks per second, where every
+/// chunk would carry one of each kind.
+const MAX_INJECT_RATE: f64 = 1000.0;
 
 /// Runs the soak, prints and writes its report; crashes give exit code 1.
 pub fn run(args: &SoakArgs) -> Result<(), CliError> {
@@ -66,21 +82,32 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
             crate::case::MAX_CASE_NODES
         )));
     }
+    if !(args.inject_rate.is_finite() && (0.0..=MAX_INJECT_RATE).contains(&args.inject_rate)) {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--inject-rate must be between 0 and {MAX_INJECT_RATE} faults per second"
+        )));
+    }
+    let backend = super::backend_kind(args.backend)?;
+    args.sanitize.validate(backend)?;
     let config = SoakConfig {
-        backend: super::backend_kind(args.backend)?,
+        backend,
         duration: args.duration,
         seed: args.seed,
         faults: args.faults.clone(),
         chunk_steps: args.chunk_steps,
-        chunk_deadline: args.chunk_timeout,
+        // A sanitizer's slowdown is not a hang.
+        chunk_deadline: args
+            .chunk_timeout
+            .saturating_mul(args.sanitize.deadline_factor()),
         max_nodes: args.max_nodes,
         life_steps: args.life_steps,
         keep_cases: args.keep_cases,
-        worker: super::worker_command(1)?,
+        worker: sanitize_mode::worker_command(1, args.sanitize)?,
         out: args.out.clone(),
         found_by: super::invocation(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         replay: !args.no_replay,
+        inject_rate: args.inject_rate,
     };
     let interrupt = crate::interrupt::flag();
     let report = run_soak(&config, &interrupt);

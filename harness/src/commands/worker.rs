@@ -6,6 +6,7 @@ driver goes away.
 
 use crate::cli::CliError;
 use crate::job::Handler;
+use crate::sanitize_mode::SanitizeMode;
 
 /// Arguments of `forcefield worker`.
 #[derive(Debug, Clone, clap::Args)]
@@ -13,11 +14,14 @@ pub struct WorkerArgs {
     /// Threads of the CPU backend's kernels (0: every core).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// `checked`: open backends in their checked mode (other modes wrap the worker from outside).
+    #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
+    pub sanitize: SanitizeMode,
 }
 
 /// Serves requests until the driver closes the channel.
 pub fn run(args: &WorkerArgs) -> Result<(), CliError> {
-    let mut handler = Handler::new(args.threads);
+    let mut handler = Handler::new(args.threads).with_sanitize(args.sanitize);
     let code = crate::isolate::worker_main("engine", &mut |payload, crumbs| {
         handler.handle(payload, crumbs)
     });

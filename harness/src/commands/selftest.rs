@@ -1,0 +1,157 @@
+/*!
+`forcefield selftest`: a seeded hunt per planted fault, then the clean engine. See
+[`crate::selftest`].
+
+Exit codes: 0 when every crash fault that exists on the backend was detected and the clean engine
+gave nothing; 1 otherwise, with one line saying what was missed; 3 when cases cannot run here. The
+table is printed (and `--json` written) in every case, Ctrl-C included.
+*/
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use forcefield::Fault;
+
+use crate::artifacts::write_json;
+use crate::campaign::Budget;
+use crate::cli::{BackendChoice, CliError};
+use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
+use crate::minimize::MinimizeLimits;
+use crate::sanitize_mode::{self, SanitizeMode};
+use crate::selftest::{applicable_faults, run_selftest, skip_reason, SelftestConfig};
+
+/// Arguments of `forcefield selftest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelftestArgs {
+    /// Engine backend.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// Time budget of each fault's hunt (it stops at its first finding); default 30s.
+    #[arg(long, value_parser = super::parse_duration, conflicts_with = "cases")]
+    pub budget: Option<Duration>,
+    /// Case budget of each fault's hunt instead of a time budget: the table's deterministic
+    /// columns then do not depend on the machine's speed.
+    #[arg(long)]
+    pub cases: Option<u64>,
+    /// Time budget of the clean engine's campaign (default: the per-fault budget times the
+    /// number of faults hunted).
+    #[arg(long, value_parser = super::parse_duration, conflicts_with = "clean_cases")]
+    pub clean_budget: Option<Duration>,
+    /// Case budget of the clean engine's campaign instead of a time budget.
+    #[arg(long)]
+    pub clean_cases: Option<u64>,
+    /// Seed of every hunt and of the clean campaign.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Hunt only this fault (repeatable; default: every crash fault that exists on the backend).
+    #[arg(long = "fault")]
+    pub faults: Vec<Fault>,
+    /// Worker processes (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Also write the report as JSON to this file (atomically).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Per-case watchdog: a case still running after this is a hang. Longer than `forcefield
+    /// run`'s 10s: the clean run must give nothing, and the generator's largest cases take several
+    /// seconds on a loaded two-core machine.
+    #[arg(long, value_parser = super::parse_duration, default_value = "30s")]
+    pub case_timeout: Duration,
+    /// Time budget for minimizing each fault's first finding.
+    #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
+    pub minimize_time: Duration,
+    /// Run the workers under a sanitizer, as `forcefield run --sanitize` does.
+    #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
+    pub sanitize: SanitizeMode,
+}
+
+/// The per-fault budget when none is given.
+const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
+
+impl SelftestArgs {
+    fn config(&self) -> Result<SelftestConfig, CliError> {
+        let jobs = self
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if jobs == 0 {
+            return Err(CliError::input(anyhow::anyhow!(
+                "--jobs must be at least 1"
+            )));
+        }
+        let backend = super::backend_kind(self.backend)?;
+        self.sanitize.validate(backend)?;
+        let faults = if self.faults.is_empty() {
+            applicable_faults(backend)
+        } else {
+            for f in &self.faults {
+                if let Some(reason) = skip_reason(*f, backend) {
+                    return Err(CliError::input(anyhow::anyhow!(
+                        "--fault {f}: not hunted by the self-test on {}: {reason}",
+                        backend.name()
+                    )));
+                }
+            }
+            let mut faults = self.faults.clone();
+            faults.sort();
+            faults.dedup();
+            faults
+        };
+        let hunts = faults.len().max(1) as u32;
+        let budget = match (self.cases, self.budget) {
+            (Some(n), _) => Budget::Cases(n),
+            (None, t) => Budget::Time(t.unwrap_or(DEFAULT_BUDGET)),
+        };
+        let clean_budget = match (self.clean_cases, self.clean_budget, budget) {
+            (Some(n), _, _) => Budget::Cases(n),
+            (None, Some(t), _) => Budget::Time(t),
+            (None, None, Budget::Cases(n)) => Budget::Cases(n.saturating_mul(u64::from(hunts))),
+            (None, None, Budget::Time(t)) => Budget::Time(t.saturating_mul(hunts)),
+        };
+        Ok(SelftestConfig {
+            backend,
+            budget,
+            clean_budget,
+            seed: self.seed,
+            jobs,
+            faults,
+            case_deadline: self.case_timeout,
+            capacity_invariance: true,
+            minimize: MinimizeLimits {
+                max_runs: 5000,
+                max_time: self.minimize_time,
+            },
+            worker: sanitize_mode::worker_command(1, self.sanitize)?,
+            sanitize: self.sanitize,
+            // Every hunt and the clean campaign inject environment faults as `forcefield run
+            // --inject` does: the same generator for all, so that no hunt is tuned to its fault
+            // (a fault that only a failed allocation exposes is found the same way as the rest).
+            generator: GenConfig {
+                inject_rate: DEFAULT_INJECT_RATE,
+                ..GenConfig::default()
+            },
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
+    }
+}
+
+/// Runs the self-test, prints the table, writes `--json`; anything missed gives exit code 1.
+pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
+    let config = args.config()?;
+    let interrupt = crate::interrupt::flag();
+    let report = run_selftest(&config, interrupt);
+    print!("{}", report.markdown());
+    if let Some(path) = &args.json {
+        write_json(path, &report).map_err(|e| {
+            CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    if let Some(message) = &report.environment_message {
+        if report.faults.iter().all(|r| !r.detected) {
+            return Err(CliError::environment(anyhow::anyhow!("{message}")));
+        }
+    }
+    match report.failure() {
+        Some(line) => Err(CliError::Findings(anyhow::anyhow!("selftest: {line}"))),
+        None => Ok(()),
+    }
+}
