@@ -36,7 +36,8 @@ benchmark costs about its budget whatever share of a step it reports. With the g
 warm-ups, the whole binary runs in about a minute on an H100.
 
 Without a usable CUDA device the binary prints `skipped: no CUDA device` and exits 0 without
-registering anything. Run with `cargo bench --bench gpu_step`.
+registering anything. Run with `cargo bench --bench gpu_step`. Planted faults named by
+`FORCEFIELD_FAULTS` are switched on in the engines.
 */
 
 use std::collections::BTreeMap;
@@ -46,7 +47,8 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use forcefield::backend::{DeviceAlloc, Launch};
 use forcefield::{
-    Backend, BackendError, BufferName, CudaBackend, Edge, Engine, GraphSpec, SimParams,
+    Backend, BackendError, BufferName, CudaBackend, Edge, Engine, EngineConfig, FaultSet,
+    GraphSpec, SimParams,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -124,6 +126,15 @@ impl Backend for SharedCuda {
     fn bytes_allocated(&self) -> usize {
         lock(&self.0).bytes_allocated()
     }
+    fn lose_context(&mut self) -> BackendError {
+        lock(&self.0).lose_context()
+    }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        lock(&self.0).reset()
+    }
+    fn set_faults(&mut self, faults: forcefield::FaultSet) {
+        lock(&self.0).set_faults(faults)
+    }
 }
 
 /// The times of one step.
@@ -160,13 +171,15 @@ struct Case {
 
 impl Case {
     /// Builds the random graph of `num_nodes`, runs the warm-up and saves the state.
-    fn new(num_nodes: u32) -> Result<Case, Box<dyn std::error::Error>> {
+    fn new(num_nodes: u32, faults: FaultSet) -> Result<Case, Box<dyn std::error::Error>> {
         let device = Arc::new(Mutex::new(CudaBackend::new(0)?));
         let graph = random_graph(num_nodes, GRAPH_SEED);
-        let mut engine = Engine::new(
+        let mut engine = Engine::with_config(
             SharedCuda(Arc::clone(&device)),
             &graph,
             SimParams::default(),
+            EngineConfig::default(),
+            faults,
         )?;
         engine.step(WARMUP_STEPS)?;
         let mut saved = Vec::new();
@@ -376,9 +389,18 @@ fn main() {
         println!("skipped: no CUDA device");
         return;
     }
+    // Planted faults named by FORCEFIELD_FAULTS (the root package's benches are built with the
+    // `faults` feature), e.g. `slow-force-pass` to check that the gate sees a slower force pass.
+    let faults = match FaultSet::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let mut criterion = Criterion::default().configure_from_args();
     for (label, num_nodes) in SIZES {
-        let mut case = match Case::new(num_nodes) {
+        let mut case = match Case::new(num_nodes, faults) {
             Ok(case) => case,
             Err(e) => {
                 // A device that is present but unusable (no context, kernels that do not compile)

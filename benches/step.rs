@@ -1,221 +1,257 @@
 /*!
 Criterion benchmarks of the layout step on the CPU backend.
 
-* `cpu_step` times one `Engine::step(1)` at 1k, 10k and 100k nodes (ten random edges per node, so
-  100k nodes carry 1M edges).
-* `cpu_kernels` breaks the 100k / 1M step down by kernel. Criterion cannot time one kernel from
-  outside the engine, so this group reads the durations the engine already records in its kernel
-  log: the benchmark's time is the sum of kernel time per step (the step's wall time less host work
-  such as the bounds read-back and the cell-buffer fills), and the median of each kernel over every
-  step the group ran is printed to stderr when the group ends.
+* `cpu_step/<size>`: the CPU time (all threads) of one `Engine::step(1)` at 1k, 10k and 100k nodes
+  (ten random edges per node, so 100k nodes carry 1M edges).
+* `cpu_kernels/<size>/<kernel>`: the same steps broken down by kernel (`bounds_reduce`,
+  `build_grid`, `sort_pairs`, `force_pass`, ...), from the kernel log of an engine whose backend
+  reports each launch's CPU time (`common::CpuTimed`). The step less the sum of its kernels is host
+  work (bounds read-back, cell fills).
+* `cpu_step_wall/<size>`: the wall time of the same steps. Why CPU time is the primary measure:
+  see `common` (on a shared two-core machine the wall time mostly measures the neighbours).
 
-Every timed step starts from the same state. A random graph does not settle quickly: the seeded cube
-contracts for tens of steps into a dense ball, and the cost of the force pass grows with the density
-(at 10k nodes a step costs more than ten times as much at step 30 as at step 0). Stepping one engine
-over and over would therefore time a moving target that depends on how many iterations criterion
-chose. Instead each size is warmed up once for [`WARMUP_STEPS`] steps, its positions are kept as a
-snapshot, and every timed step runs on a fresh engine built from that snapshot outside the timing.
-Velocities restart at zero there, which does not change the work: a step's cost follows where the
-nodes are (how many neighbours share a grid stencil), not how fast they move.
+# Every sample is one independent step from the same state
 
-Run with `cargo bench --bench step`; `cargo bench --bench step -- cpu_step/10k` runs one case.
+A random graph does not settle quickly: the seeded cube contracts for tens of steps into a dense
+ball, and the force pass costs more as it does (at 10k nodes a step costs more than ten times as
+much at step 30 as at step 0), so stepping one engine over and over would time a moving target.
+Each size is therefore warmed up once for [`WARMUP_STEPS`] steps and its positions kept as a
+snapshot; every measured step runs on a fresh engine built from that snapshot outside the timing
+(velocities restart at zero, which does not change the work: a step's cost follows where the nodes
+are). Each sample is exactly one such step (see `common::fixed_samples`).
+
+The steps of a size are measured once and shared: `cpu_step/<size>`, `cpu_step_wall/<size>` and
+`cpu_kernels/<size>/<kernel>` take each step's CPU time, wall time and kernel times, so the
+breakdown costs no extra steps and its kernels add up to the step they come from.
+
+Planted faults named by `FORCEFIELD_FAULTS` are switched on in every engine: with
+`slow-force-pass` the force pass scans 125 cells instead of 27 (the same forces, more work).
+
+Run with `cargo bench --bench step`; `cargo bench --bench step -- cpu_step/10k` runs one case; with
+the whole file, about a minute on two cores.
 */
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
-use forcefield::{CpuBackend, Edge, Engine, GraphSpec, SimParams};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use common::CpuTimed;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use forcefield::{CpuBackend, Engine, EngineConfig, FaultSet, GraphSpec, SimParams};
 
-/// Seed of every benchmark graph, so that runs compare the same work.
-const GRAPH_SEED: u64 = 0x5eed_f0ce;
-/// Undirected edges per node in every benchmark graph.
-const EDGES_PER_NODE: u32 = 10;
 /// Steps run from the seeded positions before the snapshot is taken, so that the timed state is a
 /// layout in motion rather than the uniform cube it starts from.
 const WARMUP_STEPS: u32 = 20;
 
-/// One benchmark size, with the criterion settings that keep both groups near a minute on a
-/// two-core machine, and its warmed-up snapshot (built on first use, so a filtered run pays only
-/// for the sizes it runs).
+/// One measured step: its wall time, its CPU time and each kernel's CPU time, in nanoseconds.
+#[derive(Clone, Debug)]
+struct StepRecord {
+    wall_ns: f64,
+    cpu_ns: f64,
+    kernels: Vec<(&'static str, f64)>,
+}
+
+impl StepRecord {
+    fn kernel_ns(&self, kernel: &str) -> f64 {
+        self.kernels
+            .iter()
+            .filter(|(k, _)| *k == kernel)
+            .map(|(_, ns)| ns)
+            .sum()
+    }
+}
+
+/// Steps measured so far, and how many of them each benchmark has used.
+#[derive(Default)]
+struct Pool {
+    steps: Vec<StepRecord>,
+    used: BTreeMap<String, usize>,
+}
+
+/// One benchmark size, with its sample count, its warmed-up snapshot and its pool of measured
+/// steps (both built on first use, so a filtered run pays only for the sizes it runs).
 struct Case {
     label: &'static str,
     num_nodes: u32,
-    sample_size: usize,
-    measurement: Duration,
+    samples: usize,
     snapshot: OnceLock<GraphSpec>,
+    pool: Mutex<Pool>,
+}
+
+impl Case {
+    const fn new(label: &'static str, num_nodes: u32, samples: usize) -> Self {
+        Case {
+            label,
+            num_nodes,
+            samples,
+            snapshot: OnceLock::new(),
+            pool: Mutex::new(Pool {
+                steps: Vec::new(),
+                used: BTreeMap::new(),
+            }),
+        }
+    }
 }
 
 static CASES: [Case; 3] = [
-    Case {
-        label: "1k",
-        num_nodes: 1_000,
-        sample_size: 30,
-        measurement: Duration::from_secs(3),
-        snapshot: OnceLock::new(),
-    },
-    Case {
-        label: "10k",
-        num_nodes: 10_000,
-        sample_size: 10,
-        measurement: Duration::from_secs(5),
-        snapshot: OnceLock::new(),
-    },
-    Case {
-        label: "100k_1M",
-        num_nodes: 100_000,
-        sample_size: 10,
-        measurement: Duration::from_secs(12),
-        snapshot: OnceLock::new(),
-    },
+    Case::new("1k", 1_000, 60),
+    Case::new("10k", 10_000, 40),
+    Case::new("100k_1M", 100_000, 12),
 ];
 
-/// The case the per-kernel breakdown runs on.
-const KERNEL_CASE: usize = 2;
+fn faults() -> FaultSet {
+    static FAULTS: OnceLock<FaultSet> = OnceLock::new();
+    *FAULTS.get_or_init(common::faults)
+}
 
 impl Case {
     /// The benchmark graph with its positions after [`WARMUP_STEPS`] steps.
     fn snapshot(&self) -> &GraphSpec {
-        self.snapshot
-            .get_or_init(|| warmed_snapshot(self.num_nodes))
-    }
-
-    /// A fresh engine at the snapshot, ready for one timed step.
-    fn engine(&self) -> Engine<CpuBackend> {
-        Engine::new(CpuBackend::new(), self.snapshot(), snapshot_params())
-            .expect("the snapshot graph is valid")
-    }
-}
-
-/// A uniform random graph: `EDGES_PER_NODE * num_nodes` edges between distinct endpoints.
-fn random_graph(num_nodes: u32, seed: u64) -> GraphSpec {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let edges = (0..num_nodes as u64 * EDGES_PER_NODE as u64)
-        .map(|_| {
-            let u = rng.gen_range(0..num_nodes);
-            // Drawing v from the other n - 1 ids avoids self-loops, which add no spring work.
-            let v = (u + rng.gen_range(1..num_nodes)) % num_nodes;
-            Edge::new(u, v)
+        self.snapshot.get_or_init(|| {
+            let mut graph =
+                common::random_graph(self.num_nodes, common::EDGES_PER_NODE, common::GRAPH_SEED);
+            let mut engine = self.engine_at(&graph, SimParams::default());
+            engine.step(WARMUP_STEPS).expect("warm-up steps succeed");
+            graph.positions = Some(engine.positions().expect("positions read back"));
+            graph
         })
-        .collect();
-    GraphSpec {
-        num_nodes,
-        edges,
-        positions: None,
+    }
+
+    fn engine_at(&self, graph: &GraphSpec, params: SimParams) -> Engine<CpuTimed<CpuBackend>> {
+        Engine::with_config(
+            CpuTimed(CpuBackend::new()),
+            graph,
+            params,
+            EngineConfig::default(),
+            faults(),
+        )
+        .expect("the benchmark graph is valid")
+    }
+
+    /// One step on a fresh engine at the snapshot (the step counter continues where the warm-up
+    /// stopped, so the damping schedule is the warmed engine's).
+    fn measure_step(&self) -> StepRecord {
+        let params = SimParams {
+            iteration: WARMUP_STEPS,
+            ..SimParams::default()
+        };
+        let mut engine = self.engine_at(self.snapshot(), params);
+        let cpu_started = common::process_cpu_ns();
+        let started = Instant::now();
+        engine.step(1).expect("step succeeds");
+        let wall = started.elapsed();
+        let cpu_ns = common::process_cpu_ns() - cpu_started;
+        let kernels = engine
+            .kernel_log()
+            .recent()
+            .into_iter()
+            .filter(|r| r.iteration == WARMUP_STEPS)
+            .map(|r| (r.kernel, r.duration_us * 1e3))
+            .collect();
+        StepRecord {
+            wall_ns: wall.as_secs_f64() * 1e9,
+            cpu_ns,
+            kernels,
+        }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next step `consumer` has not used yet, measuring one when every step is used.
+    fn take(&self, consumer: &str) -> StepRecord {
+        let index = {
+            let mut pool = self.pool();
+            let used = pool.used.entry(consumer.to_string()).or_insert(0);
+            let index = *used;
+            *used += 1;
+            index
+        };
+        loop {
+            if let Some(step) = self.pool().steps.get(index) {
+                return step.clone();
+            }
+            let step = self.measure_step();
+            self.pool().steps.push(step);
+        }
     }
 }
 
-/// Parameters of an engine resumed from a snapshot: the step counter continues where the warm-up
-/// stopped, so that the damping schedule is the one the warmed engine would have used.
-fn snapshot_params() -> SimParams {
-    SimParams {
-        iteration: WARMUP_STEPS,
-        ..SimParams::default()
-    }
-}
-
-/// The benchmark graph of `num_nodes`, with positions taken after [`WARMUP_STEPS`] steps.
-fn warmed_snapshot(num_nodes: u32) -> GraphSpec {
-    let mut graph = random_graph(num_nodes, GRAPH_SEED);
+/// The kernels of a step, in launch order, from one step of a small graph: the launch sequence
+/// does not depend on the size, and a filtered run must not build a large snapshot just to name
+/// the benchmarks of a size it skips.
+fn kernel_names() -> Vec<&'static str> {
+    let graph = common::random_graph(200, 4, common::GRAPH_SEED);
     let mut engine = Engine::new(CpuBackend::new(), &graph, SimParams::default())
-        .expect("the benchmark graph is valid");
-    engine.step(WARMUP_STEPS).expect("warm-up steps succeed");
-    graph.positions = Some(engine.positions().expect("positions read back"));
-    graph
+        .expect("the probe graph is valid");
+    engine.step(1).expect("probe step succeeds");
+    let mut names: Vec<&'static str> = Vec::new();
+    for r in engine.kernel_log().recent() {
+        if !names.contains(&r.kernel) {
+            names.push(r.kernel);
+        }
+    }
+    names
+}
+
+fn ns(total: f64) -> Duration {
+    Duration::from_secs_f64(total * 1e-9)
 }
 
 fn cpu_step(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cpu_step");
-    group.warm_up_time(Duration::from_secs(1));
-    // Steps take milliseconds to a second: equal iteration counts per sample keep the number of
-    // steps (and engine builds) at the 100k size near the sample size.
-    group.sampling_mode(SamplingMode::Flat);
-    for case in &CASES {
-        group.sample_size(case.sample_size);
-        group.measurement_time(case.measurement);
-        // Nodes per second is the figure that compares across sizes.
-        group.throughput(Throughput::Elements(case.num_nodes as u64));
-        group.bench_function(BenchmarkId::from_parameter(case.label), |b| {
-            // Built here, not in the setup below, so that criterion's estimate of the time per
-            // iteration (which counts setup) is not inflated by the one-off warm-up.
-            case.snapshot();
-            b.iter_batched_ref(
-                || case.engine(),
-                |engine| engine.step(1).expect("step succeeds"),
-                BatchSize::PerIteration,
-            )
-        });
+    for (group_name, wall) in [("cpu_step", false), ("cpu_step_wall", true)] {
+        let mut group = c.benchmark_group(group_name);
+        for case in &CASES {
+            common::fixed_samples(&mut group, case.samples);
+            // Nodes per second is the figure that compares across sizes.
+            group.throughput(Throughput::Elements(case.num_nodes as u64));
+            group.bench_function(BenchmarkId::from_parameter(case.label), |b| {
+                b.iter_custom(|iters| {
+                    ns((0..iters)
+                        .map(|_| {
+                            let step = case.take(group_name);
+                            if wall {
+                                step.wall_ns
+                            } else {
+                                step.cpu_ns
+                            }
+                        })
+                        .sum())
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
-}
-
-/// Median of `samples` (which it sorts); `None` when empty.
-fn median(samples: &mut [f64]) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort_by(f64::total_cmp);
-    let mid = samples.len() / 2;
-    Some(if samples.len() % 2 == 1 {
-        samples[mid]
-    } else {
-        (samples[mid - 1] + samples[mid]) / 2.0
-    })
 }
 
 fn cpu_kernels(c: &mut Criterion) {
-    let case = &CASES[KERNEL_CASE];
+    let kernels = kernel_names();
     let mut group = c.benchmark_group("cpu_kernels");
-    group.warm_up_time(Duration::from_secs(1));
-    group.sampling_mode(SamplingMode::Flat);
-    group.sample_size(case.sample_size);
-    group.measurement_time(case.measurement);
-    let mut per_kernel: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-    let mut steps = 0usize;
-    let id = format!("{}/kernel_sum", case.label);
-    group.bench_function(id.as_str(), |b| {
-        case.snapshot();
-        b.iter_custom(|iters| {
-            let mut kernel_us = 0.0;
-            for _ in 0..iters {
-                let mut engine = case.engine();
-                engine.step(1).expect("step succeeds");
-                // A fresh engine logs only this step's launches.
-                for rec in engine.kernel_log().recent() {
-                    kernel_us += rec.duration_us;
-                    per_kernel
-                        .entry(rec.kernel)
-                        .or_default()
-                        .push(rec.duration_us);
-                }
-                steps += 1;
-            }
-            Duration::from_secs_f64(kernel_us * 1e-6)
-        })
-    });
-    group.finish();
-    // Nothing ran when criterion's filter or `--list` skipped the group.
-    if steps == 0 {
-        return;
-    }
-    eprintln!(
-        "cpu_kernels/{}: median per kernel over {steps} steps",
-        case.label
-    );
-    let mut total = 0.0;
-    for (kernel, samples) in &mut per_kernel {
-        if let Some(m) = median(samples) {
-            total += m;
-            eprintln!("  {kernel:<14} {:>10.2} ms", m / 1e3);
+    for case in &CASES {
+        common::fixed_samples(&mut group, case.samples);
+        group.throughput(Throughput::Elements(case.num_nodes as u64));
+        for &kernel in &kernels {
+            let id = format!("{}/{kernel}", case.label);
+            group.bench_function(id.as_str(), |b| {
+                b.iter_custom(|iters| {
+                    ns((0..iters)
+                        .map(|_| case.take(kernel).kernel_ns(kernel))
+                        .sum())
+                })
+            });
         }
     }
-    eprintln!("  {:<14} {:>10.2} ms", "(sum)", total / 1e3);
+    group.finish();
 }
 
-criterion_group!(benches, cpu_step, cpu_kernels);
+criterion_group! {
+    name = benches;
+    // Criterion's own bootstrap of every benchmark is not used by `forcefield bench`; fewer
+    // resamples keep its analysis from dominating the run.
+    config = Criterion::default().nresamples(10_000);
+    targets = cpu_step, cpu_kernels
+}
 criterion_main!(benches);

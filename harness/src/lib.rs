@@ -9,10 +9,12 @@ Forcefield's driver: the `forcefield` command line and everything behind it.
 
 pub mod artifacts;
 pub mod backend_select;
+pub mod bench;
 pub mod campaign;
 pub mod case;
 pub mod cli;
 pub mod commands;
+pub mod compute_sanitizer;
 pub mod corpus;
 pub mod ddmin;
 pub mod execute;
@@ -26,6 +28,8 @@ pub mod layout;
 pub mod minimize;
 pub mod oracle;
 pub mod report;
+pub mod sanitize_mode;
+pub mod selftest;
 pub mod shrink;
 pub mod signature;
 pub mod soak;
