@@ -484,14 +484,12 @@ impl<Bk: Backend> Engine<Bk> {
         let r = self
             .buffers
             .resize_names(&mut self.backend, class, cap, select, leak);
-        if let Err(e) = r {
-            // Planted `resize-failure-stale`: the capacity field is updated although the new
-            // buffers were never installed.
-            if self.faults.contains(Fault::ResizeFailureStale) {
-                self.set_capacity(class, cap);
-            }
-            return Err(self.be::<()>(Err(e)).unwrap_err());
+        // Planted `resize-failure-stale`: on failure the capacity field is updated although the
+        // new buffers were never installed.
+        if r.is_err() && self.faults.contains(Fault::ResizeFailureStale) {
+            self.set_capacity(class, cap);
         }
+        self.be(r)?;
         if self.in_operation {
             self.journal.push((class, before));
         }

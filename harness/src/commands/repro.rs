@@ -9,9 +9,7 @@ use std::time::Duration;
 use crate::campaign::run_isolated;
 use crate::case::Expectation;
 use crate::cli::{BackendChoice, CliError};
-use crate::compute_sanitizer::{
-    render_markdown, rerun_under_tools, RerunError, RerunOptions, Tool,
-};
+use crate::compute_sanitizer::{render_markdown, rerun_under_tools, RerunOptions, Tool};
 use crate::execute::ExecOptions;
 use crate::isolate::{SupervisorConfig, WorkerSlot};
 use crate::job::{open_backend_with, run_case};
@@ -119,11 +117,9 @@ fn run_under_tool(args: &ReproArgs, case: &crate::case::Case, tool: Tool) -> Res
     let out_dir = crate::sanitize_mode::tool_output_dir();
     let mut options = RerunOptions::new(&out_dir);
     options.timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());
-    let reports =
-        rerun_under_tools(&args.case, case.backend, &[tool], &options).map_err(|e| match e {
-            RerunError::ToolMissing(m) => CliError::environment(anyhow::anyhow!("{m}")),
-            other => CliError::environment(anyhow::anyhow!("{other}")),
-        })?;
+    // A missing tool or an unusable program is the environment's (exit 3).
+    let reports = rerun_under_tools(&args.case, case.backend, &[tool], &options)
+        .map_err(|e| CliError::environment(anyhow::anyhow!("{e}")))?;
     print!("{}", render_markdown(&reports));
     let flagged: Vec<String> = reports
         .iter()
@@ -132,7 +128,7 @@ fn run_under_tool(args: &ReproArgs, case: &crate::case::Case, tool: Tool) -> Res
             r.signature
                 .clone()
                 .or_else(|| r.program_signature.clone())
-                .unwrap_or_else(|| format!("sanitizer:{}-exit:{}", r.tool.name(), "case"))
+                .unwrap_or_else(|| format!("sanitizer:{}-exit:case", r.tool.name()))
         })
         .collect();
     match flagged.first() {
