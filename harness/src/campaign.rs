@@ -102,6 +102,17 @@ pub struct CampaignConfig {
     pub progress: bool,
 }
 
+impl CampaignConfig {
+    /// The generator of every case: the settings with the campaign's faults and backend.
+    pub fn case_generator(&self) -> GenConfig {
+        GenConfig {
+            faults: self.faults.clone(),
+            backend: self.backend,
+            ..self.generator.clone()
+        }
+    }
+}
+
 /// One distinct finding of a campaign.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Finding {
@@ -163,6 +174,32 @@ pub struct Summary {
     /// Injected faults (`inject` ops) in the cases run, by kind (`fail-alloc`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub injections: BTreeMap<String, u64>,
+    /// The slowest cases run, slowest first (at most [`SLOWEST_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<SlowCase>,
+}
+
+/// One of a campaign's slowest cases: what to look at when choosing `--case-timeout`, or when a
+/// generator change makes cases slow rather than interesting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowCase {
+    /// The case's index in the campaign (its seed is `case_seed(seed, case)`).
+    pub case: u64,
+    /// Wall-clock seconds from sending it to a worker to its verdict, resumes included.
+    pub seconds: f64,
+    /// Its size.
+    pub size: CaseSize,
+}
+
+/// How many of the slowest cases a summary keeps.
+pub const SLOWEST_KEPT: usize = 5;
+
+/// Adds `case` to `slowest`, keeping the [`SLOWEST_KEPT`] slowest, slowest first (ties: lower
+/// index first, so that merged shards give the same list in any order).
+pub fn keep_slowest(slowest: &mut Vec<SlowCase>, case: SlowCase) {
+    slowest.push(case);
+    slowest.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then(a.case.cmp(&b.case)));
+    slowest.truncate(SLOWEST_KEPT);
 }
 
 impl Summary {
@@ -198,6 +235,12 @@ impl Summary {
                 .map(|(kind, n)| format!("{kind}: {n}"))
                 .collect();
             s.push_str(&format!("injections: {{{}}}\n", kinds.join(", ")));
+        }
+        if let Some(slow) = self.slowest.first() {
+            s.push_str(&format!(
+                "slowest case: #{} in {:.1} s ({})\n",
+                slow.case, slow.seconds, slow.size
+            ));
         }
         if !self.findings.is_empty() {
             s.push_str(
@@ -303,11 +346,69 @@ pub fn minimize_isolated(
     minimize(case, limits, &mut test)
 }
 
+/// How a generated finding is minimized: the settings of [`minimize_generated`].
+pub struct FindingMinimizer<'a> {
+    /// The generator the case came from (faults and backend included): proptest's shrinking
+    /// re-draws the case from its seed with it.
+    pub generator: &'a GenConfig,
+    /// Whether candidates are re-run at a larger capacity, as in the campaign.
+    pub capacity_invariance: bool,
+    /// The campaign's watchdog (shortened for hangs, see [`HANG_MINIMIZE_DEADLINE`]).
+    pub deadline: Duration,
+    /// Runs and time for both phases together.
+    pub limits: MinimizeLimits,
+    /// Set by Ctrl-C: every candidate then counts as not reproducing, and minimization ends.
+    pub stop: &'a AtomicBool,
+}
+
+/// Minimizes a generated finding: first proptest's shrinking over the generator's structure
+/// (half the limits), then delta debugging over what it left; every candidate runs in a worker of
+/// `slot` and is kept only when it gives `signature` again. The report covers both phases: sizes
+/// from `case`, runs and seconds of both.
+pub fn minimize_generated(
+    slot: &mut WorkerSlot,
+    case: &Case,
+    signature: &Signature,
+    how: &FindingMinimizer<'_>,
+) -> (Case, MinimizeReport) {
+    let started = Instant::now();
+    let deadline = minimize_deadline(signature, how.deadline);
+    let mut same = |c: &Case| {
+        !how.stop.load(Ordering::Relaxed)
+            && run_isolated(slot, c, how.capacity_invariance, deadline)
+                .0
+                .signature()
+                == Some(signature)
+    };
+    let (shrunk, shrink_runs) = shrink_generated(
+        case.seed,
+        how.generator,
+        how.limits.max_runs / 2,
+        how.limits.max_time / 2,
+        &mut same,
+    )
+    .unwrap_or_else(|| (case.clone(), 0));
+    let (small, mut report) = minimize_isolated(
+        slot,
+        &shrunk,
+        signature,
+        how.capacity_invariance,
+        how.deadline,
+        how.limits,
+        how.stop,
+    );
+    report.before = CaseSize::of(case);
+    report.runs += shrink_runs;
+    report.seconds = started.elapsed().as_secs_f64();
+    (small, report)
+}
+
 struct Outcome {
     index: u64,
     case: Case,
     verdict: Verdict,
     execution: Option<Execution>,
+    seconds: f64,
 }
 
 /// Runs a campaign until its budget is spent or `interrupt` is set (Ctrl-C), then minimizes what it
@@ -344,6 +445,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
             command = command.env("CUDA_VISIBLE_DEVICES", g.to_string());
         }
         let cfg = config.clone();
+        let generator = config.case_generator();
         threads.push(std::thread::spawn(move || {
             // The slot lives on this thread: workers die with the thread that started them.
             let mut slot = WorkerSlot::new(command, SupervisorConfig::default());
@@ -353,14 +455,13 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
                     break;
                 }
                 let index = k * cfg.shard.count + cfg.shard.index;
-                let mut generator = cfg.generator.clone();
-                generator.faults = cfg.faults.clone();
-                generator.backend = cfg.backend;
                 let Some(case) = generated_case(case_seed(cfg.seed, index), &generator) else {
                     continue;
                 };
+                let began = Instant::now();
                 let (verdict, execution) =
                     run_isolated(&mut slot, &case, cfg.capacity_invariance, cfg.case_deadline);
+                let seconds = began.elapsed().as_secs_f64();
                 let environment = matches!(verdict, Verdict::Environment { .. });
                 if tx
                     .send(Outcome {
@@ -368,6 +469,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
                         case,
                         verdict,
                         execution,
+                        seconds,
                     })
                     .is_err()
                     || environment
@@ -386,6 +488,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
     let mut environment_errors = 0u64;
     let mut environment_message = None;
     let mut injections: BTreeMap<String, u64> = BTreeMap::new();
+    let mut slowest = Vec::new();
     loop {
         let over_time = matches!(config.budget, Budget::Time(limit) if start.elapsed() >= limit);
         if over_time || interrupt.load(Ordering::Relaxed) {
@@ -394,6 +497,14 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(outcome) => {
                 cases += 1;
+                keep_slowest(
+                    &mut slowest,
+                    SlowCase {
+                        case: outcome.index,
+                        seconds: outcome.seconds,
+                        size: CaseSize::of(&outcome.case),
+                    },
+                );
                 for op in &outcome.case.ops {
                     if let crate::case::Op::Inject { fault } = op {
                         *injections.entry(fault.kind().to_string()).or_default() += 1;
@@ -439,51 +550,23 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
 
     if let Some(limits) = config.minimize {
         let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+        let generator = config.case_generator();
+        let how = FindingMinimizer {
+            generator: &generator,
+            capacity_invariance: config.capacity_invariance,
+            deadline: config.case_deadline,
+            limits,
+            stop: &interrupt,
+        };
         for f in findings.values_mut() {
             if crate::interrupt::requested() {
                 break;
             }
-            let Some(mut case) = f.case.clone() else {
+            let Some(case) = f.case.clone() else {
                 continue;
             };
             eprintln!("minimizing {} ({})", f.signature, f.case_size);
-            // First proptest's shrinking over the generator's structure, then delta debugging.
-            let mut generator = config.generator.clone();
-            generator.faults = config.faults.clone();
-            generator.backend = config.backend;
-            let deadline = minimize_deadline(&f.signature, config.case_deadline);
-            let mut same = |c: &Case| {
-                !interrupt.load(Ordering::Relaxed)
-                    && run_isolated(&mut slot, c, config.capacity_invariance, deadline)
-                        .0
-                        .signature()
-                        == Some(&f.signature)
-            };
-            if let Some((shrunk, runs)) = shrink_generated(
-                case.seed,
-                &generator,
-                limits.max_runs / 2,
-                limits.max_time / 2,
-                &mut same,
-            ) {
-                eprintln!(
-                    "  proptest shrinking: {} -> {} ({runs} runs)",
-                    f.case_size,
-                    CaseSize::of(&shrunk)
-                );
-                case = shrunk;
-            }
-            let (small, mut report) = minimize_isolated(
-                &mut slot,
-                &case,
-                &f.signature,
-                config.capacity_invariance,
-                config.case_deadline,
-                limits,
-                &interrupt,
-            );
-            // Sizes from the campaign's case, not from the proptest-shrunk one.
-            report.before = f.case_size;
+            let (small, report) = minimize_generated(&mut slot, &case, &f.signature, &how);
             eprintln!(
                 "  {} -> {} in {:.1} s ({} runs)",
                 report.before, report.after, report.seconds, report.runs
@@ -508,6 +591,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
         findings: findings.into_values().collect(),
         environment_message,
         injections,
+        slowest,
     }
 }
 

@@ -226,6 +226,19 @@ fn gnp<R: Rng + ?Sized>(rng: &mut R, nodes: std::ops::Range<u32>, p: f64) -> Vec
     out
 }
 
+/// The most nodes a generated case stacks on one position. Every node of a stack is in every
+/// other's neighbourhood, so a stack of `k` costs `k²` repulsion terms per step: a few thousand
+/// stacked nodes make a case that runs for tens of seconds (and looks like a hang to the
+/// watchdog) without exercising anything a stack of 64 does not.
+pub const MAX_STACK: u32 = 64;
+
+/// Half the side of a box that holds `count` randomly placed nodes at one per 512 cubic units (the
+/// density the engine's own seeding gives), so that the force pass's neighbourhoods, and with
+/// them the cost of a step, do not grow with the number of nodes.
+fn spread(count: u32) -> f32 {
+    4.0 * (count.max(1) as f32).cbrt()
+}
+
 fn positions_in<R: Rng + ?Sized>(rng: &mut R, count: u32, half: f32) -> Vec<[f32; 3]> {
     (0..count)
         .map(|_| {
@@ -348,8 +361,8 @@ pub fn generate_graph<R: Rng + ?Sized>(rng: &mut R, family: Family, n: u32) -> C
             (n, gnp(rng, 0..connected, 0.5))
         }
         Family::CoincidentPositions => {
-            let count = rng.gen_range(1..=3);
-            let mut spots = positions_in(rng, count, 5.0);
+            let count = rng.gen_range(1..=3).max(n.div_ceil(MAX_STACK));
+            let mut spots = positions_in(rng, count, spread(n).max(5.0));
             if rng.gen_bool(0.5) {
                 // The origin, where f32 resolves the smallest distances.
                 spots[0] = [0.0; 3];
@@ -357,8 +370,9 @@ pub fn generate_graph<R: Rng + ?Sized>(rng: &mut R, family: Family, n: u32) -> C
             let jitter = rng.gen_bool(0.5);
             positions = Some(
                 (0..n)
-                    .map(|_| {
-                        let mut p = *spots.choose(rng).unwrap_or(&[0.0; 3]);
+                    .map(|i| {
+                        // Round-robin over the spots: at most `MAX_STACK` on each.
+                        let mut p = spots[i as usize % spots.len()];
                         if jitter && rng.gen_bool(0.5) {
                             // Nearly coincident: off by 1e-30 .. 1e-3 along one axis.
                             let axis = rng.gen_range(0..3);
@@ -380,8 +394,7 @@ pub fn generate_graph<R: Rng + ?Sized>(rng: &mut R, family: Family, n: u32) -> C
         }
     };
     if positions.is_none() && num_nodes > 0 && rng.gen_bool(0.2) {
-        let half = 4.0 * (num_nodes as f32).cbrt();
-        positions = Some(positions_in(rng, num_nodes, half));
+        positions = Some(positions_in(rng, num_nodes, spread(num_nodes)));
     }
     CaseGraph {
         num_nodes: num_nodes as u64,
@@ -716,11 +729,17 @@ impl Model {
             return None;
         }
         let positions = positioned.then(|| {
+            // Spread as if the new nodes joined the ones already there.
+            let half = spread(self.nodes + count).max(8.0);
             if rng.gen_bool(0.3) {
-                // All on one spot, possibly on an existing node's seeded spot.
-                vec![[0.0; 3]; count as usize]
+                // A stack on the origin, possibly on an existing node's seeded spot; past
+                // `MAX_STACK` the rest are spread out.
+                let stacked = count.min(MAX_STACK);
+                let mut p = vec![[0.0; 3]; stacked as usize];
+                p.extend(positions_in(rng, count - stacked, half));
+                p
             } else {
-                positions_in(rng, count, 8.0)
+                positions_in(rng, count, half)
             }
         });
         let needed = self.nodes as u64 + count as u64;
@@ -1310,6 +1329,52 @@ mod tests {
         assert!(spots.len() <= 3, "{spots:?}");
         let g = generate_graph(&mut rng, Family::ExtremeWeights, 40);
         assert!(g.edges.iter().all(|e| EXTREME_WEIGHTS.contains(&e.w)));
+    }
+
+    /// The largest number of positions within 1e-3 of one another's first.
+    fn largest_stack(positions: &[[f32; 3]]) -> usize {
+        let mut spots: Vec<([f32; 3], usize)> = Vec::new();
+        for q in positions {
+            let near = |s: &[f32; 3]| (0..3).all(|k| (s[k] - q[k]).abs() <= 1e-3);
+            match spots.iter_mut().find(|(s, _)| near(s)) {
+                Some((_, n)) => *n += 1,
+                None => spots.push((*q, 1)),
+            }
+        }
+        spots.iter().map(|(_, n)| *n).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn no_generated_stack_is_taller_than_max_stack() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for n in [1, 64, 65, 500, 3000] {
+            let g = generate_graph(&mut rng, Family::CoincidentPositions, n);
+            let tallest = largest_stack(&g.positions.unwrap());
+            assert!(
+                tallest <= MAX_STACK as usize,
+                "{n} nodes: a stack of {tallest}"
+            );
+            // Still stacks: the family is about coincident nodes.
+            assert!(
+                tallest >= (n as usize).min(MAX_STACK as usize) / 4,
+                "{n}: {tallest}"
+            );
+        }
+        let cfg = GenConfig::default();
+        let mut stacked = 0;
+        for seed in 0..400 {
+            for op in generate_case_from_seed(seed, &cfg).ops {
+                if let Op::AddNodes {
+                    positions: Some(p), ..
+                } = op
+                {
+                    let tallest = largest_stack(&p);
+                    assert!(tallest <= MAX_STACK as usize, "seed {seed}: {tallest}");
+                    stacked += usize::from(tallest > 1);
+                }
+            }
+        }
+        assert!(stacked > 0, "no generated add_nodes stacked its nodes");
     }
 
     #[test]

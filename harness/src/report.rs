@@ -487,6 +487,7 @@ mod tests {
             findings,
             environment_message: None,
             injections: Default::default(),
+            slowest: Vec::new(),
         }
     }
 

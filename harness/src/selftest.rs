@@ -33,15 +33,15 @@ use serde::{Deserialize, Serialize};
 use forcefield::{Fault, FaultKind};
 
 use crate::campaign::{
-    case_seed, minimize_isolated, run_campaign, run_isolated, Budget, CampaignConfig, Shard,
-    HANG_MINIMIZE_DEADLINE,
+    case_seed, minimize_generated, run_campaign, run_isolated, Budget, CampaignConfig,
+    FindingMinimizer, Shard,
 };
 use crate::case::{BackendKind, Case};
 use crate::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::minimize::{CaseSize, MinimizeLimits, MinimizeReport};
 use crate::sanitize_mode::SanitizeMode;
-use crate::shrink::{generated_case, shrink_generated};
+use crate::shrink::generated_case;
 use crate::signature::{Signature, Verdict};
 
 /// The format string of the self-test's JSON report.
@@ -276,50 +276,16 @@ pub fn minimize_first(
 ) -> (Case, MinimizeReport) {
     let generator = generator_for(config, faults);
     let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
-    let full_deadline = case_deadline(config);
-    // A hang costs the whole watchdog on every candidate that reproduces it; the candidates run in
-    // milliseconds otherwise (the same rule as campaign minimization).
-    let deadline = if first.signature.class == "hang" {
-        full_deadline.min(HANG_MINIMIZE_DEADLINE)
-    } else {
-        full_deadline
+    let how = FindingMinimizer {
+        generator: &generator,
+        capacity_invariance: config.capacity_invariance,
+        deadline: case_deadline(config),
+        limits: config.minimize,
+        stop: interrupt,
     };
-    let limits = config.minimize;
-    let started = Instant::now();
-    let mut case = first.case.clone();
-    let mut shrink_runs = 0;
-    let mut same = |c: &Case| {
-        !interrupt.load(Ordering::Relaxed)
-            && run_isolated(&mut slot, c, config.capacity_invariance, deadline)
-                .0
-                .signature()
-                == Some(&first.signature)
-    };
-    if let Some((shrunk, runs)) = shrink_generated(
-        first.case.seed,
-        &generator,
-        limits.max_runs / 2,
-        limits.max_time / 2,
-        &mut same,
-    ) {
-        case = shrunk;
-        shrink_runs = runs;
-    }
-    let (small, mut report) = minimize_isolated(
-        &mut slot,
-        &case,
-        &first.signature,
-        config.capacity_invariance,
-        full_deadline,
-        limits,
-        interrupt,
-    );
+    let minimized = minimize_generated(&mut slot, &first.case, &first.signature, &how);
     slot.shutdown();
-    // Both phases in the report: sizes from the hunt's case, runs and time of shrinking too.
-    report.before = CaseSize::of(&first.case);
-    report.runs += shrink_runs;
-    report.seconds = started.elapsed().as_secs_f64();
-    (small, report)
+    minimized
 }
 
 // ---- the report -------------------------------------------------------------------------------
@@ -837,6 +803,7 @@ mod tests {
             findings: vec![finding; findings],
             environment_message: None,
             injections: Default::default(),
+            slowest: Vec::new(),
         }
     }
 

@@ -16,7 +16,8 @@ Merge rules ([`merge_summaries`]):
   earliest in time since its shard's start (shards start together), ties broken by the lower case
   index, and its summary, case index and case size come with it, so they describe one real
   occurrence; the minimization kept is the smallest result (fewest nodes + edges + ops), with the
-  time it was reached.
+  time it was reached;
+* the slowest cases are the slowest of all shards' (the five kept).
 
 Only what `summary.json` holds is merged: the cases themselves stay in each shard's `findings/`.
 */
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::artifacts::write_json;
-use crate::campaign::{Finding, Shard, Summary, SUMMARY_FORMAT};
+use crate::campaign::{keep_slowest, Finding, Shard, Summary, SUMMARY_FORMAT};
 use crate::cli::CliError;
 use crate::minimize::MinimizeReport;
 use crate::signature::Signature;
@@ -183,6 +184,7 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         findings: Vec::new(),
         environment_message: None,
         injections: BTreeMap::new(),
+        slowest: Vec::new(),
     };
     for (path, s) in inputs {
         let differs = |what, found: String, expected: String| MergeError::Differs {
@@ -228,6 +230,9 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         merged.interrupted |= s.interrupted;
         for (kind, n) in &s.injections {
             *merged.injections.entry(kind.clone()).or_default() += n;
+        }
+        for slow in &s.slowest {
+            keep_slowest(&mut merged.slowest, slow.clone());
         }
         if merged.environment_message.is_none() {
             merged.environment_message = s.environment_message.clone();
@@ -354,6 +359,7 @@ mod tests {
                 findings,
                 environment_message: None,
                 injections: BTreeMap::new(),
+                slowest: Vec::new(),
             },
         )
     }
@@ -398,6 +404,25 @@ mod tests {
         // Smallest minimization (1+0+4 = 5 < 2+1+3 = 6), with its time.
         assert_eq!(f.minimization.as_ref().unwrap().after, size(1, 0, 4));
         assert_eq!(f.seconds_to_minimized, Some(1.0));
+    }
+
+    #[test]
+    fn the_slowest_cases_are_the_slowest_of_all_shards() {
+        use crate::campaign::{SlowCase, SLOWEST_KEPT};
+        let slow = |case: u64, seconds: f64| SlowCase {
+            case,
+            seconds,
+            size: size(1, 0, 1),
+        };
+        let mut a = shard(0, 4, 1.0, vec![]);
+        a.1.slowest = vec![slow(0, 9.0), slow(3, 2.0), slow(6, 1.0)];
+        let mut b = shard(1, 4, 1.0, vec![]);
+        b.1.slowest = vec![slow(1, 5.0), slow(4, 2.0), slow(7, 0.5), slow(10, 0.1)];
+        let merged = merge_summaries(&[b, a]).unwrap();
+        let got: Vec<(u64, f64)> = merged.slowest.iter().map(|s| (s.case, s.seconds)).collect();
+        assert_eq!(got.len(), SLOWEST_KEPT);
+        // Slowest first; the tie at 2 s goes to the lower index whatever the shard order.
+        assert_eq!(got, [(0, 9.0), (1, 5.0), (3, 2.0), (4, 2.0), (6, 1.0)]);
     }
 
     #[test]
