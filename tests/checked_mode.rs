@@ -11,11 +11,9 @@ mod common;
 
 use forcefield::backend::{BoundsReduceArgs, Span3};
 use forcefield::backend::{DeviceSpan, GatherPositionsArgs, Launch, SortArgs};
-use forcefield::params::features;
 use forcefield::sanitize::{Access, Site, ViolationKind};
 use forcefield::{Backend, BackendError, BufferName, CpuBackend, Edge, Engine, GraphSpec};
 use forcefield::{MemoryViolation, SimParams};
-use rand::Rng;
 
 /// A buffer of `capacity` 4-byte elements with `values` uploaded at its start.
 fn buffer(b: &mut CpuBackend, name: BufferName, capacity: usize, values: &[u32]) -> DeviceSpan {
@@ -270,53 +268,10 @@ fn many_threads_out_of_bounds_give_one_finding() {
     );
 }
 
-type Bits = (Vec<[u32; 3]>, Vec<[u32; 3]>);
-
-/// Positions and velocities, as bits, after a scripted life that grows, removes, shrinks, runs
-/// SSSP and steps with SSSP-stretched springs and noise.
-fn scripted_bits(backend: CpuBackend) -> Vec<Bits> {
-    // Above the kernels' parallel threshold (4096 items), so that both threads really run.
-    let n = 4500;
-    let mut r = common::rng(0xC4EC);
-    let edges = common::random_edges(&mut r, n, 2 * n as usize, |r| r.gen_range(0.5f32..=3.0));
-    let graph = GraphSpec {
-        num_nodes: n,
-        edges,
-        positions: None,
-    };
-    let params = SimParams {
-        seed: 7,
-        temperature: 0.05,
-        feature_flags: features::DEFAULT | features::THERMAL_NOISE,
-        ..SimParams::default()
-    };
-    let mut e = Engine::new(backend, &graph, params).expect("engine");
-    let mut out = Vec::new();
-    e.step(4).unwrap();
-    out.push(common::state_bits(&mut e));
-    e.add_nodes(n / 3, None).unwrap();
-    e.add_edges(&[Edge::new(0, n + 1), Edge::new(n + 2, 5)])
-        .unwrap();
-    e.step(4).unwrap();
-    out.push(common::state_bits(&mut e));
-    let removed: Vec<u32> = (0..e.num_nodes()).filter(|i| i % 7 == 3).collect();
-    e.remove_nodes(&removed).unwrap();
-    e.shrink_to_fit().unwrap();
-    e.set_position_constraint(0, [5.0, 5.0, 5.0], 0.5).unwrap();
-    e.run_sssp(1).unwrap();
-    let mut p = e.params().clone();
-    p.sssp_alpha = 0.2;
-    p.feature_flags |= features::SSSP_REST_LENGTH;
-    e.set_params(p).unwrap();
-    e.step(4).unwrap();
-    out.push(common::state_bits(&mut e));
-    out
-}
-
 #[test]
 fn a_clean_engine_gives_the_same_bits_checked_and_unchecked() {
-    let plain = scripted_bits(CpuBackend::with_threads(2));
-    let checked = scripted_bits(CpuBackend::with_threads(2).with_checked(true));
+    let plain = common::scripted_bits(CpuBackend::with_threads(2));
+    let checked = common::scripted_bits(CpuBackend::with_threads(2).with_checked(true));
     assert_eq!(plain.len(), 3);
     assert!(plain == checked, "the checked mode changed the layout");
     assert_ne!(

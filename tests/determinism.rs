@@ -10,7 +10,7 @@ use forcefield::params::features;
 use forcefield::{CpuBackend, Edge, Engine, GraphSpec, SimParams};
 use rand::Rng;
 
-type Bits = (Vec<[u32; 3]>, Vec<[u32; 3]>);
+use common::Bits;
 
 /// Builds a random graph of `n` nodes and runs a fixed script of mutations and steps, returning the
 /// state after each stepping phase and the SSSP distances as bits.

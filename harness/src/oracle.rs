@@ -644,6 +644,26 @@ mod tests {
     }
 
     #[test]
+    fn sort_pairs_needs_each_value_beside_its_own_key() {
+        check_sort_pairs(&good_grid()).unwrap();
+        check_grid(&good_grid()).unwrap();
+        // Last step's permutation as values: a permutation, under sorted keys, but not their nodes.
+        let mut g = good_grid();
+        g.sorted_nodes = vec![0, 1, 2, 3];
+        let e = check_sort_pairs(&g).unwrap_err();
+        assert_eq!(e.check, checks::SORT_PAIRS);
+        assert!(
+            e.detail
+                .starts_with("sorted slot 0 holds node 0 with key 0"),
+            "{e}"
+        );
+        assert_eq!(check_grid(&g).unwrap_err().check, checks::SORT_PAIRS);
+        // A value beyond the nodes is reported, not indexed.
+        g.sorted_nodes[1] = 40;
+        assert!(check_sort_pairs(&g).is_err());
+    }
+
+    #[test]
     fn a_consistent_grid_passes() {
         check_grid(&good_grid()).unwrap();
     }

@@ -1,5 +1,5 @@
 /*!
-The generic checks of the oracle — `sort-pairs`, `memory-accounting`, `restart-equivalence`,
+The generic checks of the oracle — `memory-accounting`, `restart-equivalence`,
 `differential` — and the engine's grid-cell cap in case files: each check fails on a hand-made broken
 input and passes on a good one, and tiny cases with a planted fault are caught by the check that is
 meant to catch it (the checks themselves never look at which fault is on).
@@ -7,53 +7,16 @@ meant to catch it (the checks themselves never look at which fault is on).
 
 use std::time::Duration;
 
-use forcefield::{GridInspection, GridSpec};
 use forcefield_harness::campaign::run_isolated;
 use forcefield_harness::case::Case;
 use forcefield_harness::execute::{execute, CaseResult, ExecOptions};
 use forcefield_harness::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
 use forcefield_harness::oracle::{
-    check_differential, check_grid, check_memory_accounting, check_restart_equivalence,
-    check_sort_pairs, checks, DIFFERENTIAL_TOLERANCE,
+    check_differential, check_memory_accounting, check_restart_equivalence, checks,
+    DIFFERENTIAL_TOLERANCE,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
-
-/// 4 nodes in 3 cells: keys [2, 0, 2, 1].
-fn grid() -> GridInspection {
-    GridInspection {
-        grid: GridSpec {
-            origin: [0.0; 3],
-            cell_size: 1.0,
-            dims: [3, 1, 1],
-        },
-        cell_keys: vec![2, 0, 2, 1],
-        sorted_keys: vec![0, 1, 2, 2],
-        sorted_nodes: vec![1, 3, 0, 2],
-        cell_start: vec![0, 1, 2],
-        cell_end: vec![1, 2, 4],
-    }
-}
-
-#[test]
-fn sort_pairs_needs_each_value_beside_its_own_key() {
-    check_sort_pairs(&grid()).unwrap();
-    check_grid(&grid()).unwrap();
-    // Last step's permutation as values: a permutation, under sorted keys, but not their nodes.
-    let mut g = grid();
-    g.sorted_nodes = vec![0, 1, 2, 3];
-    let e = check_sort_pairs(&g).unwrap_err();
-    assert_eq!(e.check, checks::SORT_PAIRS);
-    assert!(
-        e.detail
-            .starts_with("sorted slot 0 holds node 0 with key 0"),
-        "{e}"
-    );
-    assert_eq!(check_grid(&g).unwrap_err().check, checks::SORT_PAIRS);
-    // A value beyond the nodes is reported, not indexed.
-    g.sorted_nodes[1] = 40;
-    assert!(check_sort_pairs(&g).is_err());
-}
 
 #[test]
 fn memory_accounting_wants_every_byte_owned() {

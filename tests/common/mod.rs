@@ -10,7 +10,8 @@ allowance below.
 
 use std::path::PathBuf;
 
-use forcefield::{Backend, Edge, Engine};
+use forcefield::params::features;
+use forcefield::{Backend, Edge, Engine, GraphSpec, SimParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -181,11 +182,57 @@ pub fn bits3(v: &[[f32; 3]]) -> Vec<[u32; 3]> {
         .collect()
 }
 
+/// Positions and velocities, as bits.
+pub type Bits = (Vec<[u32; 3]>, Vec<[u32; 3]>);
+
 /// Positions and velocities of an engine, as bits.
-pub fn state_bits<Bk: Backend>(engine: &mut Engine<Bk>) -> (Vec<[u32; 3]>, Vec<[u32; 3]>) {
+pub fn state_bits<Bk: Backend>(engine: &mut Engine<Bk>) -> Bits {
     let p = engine.positions().expect("positions");
     let v = engine.velocities().expect("velocities");
     (bits3(&p), bits3(&v))
+}
+
+/// Positions and velocities, as bits, after a scripted life of 4,500 nodes (above the kernels'
+/// parallel threshold of 4,096 items) that grows, removes, shrinks, constrains, runs SSSP and steps
+/// with SSSP-stretched springs and noise: one state per stepping phase. For comparing two
+/// configurations of one backend bit for bit (checked and unchecked, say).
+pub fn scripted_bits<Bk: Backend>(backend: Bk) -> Vec<Bits> {
+    let n = 4500;
+    let mut r = rng(0xC4EC);
+    let edges = random_edges(&mut r, n, 2 * n as usize, |r| r.gen_range(0.5f32..=3.0));
+    let graph = GraphSpec {
+        num_nodes: n,
+        edges,
+        positions: None,
+    };
+    let params = SimParams {
+        seed: 7,
+        temperature: 0.05,
+        feature_flags: features::DEFAULT | features::THERMAL_NOISE,
+        ..SimParams::default()
+    };
+    let mut e = Engine::new(backend, &graph, params).expect("engine");
+    let mut out = Vec::new();
+    e.step(4).unwrap();
+    out.push(state_bits(&mut e));
+    e.add_nodes(n / 3, None).unwrap();
+    e.add_edges(&[Edge::new(0, n + 1), Edge::new(n + 2, 5), Edge::new(0, 1)])
+        .unwrap();
+    e.step(4).unwrap();
+    out.push(state_bits(&mut e));
+    let removed: Vec<u32> = (0..e.num_nodes()).filter(|i| i % 7 == 3).collect();
+    e.remove_nodes(&removed).unwrap();
+    e.shrink_to_fit().unwrap();
+    e.set_position_constraint(0, [5.0, 5.0, 5.0], 0.5).unwrap();
+    e.set_distance_constraint(0, 1, 2.0).unwrap();
+    e.run_sssp(1).unwrap();
+    let mut p = e.params().clone();
+    p.sssp_alpha = 0.2;
+    p.feature_flags |= features::SSSP_REST_LENGTH;
+    e.set_params(p).unwrap();
+    e.step(4).unwrap();
+    out.push(state_bits(&mut e));
+    out
 }
 
 /// Euclidean distance.

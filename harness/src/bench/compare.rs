@@ -517,46 +517,27 @@ pub fn peer_ratios(entry: &Entry) -> Vec<(String, String, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::fingerprint::{Build, Fingerprint, GpuFingerprint};
-    use crate::bench::history::{BenchRecord, FORMAT};
+    use crate::bench::history::BenchRecord;
     use crate::bench::quality::QualityRecord;
     use std::collections::BTreeMap;
 
     fn entry(id: &str, benches: &[(&str, Vec<f64>)]) -> Entry {
-        Entry {
-            format: FORMAT.into(),
-            id: id.into(),
-            recorded_at: 0,
-            fingerprint: Fingerprint {
-                cpu_model: "cpu".into(),
-                cpu_cores: 2,
-                gpu: GpuFingerprint::none(),
-                rustc: "rustc".into(),
-            },
-            build: Build {
-                commit: "c".into(),
-                dirty: false,
-                diff_hash: None,
-                faults: vec![],
-                label: None,
-                executables: vec![],
-            },
-            benchmarks: benches
-                .iter()
-                .map(|(id, s)| {
-                    (
-                        id.to_string(),
-                        BenchRecord {
-                            samples_ns: s.clone(),
-                            iterations: vec![1.0; s.len()],
-                            throughput: None,
-                            measured_at: 0,
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-            quality: vec![],
-        }
+        let mut e = crate::bench::history::tests::entry(id, "c", None);
+        e.benchmarks = benches
+            .iter()
+            .map(|(id, s)| {
+                (
+                    id.to_string(),
+                    BenchRecord {
+                        samples_ns: s.clone(),
+                        iterations: vec![1.0; s.len()],
+                        throughput: None,
+                        measured_at: 0,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        e
     }
 
     fn around(center: f64, n: usize, phase: f64) -> Vec<f64> {

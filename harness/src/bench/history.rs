@@ -268,7 +268,7 @@ fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bench::fingerprint::GpuFingerprint;
 
