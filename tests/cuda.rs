@@ -721,6 +721,9 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
         );
         return;
     }
+    // A backend dropped clean leaves its context in the reuse pool; the loss below must not let a
+    // pooled context hide that the process is poisoned.
+    drop(cuda());
     let mut b = cuda();
     let buf = b.alloc(BufferName::Mass, 16).unwrap();
     let e = b.lose_context();
@@ -736,13 +739,33 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
             println!("trap checked: lost with `{e}`; reset gave a working context");
         }
         Err(r) => {
+            // A new backend is refused the same way: no pooled context survived the loss.
+            let other = CudaBackend::new(0).err();
+            assert!(
+                other.is_some(),
+                "reset refused (`{r}`) but a new backend was given"
+            );
             println!(
-                "trap checked: lost with `{e}`; reset refused: `{r}` (sticky: {})",
+                "trap checked: lost with `{e}`; reset refused: `{r}` (sticky: {}); a new backend too",
                 r.sticky
             );
         }
     }
     let _ = buf;
+}
+
+/// Contexts are reused (see `driver.rs`): an engine on a context that another engine used and gave
+/// back lays out bit for bit as one on a new context, and starts with no memory of its own.
+#[test]
+fn a_reused_context_gives_the_same_bits_and_starts_empty() {
+    require_cuda!();
+    let first = common::scripted_bits(cuda());
+    // The backend of `first` dropped clean, so these run on reused contexts.
+    let again = common::scripted_bits(cuda());
+    assert!(first == again, "a reused context changed the layout");
+    let b = cuda();
+    assert_eq!(b.bytes_allocated(), 0);
+    println!("reuse checked: {} states equal", first.len());
 }
 
 // ---- the checked mode ---------------------------------------------------------------------------
@@ -997,55 +1020,11 @@ fn checked_mode_reports_a_damaged_red_zone_once() {
     assert_eq!(out, [-1.0, -1.0, -1.0, 2.0, 2.0, 2.0]);
 }
 
-/// Positions and velocities, as bits.
-type Bits = (Vec<[u32; 3]>, Vec<[u32; 3]>);
-
-/// Positions and velocities, as bits, after a scripted life that grows, removes, shrinks, runs
-/// SSSP and steps with SSSP-stretched springs and noise.
-fn scripted_bits(backend: CudaBackend) -> Vec<Bits> {
-    let n = 4500;
-    let mut r = common::rng(0xC4EC);
-    let edges = common::random_edges(&mut r, n, 2 * n as usize, |r| r.gen_range(0.5f32..=3.0));
-    let graph = GraphSpec {
-        num_nodes: n,
-        edges,
-        positions: None,
-    };
-    let params = SimParams {
-        seed: 7,
-        temperature: 0.05,
-        feature_flags: features::DEFAULT | features::THERMAL_NOISE,
-        ..SimParams::default()
-    };
-    let mut e = Engine::new(backend, &graph, params).expect("engine");
-    let mut out = Vec::new();
-    e.step(4).unwrap();
-    out.push(common::state_bits(&mut e));
-    e.add_nodes(n / 3, None).unwrap();
-    e.add_edges(&[Edge::new(0, n + 1), Edge::new(n + 2, 5), Edge::new(0, 1)])
-        .unwrap();
-    e.step(4).unwrap();
-    out.push(common::state_bits(&mut e));
-    let removed: Vec<u32> = (0..e.num_nodes()).filter(|i| i % 7 == 3).collect();
-    e.remove_nodes(&removed).unwrap();
-    e.shrink_to_fit().unwrap();
-    e.set_position_constraint(0, [5.0, 5.0, 5.0], 0.5).unwrap();
-    e.set_distance_constraint(0, 1, 2.0).unwrap();
-    e.run_sssp(1).unwrap();
-    let mut p = e.params().clone();
-    p.sssp_alpha = 0.2;
-    p.feature_flags |= features::SSSP_REST_LENGTH;
-    e.set_params(p).unwrap();
-    e.step(4).unwrap();
-    out.push(common::state_bits(&mut e));
-    out
-}
-
 #[test]
 fn checked_mode_gives_the_same_bits_as_unchecked_through_resizes() {
     require_cuda!();
-    let plain = scripted_bits(cuda());
-    let checked = scripted_bits(checked_cuda());
+    let plain = common::scripted_bits(cuda());
+    let checked = common::scripted_bits(checked_cuda());
     assert_eq!(plain.len(), 3);
     assert!(plain == checked, "the checked mode changed the layout");
     assert_ne!(

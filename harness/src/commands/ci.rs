@@ -46,7 +46,8 @@ pub struct CiArgs {
     /// Backend of the campaign (corpus entries run on the backend each names).
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     pub backend: BackendChoice,
-    /// Worker processes (default: one per core).
+    /// Worker processes (default: one per core on the CPU backend, one on CUDA, where workers
+    /// contend for the GPU).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Write a JUnit XML report here.
@@ -145,15 +146,8 @@ fn replay_line(r: &ReplayResult) -> String {
 
 /// Runs the gate; see the module documentation for what it does and its exit codes.
 pub fn run(args: &CiArgs) -> Result<(), CliError> {
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if jobs == 0 {
-        return Err(CliError::input(anyhow::anyhow!(
-            "--jobs must be at least 1"
-        )));
-    }
     let backend = super::backend_kind(args.backend)?;
+    let jobs = super::jobs(args.jobs, backend)?;
     args.sanitize.validate(backend)?;
     let campaign_worker = sanitize_mode::worker_command(1, args.sanitize)?;
     let regressions = corpus::regressions_dir(&args.corpus);

@@ -46,7 +46,8 @@ pub struct SelftestArgs {
     /// Hunt only this fault (repeatable; default: every crash fault that exists on the backend).
     #[arg(long = "fault")]
     pub faults: Vec<Fault>,
-    /// Worker processes (default: one per core).
+    /// Worker processes (default: one per core on the CPU backend, one on CUDA, where workers
+    /// contend for the GPU).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Also write the report as JSON to this file (atomically).
@@ -70,15 +71,8 @@ const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 
 impl SelftestArgs {
     fn config(&self) -> Result<SelftestConfig, CliError> {
-        let jobs = self
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        if jobs == 0 {
-            return Err(CliError::input(anyhow::anyhow!(
-                "--jobs must be at least 1"
-            )));
-        }
         let backend = super::backend_kind(self.backend)?;
+        let jobs = super::jobs(self.jobs, backend)?;
         self.sanitize.validate(backend)?;
         let faults = if self.faults.is_empty() {
             applicable_faults(backend)

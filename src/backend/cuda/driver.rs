@@ -8,7 +8,7 @@ runs under `catch_unwind`, so that a machine without CUDA gets an error value, n
 */
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cudarc::driver::result::{self, DriverError};
 use cudarc::driver::sys;
@@ -137,17 +137,70 @@ pub fn device_count() -> usize {
 /// must be terminated and relaunched", and on the GPU machine (driver 580) creating a new context in
 /// the same process indeed fails with the same error. Recovery from a lost context therefore needs
 /// a new process, which is how the harness runs cases anyway.
+///
+/// Creating a context costs 110–180 ms on the GPU machine, and the harness builds several engines
+/// per case (the capacity re-run, restart-equivalence rebuilds), so contexts are reused: a backend
+/// that drops clean — every allocation freed, its stream, events and module destroyed, no sticky
+/// error — gives its empty context back ([`Context::recycle_on_drop`]) to a small process-wide
+/// pool, and [`Context::acquire`] takes from it before creating one.
 #[derive(Debug)]
 pub struct Context {
     ctx: sys::CUcontext,
     device: sys::CUdevice,
+    ordinal: usize,
+    /// Go back to the pool when dropped, instead of being destroyed.
+    recycle: bool,
+}
+
+// SAFETY: a context handle may be used from any thread once made current there, which every user
+// does first ([`Context::bind`]); the pool hands each context to one owner at a time.
+unsafe impl Send for Context {}
+
+/// Empty contexts kept for reuse, at most [`POOL_CAPACITY`].
+static POOL: Mutex<Vec<Context>> = Mutex::new(Vec::new());
+/// How many empty contexts the process keeps (a few engines live at once in a worker).
+const POOL_CAPACITY: usize = 4;
+
+fn pool() -> MutexGuard<'static, Vec<Context>> {
+    // Nothing is left half-done under the lock, so a poisoned lock is usable.
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Destroys the pooled contexts. Called on a sticky error: the process is poisoned then, and a
+/// pooled context would fail at its first use where a new one fails at creation.
+pub fn drain_pool() {
+    let drained = std::mem::take(&mut *pool());
+    drop(drained);
 }
 
 impl Context {
+    /// An empty context on device `ordinal`, current on the calling thread: a pooled one when there
+    /// is one, else a new one.
+    pub fn acquire(ordinal: usize) -> Result<Self, BackendError> {
+        let pooled = {
+            let mut pool = pool();
+            let found = pool.iter().position(|c| c.ordinal == ordinal);
+            found.map(|i| pool.swap_remove(i))
+        };
+        if let Some(context) = pooled {
+            if context.bind().is_ok() {
+                return Ok(context);
+            }
+            // Unusable after all: destroyed here, and a new one made.
+        }
+        Self::create(ordinal)
+    }
+
+    /// Keeps this context for reuse when it drops. Only for a context left empty: everything made
+    /// in it released, no sticky error seen.
+    pub fn recycle_on_drop(&mut self) {
+        self.recycle = true;
+    }
+
     /// A new context on device `ordinal`, current on the calling thread.
     pub fn create(ordinal: usize) -> Result<Self, BackendError> {
         let init = |e| backend_error(BackendOp::Init, None, e);
-        let ordinal = i32::try_from(ordinal).map_err(|_| {
+        let index = i32::try_from(ordinal).map_err(|_| {
             BackendError::new(
                 BackendOp::Init,
                 format!("device ordinal {ordinal} is too large"),
@@ -157,19 +210,24 @@ impl Context {
         if count <= 0 {
             return Err(BackendError::new(BackendOp::Init, "no CUDA device found"));
         }
-        if ordinal >= count {
+        if index >= count {
             return Err(BackendError::new(
                 BackendOp::Init,
                 format!("no CUDA device {ordinal} (the machine has {count})"),
             ));
         }
-        let device = result::device::get(ordinal).map_err(init)?;
+        let device = result::device::get(index).map_err(init)?;
         let mut ctx: sys::CUcontext = std::ptr::null_mut();
         // SAFETY: `device` came from cuDeviceGet; null creation parameters ask for the defaults.
         unsafe { sys::cuCtxCreate_v4(&mut ctx, std::ptr::null_mut(), 0, device) }
             .result()
             .map_err(init)?;
-        Ok(Context { ctx, device })
+        Ok(Context {
+            ctx,
+            device,
+            ordinal,
+            recycle: false,
+        })
     }
 
     /// Makes this context current on the calling thread (the backend may move between threads).
@@ -204,6 +262,16 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
+        if self.recycle {
+            let mut pool = pool();
+            if pool.len() < POOL_CAPACITY {
+                pool.push(Context {
+                    recycle: false,
+                    ..*self
+                });
+                return;
+            }
+        }
         // SAFETY: the context was created by `create` and is destroyed once. Destroying a lost
         // context is how its resources are released; the error, if any, cannot be acted on.
         let _ = unsafe { sys::cuCtxDestroy_v2(self.ctx) };

@@ -5,7 +5,8 @@ The driver and NVRTC are loaded at run time (`cudarc` with dynamic loading), so 
 its tests run on machines without CUDA; [`CudaBackend::is_available`] says whether this one has a
 usable device, and [`CudaBackend::new`] fails with an error (never a panic) when it has not.
 
-Each backend owns a context of its own, one stream and the module compiled from the embedded kernel
+Each backend owns a context of its own (an empty one given back by a backend that dropped clean is
+reused: creating one costs 110–180 ms), one stream and the module compiled from the embedded kernel
 sources (NVRTC, `-lineinfo`, no fused multiply-add; PTX cached per option set for the process).
 Device memory is raw driver allocations whose addresses are the `u64`s of the [`Backend`] trait.
 All work is queued on the stream; [`Backend::launch`] brackets a kernel's launches with CUDA events
@@ -101,7 +102,7 @@ impl CudaBackend {
 
     fn create(ordinal: usize, checked: bool) -> Result<Self, BackendError> {
         let init = |e: DriverError| backend_error(BackendOp::Init, None, e);
-        let context = Context::create(ordinal)?;
+        let context = Context::acquire(ordinal)?;
         context.bind().map_err(init)?;
         let (major, minor) = context.compute_capability().map_err(init)?;
         let options = if checked {
@@ -230,6 +231,7 @@ impl CudaBackend {
         let err = backend_error(op, kernel, e);
         if err.sticky && self.lost.is_none() {
             self.lost = Some(err.clone());
+            driver::drain_pool();
         }
         err
     }
@@ -514,9 +516,9 @@ impl Backend for CudaBackend {
         let fresh = guarded("resetting the CUDA backend", || {
             Self::create(self.ordinal, checked)
         })?;
-        let mut old = std::mem::replace(self, fresh);
-        old.allocs.clear();
-        drop(old);
+        // Dropping the old backend frees its memory, or, when its context was lost, destroys the
+        // context with everything in it.
+        drop(std::mem::replace(self, fresh));
         Ok(())
     }
 
@@ -532,16 +534,19 @@ impl Drop for CudaBackend {
         if self.context.bind().is_err() {
             return;
         }
+        let mut empty = false;
         if self.lost.is_none() {
-            let _ = self.sync_stream();
+            let synced = self.sync_stream().is_ok();
             self.scratch.release();
             if let Some(checked) = self.checked.as_mut() {
                 checked.release();
             }
+            let mut freed = true;
             for a in self.allocs.values() {
                 // SAFETY: allocated by `alloc` and not yet freed.
-                let _ = unsafe { result::free_sync(a.raw) };
+                freed &= unsafe { result::free_sync(a.raw) }.is_ok();
             }
+            empty = synced && freed;
         }
         // SAFETY: each handle was created in `create` and is destroyed once, here.
         unsafe {
@@ -552,6 +557,9 @@ impl Drop for CudaBackend {
                 let _ = result::stream::destroy(s);
             }
             let _ = result::module::unload(self.module);
+        }
+        if empty {
+            self.context.recycle_on_drop();
         }
     }
 }
