@@ -4,10 +4,14 @@ Run-time compilation of the kernels in `kernels/` with NVRTC, cached per option 
 The sources are embedded in the binary. They are compiled as one program: `common.cuh` first, then
 each `.cu` file with its `#include "common.cuh"` line blanked (NVRTC is given no include path) and a
 `#line` directive in front, so that `-lineinfo` and compiler messages name the original file and
-line. The PTX of each option set is compiled once per process.
+line. The PTX of each option set is compiled once per process, and kept on disk between processes
+(see [`cache_dir`]): NVRTC takes about a second, which every new worker process would otherwise pay
+(on CUDA a lost context costs a worker, so injected campaigns start many).
 */
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::nvrtc::{CompileError, CompileOptions};
@@ -75,9 +79,103 @@ pub fn compiled_ptx(options: &[String]) -> Result<Ptx, BackendError> {
     }
     // Compiling under the lock keeps two threads from compiling the same set; nothing in the
     // compiler takes this lock again.
-    let ptx = compile_source(&program_source(), options)?;
+    let source = program_source();
+    let key = cache_key(&source, options, &nvrtc_version());
+    let ptx = cached_or_compiled(cache_dir().as_deref(), &key, || {
+        compile_source(&source, options)
+    })?;
     map.insert(options.to_vec(), ptx.clone());
     Ok(ptx)
+}
+
+/// Where compiled PTX is kept between processes: `$FORCEFIELD_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/forcefield`, else `$HOME/.cache/forcefield`; `None` (compile every time) when
+/// none is set or `FORCEFIELD_CACHE_DIR` is empty.
+pub fn cache_dir() -> Option<PathBuf> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = std::env::var_os("FORCEFIELD_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    var("XDG_CACHE_HOME")
+        .map(|d| PathBuf::from(d).join("forcefield"))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache").join("forcefield")))
+}
+
+/// The NVRTC version as `major.minor` ("?" when it cannot be asked), part of the cache key.
+fn nvrtc_version() -> String {
+    if !nvrtc_present() {
+        return "?".to_string();
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present; the call writes two ints.
+    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if r == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        format!("{major}.{minor}")
+    } else {
+        "?".to_string()
+    }
+}
+
+/// The cache file name of PTX built from `source` with `options` by NVRTC `version`: an FNV-1a
+/// hash of all three (stable across builds and Rust versions, unlike `std`'s hasher), so that a
+/// changed kernel, option or compiler never reads another's PTX.
+pub fn cache_key(source: &str, options: &[String], version: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = [source.as_bytes(), version.as_bytes()]
+        .into_iter()
+        .chain(options.iter().map(|o| o.as_bytes()));
+    for part in parts {
+        // The length first, so that moving bytes between parts changes the key.
+        for b in (part.len() as u64).to_le_bytes().iter().chain(part) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("kernels-{h:016x}.ptx")
+}
+
+/// The PTX in `dir/key` when it is there and whole (NUL-terminated, as written), else what
+/// `compile` gives, written there for the next process. The cache never makes a build fail: an
+/// unreadable or unwritable cache is the same as none.
+pub fn cached_or_compiled(
+    dir: Option<&Path>,
+    key: &str,
+    compile: impl FnOnce() -> Result<Ptx, BackendError>,
+) -> Result<Ptx, BackendError> {
+    let Some(dir) = dir else {
+        return compile();
+    };
+    let file = dir.join(key);
+    if let Ok(bytes) = std::fs::read(&file) {
+        if bytes.len() > 1 && bytes.last() == Some(&0) && !bytes[..bytes.len() - 1].contains(&0) {
+            return Ok(Arc::new(bytes));
+        }
+    }
+    let ptx = compile()?;
+    let _ = write_atomically(dir, &file, &ptx);
+    Ok(ptx)
+}
+
+/// Writes `bytes` to `file` through a temporary file in `dir` and a rename, so that a process
+/// reading the cache sees the whole PTX or none (processes compile at the same time).
+fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file.file_name().and_then(|n| n.to_str()).unwrap_or("ptx"),
+        std::process::id()
+    ));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, file)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Compiles `source` (uncached).
@@ -146,6 +244,56 @@ mod tests {
                 "kernel `{name}` is not defined as {decl}"
             );
         }
+    }
+
+    fn fake_ptx(text: &str) -> Ptx {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(0);
+        Arc::new(bytes)
+    }
+
+    #[test]
+    fn the_disk_cache_serves_the_second_process_and_recompiles_a_damaged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = cache_key("src", &["-a".to_string()], "13.0");
+        let mut compiled = 0;
+        let mut get = |dir: Option<&Path>| {
+            cached_or_compiled(dir, &key, || {
+                compiled += 1;
+                Ok(fake_ptx(".entry k"))
+            })
+            .unwrap()
+        };
+        let first = get(Some(dir.path()));
+        let second = get(Some(dir.path()));
+        assert_eq!(first, second);
+        // A cut-short file (no NUL at the end) is compiled again and replaced.
+        std::fs::write(dir.path().join(&key), b".entry").unwrap();
+        let third = get(Some(dir.path()));
+        assert_eq!(third, first);
+        // No cache directory: compile every time; an unwritable one: compile, still succeed.
+        get(None);
+        let blocked = dir.path().join("file-not-dir");
+        std::fs::write(&blocked, b"x").unwrap();
+        assert_eq!(get(Some(&blocked)), first);
+        assert_eq!(compiled, 4);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_source_options_and_compiler() {
+        let o = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let base = cache_key("src", &o(&["-a", "-b"]), "13.0");
+        assert_eq!(base, cache_key("src", &o(&["-a", "-b"]), "13.0"));
+        assert_ne!(base, cache_key("src2", &o(&["-a", "-b"]), "13.0"));
+        assert_ne!(base, cache_key("src", &o(&["-a"]), "13.0"));
+        assert_ne!(base, cache_key("src", &o(&["-ab"]), "13.0"));
+        assert_ne!(base, cache_key("src", &o(&["-a", "-b"]), "13.1"));
     }
 
     #[test]
