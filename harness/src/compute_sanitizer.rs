@@ -12,7 +12,11 @@ This module is responsible for the whole conversation with `compute-sanitizer`:
   text it prints into a [`TextReport`] ([`parse_text`]): the text alone carries the distance to the
   nearest allocation and the true error totals (the XML stops at the print limit);
 * naming a finding ([`signature_for`]: `sanitizer:<tool>-<error>:<kernel>`, the project's
-  `class:detail:site` form) and summarising a run per tool ([`ToolReport`], [`render_markdown`]).
+  `class:detail:site` form) and summarising a run per tool ([`ToolReport`], [`ToolVerdict`],
+  [`render_markdown`]);
+* re-running the findings a campaign wrote, each minimized case under every tool, into the
+  finding's own directory ([`campaign_findings`], [`rerun_findings_with`]): what `forcefield run
+  --backend cuda` does after minimizing.
 
 # How a run is judged
 
@@ -37,6 +41,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -45,6 +51,8 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::write_atomically;
+use crate::campaign::{Finding, Summary};
 use crate::case::BackendKind;
 use crate::isolate::WorkerCommand;
 
@@ -446,22 +454,44 @@ impl SanitizerRecord {
             .find_map(|frame| frame.func.as_deref())
     }
 
+    /// ` in KERNEL at FILE:LINE` (the file without its directory), or nothing for a host-side
+    /// record.
+    fn kernel_site(&self) -> String {
+        let Some(kernel) = &self.kernel else {
+            return String::new();
+        };
+        let mut site = format!(" in {kernel}");
+        if let Some(file) = &self.file {
+            let name = Path::new(file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.clone());
+            match self.line {
+                Some(n) => site.push_str(&format!(" at {name}:{n}")),
+                None => site.push_str(&format!(" at {name}")),
+            }
+        }
+        site
+    }
+
+    /// What and where, without the thread, the address or the allocation: compute-sanitizer's
+    /// sentence and the kernel (`Invalid __global__ write of size 4 bytes in sort_scatter at
+    /// layout.cu:196`), or the API call of a host-side record. Short enough for one line per tool.
+    pub fn headline(&self) -> String {
+        let mut line = self.text.trim().to_string();
+        line.push_str(&self.kernel_site());
+        if !self.is_device_side() {
+            if let Some(api) = self.host_api() {
+                line.push_str(&format!(" (host: {api})"));
+            }
+        }
+        line
+    }
+
     /// The record in one line, for reports.
     pub fn one_line(&self) -> String {
         let mut line = self.text.trim().to_string();
-        if let Some(kernel) = &self.kernel {
-            line.push_str(&format!(" in {kernel}"));
-            if let Some(file) = &self.file {
-                let name = Path::new(file)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| file.clone());
-                match self.line {
-                    Some(n) => line.push_str(&format!(" at {name}:{n}")),
-                    None => line.push_str(&format!(" at {name}")),
-                }
-            }
-        }
+        line.push_str(&self.kernel_site());
         if let Some([x, y, z]) = self.thread {
             line.push_str(&format!(", thread ({x},{y},{z})"));
         }
@@ -1075,6 +1105,8 @@ pub enum RunStatus {
         /// Why.
         message: String,
     },
+    /// It was stopped (Ctrl-C) before it finished; its process group was killed.
+    Interrupted,
 }
 
 impl fmt::Display for RunStatus {
@@ -1092,6 +1124,7 @@ impl fmt::Display for RunStatus {
                 write!(f, "timed out after {:.1} s", *after_ms as f64 / 1000.0)
             }
             RunStatus::NotStarted { message } => write!(f, "not started: {message}"),
+            RunStatus::Interrupted => f.write_str("interrupted"),
         }
     }
 }
@@ -1113,6 +1146,9 @@ pub struct ToolReport {
     pub findings: Vec<String>,
     /// The signature of the main record ([`signature_for`]).
     pub signature: Option<String>,
+    /// The main record's [`SanitizerRecord::headline`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
     /// The signature `forcefield repro` printed for the case, if it printed one: the finding as the
     /// harness sees it, next to the tool's.
     pub program_signature: Option<String>,
@@ -1132,6 +1168,70 @@ impl ToolReport {
                 == (RunStatus::Exited {
                     code: SANITIZER_EXIT_CODE,
                 })
+    }
+
+    /// What the run came to: errors, clean, or nothing to go by. Clean needs a run that ended
+    /// by itself and an XML file that was read and holds no record: a run that left no usable
+    /// XML, timed out, was killed or was interrupted is [`ToolVerdict::Inconclusive`], however
+    /// quiet it was.
+    pub fn verdict(&self) -> ToolVerdict {
+        let records: usize = self.counts.values().sum();
+        let exited = matches!(self.status, RunStatus::Exited { .. });
+        if self.flagged() {
+            ToolVerdict::Errors {
+                errors: self.errors.filter(|&n| n > 0).unwrap_or(records as u64),
+                headline: self.headline.clone(),
+            }
+        } else if exited && self.problem.is_none() {
+            ToolVerdict::Clean
+        } else {
+            let mut reason = self.status.to_string();
+            if let Some(problem) = &self.problem {
+                reason.push_str(&format!("; {problem}"));
+            }
+            ToolVerdict::Inconclusive { reason }
+        }
+    }
+}
+
+/// What one tool's run on one case came to, in the fewest words ([`ToolReport::verdict`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum ToolVerdict {
+    /// The tool ran to its end, wrote its XML, and reported nothing.
+    Clean,
+    /// The tool reported errors.
+    Errors {
+        /// How many: its `ERROR SUMMARY` (or hazard count), else the records in the XML. 0 when
+        /// only the exit code says so.
+        errors: u64,
+        /// The main record's [`SanitizerRecord::headline`], when the XML was read.
+        headline: Option<String>,
+    },
+    /// Nothing can be concluded: the run did not end by itself, or left no usable XML.
+    Inconclusive {
+        /// How the run ended, and what is wrong with its XML.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ToolVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolVerdict::Clean => f.write_str("clean"),
+            ToolVerdict::Errors { errors, headline } => {
+                match errors {
+                    0 => f.write_str("errors reported")?,
+                    1 => f.write_str("1 error")?,
+                    n => write!(f, "{n} errors")?,
+                }
+                match headline {
+                    Some(headline) => write!(f, " ({headline})"),
+                    None => f.write_str(" (no record read)"),
+                }
+            }
+            ToolVerdict::Inconclusive { reason } => write!(f, "no verdict: {reason}"),
+        }
     }
 }
 
@@ -1167,6 +1267,7 @@ pub fn summarize(
         counts: BTreeMap::new(),
         findings: Vec::new(),
         signature: None,
+        headline: None,
         program_signature: text.program_signature.clone(),
         problem: None,
         xml: run.xml,
@@ -1177,6 +1278,7 @@ pub fn summarize(
             parsed.attach_text(text);
             report.counts = parsed.counts();
             report.signature = parsed.signature();
+            report.headline = main_record(&parsed.records).map(SanitizerRecord::headline);
             let mut ordered: Vec<&SanitizerRecord> = parsed.records.iter().collect();
             // Stable: within a rank, the file's order.
             ordered.sort_by_key(|r| rank(r));
@@ -1261,38 +1363,57 @@ pub fn rerun_with(
         path: options.out_dir.clone(),
         source,
     })?;
+    let never = AtomicBool::new(false);
+    let reports = tools
+        .iter()
+        .map(|&tool| rerun_one(sanitizer, program, case, backend, tool, options, &never))
+        .collect();
+    Ok(reports)
+}
+
+/// One tool of [`rerun_with`], into the existing `options.out_dir`; `stop` ends the run early
+/// ([`RunStatus::Interrupted`]).
+fn rerun_one(
+    sanitizer: &Path,
+    program: &Path,
+    case: &Path,
+    backend: BackendKind,
+    tool: Tool,
+    options: &RerunOptions,
+    stop: &AtomicBool,
+) -> ToolReport {
     let repro = WorkerCommand::new(program)
         .arg("repro")
         .arg("--in-process")
         .arg("--backend")
         .arg(backend.name())
         .arg(case.as_os_str());
-    let reports = tools
-        .iter()
-        .map(|&tool| {
-            let xml = options.out_dir.join(format!("{tool}.xml"));
-            let log = options.out_dir.join(format!("{tool}.txt"));
-            let wrapped = wrap_command(sanitizer, repro.clone(), tool, &xml);
-            let status = run_to_files(&wrapped, &xml, &log, options.timeout);
-            let text = parse_text(&read_tail(&log, MAX_READ_BYTES).unwrap_or_default());
-            let xml_report = read_xml(tool, &xml);
-            let run = ToolRun {
-                tool,
-                case: case.to_path_buf(),
-                status,
-                xml,
-                log,
-            };
-            summarize(run, xml_report, &text, options.max_findings)
-        })
-        .collect();
-    Ok(reports)
+    let xml = options.out_dir.join(format!("{tool}.xml"));
+    let log = options.out_dir.join(format!("{tool}.txt"));
+    let wrapped = wrap_command(sanitizer, repro, tool, &xml);
+    let status = run_to_files(&wrapped, &xml, &log, options.timeout, stop);
+    let text = parse_text(&read_tail(&log, MAX_READ_BYTES).unwrap_or_default());
+    let xml_report = read_xml(tool, &xml);
+    let run = ToolRun {
+        tool,
+        case: case.to_path_buf(),
+        status,
+        xml,
+        log,
+    };
+    summarize(run, xml_report, &text, options.max_findings)
 }
 
 /// Runs `cmd` in its own process group, stdout and stderr into `log`, killing the group past
-/// `timeout`. A stale `xml` from an earlier run is removed first, so it is never read as this
-/// run's.
-fn run_to_files(cmd: &WorkerCommand, xml: &Path, log: &Path, timeout: Duration) -> RunStatus {
+/// `timeout` or once `stop` is set. A stale `xml` from an earlier run is removed first, so it is
+/// never read as this run's.
+fn run_to_files(
+    cmd: &WorkerCommand,
+    xml: &Path,
+    log: &Path,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> RunStatus {
     let not_started = |what: &str, e: io::Error| RunStatus::NotStarted {
         message: format!("{what}: {e}"),
     };
@@ -1318,14 +1439,18 @@ fn run_to_files(cmd: &WorkerCommand, xml: &Path, log: &Path, timeout: Duration) 
         .stderr(err)
         .process_group(0);
     match command.spawn() {
-        Ok(child) => supervise(child, timeout),
+        Ok(child) => supervise(child, timeout, stop),
         Err(e) => not_started(&format!("cannot start {}", cmd.program.display()), e),
     }
 }
 
-/// Waits for `child` (the leader of its own process group) until `timeout`; past it, SIGTERM to
-/// the group, a grace period, SIGKILL. Whatever the group started dies with it either way.
-fn supervise(mut child: Child, timeout: Duration) -> RunStatus {
+/// Waits for `child` (the leader of its own process group) until `timeout` or until `stop` is
+/// set; then SIGTERM to the group, a grace period, SIGKILL. Whatever the group started dies with
+/// it either way.
+///
+/// The group is the child's own, so a Ctrl-C at the terminal does not reach it: `stop` (the
+/// interrupt flag) is how it learns of one.
+fn supervise(mut child: Child, timeout: Duration, stop: &AtomicBool) -> RunStatus {
     let Ok(raw) = i32::try_from(child.id()) else {
         // A pid that does not fit a pid_t cannot happen on Linux; do not signal a wrong group.
         let _ = child.kill();
@@ -1336,17 +1461,17 @@ fn supervise(mut child: Child, timeout: Duration) -> RunStatus {
     };
     let pid = Pid::from_raw(raw);
     let started = Instant::now();
-    let mut timed_out = false;
-    if !wait_exited(pid, started + timeout) {
-        timed_out = true;
+    let never = AtomicBool::new(false);
+    let waited = wait_exited(pid, started + timeout, stop);
+    if waited != Waited::Exited {
         let _ = killpg(pid, Signal::SIGTERM);
-        if !wait_exited(pid, Instant::now() + TERM_GRACE) {
+        if wait_exited(pid, Instant::now() + TERM_GRACE, &never) != Waited::Exited {
             let _ = killpg(pid, Signal::SIGKILL);
         }
     }
     // The leader has exited (or is dying) but is not reaped: its group id is still ours, so this
     // sweep cannot reach an unrelated process.
-    let exited = wait_exited(pid, Instant::now() + KILL_WAIT);
+    let exited = wait_exited(pid, Instant::now() + KILL_WAIT, &never) == Waited::Exited;
     let _ = killpg(pid, Signal::SIGKILL);
     let status = if exited {
         child.wait().ok()
@@ -1360,10 +1485,14 @@ fn supervise(mut child: Child, timeout: Duration) -> RunStatus {
         drop(reaper);
         None
     };
-    if timed_out {
-        return RunStatus::TimedOut {
-            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        };
+    match waited {
+        Waited::Exited => {}
+        Waited::Deadline => {
+            return RunStatus::TimedOut {
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }
+        }
+        Waited::Stopped => return RunStatus::Interrupted,
     }
     match status {
         Some(status) => match (status.code(), status.signal()) {
@@ -1379,18 +1508,33 @@ fn supervise(mut child: Child, timeout: Duration) -> RunStatus {
     }
 }
 
-/// Whether child `pid` has exited by `deadline`; it is left unreaped.
-fn wait_exited(pid: Pid, deadline: Instant) -> bool {
+/// How a bounded wait for a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waited {
+    /// The child exited (it is left unreaped).
+    Exited,
+    /// The deadline came first.
+    Deadline,
+    /// The stop flag was set first.
+    Stopped,
+}
+
+/// Waits until child `pid` has exited, `deadline` passes or `stop` is set, whichever is first;
+/// the child is left unreaped.
+fn wait_exited(pid: Pid, deadline: Instant, stop: &AtomicBool) -> Waited {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     loop {
         match waitid(Id::Pid(pid), flags) {
             Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
             // Exited, or no such child any more (already reaped): either way it is not running.
-            Ok(_) | Err(_) => return true,
+            Ok(_) | Err(_) => return Waited::Exited,
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Waited::Stopped;
         }
         let now = Instant::now();
         if now >= deadline {
-            return false;
+            return Waited::Deadline;
         }
         std::thread::sleep(POLL_INTERVAL.min(deadline - now));
     }
@@ -1499,4 +1643,272 @@ pub fn render_markdown(reports: &[ToolReport]) -> String {
 /// Text safe in a markdown table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+// ------------------------------------------------------------------------------------------------
+// Re-running a campaign's findings
+// ------------------------------------------------------------------------------------------------
+
+/// The directory, in a finding's directory, that holds each tool's `<tool>.xml` and `<tool>.txt`.
+pub const FINDING_TOOL_DIR: &str = "compute-sanitizer";
+/// The markdown summary of the re-run, in a finding's directory.
+pub const FINDING_MARKDOWN: &str = "compute-sanitizer.md";
+
+/// One finding a campaign wrote, to be re-run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingCase {
+    /// The finding's signature, as the campaign named it.
+    pub signature: String,
+    /// Its directory, `<out>/findings/<signature-id>`.
+    pub dir: PathBuf,
+    /// The case file to run: `minimized.json`, else `case.json`; `None` when neither is there.
+    pub case: Option<PathBuf>,
+}
+
+/// The findings of `summary` where [`crate::campaign::write_outputs`] wrote them under `out_dir`,
+/// in the summary's order, each with the case file to re-run.
+pub fn campaign_findings(out_dir: &Path, summary: &Summary) -> Vec<FindingCase> {
+    summary
+        .findings
+        .iter()
+        .map(|finding| finding_case(out_dir, finding))
+        .collect()
+}
+
+fn finding_case(out_dir: &Path, finding: &Finding) -> FindingCase {
+    let dir = out_dir.join("findings").join(finding.signature.id());
+    // In memory a finding says whether it was minimized, and a `minimized.json` left by an earlier
+    // campaign in the same directory must not stand in for this one's case; read back from
+    // summary.json it holds no cases, and the files decide.
+    let try_minimized = finding.minimized.is_some() || finding.case.is_none();
+    let case = [
+        try_minimized.then(|| dir.join("minimized.json")),
+        Some(dir.join("case.json")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|path| path.is_file());
+    FindingCase {
+        signature: finding.signature.to_string(),
+        dir,
+        case,
+    }
+}
+
+/// Settings of [`rerun_findings_with`].
+#[derive(Clone, Debug)]
+pub struct FindingRerunOptions {
+    /// The tools, run in this order on each finding.
+    pub tools: Vec<Tool>,
+    /// Per tool and finding. compute-sanitizer slows kernels by 10-100 times: leave room.
+    pub timeout: Duration,
+    /// Finding lines kept per tool in the reports.
+    pub max_findings: usize,
+    /// Set (by Ctrl-C) to stop: the running tool is killed and nothing more is started.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl FindingRerunOptions {
+    /// Every tool ([`Tool::ALL`]), `timeout` per tool, 5 finding lines, no stop flag.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            tools: Tool::ALL.to_vec(),
+            timeout,
+            max_findings: 5,
+            stop: None,
+        }
+    }
+}
+
+/// Progress of [`rerun_findings_with`], for the caller to show: the runs are slow (minutes each).
+#[derive(Clone, Copy, Debug)]
+pub enum RerunEvent<'a> {
+    /// `tool` starts on finding `index` (from 1) of `total`.
+    ToolStarted {
+        /// The finding's position, from 1.
+        index: usize,
+        /// Findings in all.
+        total: usize,
+        /// The finding.
+        finding: &'a FindingCase,
+        /// The tool.
+        tool: Tool,
+    },
+    /// A tool finished on finding `index` of `total`.
+    ToolFinished {
+        /// The finding's position, from 1.
+        index: usize,
+        /// Findings in all.
+        total: usize,
+        /// The finding.
+        finding: &'a FindingCase,
+        /// What the tool said.
+        report: &'a ToolReport,
+    },
+}
+
+/// Why a finding was not re-run (in part or at all), or its summary not written.
+#[derive(Debug, thiserror::Error)]
+pub enum FindingRerunError {
+    /// Neither case file is in the finding's directory.
+    #[error("{}: neither minimized.json nor case.json is there", .dir.display())]
+    NoCase {
+        /// The finding's directory.
+        dir: PathBuf,
+    },
+    /// Stopped (Ctrl-C) before every tool had run on it.
+    #[error("interrupted before every tool had run")]
+    Interrupted,
+    /// The directory for the tools' files could not be created.
+    #[error("cannot create {}", .path.display())]
+    ToolDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The markdown summary could not be written.
+    #[error("cannot write {}", .path.display())]
+    Markdown {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What the tools said about one finding.
+#[derive(Debug)]
+pub struct FindingRerun {
+    /// The finding.
+    pub finding: FindingCase,
+    /// One report per tool that ran, in the order run.
+    pub reports: Vec<ToolReport>,
+    /// The markdown summary (`<dir>/compute-sanitizer.md`), when it was written.
+    pub markdown: Option<PathBuf>,
+    /// Why not every tool ran, or the summary was not written.
+    pub error: Option<FindingRerunError>,
+}
+
+/// Re-runs each finding's case under each tool, one run at a time ([`rerun_with`]'s command line,
+/// each run under `options.timeout`): the tools' files go to `<dir>/compute-sanitizer/`
+/// (`<tool>.xml`, `<tool>.txt`), and `<dir>/compute-sanitizer.md` ([`finding_markdown`]) is
+/// written atomically once the finding's tools have run. A finding's trouble (no case file, a
+/// directory that cannot be written) is in its [`FindingRerun`] and does not stop the others;
+/// `options.stop` does.
+pub fn rerun_findings_with(
+    sanitizer: &Path,
+    program: &Path,
+    backend: BackendKind,
+    findings: &[FindingCase],
+    options: &FindingRerunOptions,
+    on_event: &mut dyn FnMut(RerunEvent<'_>),
+) -> Vec<FindingRerun> {
+    let never = AtomicBool::new(false);
+    let stop: &AtomicBool = options.stop.as_deref().unwrap_or(&never);
+    let total = findings.len();
+    findings
+        .iter()
+        .enumerate()
+        .map(|(i, finding)| {
+            let mut rerun = FindingRerun {
+                finding: finding.clone(),
+                reports: Vec::new(),
+                markdown: None,
+                error: None,
+            };
+            if stop.load(Ordering::Relaxed) {
+                rerun.error = Some(FindingRerunError::Interrupted);
+                return rerun;
+            }
+            let Some(case) = &finding.case else {
+                rerun.error = Some(FindingRerunError::NoCase {
+                    dir: finding.dir.clone(),
+                });
+                return rerun;
+            };
+            let tool_dir = finding.dir.join(FINDING_TOOL_DIR);
+            if let Err(source) = std::fs::create_dir_all(&tool_dir) {
+                rerun.error = Some(FindingRerunError::ToolDir {
+                    path: tool_dir,
+                    source,
+                });
+                return rerun;
+            }
+            let run_options = RerunOptions {
+                out_dir: tool_dir,
+                timeout: options.timeout,
+                max_findings: options.max_findings,
+            };
+            for &tool in &options.tools {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let index = i + 1;
+                on_event(RerunEvent::ToolStarted {
+                    index,
+                    total,
+                    finding,
+                    tool,
+                });
+                let report = rerun_one(sanitizer, program, case, backend, tool, &run_options, stop);
+                on_event(RerunEvent::ToolFinished {
+                    index,
+                    total,
+                    finding,
+                    report: &report,
+                });
+                rerun.reports.push(report);
+            }
+            let interrupted = rerun.reports.len() < options.tools.len()
+                || rerun
+                    .reports
+                    .iter()
+                    .any(|r| r.status == RunStatus::Interrupted);
+            if interrupted {
+                rerun.error = Some(FindingRerunError::Interrupted);
+            }
+            // What did run is worth keeping, interrupted or not.
+            let path = finding.dir.join(FINDING_MARKDOWN);
+            let text = finding_markdown(finding, backend, &rerun.reports);
+            match write_atomically(&path, text.as_bytes()) {
+                Ok(()) => rerun.markdown = Some(path),
+                Err(source) => {
+                    rerun.error = Some(FindingRerunError::Markdown { path, source });
+                }
+            }
+            rerun
+        })
+        .collect()
+}
+
+/// The `compute-sanitizer.md` of a finding: a title naming it, the case run, each tool's verdict
+/// in one line ([`ToolReport::verdict`]), then [`render_markdown`].
+pub fn finding_markdown(
+    finding: &FindingCase,
+    backend: BackendKind,
+    reports: &[ToolReport],
+) -> String {
+    let case = finding
+        .case
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "-".to_string());
+    let mut out = format!(
+        "# compute-sanitizer on `{}`\n\n`{case}` run as `forcefield repro --in-process --backend {}` \
+         under each tool; each tool's XML and text output are in `{FINDING_TOOL_DIR}/`.\n\n",
+        finding.signature,
+        backend.name(),
+    );
+    for report in reports {
+        out.push_str(&format!("- {}: {}\n", report.tool, report.verdict()));
+    }
+    if !reports.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&render_markdown(reports));
+    out
 }

@@ -1,14 +1,23 @@
 /*!
-`forcefield run`: a crash-hunting campaign. See [`crate::campaign`].
+`forcefield run`: a crash-hunting campaign (see [`crate::campaign`]), then, for a CUDA campaign,
+each minimized finding re-run under every compute-sanitizer tool (see
+[`crate::compute_sanitizer::rerun_findings_with`] and [`should_rerun`]).
 */
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use forcefield::Fault;
 
 use crate::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Shard};
+use crate::case::BackendKind;
 use crate::cli::{BackendChoice, CliError};
+use crate::compute_sanitizer::{
+    campaign_findings, find_tool, rerun_findings_with, FindingCase, FindingRerunOptions,
+    RerunError, RerunEvent, PROGRAM,
+};
 use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
 use crate::minimize::MinimizeLimits;
 use crate::sanitize_mode::{self, SanitizeMode};
@@ -28,7 +37,8 @@ pub struct RunArgs {
     /// Campaign seed: the same seed generates the same cases.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker processes (default: one per core).
+    /// Worker processes (default: one per core on the CPU backend, one on CUDA, where workers
+    /// contend for the GPU).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// With CUDA: one worker per listed GPU, e.g. `--gpus 0,1`.
@@ -63,24 +73,59 @@ pub struct RunArgs {
     /// the generated cases; the engine must tolerate each one.
     #[arg(long)]
     pub inject: bool,
+    /// After a CUDA campaign, re-run each finding under every compute-sanitizer tool.
+    ///
+    /// Each finding's minimized case (its first case when it was not minimized) runs as
+    /// `forcefield repro --in-process` under memcheck, racecheck, initcheck and synccheck, one run
+    /// at a time: their XML and text output go to `findings/<id>/compute-sanitizer/<tool>.xml` and
+    /// `<tool>.txt`, a summary to `findings/<id>/compute-sanitizer.md`, and one line per finding
+    /// and tool to stdout. `auto` does this only on the CUDA backend, with --out, when there are
+    /// findings and the campaign was not interrupted; when compute-sanitizer is not installed it
+    /// says so on stderr and the exit code stays the campaign's. `off` never does.
+    #[arg(long, value_enum, default_value_t = SanitizerRerun::Auto)]
+    pub sanitizer_rerun: SanitizerRerun,
+    /// Time limit of each compute-sanitizer tool on each finding in the re-run of
+    /// --sanitizer-rerun (tools slow kernels down 10-100 times).
+    #[arg(long, value_parser = super::parse_duration, default_value = "10m")]
+    pub sanitizer_timeout: Duration,
+}
+
+/// Whether `forcefield run` re-runs its findings under compute-sanitizer (`--sanitizer-rerun`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SanitizerRerun {
+    /// After a CUDA campaign written with --out that found something and was not interrupted.
+    Auto,
+    /// Never.
+    Off,
+}
+
+/// Whether a finished campaign's findings are re-run under compute-sanitizer: with
+/// [`SanitizerRerun::Auto`], only on CUDA (the tools see nothing of the CPU backend), when there
+/// are findings, when they were written (`--out`: the re-run reads their case files and writes
+/// next to them) and when the user did not stop the campaign with Ctrl-C.
+pub fn should_rerun(
+    backend: BackendKind,
+    mode: SanitizerRerun,
+    interrupted: bool,
+    has_findings: bool,
+    has_out: bool,
+) -> bool {
+    mode == SanitizerRerun::Auto
+        && backend == BackendKind::Cuda
+        && !interrupted
+        && has_findings
+        && has_out
 }
 
 impl RunArgs {
     fn config(&self) -> Result<CampaignConfig, CliError> {
-        let jobs = self
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        if jobs == 0 {
-            return Err(CliError::input(anyhow::anyhow!(
-                "--jobs must be at least 1"
-            )));
-        }
         let budget = match (self.time, self.cases) {
             (_, Some(n)) => Budget::Cases(n),
             (Some(t), None) => Budget::Time(t),
             (None, None) => Budget::Time(Duration::from_secs(60)),
         };
         let backend = super::backend_kind(self.backend)?;
+        let jobs = super::jobs(self.jobs, backend)?;
         self.sanitize.validate(backend)?;
         Ok(CampaignConfig {
             backend,
@@ -111,17 +156,38 @@ impl RunArgs {
     }
 }
 
-/// Runs the campaign, prints the summary, writes the outputs; findings give exit code 1.
+/// Runs the campaign, prints the summary, writes the outputs, re-runs the findings under
+/// compute-sanitizer ([`should_rerun`]); findings give exit code 1.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let config = args.config()?;
     let interrupt = crate::interrupt::flag();
-    let summary = run_campaign(&config, interrupt);
+    let summary = run_campaign(&config, Arc::clone(&interrupt));
     if let Some(dir) = &args.out {
         write_outputs(dir, &summary, &super::invocation()).map_err(|e| {
             CliError::environment(anyhow::anyhow!("cannot write to {}: {e}", dir.display()))
         })?;
     }
     print!("{}", summary.markdown());
+    let interrupted = summary.interrupted || crate::interrupt::requested();
+    let rerun = should_rerun(
+        summary.backend,
+        args.sanitizer_rerun,
+        interrupted,
+        !summary.findings.is_empty(),
+        args.out.is_some(),
+    );
+    if let (true, Some(dir)) = (rerun, args.out.as_deref()) {
+        let mut options = FindingRerunOptions::new(args.sanitizer_timeout);
+        options.stop = Some(interrupt);
+        rerun_findings(
+            &campaign_findings(dir, &summary),
+            summary.backend,
+            &options,
+            locate_programs(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        );
+    }
     if summary.cases == summary.environment_errors && summary.cases > 0
         || summary.cases == 0 && summary.environment_message.is_some()
     {
@@ -144,4 +210,276 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// compute-sanitizer ([`find_tool`]) and this program, which it runs as `forcefield repro`.
+fn locate_programs() -> Result<(PathBuf, PathBuf), RerunError> {
+    let sanitizer = find_tool()?;
+    let program = std::env::current_exe().map_err(RerunError::CurrentExe)?;
+    Ok((sanitizer, program))
+}
+
+/// Re-runs `findings` under every tool of `options` with the `located` compute-sanitizer and
+/// program: progress on `err`, one line per finding and tool on `out`, each as soon as it is
+/// known. Never fails the command: the campaign's findings are already written, and what the
+/// tools say adds to them; when compute-sanitizer was not found, one line on `err` says so.
+fn rerun_findings(
+    findings: &[FindingCase],
+    backend: BackendKind,
+    options: &FindingRerunOptions,
+    located: Result<(PathBuf, PathBuf), RerunError>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
+    // Write errors are ignored: a closed stdout or stderr must not stop the runs, whose files
+    // are the record.
+    let (sanitizer, program) = match located {
+        Ok(found) => found,
+        Err(RerunError::ToolMissing(missing)) => {
+            let _ = writeln!(
+                err,
+                "{PROGRAM} not found (looked in {}): the {} minimized finding(s) were not re-run \
+                 under its tools (install the CUDA toolkit or put its bin directory on PATH)",
+                missing.searched.join(", "),
+                findings.len()
+            );
+            return;
+        }
+        Err(error) => {
+            let _ = writeln!(
+                err,
+                "the minimized findings were not re-run under {PROGRAM}: {}",
+                crate::cli::one_line(&anyhow::Error::from(error))
+            );
+            return;
+        }
+    };
+    let mut on_event = |event: RerunEvent<'_>| match event {
+        RerunEvent::ToolStarted {
+            index,
+            total,
+            finding,
+            tool,
+        } => {
+            let _ = writeln!(
+                err,
+                "re-running finding {index}/{total} ({}) under {tool} ...",
+                finding.signature
+            );
+        }
+        RerunEvent::ToolFinished {
+            finding, report, ..
+        } => {
+            let _ = writeln!(
+                out,
+                "{PROGRAM} {} on {}: {}",
+                report.tool,
+                finding.signature,
+                report.verdict()
+            );
+            let _ = out.flush();
+        }
+    };
+    let reruns = rerun_findings_with(
+        &sanitizer,
+        &program,
+        backend,
+        findings,
+        options,
+        &mut on_event,
+    );
+    for rerun in reruns {
+        if let Some(markdown) = &rerun.markdown {
+            let _ = writeln!(err, "wrote {}", markdown.display());
+        }
+        if let Some(error) = rerun.error {
+            let _ = writeln!(
+                out,
+                "{PROGRAM} on {}: {}",
+                rerun.finding.signature,
+                crate::cli::one_line(&anyhow::Error::from(error))
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::compute_sanitizer::{Tool, ToolMissing, DEFAULT_CUDA_BIN};
+
+    /// A finding directory under `root` with a case file, and one without.
+    fn findings_in(root: &Path) -> Vec<FindingCase> {
+        let with_case = root.join("findings/signal-SIGSEGV-sort_pairs");
+        std::fs::create_dir_all(&with_case).unwrap();
+        std::fs::write(with_case.join("minimized.json"), "{}").unwrap();
+        vec![
+            FindingCase {
+                signature: "signal:SIGSEGV:sort_pairs".into(),
+                case: Some(with_case.join("minimized.json")),
+                dir: with_case,
+            },
+            FindingCase {
+                signature: "panic:gone".into(),
+                dir: root.join("findings/panic-gone"),
+                case: None,
+            },
+        ]
+    }
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_missing_compute_sanitizer_is_one_line_on_stderr_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let findings = findings_in(dir.path());
+        let missing = ToolMissing {
+            searched: vec![
+                "PATH".into(),
+                "$CUDA_HOME/bin".into(),
+                DEFAULT_CUDA_BIN.into(),
+            ],
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        rerun_findings(
+            &findings,
+            BackendKind::Cuda,
+            &FindingRerunOptions::new(Duration::from_secs(60)),
+            Err(RerunError::ToolMissing(missing)),
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(text(out), "");
+        assert_eq!(
+            text(err),
+            format!(
+                "compute-sanitizer not found (looked in PATH, $CUDA_HOME/bin, {DEFAULT_CUDA_BIN}): \
+                 the 2 minimized finding(s) were not re-run under its tools (install the CUDA \
+                 toolkit or put its bin directory on PATH)\n"
+            )
+        );
+        assert!(!findings[0].dir.join("compute-sanitizer").exists());
+    }
+
+    #[test]
+    fn each_tool_gives_one_line_per_finding_as_it_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let findings = findings_in(dir.path());
+        let fixtures = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/compute-sanitizer"
+        );
+        // memcheck answers as on the planted fault; racecheck leaves no XML.
+        let sanitizer = dir.path().join(PROGRAM);
+        std::fs::write(
+            &sanitizer,
+            format!(
+                "#!/bin/sh\ntool=\"$2\"\nwhile [ \"$1\" != --save ]; do shift; done\n\
+                 if [ \"$tool\" = memcheck ]; then cp '{fixtures}/memcheck-sort-grow.xml' \"$2\"; \
+                 cat '{fixtures}/memcheck-sort-grow.txt'; exit 86; fi\nexit 0\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&sanitizer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut options = FindingRerunOptions::new(Duration::from_secs(60));
+        options.tools = vec![Tool::Memcheck, Tool::Racecheck];
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        rerun_findings(
+            &findings,
+            BackendKind::Cuda,
+            &options,
+            Ok((sanitizer, PathBuf::from("forcefield"))),
+            &mut out,
+            &mut err,
+        );
+        let tool_dir = findings[0].dir.join("compute-sanitizer");
+        assert_eq!(
+            text(out),
+            format!(
+                "compute-sanitizer memcheck on signal:SIGSEGV:sort_pairs: 67 errors (Invalid \
+                 __global__ write of size 4 bytes is out of bounds in sort_scatter at \
+                 layout.cu:196)\n\
+                 compute-sanitizer racecheck on signal:SIGSEGV:sort_pairs: no verdict: exit 0; \
+                 {}: no compute-sanitizer XML was written\n\
+                 compute-sanitizer on panic:gone: {}: neither minimized.json nor case.json is \
+                 there\n",
+                tool_dir.join("racecheck.xml").display(),
+                findings[1].dir.display(),
+            )
+        );
+        assert_eq!(
+            text(err),
+            format!(
+                "re-running finding 1/2 (signal:SIGSEGV:sort_pairs) under memcheck ...\n\
+                 re-running finding 1/2 (signal:SIGSEGV:sort_pairs) under racecheck ...\n\
+                 wrote {}\n",
+                findings[0].dir.join("compute-sanitizer.md").display()
+            )
+        );
+    }
+
+    #[test]
+    fn only_a_finished_cuda_campaign_with_written_findings_is_rerun() {
+        use BackendKind::{Cpu, Cuda};
+        use SanitizerRerun::{Auto, Off};
+        // (backend, mode, interrupted, has findings, has --out)
+        assert!(should_rerun(Cuda, Auto, false, true, true));
+        assert!(
+            !should_rerun(Cpu, Auto, false, true, true),
+            "never on the CPU"
+        );
+        assert!(!should_rerun(Cuda, Off, false, true, true), "off is off");
+        assert!(
+            !should_rerun(Cuda, Auto, true, true, true),
+            "not after Ctrl-C"
+        );
+        assert!(
+            !should_rerun(Cuda, Auto, false, false, true),
+            "nothing to re-run"
+        );
+        assert!(
+            !should_rerun(Cuda, Auto, false, true, false),
+            "nothing written"
+        );
+        for backend in [Cpu, Cuda] {
+            for interrupted in [false, true] {
+                for findings in [false, true] {
+                    for out in [false, true] {
+                        assert!(!should_rerun(backend, Off, interrupted, findings, out));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_flags_parse_with_their_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let defaults = Wrapper::try_parse_from(["run"]).unwrap().run;
+        assert_eq!(defaults.sanitizer_rerun, SanitizerRerun::Auto);
+        assert_eq!(defaults.sanitizer_timeout, Duration::from_secs(600));
+        let set = Wrapper::try_parse_from([
+            "run",
+            "--sanitizer-rerun",
+            "off",
+            "--sanitizer-timeout",
+            "90s",
+        ])
+        .unwrap()
+        .run;
+        assert_eq!(set.sanitizer_rerun, SanitizerRerun::Off);
+        assert_eq!(set.sanitizer_timeout, Duration::from_secs(90));
+        assert!(Wrapper::try_parse_from(["run", "--sanitizer-rerun", "always"]).is_err());
+        assert!(Wrapper::try_parse_from(["run", "--sanitizer-timeout", "soon"]).is_err());
+    }
 }
