@@ -1460,6 +1460,8 @@ fn supervise(mut child: Child, timeout: Duration, stop: &AtomicBool) -> RunStatu
         };
     };
     let pid = Pid::from_raw(raw);
+    // A second Ctrl-C exits at once; the group must not outlive it.
+    let _quit = crate::interrupt::kill_group_on_quit(pid);
     let started = Instant::now();
     let never = AtomicBool::new(false);
     let waited = wait_exited(pid, started + timeout, stop);
