@@ -40,6 +40,8 @@ registering anything. Run with `cargo bench --bench gpu_step`. Planted faults na
 `FORCEFIELD_FAULTS` are switched on in the engines.
 */
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -47,16 +49,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use forcefield::backend::{DeviceAlloc, Launch};
 use forcefield::{
-    Backend, BackendError, BufferName, CudaBackend, Edge, Engine, EngineConfig, FaultSet,
-    GraphSpec, SimParams,
+    Backend, BackendError, BufferName, CudaBackend, Engine, EngineConfig, FaultSet, SimParams,
 };
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
-/// Seed of every benchmark graph (the CPU benchmark's), so that runs compare the same work.
-const GRAPH_SEED: u64 = 0x5eed_f0ce;
-/// Undirected edges per node in every benchmark graph.
-const EDGES_PER_NODE: u32 = 10;
 /// Steps from the seeded positions before the state every timed step starts from is saved.
 const WARMUP_STEPS: u32 = 20;
 /// Steps of the per-kernel table.
@@ -173,7 +168,8 @@ impl Case {
     /// Builds the random graph of `num_nodes`, runs the warm-up and saves the state.
     fn new(num_nodes: u32, faults: FaultSet) -> Result<Case, Box<dyn std::error::Error>> {
         let device = Arc::new(Mutex::new(CudaBackend::new(0)?));
-        let graph = random_graph(num_nodes, GRAPH_SEED);
+        // The CPU benchmark's graphs, so that both time the same work.
+        let graph = common::random_graph(num_nodes, common::EDGES_PER_NODE, common::GRAPH_SEED);
         let mut engine = Engine::with_config(
             SharedCuda(Arc::clone(&device)),
             &graph,
@@ -245,25 +241,6 @@ impl Drop for Case {
         for (_, copy) in self.saved.drain(..) {
             backend.free(copy);
         }
-    }
-}
-
-/// A uniform random graph: `EDGES_PER_NODE * num_nodes` edges between distinct endpoints (the CPU
-/// benchmark's generator, so that both time the same graphs).
-fn random_graph(num_nodes: u32, seed: u64) -> GraphSpec {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let edges = (0..num_nodes as u64 * EDGES_PER_NODE as u64)
-        .map(|_| {
-            let u = rng.gen_range(0..num_nodes);
-            // Drawing v from the other n - 1 ids avoids self-loops, which add no spring work.
-            let v = (u + rng.gen_range(1..num_nodes)) % num_nodes;
-            Edge::new(u, v)
-        })
-        .collect();
-    GraphSpec {
-        num_nodes,
-        edges,
-        positions: None,
     }
 }
 
