@@ -403,12 +403,82 @@ pub fn minimize_generated(
     (small, report)
 }
 
-struct Outcome {
-    index: u64,
-    case: Case,
-    verdict: Verdict,
-    execution: Option<Execution>,
-    seconds: f64,
+/// One generated case's run, as a worker thread reports it.
+pub(crate) struct Outcome {
+    /// The case's index in the campaign.
+    pub index: u64,
+    pub case: Case,
+    pub verdict: Verdict,
+    pub execution: Option<Execution>,
+    /// Wall-clock seconds from sending it to a worker to its verdict, resumes included.
+    pub seconds: f64,
+}
+
+/// What the case-running threads of a campaign or a self-test hunt share.
+pub(crate) struct CaseFeed {
+    /// Cases `case_seed(seed, k * shard.count + shard.index)` for k = 0, 1, ...
+    pub seed: u64,
+    pub shard: Shard,
+    /// Their generator (faults and backend included).
+    pub generator: GenConfig,
+    pub capacity_invariance: bool,
+    pub deadline: Duration,
+    /// No thread starts a case number `k` at or above this; the caller may lower it while they run
+    /// (a self-test hunt does at its first finding).
+    pub limit: Arc<AtomicU64>,
+    /// Set by the caller (budget spent, Ctrl-C): threads take no new case.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Starts one thread per worker command, each driving one isolated worker through the cases of
+/// `feed`, taken in turn; each outcome goes to the returned channel. A thread ends at the limit,
+/// at `stop`, when the channel closes, or after an environment error (its worker cannot run
+/// cases). Join the threads after the channel disconnects.
+pub(crate) fn start_case_threads(
+    commands: Vec<WorkerCommand>,
+    feed: CaseFeed,
+) -> (mpsc::Receiver<Outcome>, Vec<std::thread::JoinHandle<()>>) {
+    let feed = Arc::new(feed);
+    let next = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::channel::<Outcome>();
+    let threads = commands
+        .into_iter()
+        .map(|command| {
+            let (tx, next, feed) = (tx.clone(), Arc::clone(&next), Arc::clone(&feed));
+            std::thread::spawn(move || {
+                // The slot lives on this thread: workers die with the thread that started them.
+                let mut slot = WorkerSlot::new(command, SupervisorConfig::default());
+                while !feed.stop.load(Ordering::Relaxed) {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= feed.limit.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let index = k * feed.shard.count + feed.shard.index;
+                    let Some(case) = generated_case(case_seed(feed.seed, index), &feed.generator)
+                    else {
+                        continue;
+                    };
+                    let began = Instant::now();
+                    let (verdict, execution) =
+                        run_isolated(&mut slot, &case, feed.capacity_invariance, feed.deadline);
+                    let seconds = began.elapsed().as_secs_f64();
+                    let environment = matches!(verdict, Verdict::Environment { .. });
+                    let outcome = Outcome {
+                        index,
+                        case,
+                        verdict,
+                        execution,
+                        seconds,
+                    };
+                    if tx.send(outcome).is_err() || environment {
+                        break;
+                    }
+                }
+                slot.shutdown();
+            })
+        })
+        .collect();
+    (rx, threads)
 }
 
 /// Runs a campaign until its budget is spent or `interrupt` is set (Ctrl-C), then minimizes what it
@@ -425,62 +495,36 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
     };
     // Set by the budget or by `interrupt`; workers stop taking cases when it is.
     let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = mpsc::channel::<Outcome>();
-    let lanes: Vec<Option<u32>> = if config.backend == BackendKind::Cuda && !config.gpus.is_empty()
-    {
-        config.gpus.iter().map(|g| Some(*g)).collect()
-    } else {
-        vec![None; config.jobs.max(1)]
-    };
-    let max_cases = match config.budget {
-        Budget::Cases(n) => n,
-        Budget::Time(_) => u64::MAX,
-    };
-    let mut threads = Vec::new();
-    for gpu in lanes {
-        let (tx, next, stop) = (tx.clone(), Arc::clone(&next), Arc::clone(&stop));
-        let mut command = config.worker.clone();
-        if let Some(g) = gpu {
-            command = command.env("CUDA_VISIBLE_DEVICES", g.to_string());
-        }
-        let cfg = config.clone();
-        let generator = config.case_generator();
-        threads.push(std::thread::spawn(move || {
-            // The slot lives on this thread: workers die with the thread that started them.
-            let mut slot = WorkerSlot::new(command, SupervisorConfig::default());
-            while !stop.load(Ordering::Relaxed) {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= max_cases {
-                    break;
-                }
-                let index = k * cfg.shard.count + cfg.shard.index;
-                let Some(case) = generated_case(case_seed(cfg.seed, index), &generator) else {
-                    continue;
-                };
-                let began = Instant::now();
-                let (verdict, execution) =
-                    run_isolated(&mut slot, &case, cfg.capacity_invariance, cfg.case_deadline);
-                let seconds = began.elapsed().as_secs_f64();
-                let environment = matches!(verdict, Verdict::Environment { .. });
-                if tx
-                    .send(Outcome {
-                        index,
-                        case,
-                        verdict,
-                        execution,
-                        seconds,
-                    })
-                    .is_err()
-                    || environment
-                {
-                    break;
-                }
-            }
-            slot.shutdown();
-        }));
-    }
-    drop(tx);
+    let commands: Vec<WorkerCommand> =
+        if config.backend == BackendKind::Cuda && !config.gpus.is_empty() {
+            config
+                .gpus
+                .iter()
+                .map(|g| {
+                    config
+                        .worker
+                        .clone()
+                        .env("CUDA_VISIBLE_DEVICES", g.to_string())
+                })
+                .collect()
+        } else {
+            vec![config.worker.clone(); config.jobs.max(1)]
+        };
+    let (rx, threads) = start_case_threads(
+        commands,
+        CaseFeed {
+            seed: config.seed,
+            shard: config.shard,
+            generator: config.case_generator(),
+            capacity_invariance: config.capacity_invariance,
+            deadline: config.case_deadline,
+            limit: Arc::new(AtomicU64::new(match config.budget {
+                Budget::Cases(n) => n,
+                Budget::Time(_) => u64::MAX,
+            })),
+            stop: Arc::clone(&stop),
+        },
+    );
 
     let bar = progress_bar(config);
     let mut findings: BTreeMap<Signature, Finding> = BTreeMap::new();

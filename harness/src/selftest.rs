@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use forcefield::{Fault, FaultKind};
 
 use crate::campaign::{
-    case_seed, minimize_generated, run_campaign, run_isolated, Budget, CampaignConfig,
+    minimize_generated, run_campaign, start_case_threads, Budget, CampaignConfig, CaseFeed,
     FindingMinimizer, Shard,
 };
 use crate::case::{BackendKind, Case};
@@ -41,7 +41,6 @@ use crate::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::minimize::{CaseSize, MinimizeLimits, MinimizeReport};
 use crate::sanitize_mode::SanitizeMode;
-use crate::shrink::generated_case;
 use crate::signature::{Signature, Verdict};
 
 /// The format string of the self-test's JSON report.
@@ -130,13 +129,6 @@ pub struct Hunt {
     pub seconds: f64,
 }
 
-struct Outcome {
-    index: u64,
-    case: Case,
-    verdict: Verdict,
-    execution: Option<Execution>,
-}
-
 /// The generator of a hunt: the shared settings with `faults` planted on the backend.
 fn generator_for(config: &SelftestConfig, faults: &[Fault]) -> GenConfig {
     GenConfig {
@@ -173,45 +165,18 @@ pub fn hunt(
         Budget::Time(_) => u64::MAX,
     }));
     let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = mpsc::channel::<Outcome>();
-    let mut threads = Vec::new();
-    for _ in 0..config.jobs.max(1) {
-        let (tx, next, stop, limit) = (
-            tx.clone(),
-            Arc::clone(&next),
-            Arc::clone(&stop),
-            Arc::clone(&limit),
-        );
-        let (command, generator) = (config.worker.clone(), generator.clone());
-        let (seed, capacity_invariance) = (config.seed, config.capacity_invariance);
-        threads.push(std::thread::spawn(move || {
-            let mut slot = WorkerSlot::new(command, SupervisorConfig::default());
-            while !stop.load(Ordering::Relaxed) {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= limit.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Some(case) = generated_case(case_seed(seed, index), &generator) else {
-                    continue;
-                };
-                let (verdict, execution) =
-                    run_isolated(&mut slot, &case, capacity_invariance, deadline);
-                let environment = matches!(verdict, Verdict::Environment { .. });
-                let sent = tx.send(Outcome {
-                    index,
-                    case,
-                    verdict,
-                    execution,
-                });
-                if sent.is_err() || environment {
-                    break;
-                }
-            }
-            slot.shutdown();
-        }));
-    }
-    drop(tx);
+    let (rx, threads) = start_case_threads(
+        vec![config.worker.clone(); config.jobs.max(1)],
+        CaseFeed {
+            seed: config.seed,
+            shard: Shard::default(),
+            generator,
+            capacity_invariance: config.capacity_invariance,
+            deadline,
+            limit: Arc::clone(&limit),
+            stop: Arc::clone(&stop),
+        },
+    );
 
     let mut result = Hunt::default();
     loop {
