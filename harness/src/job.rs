@@ -244,35 +244,35 @@ impl Handler {
         Ok(TracedBackend::new(inner, hook))
     }
 
+    /// A whole case, or its continuation from `resume`, on fresh traced backends.
+    fn case_job(
+        &self,
+        case: &Case,
+        capacity_invariance: bool,
+        resume: Option<&ResumePoint>,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> JobReply {
+        let opts = ExecOptions {
+            check_capacity_invariance: capacity_invariance,
+            threads: self.threads,
+        };
+        let mut on_op =
+            |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
+        let make = || self.traced(case.backend, crumbs);
+        resume_case(case, &opts, resume, &make, &mut on_op)
+    }
+
     fn run(&mut self, job: Job, crumbs: &Arc<Breadcrumbs>) -> JobReply {
         match job {
             Job::Case {
                 case,
                 capacity_invariance,
-            } => {
-                let opts = ExecOptions {
-                    check_capacity_invariance: capacity_invariance,
-                    threads: self.threads,
-                };
-                let mut on_op =
-                    |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
-                let make = || self.traced(case.backend, crumbs);
-                run_case(&case, &opts, &make, &mut on_op)
-            }
+            } => self.case_job(&case, capacity_invariance, None, crumbs),
             Job::Resume {
                 case,
                 capacity_invariance,
                 resume,
-            } => {
-                let opts = ExecOptions {
-                    check_capacity_invariance: capacity_invariance,
-                    threads: self.threads,
-                };
-                let mut on_op =
-                    |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
-                let make = || self.traced(case.backend, crumbs);
-                resume_case(&case, &opts, Some(&resume), &make, &mut on_op)
-            }
+            } => self.case_job(&case, capacity_invariance, Some(&resume), crumbs),
             Job::SoakStart { case } => {
                 self.soak = None;
                 self.soak_log = ViolationLog::default();
