@@ -235,6 +235,14 @@ pub fn scripted_bits<Bk: Backend>(backend: Bk) -> Vec<Bits> {
     out
 }
 
+/// Asserts that two runs of [`scripted_bits`] gave the same bits (`what` says what differed
+/// between them) and that the layout really moved.
+pub fn assert_same_moving_layout(a: &[Bits], b: &[Bits], what: &str) {
+    assert_eq!(a.len(), 3);
+    assert!(a == b, "{what} changed the layout");
+    assert_ne!(a[0].0, a[1].0[..a[0].0.len()], "the layout moved");
+}
+
 /// Euclidean distance.
 pub fn dist(a: [f32; 3], b: [f32; 3]) -> f64 {
     (0..3)
