@@ -11,6 +11,49 @@ allocation, a copy, a launch; see [`crate::inject`]), the resizes the operation 
 the state is restored from the checkpoint and the error returned, so the engine is exactly as it was
 before the operation. After a lost context (or a restore that itself failed) the engine refuses work
 until [`Engine::recover`], which starts the backend over and restores the checkpoint.
+
+# What each operation leaves behind
+
+The observable state is: the live counts; per node (by id `0..num_nodes`) its position, velocity,
+mass and position constraint; the edge list (a multiset of undirected edges `(u, v, w)` in
+insertion order, each with its distance-constraint target) and the CSR built from it; the
+parameters; the SSSP distances. Capacity is not observable (see ARCHITECTURE.md). The harness keeps
+a reference model of exactly this (`forcefield-harness`, `model.rs`) and compares after every op.
+
+* **Node ids** are always `0..num_nodes`. `add_nodes(k)` gives the new nodes ids `n..n+k`.
+  `remove_nodes(ids)` (duplicates allowed) removes those nodes; the survivors keep their relative
+  order and are renumbered `0..`, so survivor `old` gets id `old - |{removed ids < old}|`; their
+  positions, velocities, masses and position constraints move with them, unchanged bit for bit.
+  Edges with a removed endpoint are dropped (with their distance targets); the others are renumbered
+  and keep their order. SSSP distances are reset to infinity for every node.
+* **New nodes** start with velocity 0, mass 1, no position constraint, SSSP distance infinity, at
+  the given positions, or else at `seeded_position(params.seed, s, half)` where `s` counts every
+  node ever added before it (removed ones included; never reset) and `half` is
+  `min(max(rest_length, 1) * cbrt(num_nodes after the op), viewport_bounds)`.
+* **Edges** are a multiset: `add_edges` appends every edge as given, duplicates and self loops
+  included (a self loop `(u, u)` is two CSR entries of row `u`, both to `u`); an edge is undirected,
+  and `(u, v)` is stored as written, not normalized. The CSR holds each edge twice, `u -> v` and
+  `v -> u`, and row `r` lists its entries in edge-list order (`u -> v` before `v -> u` for a loop).
+  New edges have no distance target. `remove_edges(pairs)` removes every edge that joins a pair, in
+  either direction, all duplicates of it; a pair with no edge removes nothing and is not an error.
+  It returns the number of edges removed.
+* **A graph edit moves nothing**: `add_edges`, `remove_edges`, the constraint ops, `set_params`,
+  `reserve`, `shrink_to_fit`, `run_sssp` and reading state leave every position and velocity bit
+  for bit as it was; `add_nodes` and `remove_nodes` change only what is said above. Only `step`
+  moves nodes.
+* **Constraints**: a position constraint `(target, stiffness)` per node (stiffness 0: none); a
+  distance target per edge (negative: none). `set_distance_constraint(u, v, d)` sets the target of
+  every edge joining `u` and `v` (either direction) to `d` (a non-finite `d` stores -1), and fails
+  with `NoSuchEdge`, changing nothing, when no edge joins them. `clear_constraints` resets all of
+  them. Constraints of removed nodes and edges go with them. Setting a constraint restarts the ramp
+  (`constraint_ramp_frames`); clearing does not.
+* **`set_params`** replaces every parameter (validated first; a failed validation changes nothing);
+  it changes no count, position, velocity, edge or constraint. The new values reach the kernels at
+  the next step.
+* **`reserve` and `shrink_to_fit`** change capacity only: counts, ids, positions, velocities,
+  edges, constraints and parameters stay as they were. `reserve` never shrinks.
+* **`step(k)`** advances `iteration` by `k` and moves positions and velocities by the force law
+  (ARCHITECTURE.md); it changes no count, edge or constraint.
 */
 
 use std::ops::Range;
@@ -79,6 +122,17 @@ pub struct CsrInspection {
     pub col_indices: Vec<u32>,
     /// Weight of each entry.
     pub weights: Vec<f32>,
+}
+
+/// Node attributes and constraints as uploaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstraintInspection {
+    /// Mass per node.
+    pub masses: Vec<f32>,
+    /// Position constraint per node: target x, y, z and stiffness (0: none).
+    pub anchors: Vec<[f32; 4]>,
+    /// Distance target per CSR entry, in CSR order (negative: none).
+    pub edge_targets: Vec<f32>,
 }
 
 /// A layout engine on backend `Bk`.
@@ -648,7 +702,12 @@ impl<Bk: Backend> Engine<Bk> {
                 next += 1;
             }
         }
+        // Planted `remove-nodes-velocities-stale`: only the positions are compacted.
+        let stale_velocities = self.faults.contains(Fault::RemoveNodesVelocitiesStale);
         for name in POS_IN.into_iter().chain(VEL_IN) {
+            if stale_velocities && VEL_IN.contains(&name) {
+                continue;
+            }
             let column = self.download_f32(name, n)?;
             let kept: Vec<f32> = column
                 .into_iter()
@@ -689,10 +748,23 @@ impl<Bk: Backend> Engine<Bk> {
             check_edge(e, self.num_nodes)?;
         }
         self.ensure_capacity(SizeClass::Edge, m as usize)?;
-        self.edges.extend_from_slice(edges);
+        for e in edges {
+            // Planted `add-edges-deduplicated`: an edge between two nodes already joined is skipped.
+            if self.faults.contains(Fault::AddEdgesDeduplicated) && self.joined(e.u, e.v) {
+                continue;
+            }
+            self.edges.push(*e);
+        }
         self.edge_targets.resize(self.edges.len(), -1.0);
         self.buffers.set_live(SizeClass::Edge, self.edges.len());
         self.upload_csr()
+    }
+
+    /// Whether an edge joins `u` and `v` (in either direction).
+    fn joined(&self, u: u32, v: u32) -> bool {
+        self.edges
+            .iter()
+            .any(|e| (e.u, e.v) == (u, v) || (e.u, e.v) == (v, u))
     }
 
     /// Removes every edge between each pair (in either direction); returns how many were removed.
@@ -984,6 +1056,10 @@ impl<Bk: Backend> Engine<Bk> {
             if self.faults.contains(Fault::NoSoftening) {
                 params.softening_eps = 0.0;
             }
+            // Planted `repulsion-overscaled`: a wrong force law, finite and deterministic.
+            if self.faults.contains(Fault::RepulsionOverscaled) {
+                params.repel_k *= 1.5;
+            }
             self.launch(Launch::ForcePass(ForcePassArgs {
                 pos,
                 force: self.span3(FORCE)?,
@@ -1080,44 +1156,51 @@ impl<Bk: Backend> Engine<Bk> {
 
     // ---- the public operations: each a transaction ----------------------------------------
 
-    /// Makes room for at least `nodes` nodes and `edges` edges without further reallocation.
+    /// Makes room for at least `nodes` nodes and `edges` edges without further reallocation. Never
+    /// shrinks; changes nothing observable (counts, ids, positions, velocities, edges, constraints).
     pub fn reserve(&mut self, nodes: u32, edges: u32) -> Result<()> {
         self.transaction(|e| e.reserve_op(nodes, edges))
     }
 
-    /// Shrinks every size class to its live count.
+    /// Shrinks every size class to its live count; changes nothing observable.
     pub fn shrink_to_fit(&mut self) -> Result<()> {
         self.transaction(|e| e.shrink_to_fit_op())
     }
 
-    /// Adds `count` nodes, at `positions` or at seeded random positions; returns their ids.
+    /// Adds `count` nodes, at `positions` or at seeded random positions; returns their ids
+    /// (`num_nodes..num_nodes + count`). New nodes have velocity 0, mass 1, no constraint; seeded
+    /// positions depend on the seed and on how many nodes were ever added (module docs). Existing
+    /// nodes are untouched.
     pub fn add_nodes(&mut self, count: u32, positions: Option<&[[f32; 3]]>) -> Result<Range<u32>> {
         self.transaction(|e| e.add_nodes_op(count, positions))
     }
 
-    /// Removes nodes; the remaining ones keep their order and are renumbered `0..`; edges touching a
-    /// removed node are dropped.
+    /// Removes nodes (duplicate ids allowed); the remaining ones keep their order and are renumbered
+    /// `0..`, carrying their positions, velocities, masses and position constraints unchanged; edges
+    /// touching a removed node are dropped, the rest renumbered in order; SSSP distances reset.
     pub fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
         self.transaction(|e| e.remove_nodes_op(ids))
     }
 
-    /// Adds undirected edges.
+    /// Appends undirected edges as given (duplicates and self loops kept: the edges are a multiset),
+    /// without distance targets. Moves no node.
     pub fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
         self.transaction(|e| e.add_edges_op(edges))
     }
 
-    /// Removes every edge between each pair (in either direction); returns how many were removed.
+    /// Removes every edge between each pair (in either direction, every duplicate); returns how many
+    /// were removed. A pair with no edge removes nothing. Moves no node.
     pub fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<usize> {
         self.transaction(|e| e.remove_edges_op(pairs))
     }
 
-    /// Replaces the parameters.
+    /// Replaces every parameter (after validation); changes no count, node, edge or constraint.
     pub fn set_params(&mut self, params: SimParams) -> Result<()> {
         self.transaction(|e| e.set_params_op(params))
     }
 
     /// Pulls `node` toward `target` with `stiffness` (0 removes the constraint). Constraint forces
-    /// ramp in over `constraint_ramp_frames`.
+    /// ramp in over `constraint_ramp_frames`, counted from this op. Moves no node.
     pub fn set_position_constraint(
         &mut self,
         node: u32,
@@ -1127,12 +1210,13 @@ impl<Bk: Backend> Engine<Bk> {
         self.transaction(|e| e.set_position_constraint_op(node, target, stiffness))
     }
 
-    /// Holds every edge between `u` and `v` at `distance` (negative removes the constraint).
+    /// Holds every edge between `u` and `v` (either direction) at `distance` (negative removes the
+    /// constraint; non-finite is stored as -1); `NoSuchEdge`, changing nothing, when none joins them.
     pub fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
         self.transaction(|e| e.set_distance_constraint_op(u, v, distance))
     }
 
-    /// Removes every constraint.
+    /// Removes every position and distance constraint. Moves no node.
     pub fn clear_constraints(&mut self) -> Result<()> {
         self.transaction(|e| e.clear_constraints_op())
     }
@@ -1374,6 +1458,25 @@ impl<Bk: Backend> Engine<Bk> {
             row_offsets: self.download_u32(B::RowOffsets, n + 1)?,
             col_indices: self.download_u32(B::ColIndices, entries)?,
             weights: self.download_f32(B::Weights, entries)?,
+        })
+    }
+
+    /// The per-node attributes and per-CSR-entry distance targets as they are on the device.
+    pub fn inspect_constraints(&mut self) -> Result<ConstraintInspection> {
+        self.guard()?;
+        let n = self.num_nodes as usize;
+        let entries = 2 * self.edges.len();
+        let mass = self.download_f32(B::Mass, n)?;
+        let mut columns = Vec::with_capacity(4);
+        for name in [B::AnchorX, B::AnchorY, B::AnchorZ, B::AnchorK] {
+            columns.push(self.download_f32(name, n)?);
+        }
+        Ok(ConstraintInspection {
+            masses: mass,
+            anchors: (0..n)
+                .map(|i| [columns[0][i], columns[1][i], columns[2][i], columns[3][i]])
+                .collect(),
+            edge_targets: self.download_f32(B::EdgeTarget, entries)?,
         })
     }
 }

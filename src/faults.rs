@@ -91,6 +91,12 @@ faults! {
         "integrate runs on a second stream with no dependency on the force pass it reads";
     SlowForcePass => "slow-force-pass", Performance, Both,
         "the force pass scans the 125 cells around each node instead of 27, with the same result";
+    AddEdgesDeduplicated => "add-edges-deduplicated", Crash, Both,
+        "adding an edge between two nodes already joined is skipped: the edge multiset is kept as a set";
+    RemoveNodesVelocitiesStale => "remove-nodes-velocities-stale", Crash, Both,
+        "node removal compacts positions but not velocities: survivors take the velocity of whoever held their slot";
+    RepulsionOverscaled => "repulsion-overscaled", Crash, Both,
+        "the force pass applies 1.5 times the documented repulsion: a wrong law, finite and deterministic";
 }
 
 impl Fault {

@@ -766,3 +766,331 @@ fn coincident_nodes_separate() {
     let pos = e.positions().unwrap();
     assert!(common::dist(pos[0], pos[1]) > 1.0, "{pos:?}");
 }
+
+// ---- the state machine: every operation against a reference model ----------------------------
+
+/// An operation of the state-machine test, ids as raw numbers taken modulo the live count.
+#[derive(Clone, Debug)]
+enum ModelOp {
+    AddNodes(u32, bool),
+    RemoveNodes(Vec<u32>),
+    AddEdges(Vec<(u32, u32, f32)>),
+    /// `(take an existing edge, reversed, a, b)`.
+    RemoveEdges(Vec<(bool, bool, u32, u32)>),
+    PositionConstraint(u32, [f32; 3], f32),
+    DistanceConstraint(bool, u32, u32, f32),
+    ClearConstraints,
+    Reserve(u32, u32),
+    ShrinkToFit,
+    Step(u32),
+}
+
+fn model_op_strategy() -> impl Strategy<Value = ModelOp> {
+    prop_oneof![
+        3 => (1u32..8, any::<bool>()).prop_map(|(n, p)| ModelOp::AddNodes(n, p)),
+        2 => vec(any::<u32>(), 0..4).prop_map(ModelOp::RemoveNodes),
+        3 => vec((any::<u32>(), any::<u32>(), weight()), 0..6).prop_map(ModelOp::AddEdges),
+        2 => vec((any::<bool>(), any::<bool>(), any::<u32>(), any::<u32>()), 0..4)
+            .prop_map(ModelOp::RemoveEdges),
+        1 => (any::<u32>(), [coordinate(), coordinate(), coordinate()], 0.0f32..2.0)
+            .prop_map(|(n, t, k)| ModelOp::PositionConstraint(n, t, k)),
+        1 => (any::<bool>(), any::<u32>(), any::<u32>(), -1.0f32..10.0)
+            .prop_map(|(e, a, b, d)| ModelOp::DistanceConstraint(e, a, b, d)),
+        1 => Just(ModelOp::ClearConstraints),
+        1 => (0u32..100, 0u32..100).prop_map(|(n, e)| ModelOp::Reserve(n, e)),
+        1 => Just(ModelOp::ShrinkToFit),
+        2 => (1u32..=3).prop_map(ModelOp::Step),
+    ]
+}
+
+/// What the engine must hold: per node position, velocity and position constraint (as bits), and
+/// the edges `(u, v, weight bits, distance target bits)` in insertion order. Written from the
+/// documented semantics (`src/engine.rs`, "What each operation leaves behind"), sharing nothing with
+/// the engine's editing code.
+#[derive(Clone, Debug, Default)]
+struct StateModel {
+    positions: Vec<[u32; 3]>,
+    velocities: Vec<[u32; 3]>,
+    anchors: Vec<[u32; 4]>,
+    edges: Vec<(u32, u32, u32, u32)>,
+}
+
+fn bits3(p: [f32; 3]) -> [u32; 3] {
+    p.map(f32::to_bits)
+}
+
+impl StateModel {
+    fn joins(e: &(u32, u32, u32, u32), a: u32, b: u32) -> bool {
+        (e.0, e.1) == (a, b) || (e.0, e.1) == (b, a)
+    }
+
+    /// The CSR rows the edges define: `(column, weight bits, target bits)` in edge order.
+    fn rows(&self) -> Vec<Vec<(u32, u32, u32)>> {
+        let mut rows = vec![Vec::new(); self.positions.len()];
+        for &(u, v, w, t) in &self.edges {
+            rows[u as usize].push((v, w, t));
+            rows[v as usize].push((u, w, t));
+        }
+        rows
+    }
+
+    fn check(&self, e: &mut Engine<CpuBackend>, moved: bool, what: &str) -> TestResult {
+        prop_assert_eq!(e.num_nodes() as usize, self.positions.len(), "{}", what);
+        prop_assert_eq!(e.num_edges() as usize, self.edges.len(), "{}", what);
+        let csr = ok("inspect_csr", e.inspect_csr())?;
+        let attributes = ok("inspect_constraints", e.inspect_constraints())?;
+        for (r, want) in self.rows().iter().enumerate() {
+            let entries = csr.row_offsets[r] as usize..csr.row_offsets[r + 1] as usize;
+            let got: Vec<(u32, u32, u32)> = entries
+                .map(|k| {
+                    (
+                        csr.col_indices[k],
+                        csr.weights[k].to_bits(),
+                        attributes.edge_targets[k].to_bits(),
+                    )
+                })
+                .collect();
+            prop_assert_eq!(&got, want, "{}: row {}", what, r);
+        }
+        let anchors: Vec<[u32; 4]> = attributes
+            .anchors
+            .iter()
+            .map(|a| a.map(f32::to_bits))
+            .collect();
+        prop_assert_eq!(&anchors, &self.anchors, "{}", what);
+        if !moved {
+            let pos: Vec<[u32; 3]> = ok("positions", e.positions())?
+                .into_iter()
+                .map(bits3)
+                .collect();
+            let vel: Vec<[u32; 3]> = ok("velocities", e.velocities())?
+                .into_iter()
+                .map(bits3)
+                .collect();
+            prop_assert_eq!(&pos, &self.positions, "{}: positions", what);
+            prop_assert_eq!(&vel, &self.velocities, "{}: velocities", what);
+        }
+        Ok(())
+    }
+}
+
+/// Applies `op` to the engine and to the model; returns whether nodes may have moved (a step).
+fn apply_both(
+    e: &mut Engine<CpuBackend>,
+    m: &mut StateModel,
+    op: &ModelOp,
+) -> Result<bool, TestCaseError> {
+    let n = m.positions.len() as u32;
+    let none = (-1f32).to_bits();
+    match op {
+        ModelOp::AddNodes(count, positioned) => {
+            // Explicit positions only: where seeded nodes start is pinned by the harness's model.
+            let given: Vec<[f32; 3]> = (0..*count)
+                .map(|k| [(n + k) as f32 * 1.5, -(k as f32), 0.25])
+                .collect();
+            if *positioned {
+                ok("add_nodes", e.add_nodes(*count, Some(&given)))?;
+                m.positions.extend(given.iter().copied().map(bits3));
+            } else {
+                ok("add_nodes", e.add_nodes(*count, None))?;
+                let all = ok("positions", e.positions())?;
+                m.positions
+                    .extend(all[n as usize..].iter().copied().map(bits3));
+            }
+            m.velocities
+                .extend((0..*count).map(|_| [0f32.to_bits(); 3]));
+            m.anchors.extend((0..*count).map(|_| [0f32.to_bits(); 4]));
+        }
+        ModelOp::RemoveNodes(raw) if n > 0 => {
+            let ids: Vec<u32> = raw.iter().map(|r| r % n).collect();
+            ok("remove_nodes", e.remove_nodes(&ids))?;
+            let gone = |i: usize| ids.contains(&(i as u32));
+            let new_id = |old: u32| {
+                old - ids
+                    .iter()
+                    .filter(|&&r| r < old)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len() as u32
+            };
+            let keep = |v: &Vec<_>| -> Vec<_> {
+                v.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !gone(*i))
+                    .map(|(_, x)| *x)
+                    .collect()
+            };
+            m.positions = keep(&m.positions);
+            m.velocities = keep(&m.velocities);
+            m.anchors = keep(&m.anchors);
+            m.edges = m
+                .edges
+                .iter()
+                .filter(|e| !gone(e.0 as usize) && !gone(e.1 as usize))
+                .map(|&(u, v, w, t)| (new_id(u), new_id(v), w, t))
+                .collect();
+        }
+        ModelOp::AddEdges(raw) if n > 0 => {
+            let edges: Vec<Edge> = raw
+                .iter()
+                .map(|&(u, v, w)| Edge {
+                    u: u % n,
+                    v: v % n,
+                    w,
+                })
+                .collect();
+            ok("add_edges", e.add_edges(&edges))?;
+            m.edges
+                .extend(edges.iter().map(|x| (x.u, x.v, x.w.to_bits(), none)));
+        }
+        ModelOp::RemoveEdges(raw) if n > 0 => {
+            let pairs: Vec<(u32, u32)> = raw
+                .iter()
+                .map(|&(existing, reversed, a, b)| {
+                    match m.edges.get(a as usize % m.edges.len().max(1)) {
+                        Some(&(u, v, _, _)) if existing && reversed => (v, u),
+                        Some(&(u, v, _, _)) if existing => (u, v),
+                        _ => (a % n, b % n),
+                    }
+                })
+                .collect();
+            let before = m.edges.len();
+            m.edges
+                .retain(|x| !pairs.iter().any(|&(a, b)| StateModel::joins(x, a, b)));
+            let removed = ok("remove_edges", e.remove_edges(&pairs))?;
+            prop_assert_eq!(removed, before - m.edges.len());
+        }
+        ModelOp::PositionConstraint(node, target, k) if n > 0 => {
+            let node = node % n;
+            ok(
+                "set_position_constraint",
+                e.set_position_constraint(node, *target, *k),
+            )?;
+            m.anchors[node as usize] = [target[0], target[1], target[2], *k].map(f32::to_bits);
+        }
+        ModelOp::DistanceConstraint(existing, a, b, d) if n > 0 => {
+            let (u, v) = match m.edges.get(*a as usize % m.edges.len().max(1)) {
+                Some(&(u, v, _, _)) if *existing => (v, u),
+                _ => (a % n, b % n),
+            };
+            let joined = m.edges.iter().any(|x| StateModel::joins(x, u, v));
+            let r = e.set_distance_constraint(u, v, *d);
+            prop_assert_eq!(
+                r.is_ok(),
+                joined,
+                "set_distance_constraint({}, {}): {:?}",
+                u,
+                v,
+                r
+            );
+            for x in m.edges.iter_mut().filter(|x| StateModel::joins(x, u, v)) {
+                x.3 = d.to_bits();
+            }
+        }
+        ModelOp::ClearConstraints => {
+            ok("clear_constraints", e.clear_constraints())?;
+            m.anchors.iter_mut().for_each(|a| *a = [0f32.to_bits(); 4]);
+            m.edges.iter_mut().for_each(|x| x.3 = none);
+        }
+        ModelOp::Reserve(nodes, edges) => ok("reserve", e.reserve(*nodes, *edges))?,
+        ModelOp::ShrinkToFit => ok("shrink_to_fit", e.shrink_to_fit())?,
+        ModelOp::Step(k) => {
+            ok("step", e.step(*k))?;
+            m.positions = ok("positions", e.positions())?
+                .into_iter()
+                .map(bits3)
+                .collect();
+            m.velocities = ok("velocities", e.velocities())?
+                .into_iter()
+                .map(bits3)
+                .collect();
+            return Ok(true);
+        }
+        // Ops on an empty graph that need a node.
+        _ => {}
+    }
+    Ok(false)
+}
+
+fn run_state_machine(graph: &InitialGraph, ops: &[ModelOp], faults: FaultSet) -> TestResult {
+    let spec = GraphSpec {
+        positions: Some(
+            (0..graph.num_nodes)
+                .map(|i| [i as f32, 1.0, -2.0])
+                .collect(),
+        ),
+        ..graph.spec()
+    };
+    let mut e = Engine::with_config(
+        CpuBackend::new(),
+        &spec,
+        SimParams::default(),
+        EngineConfig::default(),
+        faults,
+    )
+    .expect("engine from a valid graph");
+    let mut m = StateModel {
+        positions: spec
+            .positions
+            .iter()
+            .flatten()
+            .copied()
+            .map(bits3)
+            .collect(),
+        velocities: vec![[0f32.to_bits(); 3]; graph.num_nodes as usize],
+        anchors: vec![[0f32.to_bits(); 4]; graph.num_nodes as usize],
+        edges: graph
+            .edges
+            .iter()
+            .map(|x| (x.u, x.v, x.w.to_bits(), (-1f32).to_bits()))
+            .collect(),
+    };
+    m.check(&mut e, false, "after construction")?;
+    for (i, op) in ops.iter().enumerate() {
+        let moved = apply_both(&mut e, &mut m, op)?;
+        m.check(&mut e, moved, &format!("after op {i} {op:?}"))?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every operation does what its documentation says: counts, the edge multiset as the device
+    /// holds it, constraints, and (but for steps) every position and velocity bit for bit.
+    #[test]
+    fn every_operation_matches_the_reference_model(
+        graph in graph_strategy(),
+        ops in vec(model_op_strategy(), 1..25),
+    ) {
+        run_state_machine(&graph, &ops, FaultSet::NONE)?;
+    }
+}
+
+/// The state machine sees both planted faults that break an op's meaning and no invariant.
+#[test]
+fn the_state_machine_sees_meaning_breaking_faults() {
+    use forcefield::Fault;
+    let duplicate = InitialGraph {
+        num_nodes: 2,
+        edges: vec![Edge { u: 0, v: 1, w: 1.0 }],
+    };
+    let ops = [ModelOp::AddEdges(vec![(1, 0, 2.0)])];
+    run_state_machine(&duplicate, &ops, FaultSet::NONE).unwrap();
+    let e = run_state_machine(
+        &duplicate,
+        &ops,
+        FaultSet::of(&[Fault::AddEdgesDeduplicated]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("after op 0"), "{e}");
+
+    let ops = [ModelOp::Step(2), ModelOp::RemoveNodes(vec![0])];
+    run_state_machine(&duplicate, &ops, FaultSet::NONE).unwrap();
+    let e = run_state_machine(
+        &duplicate,
+        &ops,
+        FaultSet::of(&[Fault::RemoveNodesVelocitiesStale]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("velocities"), "{e}");
+}

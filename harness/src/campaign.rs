@@ -134,6 +134,10 @@ pub struct Finding {
     /// Seconds from the campaign's start until the finding was minimized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_to_minimized: Option<f64>,
+    /// Other signatures of the same bug, merged into this finding after minimization
+    /// ([`crate::dedup`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<Signature>,
     /// The first failing case.
     #[serde(skip)]
     pub case: Option<Case>,
@@ -572,6 +576,7 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
                                 case_size: CaseSize::of(&outcome.case),
                                 minimization: None,
                                 seconds_to_minimized: None,
+                                aliases: Vec::new(),
                                 case: Some(outcome.case.clone()),
                                 minimized: None,
                                 execution: outcome.execution.clone(),
@@ -619,6 +624,9 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
             f.minimization = Some(report);
             f.seconds_to_minimized = Some(start.elapsed().as_secs_f64());
         }
+        // One bug, one finding: merge those whose minimized cases show they are the same.
+        let list = crate::dedup::rerun_and_merge(findings.into_values().collect(), &mut slot, &how);
+        findings = list.into_iter().map(|f| (f.signature.clone(), f)).collect();
         slot.shutdown();
     }
 

@@ -216,6 +216,27 @@ pub enum Op {
         /// The fault, e.g. `{"kind": "fail-alloc", "nth": 2}`.
         fault: EnvFault,
     },
+    /// Pulls `node` toward `target` with `stiffness` (0 removes the constraint).
+    SetPositionConstraint {
+        /// The node.
+        node: u32,
+        /// Where it is pulled, `[x, y, z]`.
+        target: [f32; 3],
+        /// Spring constant toward the target (finite, at least 0).
+        stiffness: f32,
+    },
+    /// Holds every edge between `u` and `v` (either direction) at `distance` (negative removes
+    /// the constraint). When no edge joins them the op changes nothing.
+    SetDistanceConstraint {
+        /// One end.
+        u: u32,
+        /// The other end.
+        v: u32,
+        /// Target length.
+        distance: f32,
+    },
+    /// Removes every position and distance constraint.
+    ClearConstraints,
 }
 
 impl Op {
@@ -233,6 +254,9 @@ impl Op {
             Op::Sssp { .. } => "sssp",
             Op::ReadPositions => "read_positions",
             Op::Inject { .. } => "inject",
+            Op::SetPositionConstraint { .. } => "set_position_constraint",
+            Op::SetDistanceConstraint { .. } => "set_distance_constraint",
+            Op::ClearConstraints => "clear_constraints",
         }
     }
 }
@@ -690,7 +714,36 @@ fn validate_op(
             check_limit(at, "reserved node count", *nodes, case_nodes)?;
             check_limit(at, "reserved edge count", *edges, case_edges)?;
         }
-        Op::ShrinkToFit | Op::ReadPositions => {}
+        Op::ShrinkToFit | Op::ReadPositions | Op::ClearConstraints => {}
+        Op::SetPositionConstraint {
+            node,
+            target,
+            stiffness,
+        } => {
+            check_node(at, *node, t.nodes)?;
+            if target.iter().any(|c| !c.is_finite()) {
+                return Err(CaseError::invalid(
+                    at.clone(),
+                    format!("target {target:?} is not finite"),
+                ));
+            }
+            if !stiffness.is_finite() || *stiffness < 0.0 {
+                return Err(CaseError::invalid(
+                    at.clone(),
+                    format!("stiffness {stiffness} is not a finite number >= 0"),
+                ));
+            }
+        }
+        Op::SetDistanceConstraint { u, v, distance } => {
+            check_node(at, *u, t.nodes)?;
+            check_node(at, *v, t.nodes)?;
+            if !distance.is_finite() {
+                return Err(CaseError::invalid(
+                    at.clone(),
+                    format!("distance {distance} is not finite"),
+                ));
+            }
+        }
         Op::Step { count } => {
             check_limit(at, "step count", *count, MAX_CASE_STEPS)?;
             t.steps += count;

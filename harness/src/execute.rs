@@ -43,12 +43,14 @@ what a debugger wants; isolation is the business of the worker layer.
 
 use forcefield::{
     Backend, Checkpoint, CpuBackend, Edge, Engine, EngineConfig, EngineError, EnvFault, FaultSet,
-    GraphSpec, GrowthPolicy, InjectionCounts, SimParams,
+    GraphError, GraphSpec, GrowthPolicy, InjectionCounts, SimParams,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::case::{BackendKind, Case, Op, MAX_CASE_EDGES, MAX_CASE_NODES};
+use crate::model::{Observed, ReferenceModel};
 use crate::oracle::{self, checks, AfterOp, EngineCheckError, Violation};
+use crate::physics;
 
 /// The pseudo-op name of engine construction (the initial graph and parameters).
 pub const INIT_OP: &str = "init";
@@ -61,6 +63,9 @@ pub const RESTART_FIRST_STEPS: usize = 2;
 pub const RESTART_MAX_SAMPLES: usize = 6;
 /// Most live nodes of an engine whose step ops are checked for restart equivalence.
 pub const RESTART_MAX_NODES: u32 = 1024;
+/// Step ops of a run checked by the physics reference (each costs an engine rebuilt from the
+/// checkpoint and one step).
+pub const PHYSICS_SAMPLES: usize = 2;
 /// Most attempts of one op while injected faults keep failing it (at most one fault of each of the
 /// four kinds can be armed, so five attempts always suffice for a tolerant engine).
 const MAX_ATTEMPTS: usize = 5;
@@ -86,6 +91,9 @@ pub struct ExecOptions {
     pub check_capacity_invariance: bool,
     /// Threads of the CPU backend's data-parallel kernels (0: every core).
     pub threads: usize,
+    /// Compare the engine with the reference model after every op of the checked run (the
+    /// `model` oracle, [`crate::model`]). Off only to measure what it costs.
+    pub reference_model: bool,
 }
 
 impl Default for ExecOptions {
@@ -93,6 +101,7 @@ impl Default for ExecOptions {
         ExecOptions {
             check_capacity_invariance: true,
             threads: 1,
+            reference_model: true,
         }
     }
 }
@@ -555,6 +564,7 @@ fn execute_from<Bk: Backend>(
         }
         _ => {
             let mut runner = Runner::new(case, make_backend, opts.threads, Run::Checked);
+            runner.use_model = opts.reference_model;
             match runner.run(spec, resume.map(from), crumbs) {
                 Ok(p) => (p, None),
                 Err(stop) => return stop.into_result(case, false, None),
@@ -754,6 +764,12 @@ struct Runner<'a, Bk: Backend> {
     restart_samples: usize,
     /// Whether parameters or capacity changed since the last sampled step op.
     restart_due: bool,
+    /// Step ops checked by the physics reference so far.
+    physics_samples: usize,
+    /// Whether to run the model oracle (checked run only).
+    use_model: bool,
+    /// What the engine must hold (checked run with `use_model`).
+    model: Option<ReferenceModel>,
 }
 
 impl<'a, Bk: Backend> Runner<'a, Bk> {
@@ -778,6 +794,9 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             shadow: None,
             restart_samples: 0,
             restart_due: false,
+            physics_samples: 0,
+            use_model: false,
+            model: None,
         }
     }
 
@@ -821,14 +840,19 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
                 continue;
             }
             let restart = self.restart_checkpoint(&engine, op);
+            let physics = self.physics_checkpoint(&engine, op);
             let retrying = from.is_some() && index == start;
             let after = self.apply_tolerant(&mut engine, index, op, retrying)?;
             if self.checked() {
                 check_retrying(&mut engine, Some(index), name, after)?;
+                self.check_model(&mut engine, Some(index), op)?;
                 if let (Some(checkpoint), Op::Step { count }) = (restart, op) {
                     self.check_restart(&mut engine, &checkpoint, *count, index, name)?;
                 }
                 self.check_shadow(&mut engine, index, op)?;
+                if let Some(checkpoint) = physics {
+                    self.check_physics(&checkpoint, index, name)?;
+                }
             }
             if matches!(
                 op,
@@ -876,8 +900,37 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
                 self.shadow = Some(shadow);
             }
             check(&mut engine, None, INIT_OP, AfterOp::Other)?;
+            if self.use_model {
+                self.model = Some(ReferenceModel::new(spec, self.case.initial_params()));
+            }
+            self.check_model(&mut engine, None, &Op::ReadPositions)?;
         }
         Ok(engine)
+    }
+
+    /// The `model` oracle after `op` (index `None`: construction): the model applies the op by its
+    /// definition, and the engine's observable state must be the model's.
+    fn check_model(
+        &mut self,
+        engine: &mut Engine<Bk>,
+        index: Option<usize>,
+        op: &Op,
+    ) -> Result<(), Stop> {
+        let Some(model) = self.model.as_mut() else {
+            return Ok(());
+        };
+        let name = index.map_or(INIT_OP, |_| op.name());
+        model.apply(op);
+        let seen = with_read_retry(engine, Observed::read)
+            .map_err(|e| CaseResult::engine_error(index, name, &e))?;
+        let moved = matches!(op, Op::Step { count } if *count > 0);
+        model
+            .compare(&seen, moved)
+            .map_err(|v| CaseResult::violation(index, name, v))?;
+        if moved {
+            model.observe_step(&seen.positions, &seen.velocities);
+        }
+        Ok(())
     }
 
     /// The engine of a poisoned process, rebuilt from its checkpoint in this one: its state must be
@@ -915,6 +968,9 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             )
             .map_err(|e| differential(Some(index), name, format!("the CPU engine fails: {e}")))?;
             self.shadow = Some(shadow);
+        }
+        if self.checked() && self.use_model {
+            self.model = Some(ReferenceModel::from_checkpoint(checkpoint));
         }
         Ok(engine)
     }
@@ -963,6 +1019,49 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
         let mut checkpoint = engine.checkpoint().clone();
         checkpoint.uploaded = checkpoint.params.clone();
         Some(checkpoint)
+    }
+
+    /// The state before a step op that the physics reference checks: the first
+    /// [`PHYSICS_SAMPLES`] step ops of a checked run on at most [`physics::PHYSICS_MAX_NODES`] nodes.
+    fn physics_checkpoint(&mut self, engine: &Engine<Bk>, op: &Op) -> Option<Checkpoint> {
+        if !self.checked()
+            || !matches!(op, Op::Step { count } if *count > 0)
+            || self.physics_samples >= PHYSICS_SAMPLES
+            || !physics::applies(engine.params(), engine.num_nodes())
+        {
+            return None;
+        }
+        self.physics_samples += 1;
+        Some(engine.checkpoint().clone())
+    }
+
+    /// `physics`: an engine rebuilt from the state before step op `index` takes one step, which
+    /// must be the force law's within the tolerance [`crate::physics`] derives.
+    fn check_physics(&self, checkpoint: &Checkpoint, index: usize, name: &str) -> Result<(), Stop> {
+        let violation = |detail: String| {
+            Stop::from(CaseResult::violation(
+                Some(index),
+                name,
+                Violation {
+                    check: physics::PHYSICS,
+                    detail,
+                },
+            ))
+        };
+        let mut fresh =
+            Engine::from_checkpoint(self.backend()?, checkpoint, self.config, self.faults)
+                .map_err(|e| violation(format!("cannot rebuild from the checkpoint: {e}")))?;
+        fresh
+            .step(1)
+            .map_err(|e| violation(format!("the engine rebuilt from the checkpoint fails: {e}")))?;
+        let Some(grid) = fresh.grid() else {
+            return Err(violation("a step of a non-empty graph left no grid".into()));
+        };
+        let after = fresh
+            .positions()
+            .map_err(|e| violation(format!("reading the rebuilt engine fails: {e}")))?;
+        physics::check_step(checkpoint, &grid, &after)
+            .map_err(|v| CaseResult::violation(Some(index), name, v).into())
     }
 
     /// `restart-equivalence` after step op `index` of `count` steps.
@@ -1223,6 +1322,20 @@ pub fn apply_op<Bk: Backend>(engine: &mut Engine<Bk>, op: &Op) -> Result<AfterOp
             engine.positions()?;
         }
         Op::Inject { fault } => engine.inject(*fault),
+        Op::SetPositionConstraint {
+            node,
+            target,
+            stiffness,
+        } => engine.set_position_constraint(*node, *target, *stiffness)?,
+        Op::SetDistanceConstraint { u, v, distance } => {
+            match engine.set_distance_constraint(*u, *v, *distance) {
+                // The case format defines a pair with no edge as a no-op; whether the engine and
+                // the reference model agree that no edge joins them is the model oracle's business.
+                Err(EngineError::Graph(GraphError::NoSuchEdge { .. })) => {}
+                r => r?,
+            }
+        }
+        Op::ClearConstraints => engine.clear_constraints()?,
     }
     Ok(AfterOp::Other)
 }

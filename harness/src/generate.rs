@@ -63,6 +63,9 @@ pub struct GenConfig {
     pub inject_rate: f64,
     /// Probability that a case caps the engine's grid at a small number of cells.
     pub small_grid_cap_probability: f64,
+    /// Probability of a constraint op (set a position or distance constraint, clear them all)
+    /// before a plan; 0 generates none.
+    pub constraint_rate: f64,
 }
 
 /// How much likelier an injected fault is before a resize plan than before any other.
@@ -87,6 +90,7 @@ impl Default for GenConfig {
             backend: BackendKind::Cpu,
             inject_rate: 0.0,
             small_grid_cap_probability: 0.15,
+            constraint_rate: 0.15,
         }
     }
 }
@@ -675,6 +679,19 @@ pub enum OpPlan {
         /// The fault.
         fault: EnvFault,
     },
+    /// `set_position_constraint` on a random live node.
+    PositionConstraint {
+        /// Choices.
+        salt: u64,
+    },
+    /// `set_distance_constraint` on a live edge (now and then on a pair with none, or a negative
+    /// distance, which removes it).
+    DistanceConstraint {
+        /// Choices.
+        salt: u64,
+    },
+    /// `clear_constraints`.
+    ClearConstraints,
 }
 
 impl OpPlan {
@@ -832,6 +849,45 @@ impl Model {
         Some(Op::RemoveEdges { pairs })
     }
 
+    fn position_constraint(&self, rng: &mut ChaCha8Rng) -> Option<Op> {
+        if self.nodes == 0 {
+            return None;
+        }
+        let half = spread(self.nodes).max(8.0);
+        let stiffness = if rng.gen_bool(0.1) {
+            0.0
+        } else {
+            rng.gen_range(0.01..2.0)
+        };
+        Some(Op::SetPositionConstraint {
+            node: rng.gen_range(0..self.nodes),
+            target: [0; 3].map(|_: i32| rng.gen_range(-half..half)),
+            stiffness,
+        })
+    }
+
+    fn distance_constraint(&self, rng: &mut ChaCha8Rng) -> Option<Op> {
+        if self.nodes == 0 {
+            return None;
+        }
+        let (u, v) = match self.edges.choose(rng) {
+            Some(&(u, v)) if rng.gen_bool(0.9) => {
+                if rng.gen_bool(0.5) {
+                    (u, v)
+                } else {
+                    (v, u)
+                }
+            }
+            _ => (rng.gen_range(0..self.nodes), rng.gen_range(0..self.nodes)),
+        };
+        let distance = if rng.gen_bool(0.1) {
+            -1.0
+        } else {
+            rng.gen_range(0.1..10.0)
+        };
+        Some(Op::SetDistanceConstraint { u, v, distance })
+    }
+
     fn shrink(&mut self) -> Op {
         self.node_cap = self.nodes as u64;
         self.edge_cap = self.edges.len() as u64;
@@ -929,7 +985,65 @@ pub fn realize(plan: &OpPlan, model: &mut Model) -> Vec<Op> {
         }],
         OpPlan::ReadPositions => vec![Op::ReadPositions],
         OpPlan::Inject { fault } => vec![Op::Inject { fault: *fault }],
+        OpPlan::PositionConstraint { salt } => model
+            .position_constraint(&mut rng_of(*salt))
+            .into_iter()
+            .collect(),
+        OpPlan::DistanceConstraint { salt } => model
+            .distance_constraint(&mut rng_of(*salt))
+            .into_iter()
+            .collect(),
+        OpPlan::ClearConstraints => vec![Op::ClearConstraints],
     }
+}
+
+/// Constraint plans for `count` plan slots, drawn from a generator of their own seeded by `salt`.
+fn random_constraint_plans(salt: u64, count: usize, cfg: &GenConfig) -> Vec<Option<OpPlan>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(salt ^ CONSTRAINT_STREAM);
+    let rate = cfg.constraint_rate.clamp(0.0, 1.0);
+    (0..count)
+        .map(|_| rng.gen_bool(rate).then(|| random_constraint_plan(&mut rng)))
+        .collect()
+}
+
+/// Separates the constraint generator's stream from the graph's (both are seeded by the graph salt).
+const CONSTRAINT_STREAM: u64 = 0x636f_6e73_7472_6169;
+
+/// A random constraint plan: mostly setting one, now and then clearing them all.
+pub fn random_constraint_plan<R: Rng + ?Sized>(rng: &mut R) -> OpPlan {
+    match rng.gen_range(0..10) {
+        0..=4 => OpPlan::DistanceConstraint { salt: rng.gen() },
+        5..=8 => OpPlan::PositionConstraint { salt: rng.gen() },
+        _ => OpPlan::ClearConstraints,
+    }
+}
+
+/// `injects` (one per original plan) realigned to the plans after [`with_constraints`]: a
+/// constraint op gets no injected fault before it, so each fault stays right before its plan.
+fn with_constraints_aligned(
+    injects: &[Option<EnvFault>],
+    constraints: &[Option<OpPlan>],
+) -> Vec<Option<EnvFault>> {
+    let mut out = Vec::with_capacity(injects.len() + constraints.len());
+    for (i, inject) in injects.iter().enumerate() {
+        if let Some(Some(_)) = constraints.get(i) {
+            out.push(None);
+        }
+        out.push(*inject);
+    }
+    out
+}
+
+/// `plans` with each planned constraint op (`constraints[i]`: before plan `i`) in front of it.
+fn with_constraints(plans: &[OpPlan], constraints: &[Option<OpPlan>]) -> Vec<OpPlan> {
+    let mut out = Vec::with_capacity(plans.len() + constraints.len());
+    for (i, plan) in plans.iter().enumerate() {
+        if let Some(Some(c)) = constraints.get(i) {
+            out.push(c.clone());
+        }
+        out.push(plan.clone());
+    }
+    out
 }
 
 /// The injected fault of kind `kind` (0: allocation, 1: copy, 2: launch, else a lost context)
@@ -1098,6 +1212,12 @@ pub fn generate_case<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> Case {
                 .then(|| random_env_fault(rng))
         })
         .collect();
+    // From their own generator, so that `rng` draws what it drew before constraint ops existed and
+    // a seed's case differs from its old one only by these ops (they change no count, so the rest
+    // realizes alike).
+    let constraints = random_constraint_plans(graph_salt, plans.len(), cfg);
+    let plans = with_constraints(&plans, &constraints);
+    let injects = with_constraints_aligned(&injects, &constraints);
     let mut case = build_case(
         family,
         nodes,
@@ -1220,6 +1340,16 @@ fn maybe<T: std::fmt::Debug + Clone + 'static>(
     }
 }
 
+/// A constraint plan, shrinking toward clearing them all.
+pub fn constraint_plan_strategy() -> BoxedStrategy<OpPlan> {
+    prop_oneof![
+        1 => Just(OpPlan::ClearConstraints),
+        4 => any::<u64>().prop_map(|salt| OpPlan::PositionConstraint { salt }),
+        5 => any::<u64>().prop_map(|salt| OpPlan::DistanceConstraint { salt }),
+    ]
+    .boxed()
+}
+
 /// Whole cases with the default configuration; see [`case_strategy_with`].
 pub fn case_strategy() -> BoxedStrategy<Case> {
     case_strategy_with(GenConfig::default())
@@ -1249,8 +1379,9 @@ pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {
         cfg.small_grid_cap_probability,
         (0.0f64..=1.0).prop_map(small_grid_cap).boxed(),
     );
-    // The grid cap and the faults come after the other parts, so that they leave those as the
-    // same seed always drew them.
+    let constraint_slot = maybe(cfg.constraint_rate, constraint_plan_strategy());
+    // The grid cap, the faults and the constraints come after the other parts, so that they leave
+    // those as the same seed always drew them.
     (
         prop::sample::select(Family::ALL.to_vec()),
         nodes,
@@ -1259,14 +1390,18 @@ pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {
         prop::collection::vec(plan_strategy(&cfg), 0..=max_plans),
         grid_cap,
         prop::collection::vec(inject_slot, max_plans..=max_plans),
+        prop::collection::vec(constraint_slot, max_plans..=max_plans),
     )
         .prop_map(
-            move |(family, nodes, salt, tweaks, plans, grid_cap, slots)| {
+            move |(family, nodes, salt, tweaks, plans, grid_cap, slots, constraint_slots)| {
                 let injects: Vec<Option<EnvFault>> = plans
                     .iter()
                     .zip(&slots)
                     .map(|(plan, (other, resize))| if plan.is_resize() { *resize } else { *other })
                     .collect();
+                let constraints = &constraint_slots[..plans.len().min(constraint_slots.len())];
+                let injects = with_constraints_aligned(&injects, constraints);
+                let plans = with_constraints(&plans, constraints);
                 let plans = with_injects(&plans, &injects);
                 let mut case = build_case(family, nodes, salt, &tweaks, &plans, &cfg);
                 case.engine = engine_section(grid_cap, nodes, &cfg);

@@ -24,6 +24,10 @@ use crate::isolate::Breadcrumbs;
 use crate::sanitize_mode::{Recorded, SanitizeMode, SanitizerFinding, ViolationLog};
 use crate::traced_backend::TracedBackend;
 
+/// Set (to anything) in a campaign's environment, the workers skip the model oracle: only to
+/// measure what it costs.
+pub const NO_MODEL_ENV: &str = "FORCEFIELD_NO_MODEL";
+
 /// A request to a worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "kebab-case")]
@@ -255,6 +259,8 @@ impl Handler {
         let opts = ExecOptions {
             check_capacity_invariance: capacity_invariance,
             threads: self.threads,
+            // A measurement switch (what the model oracle costs a campaign), inherited by workers.
+            reference_model: std::env::var_os(NO_MODEL_ENV).is_none(),
         };
         let mut on_op =
             |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);

@@ -366,6 +366,27 @@ pub fn keep_initial_nodes(case: &Case, keep: &[u32]) -> Option<Case> {
                 Some(source) => Op::Sssp { source },
                 None => continue,
             },
+            // A constraint on a node that is gone goes with it.
+            Op::SetPositionConstraint {
+                node,
+                target,
+                stiffness,
+            } => match remap(*node) {
+                Some(node) => Op::SetPositionConstraint {
+                    node,
+                    target: *target,
+                    stiffness: *stiffness,
+                },
+                None => continue,
+            },
+            Op::SetDistanceConstraint { u, v, distance } => match (remap(*u), remap(*v)) {
+                (Some(u), Some(v)) => Op::SetDistanceConstraint {
+                    u,
+                    v,
+                    distance: *distance,
+                },
+                _ => continue,
+            },
             other => other.clone(),
         };
         ops.push(op);

@@ -505,6 +505,7 @@ mod tests {
             },
             minimization: None,
             seconds_to_minimized: None,
+            aliases: Vec::new(),
             case: None,
             minimized: None,
             execution: None,

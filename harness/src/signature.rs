@@ -141,6 +141,18 @@ fn site_of(execution: &Execution) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// The site of a hang: the op the worker was in, never the kernel. A watchdog fires at an arbitrary
+/// moment of a loop that does not end, so the kernel running then is chance: one SSSP that never
+/// converges would otherwise be `hang:sssp_relax` in one case and `hang:frontier_compact` in the next.
+fn hang_site_of(execution: &Execution) -> String {
+    let Some(b) = &execution.breadcrumb else {
+        return "startup".to_string();
+    };
+    b.op.clone()
+        .filter(|o| !o.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// Classifies a case result reported by a live worker (or by an in-process run).
 pub fn classify_result(result: &CaseResult) -> Verdict {
     match result {
@@ -221,7 +233,7 @@ pub fn classify(execution: &Execution) -> Verdict {
             format!("panic at {location} in {site}: {message}"),
         ),
         Outcome::Hang { after } => (
-            Signature::new("hang", "", site.clone()),
+            Signature::new("hang", "", hang_site_of(execution)),
             format!(
                 "no reply after {:.1} s in {site}; killed",
                 after.as_secs_f64()
@@ -265,6 +277,55 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, "\"signal:SIGSEGV:sort_pairs\"");
         assert_eq!(serde_json::from_str::<Signature>(&json).unwrap(), s);
+    }
+
+    /// One SSSP that never ends, killed by the watchdog once in `sssp_relax` and once in
+    /// `frontier_compact`: one signature, `hang:sssp`, so one finding; the kernel stays in the
+    /// summary.
+    #[test]
+    fn a_hang_is_signed_by_its_op_whatever_kernel_was_running() {
+        use crate::isolate::{Breadcrumb, CapturedOutput};
+        let hung_in = |kernel: &str| Execution {
+            request_id: 1,
+            outcome: Outcome::Hang {
+                after: std::time::Duration::from_secs(30),
+            },
+            breadcrumb: Some(Breadcrumb {
+                request_id: 1,
+                op_index: Some(4),
+                op: Some("sssp".into()),
+                kernel: Some(kernel.into()),
+                torn: false,
+            }),
+            stderr: CapturedOutput::default(),
+            duration: std::time::Duration::from_secs(30),
+            worker_pid: 1,
+        };
+        let (a, b) = (
+            classify(&hung_in("sssp_relax")),
+            classify(&hung_in("frontier_compact")),
+        );
+        assert_eq!(
+            a.signature().map(|s| s.to_string()).as_deref(),
+            Some("hang:sssp")
+        );
+        assert_eq!(a.signature(), b.signature());
+        let Verdict::Finding { summary, .. } = b else {
+            panic!("a finding")
+        };
+        assert!(summary.contains("frontier_compact"), "{summary}");
+        // A signal still names the kernel: a crash happens where it happens.
+        let mut crashed = hung_in("sort_pairs");
+        crashed.outcome = Outcome::Signal {
+            signal: "SIGSEGV".into(),
+        };
+        assert_eq!(
+            classify(&crashed)
+                .signature()
+                .map(|s| s.to_string())
+                .as_deref(),
+            Some("signal:SIGSEGV:sort_pairs")
+        );
     }
 
     #[test]

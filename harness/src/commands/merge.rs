@@ -337,6 +337,7 @@ mod tests {
                 hit_limit: false,
             }),
             seconds_to_minimized: min.map(|m| m.nodes as f64),
+            aliases: Vec::new(),
             case: None,
             minimized: None,
             execution: None,

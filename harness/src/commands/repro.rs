@@ -55,6 +55,7 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         let opts = ExecOptions {
             check_capacity_invariance: capacity_invariance,
             threads: 0,
+            reference_model: true,
         };
         if args.sanitize.compute_sanitizer_tool().is_some() {
             return Err(CliError::input(anyhow::anyhow!(
