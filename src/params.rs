@@ -14,6 +14,38 @@ use crate::error::ParamError;
 /// Smallest softening accepted while repulsion is on: `(d² + eps)^1.5` must stay a normal float.
 pub const MIN_SOFTENING: f32 = 1e-12;
 
+// Upper bounds. Validation keeps every intermediate value of a step finite: with positions inside
+// the viewport (where every step leaves them), edge weights up to `MAX_FINITE_WEIGHT` and at most
+// the engine's node and edge limits, no accepted parameter set turns finite positions into
+// non-finite ones (`tests/finite_params.rs` checks it over the whole accepted range). Each bound is
+// far beyond any useful layout; the derivation is at each constant.
+
+/// Largest `viewport_bounds`: positions stay within ±1e9, so a distance is below 3.5e9 and its
+/// square (1.2e19) is finite.
+pub const MAX_VIEWPORT: f32 = 1e9;
+/// Largest length parameter (`repulsion_cutoff`, `separation_radius`, `rest_length`).
+pub const MAX_LENGTH: f32 = 1e9;
+/// Largest `repel_k`: the separation push's numerator `repel_k * separation_radius` stays below
+/// 1e29.
+pub const MAX_REPEL_K: f32 = 1e20;
+/// Largest `repel_k / repulsion_softening_epsilon` while repulsion is on. One pair's push is at
+/// most `0.385 * repel_k / eps` (its maximum over distances), so 2^24 neighbours sum below 1e31;
+/// the scale `repel_k / (d² + eps)^1.5` stays below `1e24 / sqrt(MIN_SOFTENING)` = 1e30.
+pub const MAX_REPULSION_PER_SOFTENING: f64 = 1e24;
+/// Largest `spring_k * max(rest_length, 1)`: the spring scale `spring_k * (dist - rest) * w / dist`
+/// divides by a distance that can be as small as 3.7e-23 (the root of the smallest positive
+/// float), so its numerator must stay below 1e15 for weights up to [`MAX_FINITE_WEIGHT`].
+pub const MAX_SPRING_STIFFNESS: f64 = 1e12;
+/// Edge weights up to which the bounds above are derived (the graph itself accepts any finite
+/// weight).
+pub const MAX_FINITE_WEIGHT: f32 = 1e3;
+/// Largest `center_gravity_k`: the pull is at most 1e12 * 1e9.
+pub const MAX_GRAVITY_K: f32 = 1e12;
+/// Largest velocity change in one step: `max_force * dt`, `max_velocity * max(dt, 1)` and
+/// `temperature` are each at most 1e30, so velocities and displacements stay finite before they are
+/// capped and clamped.
+pub const MAX_STEP_CHANGE: f64 = 1e30;
+
 /// Bits of [`SimParams::feature_flags`].
 pub mod features {
     /// Grid-based pairwise repulsion.
@@ -200,6 +232,7 @@ impl SimParams {
         finite_in!(self, center_gravity_k, |v: f32| v >= 0.0, "finite and >= 0");
         finite_in!(self, max_force, |v: f32| v > 0.0, "finite and > 0");
         finite_in!(self, max_velocity, |v: f32| v > 0.0, "finite and > 0");
+        self.validate_bounds()?;
         finite_in!(
             self,
             grid_cell_size,
@@ -239,6 +272,74 @@ impl SimParams {
             "finite and >= 0"
         );
         Ok(())
+    }
+
+    /// The upper bounds that keep a step's arithmetic finite (see [`MAX_VIEWPORT`] and the
+    /// constants after it); called by [`SimParams::validate`] once every field is known finite.
+    fn validate_bounds(&self) -> Result<(), ParamError> {
+        let at_most = |name: &'static str, value: f64, max: f64, what: &str| {
+            check(value <= max, name, || {
+                format!("{what} must be <= {max:e}, got {value:e}")
+            })
+        };
+        at_most(
+            "viewport_bounds",
+            self.viewport_bounds as f64,
+            MAX_VIEWPORT as f64,
+            "viewport_bounds",
+        )?;
+        for (name, value) in [
+            ("repulsion_cutoff", self.repulsion_cutoff),
+            ("separation_radius", self.separation_radius),
+            ("rest_length", self.rest_length),
+        ] {
+            at_most(name, value as f64, MAX_LENGTH as f64, name)?;
+        }
+        at_most(
+            "repel_k",
+            self.repel_k as f64,
+            MAX_REPEL_K as f64,
+            "repel_k",
+        )?;
+        if self.feature_flags & features::REPULSION != 0 {
+            at_most(
+                "repel_k",
+                self.repel_k as f64 / self.repulsion_softening_epsilon as f64,
+                MAX_REPULSION_PER_SOFTENING,
+                "repel_k / repulsion_softening_epsilon",
+            )?;
+        }
+        at_most(
+            "spring_k",
+            self.spring_k as f64 * (self.rest_length as f64).max(1.0),
+            MAX_SPRING_STIFFNESS,
+            "spring_k * max(rest_length, 1)",
+        )?;
+        at_most(
+            "center_gravity_k",
+            self.center_gravity_k as f64,
+            MAX_GRAVITY_K as f64,
+            "center_gravity_k",
+        )?;
+        let dt = self.dt as f64;
+        at_most(
+            "max_force",
+            self.max_force as f64 * dt,
+            MAX_STEP_CHANGE,
+            "max_force * dt",
+        )?;
+        at_most(
+            "max_velocity",
+            self.max_velocity as f64 * dt.max(1.0),
+            MAX_STEP_CHANGE,
+            "max_velocity * max(dt, 1)",
+        )?;
+        at_most(
+            "temperature",
+            self.temperature as f64,
+            MAX_STEP_CHANGE,
+            "temperature",
+        )
     }
 
     /// The flat copy the kernels read, for step `iteration`.
@@ -361,6 +462,39 @@ mod tests {
             ..SimParams::default()
         };
         assert_eq!(p.validate().unwrap_err().name, "feature_flags");
+    }
+
+    #[test]
+    fn huge_finite_values_that_would_overflow_a_step_are_rejected() {
+        // The value of the report: finite, accepted before, and NaN two steps later.
+        let p: SimParams = serde_json::from_str(r#"{"repel_k": 3.4e38}"#).unwrap();
+        let e = p.validate().unwrap_err();
+        assert_eq!(e.name, "repel_k");
+        assert_eq!(
+            e.reason,
+            "repel_k must be <= 1e20, got 3.3999999521443642e38"
+        );
+        let p = SimParams {
+            repel_k: 1e12,
+            repulsion_softening_epsilon: 1e-6,
+            ..SimParams::default()
+        };
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .reason
+            .contains("repel_k / repulsion_softening_epsilon"));
+        let p = SimParams {
+            max_force: 1e30,
+            dt: 10.0,
+            ..SimParams::default()
+        };
+        assert_eq!(p.validate().unwrap_err().name, "max_force");
+        let p = SimParams {
+            viewport_bounds: 2e9,
+            ..SimParams::default()
+        };
+        assert_eq!(p.validate().unwrap_err().name, "viewport_bounds");
     }
 
     #[test]

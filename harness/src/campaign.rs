@@ -271,12 +271,11 @@ pub fn case_seed(campaign_seed: u64, k: u64) -> u64 {
 }
 
 /// The payload asking a worker to run `case`.
-pub fn case_payload(case: &Case, capacity_invariance: bool) -> serde_json::Value {
-    serde_json::to_value(Job::Case {
+pub fn case_payload(case: &Case, capacity_invariance: bool) -> Job {
+    Job::Case {
         case: case.clone(),
         capacity_invariance,
-    })
-    .unwrap_or_default()
+    }
 }
 
 /// Runs `case` once in `slot` and classifies the execution.

@@ -57,9 +57,9 @@ pub const FORMAT: &str = "forcefield-case/1";
 
 /// Harness cap on live nodes at any point of a case (tighter than the engine's [`MAX_NODES`], so that
 /// a case stays runnable in a worker's memory).
-pub const MAX_CASE_NODES: u64 = 1 << 20;
+pub const MAX_CASE_NODES: u64 = crate::input::MAX_INPUT_NODES as u64;
 /// Harness cap on the undirected edges a case creates in all (initial graph plus every `add_edges`).
-pub const MAX_CASE_EDGES: u64 = 1 << 22;
+pub const MAX_CASE_EDGES: u64 = crate::input::MAX_INPUT_EDGES as u64;
 /// Harness cap on the steps a case takes in all.
 pub const MAX_CASE_STEPS: u64 = 1_000_000;
 /// Harness cap on the number of operations.
@@ -383,10 +383,13 @@ pub enum CaseError {
         limit: usize,
     },
     /// Not JSON, or JSON of the wrong shape (serde's message, with line and column).
-    #[error("not a valid case: {0}")]
+    #[error("not a valid case: {}", crate::input::escape_control(.0))]
     Parse(String),
     /// A `format` other than [`FORMAT`].
-    #[error("unsupported case format `{found}` (expected `{FORMAT}`)")]
+    #[error(
+        "unsupported case format `{}` (expected `{FORMAT}`)",
+        crate::input::escape_control(found)
+    )]
     Format {
         /// The format found (empty when missing).
         found: String,

@@ -159,7 +159,8 @@ pub fn read_entry(path: &Path) -> Result<Entry, CorpusError> {
             bytes,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    let text = crate::input::read_bounded_string(path, MAX_CASE_BYTES as u64, "case file")
+        .map_err(read_err)?;
     let case = Case::from_json(&text).map_err(|source| CorpusError::Invalid {
         path: path.to_path_buf(),
         source,

@@ -23,17 +23,26 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use forcefield::graph::{MAX_EDGES, MAX_NODES};
 use forcefield::{Edge, GraphError, GraphSpec, ParamError, SimParams};
 
-/// Largest input file read, in bytes. An edge list at the engine's edge limit with weights fits well
-/// under it; anything larger is refused before reading.
-pub const MAX_FILE_BYTES: u64 = 4 << 30;
+use crate::input::{
+    escape_control, open_bounded, BoundedReader, MAX_INPUT_EDGES, MAX_INPUT_NODES, MAX_PARAMS_BYTES,
+};
+
+/// Largest graph or label file read, in bytes: an edge list at [`MAX_INPUT_EDGES`] with weights
+/// fits well under it. A regular file over it is refused before reading, anything else (a pipe,
+/// `/dev/zero`) while reading.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Longest line of an edge list, Matrix Market or label file: a line is two ids and a number, so
+/// a longer one is junk, and reading it whole could take all the memory of a line-less stream.
+pub const MAX_LINE_BYTES: usize = 4096;
 
 /// An input file could not be read or is not what it should be.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// Opening or reading failed (missing file, permissions).
+    /// Opening or reading failed (missing file, permissions), or the file passed its size limit or
+    /// holds binary data ([`crate::input::InputError`] inside).
     #[error("cannot read {}", path.display())]
     Io {
         /// The file.
@@ -41,16 +50,6 @@ pub enum ReadError {
         /// What the OS said.
         #[source]
         source: std::io::Error,
-    },
-    /// The file is larger than [`MAX_FILE_BYTES`].
-    #[error("{}: file is {bytes} bytes, over the limit of {limit}", path.display())]
-    FileTooLarge {
-        /// The file.
-        path: PathBuf,
-        /// Its size.
-        bytes: u64,
-        /// The limit.
-        limit: u64,
     },
     /// The content is malformed or invalid.
     #[error("{}", path.display())]
@@ -112,6 +111,14 @@ pub enum FormatError {
         /// The limit.
         limit: u32,
     },
+    /// A line longer than [`MAX_LINE_BYTES`].
+    #[error("line {line}: longer than {limit} bytes")]
+    LineTooLong {
+        /// The line.
+        line: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// An edge list without a single edge (its node count is unknowable).
     #[error("no edges")]
     NoEdges,
@@ -151,8 +158,9 @@ pub enum FormatError {
         /// The node.
         id: u32,
     },
-    /// Malformed JSON, or JSON of the wrong shape.
-    #[error("{0}")]
+    /// Malformed JSON, or JSON of the wrong shape (serde's message quotes names from the input,
+    /// hence the escaping).
+    #[error("{}", escape_control(&.0.to_string()))]
     Json(#[from] serde_json::Error),
     /// A well-formed graph that the engine would reject.
     #[error(transparent)]
@@ -190,7 +198,7 @@ impl GraphFormat {
 
 /// Reads and validates the graph in `path`, in the format its extension names.
 pub fn read_graph(path: &Path) -> Result<GraphSpec, ReadError> {
-    let reader = open_limited(path)?;
+    let reader = open_limited(path, MAX_FILE_BYTES, "graph")?;
     let parsed = match GraphFormat::from_path(path) {
         GraphFormat::EdgeList => parse_edge_list(reader),
         GraphFormat::MatrixMarket => parse_matrix_market(reader),
@@ -201,14 +209,14 @@ pub fn read_graph(path: &Path) -> Result<GraphSpec, ReadError> {
 
 /// Reads and validates simulation parameters from a JSON file (fields not named take defaults).
 pub fn read_params(path: &Path) -> Result<SimParams, ReadError> {
-    let reader = open_limited(path)?;
+    let reader = open_limited(path, MAX_PARAMS_BYTES, "params file")?;
     parse_params(reader).map_err(|e| content_error(path, e))
 }
 
 /// Reads a label file (`id class` per line, `#`/`%` comments) for a graph of `num_nodes` nodes.
 /// Classes are arbitrary tokens, numbered in order of first appearance; unlabelled nodes get `None`.
 pub fn read_labels(path: &Path, num_nodes: u32) -> Result<Vec<Option<usize>>, ReadError> {
-    let reader = open_limited(path)?;
+    let reader = open_limited(path, MAX_FILE_BYTES, "label file")?;
     parse_labels(reader, num_nodes).map_err(|e| content_error(path, e))
 }
 
@@ -226,23 +234,17 @@ fn content_error(path: &Path, e: ParseFailure) -> ReadError {
     }
 }
 
-/// Opens `path` after checking its size against [`MAX_FILE_BYTES`].
-fn open_limited(path: &Path) -> Result<BufReader<std::io::Take<File>>, ReadError> {
-    let io = |source| ReadError::Io {
+/// Opens `path` for reading at most `limit` bytes (see [`crate::input::BoundedReader`]).
+fn open_limited(
+    path: &Path,
+    limit: u64,
+    what: &str,
+) -> Result<BufReader<BoundedReader<File>>, ReadError> {
+    let file = open_bounded(path, limit, what).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let bytes = file.metadata().map_err(io)?.len();
-    if bytes > MAX_FILE_BYTES {
-        return Err(ReadError::FileTooLarge {
-            path: path.to_path_buf(),
-            bytes,
-            limit: MAX_FILE_BYTES,
-        });
-    }
-    // `take` also bounds files whose metadata understates them (pipes, growing files).
-    Ok(BufReader::new(file.take(MAX_FILE_BYTES)))
+    })?;
+    Ok(BufReader::new(file))
 }
 
 /// A parser's failure: the reader failed, or the content is wrong.
@@ -269,7 +271,8 @@ impl From<ParamError> for ParseFailure {
 }
 
 /// Numbered lines of `reader`, each without its line ending; invalid UTF-8 is replaced, so that it
-/// shows up as a syntax error on its line rather than as an I/O error.
+/// shows up as a syntax error on its line rather than as an I/O error. A line longer than
+/// [`MAX_LINE_BYTES`] is an error as soon as its first `MAX_LINE_BYTES + 1` bytes are read.
 fn numbered_lines(
     mut reader: impl BufRead,
 ) -> impl Iterator<Item = Result<(usize, String), ParseFailure>> {
@@ -277,10 +280,18 @@ fn numbered_lines(
     let mut buf = Vec::new();
     std::iter::from_fn(move || {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
+        let mut bounded = (&mut reader).take(MAX_LINE_BYTES as u64 + 1);
+        match bounded.read_until(b'\n', &mut buf) {
             Ok(0) => None,
             Ok(_) => {
                 line_no += 1;
+                if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+                    return Some(Err(FormatError::LineTooLong {
+                        line: line_no,
+                        limit: MAX_LINE_BYTES,
+                    }
+                    .into()));
+                }
                 let text = String::from_utf8_lossy(&buf).trim().to_string();
                 Some(Ok((line_no, text)))
             }
@@ -295,13 +306,14 @@ fn is_skipped(line: &str) -> bool {
 }
 
 /// The line as quoted in an error: long lines are cut so that the error stays one readable line.
+/// Control characters are escaped ([`escape_control`]), so a quoted line cannot drive the terminal.
 fn quote(line: &str) -> String {
     const MAX: usize = 60;
     if line.chars().count() <= MAX {
-        line.to_string()
+        escape_control(line)
     } else {
         let head: String = line.chars().take(MAX).collect();
-        format!("{head}...")
+        format!("{}...", escape_control(&head))
     }
 }
 
@@ -316,7 +328,7 @@ fn parse_id(token: &str, line: usize, limit: u64) -> Result<Option<u64>, FormatE
         _ => Err(FormatError::IdTooLarge {
             line,
             id: token.to_string(),
-            limit: MAX_NODES,
+            limit: MAX_INPUT_NODES,
         }),
     }
 }
@@ -353,21 +365,21 @@ pub fn parse_edge_list(reader: impl BufRead) -> Result<GraphSpec, ParseFailure> 
         if !(2..=3).contains(&tokens.len()) {
             return Err(syntax().into());
         }
-        let u = parse_id(tokens[0], line, MAX_NODES as u64)?.ok_or_else(syntax)?;
-        let v = parse_id(tokens[1], line, MAX_NODES as u64)?.ok_or_else(syntax)?;
+        let u = parse_id(tokens[0], line, MAX_INPUT_NODES as u64)?.ok_or_else(syntax)?;
+        let v = parse_id(tokens[1], line, MAX_INPUT_NODES as u64)?.ok_or_else(syntax)?;
         let w = match tokens.get(2) {
             Some(t) => parse_weight(t, line)?.ok_or_else(syntax)?,
             None => 1.0,
         };
-        if edges.len() >= MAX_EDGES as usize {
+        if edges.len() >= MAX_INPUT_EDGES as usize {
             return Err(FormatError::TooManyEdges {
                 line,
-                limit: MAX_EDGES,
+                limit: MAX_INPUT_EDGES,
             }
             .into());
         }
         max_id = max_id.max(u).max(v);
-        // Ids are below MAX_NODES (a u32), checked by parse_id.
+        // Ids are below MAX_INPUT_NODES (a u32), checked by parse_id.
         edges.push(Edge {
             u: u as u32,
             v: v as u32,
@@ -469,8 +481,8 @@ pub fn parse_matrix_market(reader: impl BufRead) -> Result<GraphSpec, ParseFailu
     let (rows, cols, nnz) = (counts[0], counts[1], counts[2]);
     let num_nodes = rows.max(cols);
     for (what, count, limit) in [
-        ("node count", num_nodes, MAX_NODES as u64),
-        ("entry count", nnz, MAX_EDGES as u64),
+        ("node count", num_nodes, MAX_INPUT_NODES as u64),
+        ("entry count", nnz, MAX_INPUT_EDGES as u64),
     ] {
         if count > limit {
             return Err(FormatError::SizeTooLarge {
@@ -557,6 +569,18 @@ pub fn parse_matrix_market(reader: impl BufRead) -> Result<GraphSpec, ParseFailu
 /// Parses the JSON form of a [`GraphSpec`] and validates it.
 pub fn parse_json_graph(reader: impl Read) -> Result<GraphSpec, ParseFailure> {
     let graph: GraphSpec = serde_json::from_reader(reader).map_err(json_failure)?;
+    for (what, count, limit) in [
+        ("node count", graph.num_nodes as u64, MAX_INPUT_NODES as u64),
+        (
+            "edge count",
+            graph.edges.len() as u64,
+            MAX_INPUT_EDGES as u64,
+        ),
+    ] {
+        if count > limit {
+            return Err(GraphError::TooLarge { what, count, limit }.into());
+        }
+    }
     graph.validate()?;
     Ok(graph)
 }
@@ -598,7 +622,7 @@ pub fn parse_labels(
         let [id, class] = tokens.as_slice() else {
             return Err(syntax().into());
         };
-        let id = parse_id(id, line, MAX_NODES as u64)?.ok_or_else(syntax)?;
+        let id = parse_id(id, line, MAX_INPUT_NODES as u64)?.ok_or_else(syntax)?;
         let slot = labels
             .get_mut(id as usize)
             .ok_or(FormatError::IdOutOfRange {
@@ -682,7 +706,7 @@ mod tests {
 
     #[test]
     fn edge_list_rejects_ids_at_the_limit_without_allocating() {
-        let limit = MAX_NODES;
+        let limit = MAX_INPUT_NODES;
         assert_eq!(
             edge_list(&format!("0 {}\n", limit - 1)).unwrap().num_nodes,
             limit
@@ -817,7 +841,7 @@ mod tests {
         let e = mtx(&format!("{head}1000000000000 1000000000000 1\n1 2 1\n")).unwrap_err();
         assert_eq!(
             e,
-            format!("line 2: node count 1000000000000 exceeds the limit of {MAX_NODES}")
+            format!("line 2: node count 1000000000000 exceeds the limit of {MAX_INPUT_NODES}")
         );
         let e = mtx(&format!("{head}3 3 1000000000000\n")).unwrap_err();
         assert!(

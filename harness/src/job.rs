@@ -175,15 +175,14 @@ pub fn resume_payload(
     case: &Case,
     capacity_invariance: bool,
     reply: &serde_json::Value,
-) -> Option<serde_json::Value> {
-    let reply: JobReply = serde_json::from_value(reply.clone()).ok()?;
+) -> Option<Job> {
+    let reply = JobReply::deserialize(reply).ok()?;
     let resume = reply.result.resume_point()?.clone();
-    serde_json::to_value(Job::Resume {
+    Some(Job::Resume {
         case: case.clone(),
         capacity_invariance,
         resume: Box::new(resume),
     })
-    .ok()
 }
 
 type Hook = Box<dyn FnMut(&'static str) + Send>;
@@ -221,7 +220,48 @@ impl Handler {
         payload: &serde_json::Value,
         crumbs: &Arc<Breadcrumbs>,
     ) -> serde_json::Value {
-        let reply = match serde_json::from_value::<Job>(payload.clone()) {
+        self.reply(Job::deserialize(payload), crumbs)
+    }
+
+    /// [`Handler::handle`] for a payload as raw JSON text, as a worker receives it. A case job's
+    /// case is parsed straight from the text: serde buffers the whole content of an internally
+    /// tagged enum before it reads the variant, which for a case of millions of edges would cost
+    /// several times the case in memory.
+    pub fn handle_raw(
+        &mut self,
+        payload: &serde_json::value::RawValue,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> serde_json::Value {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(borrow)]
+            job: std::borrow::Cow<'a, str>,
+        }
+        #[derive(Deserialize)]
+        struct CaseJob {
+            case: Case,
+            #[serde(default)]
+            capacity_invariance: bool,
+        }
+        let text = payload.get();
+        let is_case = serde_json::from_str::<Kind<'_>>(text).is_ok_and(|k| k.job == "case");
+        let job = if is_case {
+            serde_json::from_str::<CaseJob>(text).map(|j| Job::Case {
+                case: j.case,
+                capacity_invariance: j.capacity_invariance,
+            })
+        } else {
+            serde_json::from_str::<Job>(text)
+        };
+        self.reply(job, crumbs)
+    }
+
+    fn reply(
+        &mut self,
+        job: Result<Job, serde_json::Error>,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> serde_json::Value {
+        let reply = match job {
             Ok(job) => self.run(job, crumbs),
             Err(e) => JobReply {
                 result: CaseResult::Invalid {

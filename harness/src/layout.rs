@@ -25,6 +25,8 @@ use crate::svg::{render_svg, SvgStyle};
 
 /// Runs with at least this many steps show a progress bar (when stderr is a terminal).
 pub const PROGRESS_MIN_STEPS: u32 = 1000;
+/// Runs of at least this many node-steps show one too, however few their steps.
+pub const PROGRESS_MIN_NODE_STEPS: u64 = 10_000_000;
 
 /// Arguments of `forcefield layout`.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,6 +71,10 @@ pub struct PositionsFile {
 
 /// Runs `forcefield layout`.
 pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
+    // Outputs are checked before anything runs: a typo in a path must not cost a whole layout.
+    for path in [&args.out, &args.svg].into_iter().flatten() {
+        check_writable(path).map_err(CliError::input)?;
+    }
     // An unusable backend fails before any input is read, so the user learns of it at once.
     let (backend, note) = open_backend(args.backend)?;
     let graph = read_graph(&args.graph).map_err(CliError::input)?;
@@ -87,7 +93,7 @@ pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
         let _ = writeln!(std::io::stderr(), "{line}");
     }
 
-    let bar = progress_bar(args.steps);
+    let bar = progress_bar(args.steps, graph.num_nodes);
     let started = Instant::now();
     let positions = compute_layout(backend, &graph, params, args.steps, |n| bar.inc(n as u64))
         .map_err(engine_error)?;
@@ -159,10 +165,10 @@ fn engine_error(e: EngineError) -> CliError {
     }
 }
 
-/// A progress bar on stderr for long runs; hidden for short ones and when stderr is not a terminal
-/// (indicatif draws nothing to a non-terminal).
-fn progress_bar(steps: u32) -> ProgressBar {
-    if steps < PROGRESS_MIN_STEPS {
+/// A progress bar on stderr for long runs (many steps, or a large graph); hidden for short ones and
+/// when stderr is not a terminal (indicatif draws nothing to a non-terminal).
+fn progress_bar(steps: u32, nodes: u32) -> ProgressBar {
+    if steps < PROGRESS_MIN_STEPS && (steps as u64) * (nodes as u64) < PROGRESS_MIN_NODE_STEPS {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(steps as u64);
@@ -195,6 +201,28 @@ pub fn compute_layout<Bk: forcefield::Backend>(
         progress(n);
     }
     engine.positions()
+}
+
+/// Checks that `path` can be written: its directory exists and takes a new file, and `path` is not
+/// a directory. Nothing is left behind.
+pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let context = || format!("cannot write {}", path.display());
+    if path.is_dir() {
+        return Err(anyhow::anyhow!("it is a directory")).with_context(context);
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(anyhow::anyhow!("no directory {}", dir.display())).with_context(context);
+    }
+    // The same kind of temporary file the atomic write makes, so this fails exactly when it would.
+    tempfile::Builder::new()
+        .prefix(".forcefield-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(context)
 }
 
 /// Writes `bytes` to `path` atomically: into a temporary file in the same directory (so the

@@ -22,6 +22,7 @@ pub mod execute;
 pub mod exit;
 pub mod generate;
 pub mod graph_io;
+pub mod input;
 pub mod interrupt;
 pub mod isolate;
 pub mod job;

@@ -266,7 +266,8 @@ fn a_worker_handler_continues_a_case_from_a_resume_point() {
         }).unwrap(),
         "context_lost": true,
     });
-    let payload = resume_payload(&c, true, &poisoned_reply).expect("a resume job");
+    let job = resume_payload(&c, true, &poisoned_reply).expect("a resume job");
+    let payload = serde_json::to_value(job).unwrap();
     match serde_json::from_value::<Job>(payload.clone()).unwrap() {
         Job::Resume {
             case,

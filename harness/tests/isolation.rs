@@ -33,6 +33,7 @@ fn worker_entry() {
         return;
     }
     let code = worker_main("test-echo", &mut |payload, _crumbs| {
+        let payload: serde_json::Value = serde_json::from_str(payload.get()).unwrap_or_default();
         let mut reply = json!({"echo": payload, "pid": std::process::id()});
         if payload.get("context_lost") == Some(&json!(true)) {
             reply["context_lost"] = json!(true);

@@ -121,7 +121,7 @@ pub fn read_summary(path: &Path) -> Result<(PathBuf, Summary), MergeError> {
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file).map_err(|source| MergeError::Read {
+    let text = crate::input::read_summary_text(&file).map_err(|source| MergeError::Read {
         path: file.clone(),
         source,
     })?;

@@ -88,7 +88,8 @@ pub fn worker_command(threads: usize) -> Result<WorkerCommand, CliError> {
 
 /// Reads and validates a case file; every problem is an input error (exit 2).
 pub fn read_case(path: &std::path::Path) -> Result<crate::case::Case, CliError> {
-    let text = std::fs::read_to_string(path)
+    let limit = crate::case::MAX_CASE_BYTES as u64;
+    let text = crate::input::read_bounded_string(path, limit, "case file")
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", path.display())))?;
     crate::case::Case::from_json(&text)
         .map_err(|e| CliError::input(anyhow::anyhow!("{}: {e}", path.display())))

@@ -23,7 +23,7 @@ pub struct WorkerArgs {
 pub fn run(args: &WorkerArgs) -> Result<(), CliError> {
     let mut handler = Handler::new(args.threads).with_sanitize(args.sanitize);
     let code = crate::isolate::worker_main("engine", &mut |payload, crumbs| {
-        handler.handle(payload, crumbs)
+        handler.handle_raw(payload, crumbs)
     });
     match code {
         0 => Ok(()),

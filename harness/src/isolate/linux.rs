@@ -216,3 +216,100 @@ pub(crate) fn send_some(socket: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, E
         };
     }
 }
+
+/// [`send_some`], with `attachment` passed along (`SCM_RIGHTS`) on the first byte sent: the worker
+/// receives its own descriptor for the same open file. Nothing is attached when `Ok(0)`.
+pub(crate) fn send_some_with_fd(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    attachment: BorrowedFd<'_>,
+) -> Result<usize, Errno> {
+    const FD_BYTES: u32 = std::mem::size_of::<RawFd>() as u32;
+    // u64 elements keep the control buffer aligned for `cmsghdr`.
+    let mut control = [0u64; 8];
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(FD_BYTES) } as usize;
+    assert!(space <= std::mem::size_of_val(&control), "control buffer");
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: the control buffer holds `space` bytes, enough for one header and one descriptor, so
+    // CMSG_FIRSTHDR is non-null and its data fits.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(FD_BYTES) as _;
+        std::ptr::write_unaligned(
+            libc::CMSG_DATA(header).cast::<RawFd>(),
+            attachment.as_raw_fd(),
+        );
+    }
+    loop {
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+        // SAFETY: `msg` points at `bytes` (read only) and at the control buffer built above.
+        let rc = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, flags) };
+        return match Errno::result(rc) {
+            Ok(n) => Ok(n as usize),
+            Err(Errno::EAGAIN) => Ok(0),
+            Err(Errno::EINTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Receives into `buf` from a blocking socket, keeping any descriptors passed with the bytes
+/// (close-on-exec). `Ok((0, _))` when the other end closed.
+pub(crate) fn recv_with_fds(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> Result<usize, Errno> {
+    // Room for a few descriptors: a sender passes at most one per frame, more are closed.
+    let mut control = [0u64; 16];
+    loop {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is a valid empty message.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `msg` points at `buf` and at the control buffer, both writable for their lengths.
+        let rc = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n = match Errno::result(rc) {
+            Ok(n) => n as usize,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: the kernel filled `msg_controllen` bytes of well-formed headers; each
+        // SCM_RIGHTS header carries descriptors now owned by this process.
+        unsafe {
+            let mut header = libc::CMSG_FIRSTHDR(&msg);
+            while !header.is_null() {
+                if (*header).cmsg_level == libc::SOL_SOCKET
+                    && (*header).cmsg_type == libc::SCM_RIGHTS
+                {
+                    let data = libc::CMSG_DATA(header).cast::<RawFd>();
+                    let bytes = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                        let fd = std::ptr::read_unaligned(data.add(i));
+                        fds.push(<OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd));
+                    }
+                }
+                header = libc::CMSG_NXTHDR(&msg, header);
+            }
+        }
+        return Ok(n);
+    }
+}

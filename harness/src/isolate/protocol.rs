@@ -10,6 +10,13 @@ Each direction is a stream of frames. A frame is a 4-byte little-endian unsigned
 followed by `n` bytes of UTF-8 JSON. A receiver rejects any `n` above [`MAX_MESSAGE_BYTES`] before
 allocating anything, so a corrupt or hostile length cannot exhaust memory.
 
+A request larger than [`SPILL_ABOVE_BYTES`] (a case with millions of edges) travels *spilled*: the
+prefix is the marker `0xFFFFFFFF`, then an 8-byte little-endian body length `n`, and the body is
+not on the socket but in a memory file (`memfd`) passed with those 12 bytes as `SCM_RIGHTS`
+ancillary data: its first `n` bytes are the JSON. So the request channel has no size cliff below
+[`MAX_SPILLED_BYTES`], and a large request costs neither side a second copy in a socket buffer.
+A receiver reads the request channel with `recvmsg` to get the descriptor.
+
 Worker to driver, every message has a `"type"` field:
 
 ```text
@@ -29,28 +36,51 @@ another language needs only this section, the channel file descriptors named in
 [`super::ENV_WORKER_FDS`], and [`super::breadcrumbs`]'s record layout (optional).
 */
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use super::os;
 
 /// The protocol version a worker announces in [`Ready`]; the driver refuses any other.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The largest frame body either side accepts: 64 MiB.
+/// The largest frame body sent inline, on the channel itself: 64 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Requests with a larger body are spilled into a memory file (see the wire format).
+pub const SPILL_ABOVE_BYTES: usize = 1 << 20;
+
+/// The largest spilled request body: 2 GiB, far above the JSON of the largest valid case (a
+/// 256 MiB case file at most doubles when written back).
+pub const MAX_SPILLED_BYTES: u64 = 2 << 30;
 
 /// Size of the length prefix in front of every frame body.
 const PREFIX_BYTES: usize = 4;
 
-/// A request from the driver: run this payload.
+/// Bytes of JSON gathered before each write while a request is encoded.
+const WRITE_CHUNK_BYTES: usize = 64 << 10;
+
+/// The prefix of a spilled frame.
+const SPILL_MARKER: u32 = u32::MAX;
+
+/// Size of a spilled body's length, after the marker.
+const SPILL_LEN_BYTES: usize = 8;
+
+/// A request from the driver: run this payload. The driver sends any serializable payload (`P`);
+/// the worker reads it back as raw JSON text, so neither side builds a `serde_json::Value` of a
+/// large case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Request {
+pub struct Request<P = serde_json::Value> {
     /// Chosen by the driver, unique per worker; the reply carries it back.
     pub id: u64,
     /// What to run; the isolation layer never looks inside (except for test modes, see
     /// [`super::worker`]).
-    pub payload: serde_json::Value,
+    pub payload: P,
 }
 
 /// The worker's hello, sent once before it reads any request.
@@ -100,6 +130,9 @@ pub enum CodecError {
     /// The channel ended inside a frame.
     #[error("channel closed in the middle of a message")]
     Truncated,
+    /// A spilled frame whose memory file is missing or shorter than announced.
+    #[error("bad spilled frame: {0}")]
+    Spill(String),
     /// The frame body is not the JSON message expected.
     #[error("malformed message")]
     Json(#[source] serde_json::Error),
@@ -113,6 +146,193 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
     let prefix = checked_len(len as u64)?;
     frame[..PREFIX_BYTES].copy_from_slice(&prefix.to_le_bytes());
     Ok(frame)
+}
+
+/// A request frame ready to send: the bytes for the channel, and for a spilled frame the memory
+/// file holding its body, to pass with the first byte.
+#[derive(Debug)]
+pub struct OutgoingFrame {
+    /// Prefix and body, or (spilled) the marker and the body length.
+    pub bytes: Vec<u8>,
+    /// The memory file of a spilled body.
+    pub attachment: Option<OwnedFd>,
+}
+
+/// Serializes a request into one frame, inline or spilled by its size. The JSON is written once,
+/// straight into the memory file once it passes [`SPILL_ABOVE_BYTES`].
+pub fn encode_request<T: Serialize>(message: &T) -> Result<OutgoingFrame, CodecError> {
+    // serde_json writes token by token: the buffer turns that into few large writes.
+    let mut sink = BufWriter::with_capacity(
+        WRITE_CHUNK_BYTES,
+        SpillWriter::Memory(vec![0u8; PREFIX_BYTES]),
+    );
+    serde_json::to_writer(&mut sink, message).map_err(|e| {
+        if e.is_io() {
+            CodecError::Io(e.into())
+        } else {
+            CodecError::Json(e)
+        }
+    })?;
+    let sink = sink
+        .into_inner()
+        .map_err(|e| CodecError::Io(e.into_error()))?;
+    match sink {
+        SpillWriter::Memory(mut frame) => {
+            let prefix = checked_len((frame.len() - PREFIX_BYTES) as u64)?;
+            frame[..PREFIX_BYTES].copy_from_slice(&prefix.to_le_bytes());
+            Ok(OutgoingFrame {
+                bytes: frame,
+                attachment: None,
+            })
+        }
+        SpillWriter::File { file, len } => {
+            if len > MAX_SPILLED_BYTES {
+                return Err(CodecError::TooLarge {
+                    len,
+                    max: MAX_SPILLED_BYTES as usize,
+                });
+            }
+            let mut bytes = SPILL_MARKER.to_le_bytes().to_vec();
+            bytes.extend_from_slice(&len.to_le_bytes());
+            Ok(OutgoingFrame {
+                bytes,
+                attachment: Some(OwnedFd::from(file)),
+            })
+        }
+    }
+}
+
+/// Where a request's JSON goes while it is written: memory up to [`SPILL_ABOVE_BYTES`] of body,
+/// then a memory file.
+enum SpillWriter {
+    /// Prefix placeholder and body so far.
+    Memory(Vec<u8>),
+    /// The body, spilled; `len` bytes written.
+    File { file: File, len: u64 },
+}
+
+impl Write for SpillWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            SpillWriter::Memory(frame)
+                if frame.len() - PREFIX_BYTES + buf.len() > SPILL_ABOVE_BYTES =>
+            {
+                let fd = memfd_create(c"forcefield-request", MemFdCreateFlag::MFD_CLOEXEC)
+                    .map_err(io::Error::from)?;
+                let mut file = File::from(fd);
+                file.write_all(&frame[PREFIX_BYTES..])?;
+                file.write_all(buf)?;
+                let len = (frame.len() - PREFIX_BYTES + buf.len()) as u64;
+                *self = SpillWriter::File { file, len };
+                Ok(buf.len())
+            }
+            SpillWriter::Memory(frame) => {
+                frame.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            SpillWriter::File { file, len } => {
+                file.write_all(buf)?;
+                *len += buf.len() as u64;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads one request frame's body from the request socket (blocking), inline or spilled:
+/// `Ok(None)` when the channel closed cleanly between frames.
+pub fn read_request(socket: BorrowedFd<'_>) -> Result<Option<Vec<u8>>, CodecError> {
+    let mut fds = Vec::new();
+    let mut prefix = [0u8; PREFIX_BYTES];
+    match recv_full(socket, &mut prefix, &mut fds)? {
+        0 => return Ok(None),
+        PREFIX_BYTES => {}
+        _ => return Err(CodecError::Truncated),
+    }
+    if u32::from_le_bytes(prefix) != SPILL_MARKER {
+        let len = body_len(prefix)?;
+        let mut body = vec![0u8; len];
+        if recv_full(socket, &mut body, &mut fds)? != len {
+            return Err(CodecError::Truncated);
+        }
+        return Ok(Some(body));
+    }
+    let mut len_bytes = [0u8; SPILL_LEN_BYTES];
+    if recv_full(socket, &mut len_bytes, &mut fds)? != SPILL_LEN_BYTES {
+        return Err(CodecError::Truncated);
+    }
+    let len = u64::from_le_bytes(len_bytes);
+    if len > MAX_SPILLED_BYTES {
+        return Err(CodecError::TooLarge {
+            len,
+            max: MAX_SPILLED_BYTES as usize,
+        });
+    }
+    // Exactly one descriptor comes with a spilled frame; any other is closed with `fds`.
+    if fds.len() != 1 {
+        return Err(CodecError::Spill(format!(
+            "{} descriptors came with a spilled frame, expected 1",
+            fds.len()
+        )));
+    }
+    let mut file = File::from(fds.remove(0));
+    let size = file.metadata().map_err(CodecError::Io)?.len();
+    if size < len {
+        return Err(CodecError::Spill(format!(
+            "the memory file holds {size} bytes, the frame announces {len}"
+        )));
+    }
+    file.rewind().map_err(CodecError::Io)?;
+    let mut body = Vec::with_capacity(len as usize);
+    file.take(len)
+        .read_to_end(&mut body)
+        .map_err(CodecError::Io)?;
+    if body.len() as u64 != len {
+        return Err(CodecError::Truncated);
+    }
+    Ok(Some(body))
+}
+
+/// Receives until `buf` is full or the socket ends, collecting passed descriptors; returns the
+/// bytes received.
+fn recv_full(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> Result<usize, CodecError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match os::recv_with_fds(socket, &mut buf[filled..], fds) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(errno) => return Err(CodecError::Io(errno.into())),
+        }
+    }
+    Ok(filled)
+}
+
+/// Sends as much of `frame` from `offset` as the non-blocking socket takes, with the attachment on
+/// the first byte (it is dropped once sent). Returns the bytes sent (0: the socket is full).
+pub fn send_some(
+    socket: BorrowedFd<'_>,
+    frame: &mut OutgoingFrame,
+    offset: usize,
+) -> Result<usize, nix::errno::Errno> {
+    let rest = &frame.bytes[offset..];
+    match &frame.attachment {
+        Some(fd) => {
+            let n = os::send_some_with_fd(socket, rest, fd.as_fd())?;
+            if n > 0 {
+                frame.attachment = None;
+            }
+            Ok(n)
+        }
+        None => os::send_some(socket, rest),
+    }
 }
 
 /// Parses one frame body (without its prefix).
@@ -339,6 +559,62 @@ mod tests {
         }
         assert_eq!(bodies, vec![reply(1), reply(2)]);
         assert!(!decoder.is_mid_frame());
+    }
+
+    /// Sends `frame` whole over a socket pair and reads it back as the worker does.
+    fn through_socket(mut frame: OutgoingFrame) -> Result<Option<Vec<u8>>, CodecError> {
+        let (driver, worker) = os::socket_pair().unwrap();
+        let mut sent = 0;
+        while sent < frame.bytes.len() {
+            sent += send_some(driver.as_fd(), &mut frame, sent).unwrap();
+        }
+        assert!(
+            frame.attachment.is_none(),
+            "the attachment went with the first byte"
+        );
+        drop(driver);
+        read_request(worker.as_fd())
+    }
+
+    #[test]
+    fn small_requests_travel_inline() {
+        let request = Request {
+            id: 5,
+            payload: json!({"x": 1}),
+        };
+        let frame = encode_request(&request).unwrap();
+        assert!(frame.attachment.is_none());
+        assert_eq!(frame.bytes, encode(&request).unwrap());
+        let body = through_socket(frame).unwrap().unwrap();
+        assert_eq!(decode::<Request>(&body).unwrap(), request);
+    }
+
+    #[test]
+    fn large_requests_are_spilled_into_a_memory_file_and_read_back_whole() {
+        // Above the inline limit too: this was a protocol error before.
+        let big = "b".repeat(MAX_MESSAGE_BYTES + 10);
+        let request = Request {
+            id: 9,
+            payload: json!({"big": big}),
+        };
+        let frame = encode_request(&request).unwrap();
+        assert!(frame.attachment.is_some());
+        assert_eq!(frame.bytes.len(), PREFIX_BYTES + SPILL_LEN_BYTES);
+        assert_eq!(frame.bytes[..4], SPILL_MARKER.to_le_bytes());
+        let body = through_socket(frame).unwrap().unwrap();
+        assert_eq!(decode::<Request>(&body).unwrap(), request);
+    }
+
+    #[test]
+    fn a_spilled_frame_without_its_file_is_an_error() {
+        let mut frame = encode_request(&Request {
+            id: 1,
+            payload: json!("c".repeat(SPILL_ABOVE_BYTES + 1)),
+        })
+        .unwrap();
+        frame.attachment = None;
+        let err = through_socket(frame).unwrap_err();
+        assert!(matches!(err, CodecError::Spill(_)), "{err:?}");
     }
 
     #[test]

@@ -52,7 +52,9 @@ use super::breadcrumbs::{BreadcrumbError, Breadcrumbs};
 use super::capture::{Capture, CapturedOutput};
 use super::os::{self, ReadResult};
 use super::outcome::{classify_death, Death, Execution, Outcome};
-use super::protocol::{self, CodecError, FrameDecoder, Request, WorkerMessage, PROTOCOL_VERSION};
+use super::protocol::{
+    self, CodecError, FrameDecoder, OutgoingFrame, Request, WorkerMessage, PROTOCOL_VERSION,
+};
 use super::{ENV_WORKER_FDS, ENV_WORKER_PARENT};
 
 /// How often the driver checks that a worker is alive while waiting for its reply (a process the
@@ -182,7 +184,7 @@ impl WorkerSlot {
     /// request is an [`Outcome`].
     pub fn run(
         &mut self,
-        payload: serde_json::Value,
+        payload: impl serde::Serialize,
         deadline: Duration,
     ) -> Result<Execution, SpawnError> {
         if self.worker.as_ref().is_some_and(Worker::exited) {
@@ -362,7 +364,14 @@ impl Worker {
 
     fn handshake(&mut self) -> Result<(), SpawnError> {
         let started = Instant::now();
-        let event = self.exchange(&[], deadline_after(started, self.config.startup_timeout));
+        let nothing = OutgoingFrame {
+            bytes: Vec::new(),
+            attachment: None,
+        };
+        let event = self.exchange(
+            nothing,
+            deadline_after(started, self.config.startup_timeout),
+        );
         let outcome = match event {
             Event::Message(WorkerMessage::Ready(ready)) if ready.protocol == PROTOCOL_VERSION => {
                 self.backend = ready.backend;
@@ -404,9 +413,9 @@ impl Worker {
     }
 
     /// Runs one request to its outcome.
-    fn run(&mut self, id: u64, payload: serde_json::Value, deadline: Duration) -> Execution {
+    fn run(&mut self, id: u64, payload: impl serde::Serialize, deadline: Duration) -> Execution {
         let started = Instant::now();
-        let frame = match protocol::encode(&Request { id, payload }) {
+        let frame = match protocol::encode_request(&Request { id, payload }) {
             Ok(frame) => frame,
             // The request never left the driver: the worker is untouched and stays.
             Err(e) => {
@@ -416,7 +425,7 @@ impl Worker {
                 return self.execution(id, outcome, started);
             }
         };
-        let outcome = match self.exchange(&frame, deadline_after(started, deadline)) {
+        let outcome = match self.exchange(frame, deadline_after(started, deadline)) {
             Event::Message(WorkerMessage::Reply(reply)) if reply.id == id => {
                 self.drain_output_now();
                 Outcome::Reply {
@@ -547,7 +556,8 @@ impl Worker {
 
     /// Waits for one message, the worker's exit or the deadline, while writing `outgoing` to the
     /// worker and capturing its output.
-    fn exchange(&mut self, mut outgoing: &[u8], deadline: Instant) -> Event {
+    fn exchange(&mut self, mut outgoing: OutgoingFrame, deadline: Instant) -> Event {
+        let mut sent = 0;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut next_liveness_check = Instant::now() + LIVENESS_INTERVAL;
         loop {
@@ -572,7 +582,7 @@ impl Worker {
                 next_liveness_check = now + LIVENESS_INTERVAL;
             }
             let wake = deadline.min(next_liveness_check) - now;
-            let ready = match self.wait_ready(!outgoing.is_empty(), wake) {
+            let ready = match self.wait_ready(sent < outgoing.bytes.len(), wake) {
                 Ok(ready) => ready,
                 Err(errno) => return Event::Broken(format!("poll failed: {errno}")),
             };
@@ -581,12 +591,12 @@ impl Worker {
             }
             if ready.requests {
                 if let Some(fd) = &self.requests {
-                    match os::send_some(fd.as_fd(), outgoing) {
-                        Ok(n) => outgoing = &outgoing[n..],
+                    match protocol::send_some(fd.as_fd(), &mut outgoing, sent) {
+                        Ok(n) => sent += n,
                         // EPIPE: the worker closed its end, so it is going away; its exit or the
                         // end of the reply channel will say how.
                         Err(_) => {
-                            outgoing = &[];
+                            sent = outgoing.bytes.len();
                             self.requests = None;
                         }
                     }

@@ -21,6 +21,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::Signal;
 use nix::unistd::{getppid, Pid};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use std::sync::Arc;
@@ -29,6 +30,10 @@ use super::breadcrumbs::{BreadcrumbError, Breadcrumbs};
 use super::os;
 use super::outcome::{PanicRecord, PANIC_PREFIX};
 use super::protocol::{self, CodecError, Ready, Reply, Request, WorkerMessage, PROTOCOL_VERSION};
+
+/// What a worker does with a request: its payload (raw JSON text, to be parsed into whatever the
+/// handler expects) and the breadcrumbs to mark progress in; returns the reply payload.
+pub type RequestHandler<'a> = &'a mut dyn FnMut(&RawValue, &Arc<Breadcrumbs>) -> Value;
 use super::test_modes;
 use super::{ENV_WORKER_FDS, ENV_WORKER_PARENT, ENV_WORKER_TEST_MODES};
 use crate::exit;
@@ -75,10 +80,7 @@ impl WorkerError {
 ///
 /// Call it from `main` (the `worker` subcommand) and exit with its result. It installs a panic
 /// hook for the rest of the process's life.
-pub fn worker_main(
-    backend: &str,
-    handler: &mut dyn FnMut(&Value, &Arc<Breadcrumbs>) -> Value,
-) -> i32 {
+pub fn worker_main(backend: &str, handler: RequestHandler<'_>) -> i32 {
     match serve(backend, handler) {
         Ok(()) => exit::OK,
         Err(error) => {
@@ -94,10 +96,7 @@ pub fn worker_main(
     }
 }
 
-fn serve(
-    backend: &str,
-    handler: &mut dyn FnMut(&Value, &Arc<Breadcrumbs>) -> Value,
-) -> Result<(), WorkerError> {
+fn serve(backend: &str, handler: RequestHandler<'_>) -> Result<(), WorkerError> {
     let channels = Channels::from_env()?;
     die_with_driver()?;
     // Soft and hard: nothing this process starts may turn dumps back on. A core file of a
@@ -113,7 +112,7 @@ fn serve(
     install_panic_hook();
     let test_modes = std::env::var_os(ENV_WORKER_TEST_MODES).is_some_and(|v| v == "1");
 
-    let mut requests = File::from(channels.requests);
+    let requests = channels.requests;
     let mut replies = File::from(channels.replies);
     let hello = Ready {
         protocol: PROTOCOL_VERSION,
@@ -121,12 +120,17 @@ fn serve(
         backend: backend.to_owned(),
     };
     protocol::write_message(&mut replies, &WorkerMessage::Ready(hello))?;
-    while let Some(request) = protocol::read_message::<Request>(&mut requests)? {
+    while let Some(body) = protocol::read_request(requests.as_fd())? {
+        // The payload stays raw text: the handler parses it once into its own types.
+        let request: Request<&RawValue> =
+            serde_json::from_slice(&body).map_err(CodecError::Json)?;
         crumbs.begin_request(request.id);
         if test_modes {
-            test_modes::act(&request.payload, &crumbs);
+            if let Ok(payload) = serde_json::from_str::<Value>(request.payload.get()) {
+                test_modes::act(&payload, &crumbs);
+            }
         }
-        let payload = handler(&request.payload, &crumbs);
+        let payload = handler(request.payload, &crumbs);
         protocol::write_message(
             &mut replies,
             &WorkerMessage::Reply(Reply {
