@@ -91,6 +91,12 @@ faults! {
         "integrate runs on a second stream with no dependency on the force pass it reads";
     SlowForcePass => "slow-force-pass", Performance, Both,
         "the force pass scans the 125 cells around each node instead of 27, with the same result";
+    SlowForcePass1 => "slow-force-pass-1pct", Performance, Both,
+        "the force pass does about 1% more work (dummy arithmetic per candidate scanned, discarded), with the same result";
+    SlowForcePass3 => "slow-force-pass-3pct", Performance, Both,
+        "the force pass does about 3% more work (dummy arithmetic per candidate scanned, discarded), with the same result";
+    SlowForcePass10 => "slow-force-pass-10pct", Performance, Both,
+        "the force pass does about 10% more work (dummy arithmetic per candidate scanned, discarded), with the same result";
 }
 
 impl Fault {
