@@ -305,6 +305,7 @@ extern "C" __global__ void force_pass(
         const long long z_end = cz + radius < dz - 1 ? cz + radius : dz - 1;
         const long long y_end = cy + radius < dy - 1 ? cy + radius : dy - 1;
         const long long x_end = cx + radius < dx - 1 ? cx + radius : dx - 1;
+        u32 scanned = 0;
         for (long long z = cz - radius > 0 ? cz - radius : 0; z <= z_end; ++z) {
             for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
                 for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
@@ -314,6 +315,7 @@ extern "C" __global__ void force_pass(
                      * sum. */
                     const bool outer = llabs(z - cz) > 1 || llabs(y - cy) > 1 || llabs(x - cx) > 1;
                     const u32 s = LD(cell_start, key), e = LD(cell_end, key);
+                    scanned += e - s;
                     for (u32 slot = s; slot < e; ++slot) {
                         const u32 j = LD(sorted_nodes, slot);
                         if (j == i) continue;
@@ -337,6 +339,18 @@ extern "C" __global__ void force_pass(
                         fz += scale * ddz;
                     }
                 }
+            }
+        }
+        /* Planted `slow-force-pass-<n>pct` (slow_extra_work is 0 otherwise): the CPU's
+         * planted_extra_work, its result kept alive by an empty asm and discarded. */
+        if (p.slow_extra_work != 0u) {
+            const u64 dither = ((u64)i * 619ull) % 1000ull;
+            const u64 n = ((u64)scanned * (u64)p.slow_extra_work + dither) / 1000ull;
+            float acc = 0.0f;
+            for (u64 k = 0; k < n; ++k) {
+                const float d = pix + (float)k;
+                acc = acc + 1.0f / sqrtf(d * d + 1.0f);
+                asm volatile("" : "+f"(acc));
             }
         }
     }

@@ -1060,6 +1060,17 @@ impl<Bk: Backend> Engine<Bk> {
             if self.faults.contains(Fault::RepulsionOverscaled) {
                 params.repel_k *= 1.5;
             }
+            // Planted `slow-force-pass-<n>pct`: dummy work per 1000 candidates (measured to add
+            // about n% of the force pass's instructions).
+            params.slow_extra_work = [
+                (Fault::SlowForcePass1, 55),
+                (Fault::SlowForcePass3, 170),
+                (Fault::SlowForcePass10, 565),
+            ]
+            .iter()
+            .filter(|(f, _)| self.faults.contains(*f))
+            .map(|(_, w)| w)
+            .sum();
             self.launch(Launch::ForcePass(ForcePassArgs {
                 pos,
                 force: self.span3(FORCE)?,

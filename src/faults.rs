@@ -97,6 +97,12 @@ faults! {
         "node removal compacts positions but not velocities: survivors take the velocity of whoever held their slot";
     RepulsionOverscaled => "repulsion-overscaled", Crash, Both,
         "the force pass applies 1.5 times the documented repulsion: a wrong law, finite and deterministic";
+    SlowForcePass1 => "slow-force-pass-1pct", Performance, Both,
+        "the force pass does about 1% more work (dummy arithmetic per candidate scanned, discarded), with the same result";
+    SlowForcePass3 => "slow-force-pass-3pct", Performance, Both,
+        "the force pass does about 3% more work (dummy arithmetic per candidate scanned, discarded), with the same result";
+    SlowForcePass10 => "slow-force-pass-10pct", Performance, Both,
+        "the force pass does about 10% more work (dummy arithmetic per candidate scanned, discarded), with the same result";
 }
 
 impl Fault {

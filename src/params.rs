@@ -371,6 +371,7 @@ impl SimParams {
             iteration,
             seed_lo: self.seed as u32,
             seed_hi: (self.seed >> 32) as u32,
+            slow_extra_work: 0,
         }
     }
 }
@@ -422,6 +423,9 @@ pub struct KernelParams {
     pub seed_lo: u32,
     /// High half of the seed.
     pub seed_hi: u32,
+    /// Dummy iterations per 1000 repulsion candidates scanned in the force pass, result discarded:
+    /// 0, except under the planted graded slowdowns (`slow-force-pass-<n>pct`).
+    pub slow_extra_work: u32,
 }
 
 #[cfg(test)]

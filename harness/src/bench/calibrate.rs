@@ -62,16 +62,28 @@ pub struct Thresholds {
     pub margin: f64,
     /// Smallest threshold.
     pub floor: f64,
-    /// Per benchmark id.
+    /// Per benchmark id: thresholds of the time gate.
     pub benchmarks: BTreeMap<String, BenchThreshold>,
+    /// Per benchmark id: thresholds of the count gate (instructions), for benchmarks with counts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, BenchThreshold>,
 }
 
 impl Thresholds {
-    /// The threshold of `id`, if calibrated.
+    /// The time threshold of `id`, if calibrated.
     pub fn get(&self, id: &str) -> Option<f64> {
         self.benchmarks.get(id).map(|t| t.threshold)
     }
+
+    /// The count threshold of `id`, if calibrated.
+    pub fn count_threshold(&self, id: &str) -> Option<f64> {
+        self.counts.get(id).map(|t| t.threshold)
+    }
 }
+
+/// Smallest count threshold calibration gives: counts of one build repeat exactly, and a change
+/// below this is not worth a failed build.
+pub const COUNT_FLOOR: f64 = 0.002;
 
 /// Groups of entry indices that are A/A repeats: the same build on the machine `fingerprint`,
 /// groups of two or more, in history order.
@@ -100,11 +112,30 @@ fn all_pairs(groups: &[Vec<usize>]) -> Vec<(usize, usize)> {
     pairs
 }
 
-/// Relative change of the median of `id` from entry `a` to entry `b`, when both have it.
-fn median_change(entries: &[Entry], a: usize, b: usize, id: &str) -> Option<f64> {
-    let ma = median(&entries[a].benchmarks.get(id)?.samples_ns)?;
-    let mb = median(&entries[b].benchmarks.get(id)?.samples_ns)?;
-    (ma > 0.0).then(|| mb / ma - 1.0)
+/// What a threshold is calibrated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Medians of the time samples.
+    Time,
+    /// Instruction counts.
+    Count,
+}
+
+/// Relative change of `id` from entry `a` to entry `b` (median time, or instructions), when both
+/// have it.
+fn relative_change(entries: &[Entry], a: usize, b: usize, id: &str, gate: Gate) -> Option<f64> {
+    let value = |e: usize| -> Option<f64> {
+        let record = entries[e].benchmarks.get(id)?;
+        match gate {
+            Gate::Time => median(&record.samples_ns),
+            Gate::Count => record
+                .counts
+                .get(super::counts::GATED_METRIC)
+                .map(|&c| c as f64),
+        }
+    };
+    let (va, vb) = (value(a)?, value(b)?);
+    (va > 0.0).then(|| vb / va - 1.0)
 }
 
 fn thresholds_from_pairs(
@@ -112,6 +143,16 @@ fn thresholds_from_pairs(
     pairs: &[(usize, usize)],
     margin: f64,
     floor: f64,
+) -> BTreeMap<String, BenchThreshold> {
+    gate_thresholds(entries, pairs, margin, floor, Gate::Time)
+}
+
+fn gate_thresholds(
+    entries: &[Entry],
+    pairs: &[(usize, usize)],
+    margin: f64,
+    floor: f64,
+    gate: Gate,
 ) -> BTreeMap<String, BenchThreshold> {
     let ids: BTreeSet<&String> = pairs
         .iter()
@@ -126,7 +167,7 @@ fn thresholds_from_pairs(
     for id in ids {
         let changes: Vec<f64> = pairs
             .iter()
-            .filter_map(|&(a, b)| median_change(entries, a, b, id))
+            .filter_map(|&(a, b)| relative_change(entries, a, b, id, gate))
             .map(f64::abs)
             .collect();
         if changes.is_empty() {
@@ -162,6 +203,7 @@ pub fn calibrate(
         margin,
         floor,
         benchmarks: thresholds_from_pairs(entries, &pairs, margin, floor),
+        counts: gate_thresholds(entries, &pairs, margin, COUNT_FLOOR, Gate::Count),
     }
 }
 
@@ -184,6 +226,23 @@ pub struct EvalRow {
     pub min_caught: Option<f64>,
 }
 
+/// What the count gate does on A/A pairs of one benchmark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CountEval {
+    /// Benchmark id.
+    pub id: String,
+    /// The calibrated count threshold (all pairs).
+    pub threshold: f64,
+    /// Largest A/A change of the instructions.
+    pub max_aa_change: f64,
+    /// Consecutive A/A comparisons evaluated.
+    pub comparisons: usize,
+    /// Of those, judged slower or faster.
+    pub false_alarms: usize,
+    /// Smallest slowdown of [`SLOWDOWN_GRID`] judged slower in every comparison.
+    pub min_caught: Option<f64>,
+}
+
 /// The gate's out-of-sample behaviour on A/A pairs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
@@ -196,6 +255,10 @@ pub struct Evaluation {
     /// Whether thresholds could be derived leaving each evaluated pair out (false: too few
     /// entries, so the evaluation reused the pair's own entries and is optimistic).
     pub out_of_sample: bool,
+    /// The count gate, per benchmark with counts.
+    pub count_rows: Vec<CountEval>,
+    /// A/A compare runs in which the count gate judged some benchmark slower.
+    pub count_failing_runs: usize,
 }
 
 impl Evaluation {
@@ -254,8 +317,107 @@ impl Evaluation {
                 median(&caught).unwrap_or(*lo) * 100.0
             );
         }
+        if !self.count_rows.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "### Count gate (instructions)");
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "| benchmark | A/A max change | threshold | A/A comparisons | false alarms | smallest slowdown caught |"
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+            for r in &self.count_rows {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.3}% | {:.1}% | {} | {} | {} |",
+                    r.id,
+                    r.max_aa_change * 100.0,
+                    r.threshold * 100.0,
+                    r.comparisons,
+                    r.false_alarms,
+                    r.min_caught
+                        .map_or("> 200%".to_string(), |m| format!("{:.1}%", m * 100.0))
+                );
+            }
+            let fa: usize = self.count_rows.iter().map(|r| r.false_alarms).sum();
+            let total: usize = self.count_rows.iter().map(|r| r.comparisons).sum();
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "Count gate false alarms: {fa} of {total} benchmark comparisons; {} of {} A/A compare runs would have failed on counts.",
+                self.count_failing_runs, self.runs
+            );
+        }
         s
     }
+}
+
+/// The count gate on the consecutive A/A pairs, with thresholds left out as for times.
+fn evaluate_counts(
+    entries: &[Entry],
+    pairs: &[(usize, usize)],
+    consecutive: &[(usize, usize)],
+    margin: f64,
+) -> (Vec<CountEval>, usize) {
+    let full = gate_thresholds(entries, pairs, margin, COUNT_FLOOR, Gate::Count);
+    let loo: Vec<BTreeMap<String, BenchThreshold>> = consecutive
+        .iter()
+        .map(|&(a, b)| {
+            let rest: Vec<(usize, usize)> = pairs
+                .iter()
+                .copied()
+                .filter(|&(x, y)| x != a && x != b && y != a && y != b)
+                .collect();
+            if rest.is_empty() {
+                full.clone()
+            } else {
+                gate_thresholds(entries, &rest, margin, COUNT_FLOOR, Gate::Count)
+            }
+        })
+        .collect();
+    let mut failing = vec![false; consecutive.len()];
+    let mut rows = Vec::new();
+    for (id, t) in &full {
+        let mut row = CountEval {
+            id: id.clone(),
+            threshold: t.threshold,
+            max_aa_change: t.max_aa_change,
+            comparisons: 0,
+            false_alarms: 0,
+            min_caught: None,
+        };
+        let count = |e: usize| {
+            entries[e]
+                .benchmarks
+                .get(id)
+                .and_then(|r| r.counts.get(super::counts::GATED_METRIC))
+                .copied()
+        };
+        let mut evaluated = Vec::new();
+        for (k, &(a, b)) in consecutive.iter().enumerate() {
+            let (Some(x), Some(y)) = (count(a), count(b)) else {
+                continue;
+            };
+            let threshold = loo[k].get(id).map_or(t.threshold, |l| l.threshold);
+            row.comparisons += 1;
+            let (_, verdict) = super::compare::decide_counts(x, y, threshold);
+            if verdict != Verdict::Same {
+                row.false_alarms += 1;
+                failing[k] |= verdict == Verdict::Slower;
+            }
+            evaluated.push((x, y, threshold));
+        }
+        if !evaluated.is_empty() {
+            row.min_caught = SLOWDOWN_GRID.iter().copied().find(|&s| {
+                evaluated.iter().all(|&(x, y, threshold)| {
+                    let slowed = (y as f64 * (1.0 + s)).round() as u64;
+                    super::compare::decide_counts(x, slowed, threshold).1 == Verdict::Slower
+                })
+            });
+        }
+        rows.push(row);
+    }
+    (rows, failing.iter().filter(|&&f| f).count())
 }
 
 /// Evaluates the gate on the consecutive pairs of each group, out of sample where possible.
@@ -332,11 +494,14 @@ pub fn evaluate(
         }
         rows.push(row);
     }
+    let (count_rows, count_failing_runs) = evaluate_counts(entries, &pairs, &consecutive, margin);
     Evaluation {
         rows,
         runs: consecutive.len(),
         failing_runs: failing.iter().filter(|&&f| f).count(),
         out_of_sample,
+        count_rows,
+        count_failing_runs,
     }
 }
 
@@ -371,6 +536,7 @@ mod tests {
                 iterations: vec![1.0; 20],
                 throughput: None,
                 measured_at: i as u64,
+                counts: BTreeMap::new(),
             },
         );
         Entry {
@@ -388,6 +554,7 @@ mod tests {
             },
             benchmarks,
             quality: vec![],
+            counts: None,
         }
     }
 

@@ -4,11 +4,19 @@ verdict per benchmark, the layout-quality changes, and the markdown table users 
 
 * [`default_baseline`]: the newest earlier entry with the same fingerprint; when there is none it
   says, per skipped entry, why not.
-* [`compare`]: for every benchmark both entries hold, [`crate::bench::stats::decide`] with the
-  calibrated threshold of that benchmark (or [`UNCALIBRATED_THRESHOLD`]). An unsure result is
-  handed to a re-runner, which measures both builds again, alternating between them, and the
-  verdict is taken on those interleaved samples; a re-runner that cannot (executables not kept)
-  leaves the verdict unsure and says why.
+* [`compare`]: for every benchmark both entries hold, two verdicts, each saying which gate it
+  came from:
+  - the **count gate**, when both entries hold counts of the same tool: the relative change of
+    the instructions against a tight threshold ([`DEFAULT_COUNT_THRESHOLD`], or a calibrated one).
+    Counts of a deterministic operation do not depend on the machine's load, so no statistics are
+    needed and the threshold can be small;
+  - the **time gate**: [`crate::bench::stats::decide`] on the samples with the calibrated threshold
+    of that benchmark. Without a calibration a time verdict is reported but never fails the
+    comparison: on a shared machine the default threshold ([`UNCALIBRATED_THRESHOLD`]) is inside
+    the A/A noise, and `record; record; compare` of one build must pass. An unsure calibrated
+    result is handed to a re-runner, which measures both builds again, alternating between them,
+    and the verdict is taken on those interleaved samples; a re-runner that cannot (executables
+    not kept) leaves the verdict unsure and says why.
 * Quality metrics differing by more than a relative tolerance are "better" or "worse"; worse is a
   regression like a slower benchmark.
 
@@ -21,17 +29,29 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::calibrate::{Thresholds, UNCALIBRATED_THRESHOLD};
+use super::counts::GATED_METRIC;
 use super::history::Entry;
 use super::quality;
 use super::stats::{decide, median, Decision, Verdict};
+
+/// Relative change of the instructions beyond which the count gate calls a difference, when the
+/// benchmark's counts are not calibrated. Counts of one build repeat to the instruction on one
+/// machine (measured: 0 of 20 A/A records moved), so the threshold only has to stay clear of
+/// changes too small to matter.
+pub const DEFAULT_COUNT_THRESHOLD: f64 = 0.005;
 
 /// Settings of the gate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GateConfig {
     /// Significance level of the rank test.
     pub alpha: f64,
-    /// Threshold of benchmarks without calibration.
+    /// Threshold of times without calibration (reported, not gated, unless
+    /// `gate_uncalibrated_times`).
     pub uncalibrated_threshold: f64,
+    /// Whether an uncalibrated time verdict fails the comparison.
+    pub gate_uncalibrated_times: bool,
+    /// Threshold of the count gate for benchmarks without a calibrated one.
+    pub count_threshold: f64,
     /// Relative change of a quality metric reported as a change.
     pub quality_tolerance: f64,
 }
@@ -41,9 +61,51 @@ impl Default for GateConfig {
         GateConfig {
             alpha: super::stats::DEFAULT_ALPHA,
             uncalibrated_threshold: UNCALIBRATED_THRESHOLD,
+            gate_uncalibrated_times: false,
+            count_threshold: DEFAULT_COUNT_THRESHOLD,
             quality_tolerance: quality::DEFAULT_TOLERANCE,
         }
     }
+}
+
+/// The count gate's decision on one benchmark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CountDecision {
+    /// The metric judged ([`GATED_METRIC`]).
+    pub metric: String,
+    /// Baseline count.
+    pub baseline: u64,
+    /// Current count.
+    pub current: u64,
+    /// `current / baseline - 1`.
+    pub change: f64,
+    /// The relative change the verdict needed to exceed.
+    pub threshold: f64,
+    /// Where the threshold came from.
+    pub source: ThresholdSource,
+    /// Same, slower or faster (never unsure: a count is not a sample of a distribution).
+    pub verdict: Verdict,
+}
+
+/// The count gate on one pair of counts.
+pub fn decide_counts(baseline: u64, current: u64, threshold: f64) -> (f64, Verdict) {
+    if baseline == 0 {
+        let verdict = if current == 0 {
+            Verdict::Same
+        } else {
+            Verdict::Slower
+        };
+        return (if current == 0 { 0.0 } else { f64::INFINITY }, verdict);
+    }
+    let change = current as f64 / baseline as f64 - 1.0;
+    let verdict = if change.abs() <= threshold {
+        Verdict::Same
+    } else if change > 0.0 {
+        Verdict::Slower
+    } else {
+        Verdict::Faster
+    };
+    (change, verdict)
 }
 
 /// The outcome of looking for a default baseline.
@@ -101,20 +163,53 @@ pub enum ThresholdSource {
 pub struct BenchRow {
     /// Benchmark id.
     pub id: String,
-    /// The decision on the recorded samples.
-    pub recorded: Decision,
+    /// The time decision on the recorded samples (`None` when either entry holds counts only).
+    pub recorded: Option<Decision>,
     /// The decision on interleaved re-run samples, when an unsure result was re-run.
     pub rerun: Option<Decision>,
-    /// Where the threshold came from.
+    /// Where the time threshold came from.
     pub source: ThresholdSource,
+    /// Whether the time verdict may fail the comparison (calibrated, or asked for).
+    pub time_gated: bool,
+    /// The count gate's decision, when both entries hold comparable counts.
+    pub counts: Option<CountDecision>,
     /// Why the verdict is what it is, when that needs saying.
     pub note: Option<String>,
 }
 
 impl BenchRow {
-    /// The final verdict: the re-run's when there was one.
+    /// The final time decision: the re-run's when there was one.
+    pub fn time_decision(&self) -> Option<&Decision> {
+        self.rerun.as_ref().or(self.recorded.as_ref())
+    }
+
+    /// The final time verdict (`Unsure` without times).
     pub fn verdict(&self) -> Verdict {
-        self.rerun.as_ref().unwrap_or(&self.recorded).verdict
+        self.time_decision().map_or(Verdict::Unsure, |d| d.verdict)
+    }
+
+    /// The count verdict, when counts were compared.
+    pub fn count_verdict(&self) -> Option<Verdict> {
+        self.counts.as_ref().map(|c| c.verdict)
+    }
+
+    /// Why the row fails the comparison, naming the gate; `None` when it does not.
+    pub fn regression(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if let Some(c) = self
+            .counts
+            .as_ref()
+            .filter(|c| c.verdict == Verdict::Slower)
+        {
+            why.push(format!("{} {}, count gate", c.metric, percent(c.change)));
+        }
+        if let Some(d) = self
+            .time_decision()
+            .filter(|d| self.time_gated && d.verdict == Verdict::Slower)
+        {
+            why.push(format!("time {}, time gate", percent(d.change)));
+        }
+        (!why.is_empty()).then(|| format!("{} slower ({})", self.id, why.join("; ")))
     }
 }
 
@@ -180,15 +275,7 @@ pub struct Comparison {
 impl Comparison {
     /// What makes the comparison fail: slower benchmarks and worse quality, one line each.
     pub fn regressions(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .rows
-            .iter()
-            .filter(|r| r.verdict() == Verdict::Slower)
-            .map(|r| {
-                let d = r.rerun.as_ref().unwrap_or(&r.recorded);
-                format!("{} slower ({})", r.id, percent(d.change))
-            })
-            .collect();
+        let mut out: Vec<String> = self.rows.iter().filter_map(BenchRow::regression).collect();
         out.extend(
             self.quality
                 .iter()
@@ -209,31 +296,62 @@ impl Comparison {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "| benchmark | baseline | current | change | p | threshold | verdict |"
+            "| benchmark | time: baseline | current | change | p | threshold | time verdict | instructions: baseline | current | change | count verdict |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
         for r in &self.rows {
-            let d = r.rerun.as_ref().unwrap_or(&r.recorded);
-            let source = match r.source {
-                ThresholdSource::Calibrated => "",
-                ThresholdSource::Default => " (default)",
+            let time = match r.time_decision() {
+                Some(d) => {
+                    let source = match r.source {
+                        ThresholdSource::Calibrated => "",
+                        ThresholdSource::Default => " (default)",
+                    };
+                    let verdict = match (r.rerun.is_some(), d.verdict, r.time_gated) {
+                        (_, Verdict::Slower, true) => "**slower**".to_string(),
+                        (_, v @ (Verdict::Slower | Verdict::Faster), false) => {
+                            format!("{v} (not gated: uncalibrated)")
+                        }
+                        (_, v, _) => v.to_string(),
+                    };
+                    let verdict = if r.rerun.is_some() {
+                        format!("{verdict} (re-run)")
+                    } else {
+                        verdict
+                    };
+                    format!(
+                        "{} | {} | {} | {} | {:.1}%{source} | {verdict}",
+                        format_ns(d.baseline_median),
+                        format_ns(d.current_median),
+                        percent(d.change),
+                        format_p(d.p),
+                        d.threshold * 100.0,
+                    )
+                }
+                None => "– | – | – | – | – | no times".to_string(),
             };
-            let verdict = match (&r.rerun, r.verdict()) {
-                (Some(_), v) => format!("**{v}** (re-run)"),
-                (None, Verdict::Slower) => "**slower**".to_string(),
-                (None, v) => v.to_string(),
+            let counts = match &r.counts {
+                Some(c) => {
+                    let verdict = match c.verdict {
+                        Verdict::Slower => "**slower**".to_string(),
+                        v => v.to_string(),
+                    };
+                    format!(
+                        "{} | {} | {} | {verdict} (±{:.1}%)",
+                        format_count(c.baseline),
+                        format_count(c.current),
+                        percent(c.change),
+                        c.threshold * 100.0
+                    )
+                }
+                None => "– | – | – | no counts".to_string(),
             };
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {:.1}%{source} | {verdict} |",
-                r.id,
-                format_ns(d.baseline_median),
-                format_ns(d.current_median),
-                percent(d.change),
-                format_p(d.p),
-                d.threshold * 100.0,
-            );
+            let _ = writeln!(s, "| {} | {time} | {counts} |", r.id);
         }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Count gate: instructions (deterministic), fails beyond its threshold. Time gate: rank test and calibrated threshold; uncalibrated times are reported, not gated."
+        );
         if !self.quality.is_empty() {
             let _ = writeln!(s);
             let _ = writeln!(s, "## Layout quality (lower is better)");
@@ -322,6 +440,19 @@ pub fn percent(change: f64) -> String {
     }
 }
 
+/// A count with thousands separators: `12,345,678`.
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn format_p(p: f64) -> String {
     if p < 0.001 {
         "<0.001".to_string()
@@ -379,11 +510,22 @@ pub fn compare(
         }
         None => {
             notes.push(format!(
-                "no calibration: every threshold is the default {:.0}% (run `forcefield bench calibrate` on A/A entries)",
+                "no calibration: times are reported against the default {:.0}% but not gated (run `forcefield bench calibrate` on A/A entries to gate them)",
                 config.uncalibrated_threshold * 100.0
             ));
             None
         }
+    };
+    let counts_comparable = match (&baseline.counts, &current.counts) {
+        (Some(b), Some(c)) if b.tool == c.tool => true,
+        (Some(b), Some(c)) => {
+            notes.push(format!(
+                "counts not compared: taken by different tools (`{}` vs `{}`)",
+                b.tool, c.tool
+            ));
+            false
+        }
+        _ => false,
     };
     let base_ids: BTreeSet<&String> = baseline.benchmarks.keys().collect();
     let cur_ids: BTreeSet<&String> = current.benchmarks.keys().collect();
@@ -394,27 +536,56 @@ pub fn compare(
             Some(t) => (t, ThresholdSource::Calibrated),
             None => (config.uncalibrated_threshold, ThresholdSource::Default),
         };
-        let recorded = decide(&b.samples_ns, &c.samples_ns, threshold, config.alpha);
+        let time_gated = source == ThresholdSource::Calibrated || config.gate_uncalibrated_times;
+        let counts = counts_comparable
+            .then(|| {
+                let (bc, cc) = (b.counts.get(GATED_METRIC)?, c.counts.get(GATED_METRIC)?);
+                let (count_threshold, source) = match thresholds.and_then(|t| t.count_threshold(id))
+                {
+                    Some(t) => (t, ThresholdSource::Calibrated),
+                    None => (config.count_threshold, ThresholdSource::Default),
+                };
+                let (change, verdict) = decide_counts(*bc, *cc, count_threshold);
+                Some(CountDecision {
+                    metric: GATED_METRIC.to_string(),
+                    baseline: *bc,
+                    current: *cc,
+                    change,
+                    threshold: count_threshold,
+                    source,
+                    verdict,
+                })
+            })
+            .flatten();
+        let has_times = !b.samples_ns.is_empty() && !c.samples_ns.is_empty();
+        let recorded =
+            has_times.then(|| decide(&b.samples_ns, &c.samples_ns, threshold, config.alpha));
         let mut row = BenchRow {
             id: (*id).clone(),
             recorded,
             rerun: None,
             source,
+            time_gated,
+            counts,
             note: None,
         };
-        if b.samples_ns == c.samples_ns {
-            row.recorded.verdict = Verdict::Unsure;
+        let unsure = row.recorded.as_ref().map(|d| d.verdict) == Some(Verdict::Unsure);
+        if has_times && b.samples_ns == c.samples_ns {
+            if let Some(d) = row.recorded.as_mut() {
+                d.verdict = Verdict::Unsure;
+            }
             row.note = Some(
                 "identical samples: the same criterion results were recorded twice, nothing was re-measured"
                     .to_string(),
             );
-        } else if row.recorded.verdict == Verdict::Unsure {
+        } else if unsure && time_gated {
+            // Only a verdict that can fail the comparison is worth re-measuring.
             match rerun(id) {
                 Ok(r) => {
                     let d = decide(&r.baseline, &r.current, threshold, config.alpha);
                     row.note = Some(format!(
                         "unsure on the recorded samples (p = {}); re-run interleaved, {} round(s) per build: {}",
-                        format_p(row.recorded.p),
+                        format_p(row.recorded.as_ref().map_or(1.0, |d| d.p)),
                         r.rounds,
                         d.verdict
                     ));
@@ -533,6 +704,7 @@ mod tests {
                         iterations: vec![1.0; s.len()],
                         throughput: None,
                         measured_at: 0,
+                        counts: BTreeMap::new(),
                     },
                 )
             })
@@ -586,16 +758,101 @@ mod tests {
             .map(|r| (r.id.as_str(), r.verdict()))
             .collect();
         assert_eq!(verdicts, [("f", Verdict::Same), ("s", Verdict::Slower)]);
+        // Uncalibrated times are reported, not gated.
+        assert!(c.regressions().is_empty());
+        let md = c.markdown();
+        assert!(
+            md.contains("| s | 99.837 ns | 130.5 ns | +30.7% | <0.001 | 5.0% (default) | slower (not gated: uncalibrated) |"),
+            "{md}"
+        );
+        assert!(md.contains("Result: no regression."), "{md}");
+        // Asked to gate them, the same comparison fails, naming the time gate.
+        let config = GateConfig {
+            gate_uncalibrated_times: true,
+            ..GateConfig::default()
+        };
+        let c = compare(&base, &cur, None, &config, &mut no_rerun);
         assert_eq!(c.regressions().len(), 1);
         let md = c.markdown();
         assert!(
-            md.contains("| s | 99.837 ns | 130.5 ns | +30.7% | <0.001 | 5.0% (default) |"),
+            md.contains("**slower**")
+                && md.contains("1 regression(s): s slower (time +30.7%, time gate)"),
+            "{md}"
+        );
+    }
+
+    fn with_counts(mut e: Entry, tool: &str, counts: &[(&str, u64)]) -> Entry {
+        e.counts = Some(crate::bench::history::CountsSource {
+            tool: tool.into(),
+            measured_at: 0,
+        });
+        for (id, n) in counts {
+            let record = e.benchmarks.entry(id.to_string()).or_insert(BenchRecord {
+                samples_ns: vec![],
+                iterations: vec![],
+                throughput: None,
+                measured_at: 0,
+                counts: BTreeMap::new(),
+            });
+            record.counts.insert("instructions".into(), *n);
+        }
+        e
+    }
+
+    #[test]
+    fn the_count_gate_fails_on_more_instructions_whatever_the_times_say() {
+        // Times within the noise; instructions 3% up on `s`, 0.1% on `f`, and `k` has counts only.
+        let base = with_counts(
+            entry(
+                "base",
+                &[("s", around(100.0, 20, 0.0)), ("f", around(50.0, 20, 0.0))],
+            ),
+            "callgrind",
+            &[("s", 1_000_000), ("f", 2_000_000), ("k", 500)],
+        );
+        let cur = with_counts(
+            entry(
+                "cur",
+                &[("s", around(100.0, 20, 1.0)), ("f", around(50.0, 20, 2.0))],
+            ),
+            "callgrind",
+            &[("s", 1_030_000), ("f", 2_002_000), ("k", 500)],
+        );
+        let c = compare(&base, &cur, None, &GateConfig::default(), &mut no_rerun);
+        let counts: Vec<(&str, Option<Verdict>, Verdict)> = c
+            .rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.count_verdict(), r.verdict()))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("f", Some(Verdict::Same), Verdict::Same),
+                ("k", Some(Verdict::Same), Verdict::Unsure),
+                ("s", Some(Verdict::Slower), Verdict::Same),
+            ]
+        );
+        assert_eq!(
+            c.regressions(),
+            ["s slower (instructions +3.0%, count gate)"]
+        );
+        let md = c.markdown();
+        assert!(
+            md.contains("| 1,000,000 | 1,030,000 | +3.0% | **slower** (±0.5%) |"),
             "{md}"
         );
         assert!(
-            md.contains("**slower**") && md.contains("1 regression(s): s slower (+30"),
+            md.contains("| k | – | – | – | – | – | no times | 500 | 500 |"),
             "{md}"
         );
+        // Fewer instructions is faster, not a regression; counts of another tool are not compared.
+        let c = compare(&cur, &base, None, &GateConfig::default(), &mut no_rerun);
+        assert!(c.regressions().is_empty());
+        let other = with_counts(cur.clone(), "ncu", &[]);
+        let c = compare(&base, &other, None, &GateConfig::default(), &mut no_rerun);
+        assert!(c.rows.iter().all(|r| r.counts.is_none()));
+        assert!(c.regressions().is_empty());
+        assert!(c.notes.iter().any(|n| n.contains("different tools")));
     }
 
     #[test]
@@ -612,13 +869,24 @@ mod tests {
                 rounds: 2,
             })
         };
+        // Only a gated time is worth re-running.
         let c = compare(&base, &cur, None, &GateConfig::default(), &mut rerun);
+        assert!(asked.is_empty());
+        assert_eq!(c.rows[0].verdict(), Verdict::Unsure);
+        let gated = GateConfig {
+            gate_uncalibrated_times: true,
+            ..GateConfig::default()
+        };
+        let c = compare(&base, &cur, None, &gated, &mut rerun);
         assert_eq!(asked, ["u"]);
-        assert_eq!(c.rows[0].recorded.verdict, Verdict::Unsure);
+        assert_eq!(
+            c.rows[0].recorded.as_ref().map(|d| d.verdict),
+            Some(Verdict::Unsure)
+        );
         assert_eq!(c.rows[0].verdict(), Verdict::Slower);
         assert!(c.markdown().contains("re-run interleaved, 2 round(s)"));
         // Without executables it stays unsure, with the reason, and is not a regression.
-        let c = compare(&base, &cur, None, &GateConfig::default(), &mut no_rerun);
+        let c = compare(&base, &cur, None, &gated, &mut no_rerun);
         assert_eq!(c.rows[0].verdict(), Verdict::Unsure);
         assert!(c.regressions().is_empty());
         assert!(c.markdown().contains("unsure, not re-run: not kept"));
@@ -644,6 +912,7 @@ mod tests {
             margin: 1.5,
             floor: 0.01,
             benchmarks: BTreeMap::new(),
+            counts: BTreeMap::new(),
         };
         t.benchmarks.insert(
             "s".into(),
@@ -667,6 +936,7 @@ mod tests {
             Verdict::Slower,
             "the default 5% applies"
         );
+        assert!(!c.rows[0].time_gated, "an uncalibrated time is not gated");
         assert!(c.notes[0].contains("another machine"));
     }
 

@@ -35,6 +35,19 @@ pub struct BenchRecord {
     pub throughput: Option<Throughput>,
     /// When criterion wrote the samples (seconds since the epoch).
     pub measured_at: u64,
+    /// Counted work of the same benchmark, per metric (`instructions`, ...): see
+    /// [`crate::bench::counts`]. Empty when only times were recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// Where an entry's counts came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountsSource {
+    /// The counting tool and its version; counts of different tools are not compared.
+    pub tool: String,
+    /// When the counts were taken (seconds since the epoch).
+    pub measured_at: u64,
 }
 
 /// One recorded run.
@@ -55,6 +68,9 @@ pub struct Entry {
     /// Layout quality of fixed-seed graphs, measured by the recording build.
     #[serde(default)]
     pub quality: Vec<QualityRecord>,
+    /// The tool behind the benchmarks' counts, when counts were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<CountsSource>,
 }
 
 impl Entry {
@@ -293,6 +309,7 @@ pub(crate) mod tests {
             },
             benchmarks: BTreeMap::new(),
             quality: vec![],
+            counts: None,
         }
     }
 

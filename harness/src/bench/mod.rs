@@ -8,6 +8,9 @@ command line over this module.
 
 * [`criterion`] reads every sample criterion wrote; [`fingerprint`] identifies the machine (CPU,
   GPU, driver, CUDA, rustc) and the build (commit, dirty diff, planted faults, executables).
+* [`counts`] takes counts of work that do not depend on the machine's load (instructions under
+  Callgrind, per-kernel instructions and DRAM bytes from Nsight Compute) for record to store beside
+  the samples.
 * [`history`] is the JSON-lines file of [`history::Entry`]s, appended atomically; [`record`] builds
   an entry; [`quality`] measures the layouts of fixed-seed graphs for it.
 * [`stats`] holds the rank test and [`stats::decide`], the verdict on one benchmark;
@@ -21,6 +24,7 @@ here ever puts numbers of two machines on the same axis or in the same verdict.
 
 pub mod calibrate;
 pub mod compare;
+pub mod counts;
 pub mod criterion;
 pub mod fingerprint;
 pub mod history;

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use forcefield::FaultSet;
 
+use super::counts::CountsFile;
 use super::criterion::{self, CriterionError};
 use super::fingerprint::{self, fnv1a_hex, Executable, GpuProbe};
-use super::history::{self, BenchRecord, Entry, HistoryError, FORMAT};
+use super::history::{self, BenchRecord, CountsSource, Entry, HistoryError, FORMAT};
 use super::quality::{self, QualityError};
 use super::rerun;
 
@@ -43,6 +44,10 @@ pub struct RecordOptions {
     pub faults: FaultSet,
     /// The working tree whose commit is recorded.
     pub source_dir: PathBuf,
+    /// Counts to store beside the samples (`forcefield bench count`'s file), if any. With counts,
+    /// a criterion directory that does not exist or holds nothing is not an error: the entry
+    /// holds counts only.
+    pub counts: Option<CountsFile>,
 }
 
 /// Why nothing was recorded.
@@ -65,6 +70,12 @@ pub enum RecordError {
         /// The entry that holds them.
         entry: String,
     },
+    /// The counts were recorded before.
+    #[error("these counts were already recorded (entry {entry}): count again with `forcefield bench count`, or pass --include-stale")]
+    StaleCounts {
+        /// The entry that holds them.
+        entry: String,
+    },
     /// An executable cannot be read or kept.
     #[error("executable {}: {reason}", path.display())]
     Executable {
@@ -84,7 +95,8 @@ impl RecordError {
         match self {
             RecordError::Criterion(_)
             | RecordError::NoResults(_)
-            | RecordError::AllStale { .. } => true,
+            | RecordError::AllStale { .. }
+            | RecordError::StaleCounts { .. } => true,
             RecordError::Executable { .. } => true,
             RecordError::History(HistoryError::Parse { .. }) => true,
             RecordError::Quality(QualityError::Graph(_)) => true,
@@ -139,9 +151,25 @@ pub fn exe_name(path: &Path) -> String {
 /// Records one entry and appends it to the history.
 pub fn record(opts: &RecordOptions) -> Result<RecordOutcome, RecordError> {
     let previous = history::load(&opts.history)?;
-    let results = criterion::read_dir(&opts.criterion_dir)?;
-    if results.is_empty() {
+    let results = match criterion::read_dir(&opts.criterion_dir) {
+        // Counts alone make an entry (a machine that only counts, such as a profiler run).
+        Err(CriterionError::Dir { .. }) if opts.counts.is_some() => Vec::new(),
+        other => other?,
+    };
+    if results.is_empty() && opts.counts.is_none() {
         return Err(RecordError::NoResults(opts.criterion_dir.clone()));
+    }
+    if let Some(counts) = &opts.counts {
+        let holder = previous.iter().rev().find(|e| {
+            e.counts
+                .as_ref()
+                .is_some_and(|c| c.tool == counts.tool && c.measured_at >= counts.measured_at)
+        });
+        if let (Some(entry), false) = (holder, opts.include_stale) {
+            return Err(RecordError::StaleCounts {
+                entry: entry.id.clone(),
+            });
+        }
     }
     let mut benchmarks = BTreeMap::new();
     let mut stale = Vec::new();
@@ -165,8 +193,21 @@ pub fn record(opts: &RecordOptions) -> Result<RecordOutcome, RecordError> {
                 iterations: r.iterations,
                 throughput: r.throughput,
                 measured_at: r.measured_at,
+                counts: BTreeMap::new(),
             },
         );
+    }
+    if let Some(counts) = &opts.counts {
+        for (id, metrics) in &counts.counts {
+            let record = benchmarks.entry(id.clone()).or_insert_with(|| BenchRecord {
+                samples_ns: Vec::new(),
+                iterations: Vec::new(),
+                throughput: None,
+                measured_at: counts.measured_at,
+                counts: BTreeMap::new(),
+            });
+            record.counts = metrics.clone();
+        }
     }
     if benchmarks.is_empty() {
         return Err(RecordError::AllStale {
@@ -198,6 +239,10 @@ pub fn record(opts: &RecordOptions) -> Result<RecordOutcome, RecordError> {
         build,
         benchmarks,
         quality,
+        counts: opts.counts.as_ref().map(|c| CountsSource {
+            tool: c.tool.clone(),
+            measured_at: c.measured_at,
+        }),
     };
     let content = serde_json::to_vec(&entry).unwrap_or_default();
     entry.id = history::new_id(recorded_at, &content);

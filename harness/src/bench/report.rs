@@ -6,6 +6,9 @@ A *series* is the entries of one machine (equal fingerprints), in history order;
 machines are never drawn on the same axes. Each chart shows, per entry, the median (dot, joined by
 a line) and the interquartile range (bar); entries recorded with planted faults are drawn in orange.
 
+Benchmarks with counts get a second chart beside the time chart: the instructions per entry, with
+the count gate's changes ([`crate::bench::compare::decide_counts`]) marked the same way.
+
 A *change point* is an entry the gate ([`crate::bench::stats::decide`], with the calibrated
 threshold when there is one) judges slower or faster than the previous entry of its series; it is
 marked with a red dashed line and the change. Using the gate itself keeps the report and `compare`
@@ -19,7 +22,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::calibrate::{Thresholds, UNCALIBRATED_THRESHOLD};
-use super::compare::{format_ns, percent};
+use super::compare::{decide_counts, format_ns, percent, DEFAULT_COUNT_THRESHOLD};
+use super::counts::GATED_METRIC;
 use super::fingerprint::Fingerprint;
 use super::history::{utc_readable, Entry};
 use super::quality;
@@ -375,17 +379,73 @@ pub fn write_report(
                 ));
             }
             summary.change_points += changes.len();
-            let file = format!("charts/m{m}-{}.svg", file_stem(id));
-            let svg = chart_svg(
-                id,
-                &section.machine,
-                &points,
-                &chart_changes,
-                Unit::Nanoseconds,
-            );
-            crate::artifacts::write_atomically(&out.join(&file), svg.as_bytes())?;
-            summary.charts += 1;
-            section.charts.push((id.clone(), file));
+            if !points.is_empty() {
+                let file = format!("charts/m{m}-{}.svg", file_stem(id));
+                let svg = chart_svg(
+                    id,
+                    &section.machine,
+                    &points,
+                    &chart_changes,
+                    Unit::Nanoseconds,
+                );
+                crate::artifacts::write_atomically(&out.join(&file), svg.as_bytes())?;
+                summary.charts += 1;
+                section.charts.push((id.clone(), file));
+            }
+            // The counts of the same benchmark, beside its times, with the count gate's changes.
+            let counted: Vec<(usize, u64)> = series
+                .iter()
+                .filter_map(|&i| {
+                    let n = entries[i].benchmarks.get(id)?.counts.get(GATED_METRIC)?;
+                    Some((i, *n))
+                })
+                .collect();
+            if !counted.is_empty() {
+                let points: Vec<Point> = counted
+                    .iter()
+                    .map(|&(i, n)| Point {
+                        label: point_label(&entries[i]),
+                        value: n as f64,
+                        spread: None,
+                        faulted: !entries[i].build.faults.is_empty(),
+                    })
+                    .collect();
+                let threshold = thresholds
+                    .and_then(|t| t.count_threshold(id))
+                    .unwrap_or(DEFAULT_COUNT_THRESHOLD);
+                let mut count_changes = Vec::new();
+                for (k, w) in counted.windows(2).enumerate() {
+                    let same_tool = entries[w[0].0].counts.as_ref().map(|c| &c.tool)
+                        == entries[w[1].0].counts.as_ref().map(|c| &c.tool);
+                    let (change, verdict) = decide_counts(w[0].1, w[1].1, threshold);
+                    if same_tool && verdict != Verdict::Same {
+                        count_changes.push(ChangePoint {
+                            index: k + 1,
+                            change,
+                            verdict,
+                        });
+                        section.changes.push((
+                            format!("{id} ({GATED_METRIC})"),
+                            entries[w[1].0].display_name(),
+                            percent(change),
+                            format!("{verdict} (count gate)"),
+                        ));
+                    }
+                }
+                summary.change_points += count_changes.len();
+                let title = format!("{id}: {GATED_METRIC}");
+                let file = format!("charts/m{m}-{}-{GATED_METRIC}.svg", file_stem(id));
+                let svg = chart_svg(
+                    &title,
+                    &section.machine,
+                    &points,
+                    &count_changes,
+                    Unit::Plain,
+                );
+                crate::artifacts::write_atomically(&out.join(&file), svg.as_bytes())?;
+                summary.charts += 1;
+                section.charts.push((title, file));
+            }
         }
         // Quality metrics over the same series.
         let graphs: BTreeSet<&String> = series

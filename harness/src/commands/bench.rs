@@ -14,6 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::bench::calibrate::{self, Thresholds};
 use crate::bench::compare::{self, BaselineChoice, GateConfig, Rerun};
+use crate::bench::counts::{self, CallgrindOptions};
 use crate::bench::fingerprint::GpuProbe;
 use crate::bench::history::{self, HistoryError};
 use crate::bench::record::{self, RecordOptions};
@@ -44,6 +45,36 @@ pub enum BenchCommand {
     Calibrate(CalibrateArgs),
     /// SVG trend charts per benchmark with change points, and a markdown/HTML page.
     Report(ReportArgs),
+    /// Count the work of benchmarks (instructions under Callgrind, or per-kernel counts from an
+    /// Nsight Compute CSV) into a counts file for `bench record --counts`.
+    Count(CountArgs),
+}
+
+/// Arguments of `forcefield bench count`.
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// A counting executable to run under Callgrind (repeatable), e.g. the `step_counts` bench.
+    #[arg(long = "exe", required_unless_present = "ncu_csv")]
+    pub executables: Vec<PathBuf>,
+    /// Arguments for every counting executable (e.g. `--sizes 1k`), as one string split at spaces.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub exe_args: String,
+    /// Simulate the caches too, for estimated cycles beside the instructions (about 2x slower).
+    #[arg(long)]
+    pub cache_sim: bool,
+    /// Instead of running Callgrind: read Nsight Compute's `--csv --print-units base` output of
+    /// `smsp__inst_executed.sum,dram__bytes.sum` (per kernel, summed over launches).
+    #[arg(long, conflicts_with_all = ["executables", "cache_sim"])]
+    pub ncu_csv: Option<PathBuf>,
+    /// Benchmark id prefix of the kernels of `--ncu-csv` (ids are `<prefix>/<kernel>`).
+    #[arg(long, default_value = "gpu_kernels")]
+    pub prefix: String,
+    /// The tool named in the counts file for `--ncu-csv` (e.g. the output of `ncu --version`).
+    #[arg(long, default_value = "ncu")]
+    pub tool: String,
+    /// The counts file to write.
+    #[arg(long, default_value = "bench-counts.json")]
+    pub out: PathBuf,
 }
 
 /// Whether to probe the GPU for the fingerprint.
@@ -86,6 +117,10 @@ pub struct RecordArgs {
     /// Record results even when an earlier entry holds the same ones.
     #[arg(long)]
     pub include_stale: bool,
+    /// A counts file of `forcefield bench count`: stored beside the samples of the same ids.
+    /// With it, a missing criterion directory is not an error (the entry holds counts only).
+    #[arg(long)]
+    pub counts: Option<PathBuf>,
 }
 
 /// Arguments of `forcefield bench compare`.
@@ -116,9 +151,17 @@ pub struct CompareArgs {
     /// Relative change of a quality metric reported as a change.
     #[arg(long, default_value_t = crate::bench::quality::DEFAULT_TOLERANCE)]
     pub quality_tolerance: f64,
-    /// Also write the markdown table to this file.
+    /// Relative change of the instructions the count gate fails on, for benchmarks whose counts
+    /// are not calibrated.
+    #[arg(long, default_value_t = crate::bench::compare::DEFAULT_COUNT_THRESHOLD)]
+    pub count_threshold: f64,
+    /// Fail on uncalibrated time verdicts too (against the default threshold), after re-running
+    /// unsure ones; by default uncalibrated times are reported, not gated.
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub gate_uncalibrated_times: bool,
+    /// Also write the markdown table (for a pull-request comment) to this file.
+    #[arg(long, visible_alias = "out")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// Arguments of `forcefield bench calibrate`.
@@ -165,6 +208,7 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         BenchCommand::Compare(a) => run_compare(a),
         BenchCommand::Calibrate(a) => run_calibrate(a),
         BenchCommand::Report(a) => run_report(a),
+        BenchCommand::Count(a) => run_count(a),
     }
 }
 
@@ -246,6 +290,10 @@ fn run_record(a: &RecordArgs) -> Result<(), CliError> {
         include_stale: a.include_stale,
         faults,
         source_dir: PathBuf::from("."),
+        counts: match &a.counts {
+            Some(path) => Some(counts::load(path).map_err(CliError::input)?),
+            None => None,
+        },
     };
     let outcome = record::record(&opts).map_err(|e| {
         if e.is_input() {
@@ -258,8 +306,13 @@ fn run_record(a: &RecordArgs) -> Result<(), CliError> {
     for note in &outcome.notes {
         eprintln!("bench: {note}");
     }
+    let counted = e
+        .benchmarks
+        .values()
+        .filter(|b| !b.counts.is_empty())
+        .count();
     println!(
-        "recorded {} into {}: {} benchmarks{}, {} quality graphs",
+        "recorded {} into {}: {} benchmarks ({counted} with counts){}, {} quality graphs",
         e.id,
         a.history.display(),
         e.benchmarks.len(),
@@ -330,9 +383,16 @@ fn run_compare(a: &CompareArgs) -> Result<(), CliError> {
         },
     };
     let thresholds = load_thresholds(a.thresholds.as_deref(), &a.history)?;
+    if !(a.count_threshold.is_finite() && a.count_threshold >= 0.0) {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--count-threshold must be finite and >= 0"
+        )));
+    }
     let config = GateConfig {
         alpha: a.alpha,
         quality_tolerance: a.quality_tolerance,
+        count_threshold: a.count_threshold,
+        gate_uncalibrated_times: a.gate_uncalibrated_times,
         ..GateConfig::default()
     };
     let rerunner = ExeRerunner {
@@ -361,7 +421,7 @@ fn run_compare(a: &CompareArgs) -> Result<(), CliError> {
     );
     let md = comparison.markdown();
     print!("{md}");
-    if let Some(out) = &a.out {
+    if let Some(out) = &a.markdown {
         crate::artifacts::write_atomically(out, md.as_bytes()).map_err(|e| {
             CliError::environment(anyhow::anyhow!("cannot write {}: {e}", out.display()))
         })?;
@@ -432,6 +492,53 @@ fn run_report(a: &ReportArgs) -> Result<(), CliError> {
         a.out.join("index.html").display(),
         summary.charts,
         summary.change_points
+    );
+    Ok(())
+}
+
+fn run_count(a: &CountArgs) -> Result<(), CliError> {
+    let to_cli = |e: counts::CountsError| {
+        if e.is_input() {
+            CliError::input(e)
+        } else {
+            CliError::environment(e)
+        }
+    };
+    let file = match &a.ncu_csv {
+        Some(csv) => counts::from_ncu_csv(csv, &a.prefix, &a.tool).map_err(to_cli)?,
+        None => {
+            for exe in &a.executables {
+                if !exe.is_file() {
+                    return Err(CliError::input(anyhow::anyhow!(
+                        "--exe {}: no such file",
+                        exe.display()
+                    )));
+                }
+            }
+            let faults = forcefield::FaultSet::from_env()
+                .map_err(|e| CliError::input(anyhow::anyhow!(e)))?;
+            let names: Vec<&str> = faults.iter().map(|f| f.name()).collect();
+            let opts = CallgrindOptions {
+                executables: a.executables.clone(),
+                args: a.exe_args.split_whitespace().map(str::to_string).collect(),
+                cache_sim: a.cache_sim,
+                faults: names.join(","),
+            };
+            eprintln!(
+                "bench: counting {} executable(s) under callgrind",
+                opts.executables.len()
+            );
+            counts::run_callgrind(&opts).map_err(to_cli)?
+        }
+    };
+    crate::artifacts::write_json(&a.out, &file).map_err(|e| {
+        CliError::environment(anyhow::anyhow!("cannot write {}: {e}", a.out.display()))
+    })?;
+    println!(
+        "counted {} benchmarks with {} into {}",
+        file.counts.len(),
+        file.tool,
+        a.out.display()
     );
     Ok(())
 }

@@ -207,6 +207,22 @@ fn axpy(acc: &mut [f32; 3], s: f32, d: [f32; 3]) {
     acc[2] += s * d[2];
 }
 
+/// The planted graded slowdowns' work: `per_mille` dummy iterations per 1000 candidates scanned
+/// (dithered by node, so that the total follows the fraction), each a square root and a division
+/// like a candidate's, the result discarded through `black_box` so that it is neither optimized
+/// away nor able to change a force.
+#[inline]
+fn planted_extra_work(scanned: u32, per_mille: u32, node: usize, x: f32) {
+    let dither = (node as u64).wrapping_mul(619) % 1000;
+    let n = (scanned as u64 * per_mille as u64 + dither) / 1000;
+    let mut acc = 0.0f32;
+    for k in 0..n {
+        let d = x + k as f32;
+        acc = std::hint::black_box(acc + 1.0 / (d * d + 1.0).sqrt());
+    }
+    std::hint::black_box(acc);
+}
+
 /// Step 6, `force_pass`: the total force on every node.
 pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: usize) {
     let pos = dev3(ctx, &a.pos);
@@ -233,6 +249,7 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
         let mut f = [0.0f32; 3];
 
         if p.feature_flags & features::REPULSION != 0 {
+            let mut scanned = 0u32;
             let cutoff2 = p.repulsion_cutoff * p.repulsion_cutoff;
             let [dx, dy, dz] = grid.dims;
             let cx = cell_coord(pi[0], grid.origin[0], grid.cell_size, dx) as i64;
@@ -247,6 +264,7 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                         // sum.
                         let outer = (z - cz).abs() > 1 || (y - cy).abs() > 1 || (x - cx).abs() > 1;
                         let (s, e) = (cell_start.get(key), cell_end.get(key));
+                        scanned = scanned.wrapping_add(e.wrapping_sub(s));
                         for slot in s..e {
                             let j = sorted_nodes.get(slot as usize) as usize;
                             if j == i {
@@ -273,6 +291,10 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                         }
                     }
                 }
+            }
+            // Planted `slow-force-pass-<n>pct` (`slow_extra_work` is 0 otherwise).
+            if p.slow_extra_work != 0 {
+                planted_extra_work(scanned, p.slow_extra_work, i, pi[0]);
             }
         }
 
