@@ -165,7 +165,7 @@ fn a_valid_case_larger_than_a_frame_passes_isolated() {
     let case = dir.path().join("large.json");
     write_large_case(&case);
     let bytes = std::fs::metadata(&case).unwrap().len();
-    assert!(bytes > 60 << 20, "{bytes} bytes");
+    assert!(bytes > 60_000_000, "{bytes} bytes");
     let out = forcefield(&["repro", path_str(&case), "--no-capacity-check"]);
     assert_eq!(
         (out.code, out.stdout.trim()),
