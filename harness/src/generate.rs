@@ -1380,8 +1380,9 @@ pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {
         (0.0f64..=1.0).prop_map(small_grid_cap).boxed(),
     );
     let constraint_slot = maybe(cfg.constraint_rate, constraint_plan_strategy());
-    // The grid cap, the faults and the constraints come after the other parts, so that they leave
-    // those as the same seed always drew them.
+    // The grid cap, the constraints and the faults come after the other parts, so that they leave
+    // those as the same seed always drew them; the faults come last, so that a case with them is
+    // the case without them plus `inject` ops.
     (
         prop::sample::select(Family::ALL.to_vec()),
         nodes,
@@ -1389,11 +1390,11 @@ pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {
         tweaks,
         prop::collection::vec(plan_strategy(&cfg), 0..=max_plans),
         grid_cap,
-        prop::collection::vec(inject_slot, max_plans..=max_plans),
         prop::collection::vec(constraint_slot, max_plans..=max_plans),
+        prop::collection::vec(inject_slot, max_plans..=max_plans),
     )
         .prop_map(
-            move |(family, nodes, salt, tweaks, plans, grid_cap, slots, constraint_slots)| {
+            move |(family, nodes, salt, tweaks, plans, grid_cap, constraint_slots, slots)| {
                 let injects: Vec<Option<EnvFault>> = plans
                     .iter()
                     .zip(&slots)

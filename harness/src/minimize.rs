@@ -228,6 +228,27 @@ fn reduce_op_contents(s: &mut Search, mut case: Case) -> Case {
                         positions: None,
                     })
                     .collect(),
+                // Seeded positions, whose count can then shrink; or fewer given ones.
+                Op::AddNodes {
+                    count,
+                    positions: Some(p),
+                } => std::iter::once(Op::AddNodes {
+                    count: *count,
+                    positions: None,
+                })
+                .chain(smaller_counts(*count).into_iter().map(|c| Op::AddNodes {
+                    count: c,
+                    positions: Some(p[..(c as usize).min(p.len())].to_vec()),
+                }))
+                .collect(),
+                // Lower ids, so that the nodes above them can go.
+                Op::RemoveNodes { ids } if ids.iter().any(|&i| i > 0) => {
+                    let halved: Vec<u32> = ids.iter().map(|&i| i / 2).collect();
+                    vec![
+                        Op::RemoveNodes { ids: vec![0] },
+                        Op::RemoveNodes { ids: halved },
+                    ]
+                }
                 // An earlier call failing instead: the fault fires closer to the op start.
                 Op::Inject { fault } => smaller_counts(u64::from(nth_of(fault)))
                     .into_iter()

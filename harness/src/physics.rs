@@ -85,6 +85,17 @@ fn wide(p: [f32; 3]) -> [f64; 3] {
     p.map(f64::from)
 }
 
+/// `|p_j - p_i|` as the kernels compute it in `f32`: whether it is zero decides whether a spring or
+/// a distance constraint acts at all (`|d|² underflows for |d| < 1e-19`, and the law skips the term).
+fn f32_dist(pi: [f32; 3], pj: [f32; 3]) -> f32 {
+    let d = [pj[0] - pi[0], pj[1] - pi[1], pj[2] - pi[2]];
+    (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt()
+}
+
+/// Below this `f32` distance a term's direction is computed from subnormal components: its whole
+/// magnitude counts as possible error.
+const TINY_DIST: f32 = 1e-15;
+
 fn max_abs(p: [f64; 3]) -> f64 {
     p.iter().fold(0.0f64, |m, c| m.max(c.abs()))
 }
@@ -196,7 +207,8 @@ pub fn reference_step(c: &Checkpoint, grid: &GridSpec) -> Vec<Expected> {
             for &(j, w, _) in &rows[i] {
                 let d = sub(pos[j], pi);
                 let dist = norm(d);
-                if dist == 0.0 {
+                let dist32 = f32_dist(c.positions[i], c.positions[j]);
+                if dist32 == 0.0 || dist == 0.0 {
                     continue;
                 }
                 let mut rest = f64::from(p.rest_length);
@@ -218,6 +230,9 @@ pub fn reference_step(c: &Checkpoint, grid: &GridSpec) -> Vec<Expected> {
                 magnitudes += magnitude;
                 errors += 16.0 * U * magnitude
                     + ks * w.abs() * ((2.0 + rest / dist) * delta + 2.0 * U * (dist + rest));
+                if dist32 < TINY_DIST {
+                    errors += 2.0 * magnitude;
+                }
             }
         }
         if flags & features::CENTER_GRAVITY != 0 {
@@ -247,8 +262,12 @@ pub fn reference_step(c: &Checkpoint, grid: &GridSpec) -> Vec<Expected> {
                 }
                 let d = sub(pos[j], pi);
                 let dist = norm(d);
-                if dist > 0.0 {
+                let dist32 = f32_dist(c.positions[i], c.positions[j]);
+                if dist32 > 0.0 && dist > 0.0 {
                     add_scaled(&mut fc, (dist - target) / dist, d);
+                    if dist32 < TINY_DIST {
+                        c_err += 2.0 * (dist - target).abs();
+                    }
                     let delta = 2.0 * 3f64.sqrt() * U * max_abs(pi).max(max_abs(pos[j]));
                     c_mag += (dist - target).abs();
                     c_err += 16.0 * U * (dist - target).abs()
@@ -336,4 +355,93 @@ pub fn check_step(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forcefield::{CpuBackend, Edge, Engine, EngineConfig, Fault, FaultSet, GraphSpec};
+
+    /// One step of a small graph (repulsion, springs, gravity, a position and a distance
+    /// constraint) from a known state, on an engine with `faults`; then the reference's verdict.
+    fn step_checked(faults: FaultSet) -> Result<(), Violation> {
+        let graph = GraphSpec {
+            num_nodes: 5,
+            edges: vec![
+                Edge::new(0, 1),
+                Edge::new(1, 2),
+                Edge::new(2, 2),
+                Edge::new(3, 1),
+            ],
+            positions: Some(vec![
+                [0.0, 0.0, 0.0],
+                [1.5, 0.5, -0.25],
+                [-2.0, 3.0, 1.0],
+                [4.0, -1.0, 2.5],
+                [0.0, 0.0, 0.0],
+            ]),
+        };
+        let mut e = Engine::with_config(
+            CpuBackend::with_threads(1),
+            &graph,
+            SimParams::default(),
+            EngineConfig::default(),
+            faults,
+        )
+        .unwrap();
+        e.set_position_constraint(3, [1.0, 1.0, 1.0], 0.5).unwrap();
+        e.set_distance_constraint(1, 0, 2.0).unwrap();
+        // Velocities that are not zero, and an iteration inside the warm-up.
+        e.step(3).unwrap();
+        let before = e.checkpoint().clone();
+        e.step(1).unwrap();
+        let grid = e.grid().unwrap();
+        check_step(&before, &grid, &e.positions().unwrap())
+    }
+
+    #[test]
+    fn the_engine_steps_as_the_law_says_and_a_wrong_law_is_caught() {
+        step_checked(FaultSet::NONE).unwrap();
+        let wrong = step_checked(FaultSet::of(&[Fault::RepulsionOverscaled])).unwrap_err();
+        assert_eq!(wrong.check, PHYSICS);
+        assert!(wrong.detail.contains("the force law gives"), "{wrong}");
+    }
+
+    #[test]
+    fn the_tolerance_is_far_below_what_a_wrong_law_moves() {
+        let c = Checkpoint {
+            num_nodes: 2,
+            positions: vec![[0.0; 3], [1.0, 0.0, 0.0]],
+            velocities: vec![[0.0; 3]; 2],
+            masses: vec![1.0; 2],
+            anchors: vec![[0.0; 4]; 2],
+            sssp_dist: vec![f32::INFINITY; 2],
+            params: SimParams::default(),
+            ..Checkpoint::default()
+        };
+        let grid = GridSpec {
+            origin: [0.0; 3],
+            cell_size: 12.0,
+            dims: [1, 1, 1],
+        };
+        let e = reference_step(&c, &grid);
+        // Two nodes 1 apart repel: node 0 moves toward -x.
+        assert!(e[0].position[0] < 0.0);
+        let moved = e[0].position[0].abs();
+        assert!(e[0].tolerance[0] < moved * 1e-3, "{:?}", e[0]);
+        // Exact positions pass; one beyond the tolerance fails.
+        let at = |dx: f64| -> Vec<[f32; 3]> {
+            e.iter()
+                .map(|x| {
+                    [
+                        (x.position[0] + dx) as f32,
+                        x.position[1] as f32,
+                        x.position[2] as f32,
+                    ]
+                })
+                .collect()
+        };
+        check_step(&c, &grid, &at(0.0)).unwrap();
+        assert!(check_step(&c, &grid, &at(moved * 0.1)).is_err());
+    }
 }
