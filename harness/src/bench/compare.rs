@@ -306,12 +306,12 @@ impl Comparison {
                         ThresholdSource::Calibrated => "",
                         ThresholdSource::Default => " (default)",
                     };
-                    let verdict = match (r.rerun.is_some(), d.verdict, r.time_gated) {
-                        (_, Verdict::Slower, true) => "**slower**".to_string(),
-                        (_, v @ (Verdict::Slower | Verdict::Faster), false) => {
+                    let verdict = match (d.verdict, r.time_gated) {
+                        (Verdict::Slower, true) => "**slower**".to_string(),
+                        (v @ (Verdict::Slower | Verdict::Faster), false) => {
                             format!("{v} (not gated: uncalibrated)")
                         }
-                        (_, v, _) => v.to_string(),
+                        (v, _) => v.to_string(),
                     };
                     let verdict = if r.rerun.is_some() {
                         format!("{verdict} (re-run)")

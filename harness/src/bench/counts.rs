@@ -236,6 +236,9 @@ fn callgrind_one(
     let dir = tempfile::tempdir()
         .map_err(|e| CountsError::Run(format!("cannot create a temporary directory: {e}")))?;
     let out_file = dir.path().join("callgrind.out");
+    // Valgrind looks a bare name up on PATH, not in the working directory.
+    let exe = std::path::absolute(exe).unwrap_or_else(|_| exe.to_path_buf());
+    let exe = exe.as_path();
     let region = format!("*::{REGION_FUNCTION}");
     let mut command = Command::new("valgrind");
     command
