@@ -15,6 +15,7 @@ live in its own module (`layout` in [`crate::layout`]; `run`, `repro`, `minimize
 | clap usage error (unknown flag, bad value) | 2 | clap's own message |
 | bad input ([`CliError::Input`]) | 2 | `error: ...` (one line, causes joined by `: `) |
 | environment, e.g. no CUDA ([`CliError::Environment`]) | 3 | `error: ...` |
+| stopped by a signal ([`CliError::Interrupted`]), report written | 128 + signal | `interrupted: ...` |
 */
 
 use std::ffi::OsString;
@@ -123,6 +124,14 @@ pub enum CliError {
     /// The environment lacks something: a backend, a device, a tool.
     #[error(transparent)]
     Environment(anyhow::Error),
+    /// A signal stopped the command after it wrote its report; the exit code is `128 + signal`.
+    #[error("{message}")]
+    Interrupted {
+        /// What was kept.
+        message: String,
+        /// The exit code ([`exit::interrupted`]).
+        code: i32,
+    },
 }
 
 impl CliError {
@@ -142,6 +151,7 @@ impl CliError {
             CliError::Findings(_) => exit::FINDINGS,
             CliError::Input(_) => exit::BAD_INPUT,
             CliError::Environment(_) => exit::ENVIRONMENT,
+            CliError::Interrupted { code, .. } => *code,
         }
     }
 
@@ -150,6 +160,7 @@ impl CliError {
         let (prefix, error) = match self {
             CliError::Findings(e) => ("finding", e),
             CliError::Input(e) | CliError::Environment(e) => ("error", e),
+            CliError::Interrupted { message, .. } => return format!("interrupted: {message}"),
         };
         format!("{prefix}: {}", one_line(error))
     }

@@ -488,6 +488,7 @@ mod tests {
             environment_message: None,
             injections: Default::default(),
             slowest: Vec::new(),
+            wall: None,
         }
     }
 
@@ -505,6 +506,7 @@ mod tests {
             },
             minimization: None,
             seconds_to_minimized: None,
+            status: Default::default(),
             case: None,
             minimized: None,
             execution: None,

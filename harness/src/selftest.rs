@@ -751,6 +751,7 @@ mod tests {
             },
             minimization: None,
             seconds_to_minimized: None,
+            status: Default::default(),
             case: None,
             minimized: None,
             execution: None,
@@ -769,6 +770,7 @@ mod tests {
             environment_message: None,
             injections: Default::default(),
             slowest: Vec::new(),
+            wall: None,
         }
     }
 

@@ -285,6 +285,7 @@ mod tests {
             },
             minimization: None,
             seconds_to_minimized: None,
+            status: Default::default(),
             case: Some(crate::case::Case::new(Default::default())),
             minimized: None,
             execution: None,
