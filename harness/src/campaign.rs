@@ -574,7 +574,7 @@ pub(crate) fn start_case_threads(
 pub const REPRODUCE_TRIES: u32 = 3;
 
 /// How often `summary.json` is rewritten while nothing new happens.
-pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where and how a campaign records itself as it runs (see [`run_campaign_into`]).
 #[derive(Debug)]

@@ -4,7 +4,7 @@ place where errors become exit codes.
 
 Responsible for nothing else: each subcommand is a variant of [`Command`] whose arguments and work
 live in its own module (`layout` in [`crate::layout`]; `run`, `repro`, `minimize`, `ci`, `soak`,
-`merge`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
+`merge`, `report`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
 `Result<(), CliError>`; [`main_with_args`] prints the error as one line and returns its exit code
 ([`crate::exit`]):
 
@@ -49,6 +49,8 @@ pub enum Command {
     Ci(crate::commands::ci::CiArgs),
     /// Merge the summary.json files of a sharded campaign.
     Merge(crate::commands::merge::MergeArgs),
+    /// Rebuild a campaign's summary from its journal (after a kill) and print it.
+    Report(crate::commands::report::ReportArgs),
     /// List the planted faults.
     Faults,
     /// The server's life: one engine, continuous steps, mutations and resizes; crashes recorded.
@@ -72,6 +74,7 @@ impl Command {
             Command::Minimize(args) => crate::commands::minimize::run(&args),
             Command::Ci(args) => crate::commands::ci::run(&args),
             Command::Merge(args) => crate::commands::merge::run(&args),
+            Command::Report(args) => crate::commands::report::run(&args),
             Command::Faults => crate::commands::faults::run(),
             Command::Soak(args) => crate::commands::soak::run(&args),
             Command::Selftest(args) => crate::commands::selftest::run(&args),

@@ -359,9 +359,7 @@ fn coverage_line(inputs: usize, s: &Summary) -> String {
 /// Merges, prints and writes; findings give exit code 1.
 pub fn run(args: &MergeArgs) -> Result<(), CliError> {
     if let Some(path) = &args.out {
-        crate::artifacts::check_file_writable(path).map_err(|e| {
-            CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
-        })?;
+        super::check_output_file(path)?;
     }
     let inputs = args
         .reports
