@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use forcefield::Fault;
 
-use crate::artifacts::{write_atomically, write_json};
-use crate::case::{BackendKind, Case, Expectation, Provenance};
+use crate::artifacts::write_json;
+use crate::campaign_dir::{CampaignDir, OutDirError, Record, JOURNAL_FORMAT};
+use crate::case::{BackendKind, Case};
 use crate::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::job::Job;
@@ -138,6 +139,9 @@ pub struct Finding {
     /// ([`crate::dedup`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<Signature>,
+    /// Whether it reproduced and how far its minimization got.
+    #[serde(flatten)]
+    pub status: FindingStatus,
     /// The first failing case.
     #[serde(skip)]
     pub case: Option<Case>,
@@ -147,6 +151,81 @@ pub struct Finding {
     /// The first failing execution (stderr, breadcrumb).
     #[serde(skip)]
     pub execution: Option<Execution>,
+}
+
+/// How a finding stood up to re-running, and whether its minimization finished.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FindingStatus {
+    /// Whether its minimization ran to its end within the campaign. `false` when it was not
+    /// minimized (`--no-minimize`, never reproduced) or was cut short by the budget or a stop:
+    /// `forcefield minimize findings/<id>/case.json` goes on from there.
+    #[serde(default)]
+    pub minimized: bool,
+    /// Re-runs of its first case before minimization that gave the same signature, e.g. `0/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproduced: Option<Reproduction>,
+    /// It did not reproduce every time (a worker killed from outside, a race): kept, and not
+    /// minimized at length.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flaky: bool,
+}
+
+/// How many of a finding's re-runs gave its signature again, written `R/T`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Reproduction {
+    /// Re-runs with the same signature.
+    pub reproduced: u32,
+    /// Re-runs.
+    pub tries: u32,
+}
+
+impl Reproduction {
+    /// Whether some re-run did not give the signature.
+    pub fn flaky(&self) -> bool {
+        self.reproduced < self.tries
+    }
+}
+
+impl std::fmt::Display for Reproduction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.reproduced, self.tries)
+    }
+}
+
+impl From<Reproduction> for String {
+    fn from(r: Reproduction) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for Reproduction {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a reproduction rate (expected R/T, e.g. 0/3)");
+        let (r, t) = s.split_once('/').ok_or_else(bad)?;
+        let (reproduced, tries) = (
+            r.parse::<u32>().map_err(|_| bad())?,
+            t.parse::<u32>().map_err(|_| bad())?,
+        );
+        if reproduced > tries {
+            return Err(bad());
+        }
+        Ok(Reproduction { reproduced, tries })
+    }
+}
+
+/// A campaign's wall clock against its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WallClock {
+    /// The `--time` budget in seconds (none with `--cases`).
+    pub budget: Option<f64>,
+    /// The per-case watchdog in seconds: a case or minimization run started before the budget
+    /// ran out may end this much after it.
+    pub case_timeout: f64,
+    /// Seconds from the start to the end, minimization included (the summary's `seconds` counts
+    /// the cases only: the rate line's time).
+    pub seconds: f64,
 }
 
 /// The summary of a campaign (`summary.json`), mergeable across shards.
@@ -166,9 +245,10 @@ pub struct Summary {
     pub cases: u64,
     /// Cases that could not run here.
     pub environment_errors: u64,
-    /// Wall-clock seconds.
+    /// Seconds of running cases (the rate line's time; minimization after the cases is in `wall`).
     pub seconds: f64,
-    /// Whether Ctrl-C cut it short.
+    /// Whether a stop (Ctrl-C, SIGTERM, SIGHUP, a write error) cut it short, or it has not ended:
+    /// summaries written while a campaign runs say `true` until the last one.
     pub interrupted: bool,
     /// Distinct findings, by signature.
     pub findings: Vec<Finding>,
@@ -181,6 +261,9 @@ pub struct Summary {
     /// The slowest cases run, slowest first (at most [`SLOWEST_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slowest: Vec<SlowCase>,
+    /// The wall clock against the budget (campaigns written since durable output directories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall: Option<WallClock>,
 }
 
 /// One of a campaign's slowest cases: what to look at when choosing `--case-timeout`, or when a
@@ -251,10 +334,16 @@ impl Summary {
                 "\n| signature | count | first (s) | case | minimized |\n|---|---|---|---|---|\n",
             );
             for f in &self.findings {
-                let min = f
+                let mut min = f
                     .minimization
                     .as_ref()
                     .map_or("-".to_string(), |m| m.after.to_string());
+                if f.minimization.is_some() && !f.status.minimized {
+                    min.push_str(" (cut short)");
+                }
+                if let (true, Some(r)) = (f.status.flaky, f.status.reproduced) {
+                    min = format!("{min}; flaky: reproduced {r}");
+                }
                 s.push_str(&format!(
                     "| `{}` | {} | {:.2} | {} | {} |\n",
                     f.signature, f.count, f.seconds_to_first, f.case_size, min
@@ -484,10 +573,293 @@ pub(crate) fn start_case_threads(
     (rx, threads)
 }
 
-/// Runs a campaign until its budget is spent or `interrupt` is set (Ctrl-C), then minimizes what it
-/// found (unless interrupted). Never panics on worker trouble: a worker that cannot start is an
-/// environment error in the summary.
+/// Re-runs of a finding before it is minimized, by default.
+pub const REPRODUCE_TRIES: u32 = 3;
+
+/// How often `summary.json` is rewritten while nothing new happens.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Where and how a campaign records itself as it runs (see [`run_campaign_into`]).
+#[derive(Debug)]
+pub struct Recording<'a> {
+    /// The output directory, locked; `None`: nothing written while running.
+    pub out: Option<&'a mut CampaignDir>,
+    /// Re-runs of each finding's first case before minimizing it (0: none).
+    pub reproduce_tries: u32,
+}
+
+impl Default for Recording<'_> {
+    fn default() -> Self {
+        Recording {
+            out: None,
+            reproduce_tries: REPRODUCE_TRIES,
+        }
+    }
+}
+
+/// How a campaign ended.
+#[derive(Debug)]
+pub struct CampaignEnd {
+    /// Its summary (also in `summary.json` when it was recorded).
+    pub summary: Summary,
+    /// The write error that stopped it, if one did; what was written before it is whole.
+    pub write_error: Option<OutDirError>,
+}
+
+/// Runs a campaign until its budget is spent or `interrupt` is set (Ctrl-C), minimizing findings
+/// as they come. Never panics on worker trouble: a worker that cannot start is an environment
+/// error in the summary. Nothing is written; see [`run_campaign_into`].
 pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summary {
+    run_campaign_into(config, interrupt, Recording::default()).summary
+}
+
+/// What the minimizing thread reports.
+enum MinimizerEvent {
+    /// A finding's re-runs.
+    Reproduced {
+        signature: Signature,
+        reproduced: Reproduction,
+    },
+    /// A finding's minimization ended.
+    Minimized {
+        signature: Signature,
+        case: Box<Case>,
+        report: MinimizeReport,
+        complete: bool,
+    },
+}
+
+/// Starts the thread that re-runs and minimizes each finding sent to it, in its own worker, while
+/// the cases go on. It stops working when `stop` is set (the budget, a stop, a write error): a
+/// minimization then ends with what it has, and re-runs cut short give no verdict.
+fn start_minimizer(
+    config: &CampaignConfig,
+    limits: MinimizeLimits,
+    tries: u32,
+    stop: Arc<AtomicBool>,
+    interrupt: Arc<AtomicBool>,
+) -> (
+    mpsc::Sender<(Signature, Case)>,
+    mpsc::Receiver<MinimizerEvent>,
+    std::thread::JoinHandle<()>,
+) {
+    let (job_tx, job_rx) = mpsc::channel::<(Signature, Case)>();
+    let (event_tx, event_rx) = mpsc::channel();
+    let config = config.clone();
+    let thread = std::thread::spawn(move || {
+        let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+        let generator = config.case_generator();
+        // A run that a stop cut short (its worker killed by a forced stop) says nothing.
+        let stopped = || stop.load(Ordering::SeqCst) || interrupt.load(Ordering::SeqCst);
+        for (signature, case) in job_rx {
+            if stopped() {
+                continue;
+            }
+            let deadline = minimize_deadline(&signature, config.case_deadline);
+            let mut reproduced = Reproduction {
+                reproduced: 0,
+                tries: 0,
+            };
+            while reproduced.tries < tries && !stopped() {
+                let (verdict, _) =
+                    run_isolated(&mut slot, &case, config.capacity_invariance, deadline);
+                if stopped() {
+                    break;
+                }
+                reproduced.tries += 1;
+                reproduced.reproduced += u32::from(verdict.signature() == Some(&signature));
+            }
+            if reproduced.tries < tries {
+                continue;
+            }
+            if tries > 0 {
+                let event = MinimizerEvent::Reproduced {
+                    signature: signature.clone(),
+                    reproduced,
+                };
+                if event_tx.send(event).is_err() {
+                    break;
+                }
+                if reproduced.reproduced == 0 {
+                    continue;
+                }
+            }
+            // A finding that does not always reproduce rejects good candidates at random: a
+            // tenth of the budget finds what it can without spending the campaign on it.
+            let limits = if reproduced.flaky() {
+                MinimizeLimits {
+                    max_runs: limits.max_runs / 10,
+                    max_time: limits.max_time / 10,
+                }
+            } else {
+                limits
+            };
+            let how = FindingMinimizer {
+                generator: &generator,
+                capacity_invariance: config.capacity_invariance,
+                deadline: config.case_deadline,
+                limits,
+                stop: &stop,
+            };
+            let (small, report) = minimize_generated(&mut slot, &case, &signature, &how);
+            let event = MinimizerEvent::Minimized {
+                signature,
+                case: Box::new(small),
+                report,
+                complete: !stopped(),
+            };
+            if event_tx.send(event).is_err() {
+                break;
+            }
+        }
+        slot.shutdown();
+    });
+    (job_tx, event_rx, thread)
+}
+
+/// What a campaign has seen so far.
+#[derive(Default)]
+struct Tally {
+    findings: BTreeMap<Signature, Finding>,
+    cases: u64,
+    environment_errors: u64,
+    environment_message: Option<String>,
+    injections: BTreeMap<String, u64>,
+    slowest: Vec<SlowCase>,
+}
+
+impl Tally {
+    /// Counts `outcome`; returns the finding when it is a new one.
+    fn add(&mut self, outcome: Outcome, seconds: f64) -> Option<&Finding> {
+        self.cases += 1;
+        keep_slowest(
+            &mut self.slowest,
+            SlowCase {
+                case: outcome.index,
+                seconds: outcome.seconds,
+                size: CaseSize::of(&outcome.case),
+            },
+        );
+        for op in &outcome.case.ops {
+            if let crate::case::Op::Inject { fault } = op {
+                *self.injections.entry(fault.kind().to_string()).or_default() += 1;
+            }
+        }
+        match outcome.verdict {
+            Verdict::Pass => None,
+            Verdict::Environment { message } => {
+                self.environment_errors += 1;
+                self.environment_message.get_or_insert(message);
+                None
+            }
+            Verdict::Finding { signature, summary } => {
+                let new = !self.findings.contains_key(&signature);
+                let entry = self
+                    .findings
+                    .entry(signature.clone())
+                    .or_insert_with(|| Finding {
+                        signature,
+                        summary,
+                        count: 0,
+                        first_case: outcome.index,
+                        seconds_to_first: seconds,
+                        case_size: CaseSize::of(&outcome.case),
+                        minimization: None,
+                        seconds_to_minimized: None,
+                        aliases: Vec::new(),
+                        status: FindingStatus::default(),
+                        case: Some(outcome.case),
+                        minimized: None,
+                        execution: outcome.execution,
+                    });
+                entry.count += 1;
+                new.then_some(&*entry)
+            }
+        }
+    }
+
+    /// The counters as a journal record.
+    fn progress(&self, seconds: f64) -> Record {
+        Record::Progress {
+            seconds,
+            cases: self.cases,
+            environment_errors: self.environment_errors,
+            environment_message: self.environment_message.clone(),
+            counts: self
+                .findings
+                .iter()
+                .map(|(s, f)| (s.clone(), f.count))
+                .collect(),
+            injections: self.injections.clone(),
+            slowest: self.slowest.clone(),
+        }
+    }
+
+    fn summary(
+        &self,
+        config: &CampaignConfig,
+        seconds: f64,
+        interrupted: bool,
+        wall: WallClock,
+    ) -> Summary {
+        Summary {
+            format: SUMMARY_FORMAT.to_string(),
+            backend: config.backend,
+            seed: config.seed,
+            shards: vec![config.shard],
+            faults: config.faults.clone(),
+            cases: self.cases,
+            environment_errors: self.environment_errors,
+            seconds,
+            interrupted,
+            findings: self.findings.values().cloned().collect(),
+            environment_message: self.environment_message.clone(),
+            injections: self.injections.clone(),
+            slowest: self.slowest.clone(),
+            wall: Some(wall),
+        }
+    }
+}
+
+/// The output directory while the campaign runs: the first write error is kept and ends all
+/// writing (and the campaign), so what is on disk stays whole.
+struct Writer<'a> {
+    out: Option<&'a mut CampaignDir>,
+    error: Option<OutDirError>,
+}
+
+impl Writer<'_> {
+    fn with(&mut self, f: impl FnOnce(&mut CampaignDir) -> Result<(), OutDirError>) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(out) = self.out.as_deref_mut() {
+            if let Err(e) = f(out) {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Runs a campaign like [`run_campaign`], recording it in `recording.out` as it goes (see
+/// [`crate::campaign_dir`]): each new finding's files, then a journal record, then the summary,
+/// as soon as it is classified; the summary again after each re-run and minimization and every
+/// [`SUMMARY_INTERVAL`]; the final summary at the end.
+///
+/// Each finding's first case is re-run `recording.reproduce_tries` times and minimized, in a
+/// worker of its own while the cases go on; one that never reproduces is not minimized, one that
+/// reproduces only sometimes is `flaky` and gets a tenth of the minimization budget. With a time
+/// budget everything stops when it is spent: a case or minimization run in flight may end up to
+/// one case timeout later; findings whose minimization did not finish say `"minimized": false`.
+///
+/// A forced stop ([`crate::interrupt::forced`]: SIGTERM, SIGHUP, a second Ctrl-C) has killed the
+/// workers: what they were running is discarded, the rest is written. A write error stops the
+/// campaign the same way (without killing anything) and is returned with the summary.
+pub fn run_campaign_into(
+    config: &CampaignConfig,
+    interrupt: Arc<AtomicBool>,
+    recording: Recording<'_>,
+) -> CampaignEnd {
     let start = Instant::now();
     // A sanitizer's slowdown is not a hang.
     let config = &CampaignConfig {
@@ -496,7 +868,37 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
             .saturating_mul(config.sanitize.deadline_factor()),
         ..config.clone()
     };
-    // Set by the budget or by `interrupt`; workers stop taking cases when it is.
+    let time_budget = match config.budget {
+        Budget::Time(limit) => Some(limit),
+        Budget::Cases(_) => None,
+    };
+    let wall = |seconds: f64| WallClock {
+        budget: time_budget.map(|t| t.as_secs_f64()),
+        case_timeout: config.case_deadline.as_secs_f64(),
+        seconds,
+    };
+    let mut writer = Writer {
+        out: recording.out,
+        error: None,
+    };
+    let found_by = writer
+        .out
+        .as_deref()
+        .map(|o| o.found_by().to_string())
+        .unwrap_or_default();
+    writer.with(|out| {
+        out.append(&Record::Start {
+            format: JOURNAL_FORMAT.to_string(),
+            backend: config.backend,
+            seed: config.seed,
+            shards: vec![config.shard],
+            faults: config.faults.clone(),
+            found_by,
+            wall: wall(0.0),
+        })
+    });
+
+    // Set by the budget, a stop or a write error; workers stop taking cases when it is.
     let stop = Arc::new(AtomicBool::new(false));
     let commands: Vec<WorkerCommand> =
         if config.backend == BackendKind::Cuda && !config.gpus.is_empty() {
@@ -528,67 +930,103 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
             stop: Arc::clone(&stop),
         },
     );
+    // Set when the minimizer must stop: the budget, a stop, a write error.
+    let minimizer_stop = Arc::new(AtomicBool::new(false));
+    let mut minimizer = config.minimize.map(|limits| {
+        start_minimizer(
+            config,
+            limits,
+            recording.reproduce_tries,
+            Arc::clone(&minimizer_stop),
+            Arc::clone(&interrupt),
+        )
+    });
 
     let bar = progress_bar(config);
-    let mut findings: BTreeMap<Signature, Finding> = BTreeMap::new();
-    let mut cases = 0u64;
-    let mut environment_errors = 0u64;
-    let mut environment_message = None;
-    let mut injections: BTreeMap<String, u64> = BTreeMap::new();
-    let mut slowest = Vec::new();
+    let mut tally = Tally::default();
+    let mut case_seconds: Option<f64> = None;
+    let mut last_summary = Instant::now();
+    let mut killed_again = false;
     loop {
-        let over_time = matches!(config.budget, Budget::Time(limit) if start.elapsed() >= limit);
-        if over_time || interrupt.load(Ordering::Relaxed) {
-            stop.store(true, Ordering::Relaxed);
+        let over_time = time_budget.is_some_and(|limit| start.elapsed() >= limit);
+        let stopping = interrupt.load(Ordering::SeqCst) || writer.error.is_some();
+        if over_time || stopping {
+            stop.store(true, Ordering::SeqCst);
+            minimizer_stop.store(true, Ordering::SeqCst);
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(outcome) => {
-                cases += 1;
-                keep_slowest(
-                    &mut slowest,
-                    SlowCase {
-                        case: outcome.index,
-                        seconds: outcome.seconds,
-                        size: CaseSize::of(&outcome.case),
-                    },
-                );
-                for op in &outcome.case.ops {
-                    if let crate::case::Op::Inject { fault } = op {
-                        *injections.entry(fault.kind().to_string()).or_default() += 1;
-                    }
-                }
-                match outcome.verdict {
-                    Verdict::Pass => {}
-                    Verdict::Environment { message } => {
-                        environment_errors += 1;
-                        environment_message.get_or_insert(message);
-                    }
-                    Verdict::Finding { signature, summary } => {
-                        let entry = findings.entry(signature.clone()).or_insert_with(|| {
-                            bar.println(format!("finding: {signature}: {summary}"));
-                            Finding {
-                                signature,
-                                summary,
-                                count: 0,
-                                first_case: outcome.index,
-                                seconds_to_first: start.elapsed().as_secs_f64(),
-                                case_size: CaseSize::of(&outcome.case),
-                                minimization: None,
-                                seconds_to_minimized: None,
-                                aliases: Vec::new(),
-                                case: Some(outcome.case.clone()),
-                                minimized: None,
-                                execution: outcome.execution.clone(),
-                            }
+        if crate::interrupt::forced() && !killed_again {
+            // A worker started between the stop and the kill escaped it.
+            killed_again = true;
+            crate::interrupt::kill_registered_groups();
+        }
+        let mut changed = false;
+        if case_seconds.is_none() {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                // Killed by a forced stop: no verdict.
+                Ok(_) if crate::interrupt::forced() => {}
+                Ok(outcome) => {
+                    let seconds = start.elapsed().as_secs_f64();
+                    if let Some(f) = tally.add(outcome, seconds) {
+                        bar.println(format!("finding: {}: {}", f.signature, f.summary));
+                        let seed = config.seed;
+                        writer.with(|out| {
+                            out.write_finding(f, seed)?;
+                            out.append(&Record::Finding {
+                                finding: Box::new(f.clone()),
+                            })
                         });
-                        entry.count += 1;
+                        if let (Some((jobs, _, _)), Some(case)) = (&minimizer, &f.case) {
+                            let _ = jobs.send((f.signature.clone(), case.clone()));
+                        }
+                        changed = true;
+                    }
+                    bar.set_position(tally.cases);
+                    bar.set_message(format!("{} finding(s)", tally.findings.len()));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    case_seconds = Some(start.elapsed().as_secs_f64());
+                    // No more findings: the minimizer ends when its queue is done.
+                    if let Some((jobs, events, thread)) = minimizer.take() {
+                        drop(jobs);
+                        minimizer = Some((mpsc::channel().0, events, thread));
                     }
                 }
-                bar.set_position(cases);
-                bar.set_message(format!("{} finding(s)", findings.len()));
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        } else if minimizer.is_none() {
+            break;
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut minimizer_done = false;
+        if let Some((_, events, _)) = &minimizer {
+            loop {
+                let event = match events.try_recv() {
+                    Ok(event) => event,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        minimizer_done = true;
+                        break;
+                    }
+                };
+                if apply(&mut tally, &mut writer, event, config.seed, &start) {
+                    changed = true;
+                }
+            }
+        }
+        if minimizer_done && case_seconds.is_some() {
+            minimizer = None;
+        }
+        if changed || last_summary.elapsed() >= SUMMARY_INTERVAL {
+            last_summary = Instant::now();
+            let seconds = case_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
+            let snapshot =
+                tally.summary(config, seconds, true, wall(start.elapsed().as_secs_f64()));
+            let progress = tally.progress(seconds);
+            writer.with(|out| {
+                out.append(&progress)?;
+                out.write_summary(&snapshot)
+            });
         }
     }
     for t in threads {
@@ -596,54 +1034,113 @@ pub fn run_campaign(config: &CampaignConfig, interrupt: Arc<AtomicBool>) -> Summ
     }
     bar.finish_and_clear();
 
-    if let Some(limits) = config.minimize {
-        let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
-        let generator = config.case_generator();
-        let how = FindingMinimizer {
-            generator: &generator,
-            capacity_invariance: config.capacity_invariance,
-            deadline: config.case_deadline,
-            limits,
-            stop: &interrupt,
-        };
-        for f in findings.values_mut() {
-            if crate::interrupt::requested() {
-                break;
-            }
-            let Some(case) = f.case.clone() else {
-                continue;
+    let seconds = case_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
+    let interrupted = interrupt.load(Ordering::SeqCst) || writer.error.is_some();
+    // One bug, one finding: merge those whose minimized cases show they are the same — only with
+    // budget left, since it re-runs each minimized case once.
+    let budget_left = time_budget.is_none_or(|limit| start.elapsed() < limit);
+    if let Some(limits) = config.minimize.filter(|_| !interrupted && budget_left) {
+        if tally.findings.len() > 1 {
+            let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+            let generator = config.case_generator();
+            let how = FindingMinimizer {
+                generator: &generator,
+                capacity_invariance: config.capacity_invariance,
+                deadline: config.case_deadline,
+                limits,
+                stop: &interrupt,
             };
-            eprintln!("minimizing {} ({})", f.signature, f.case_size);
-            let (small, report) = minimize_generated(&mut slot, &case, &f.signature, &how);
-            eprintln!(
-                "  {} -> {} in {:.1} s ({} runs)",
-                report.before, report.after, report.seconds, report.runs
-            );
-            f.minimized = Some(small);
-            f.minimization = Some(report);
-            f.seconds_to_minimized = Some(start.elapsed().as_secs_f64());
+            let list = std::mem::take(&mut tally.findings).into_values().collect();
+            let merged = crate::dedup::rerun_and_merge(list, &mut slot, &how);
+            tally.findings = merged
+                .into_iter()
+                .map(|f| (f.signature.clone(), f))
+                .collect();
+            slot.shutdown();
         }
-        // One bug, one finding: merge those whose minimized cases show they are the same.
-        let list = crate::dedup::rerun_and_merge(findings.into_values().collect(), &mut slot, &how);
-        findings = list.into_iter().map(|f| (f.signature.clone(), f)).collect();
-        slot.shutdown();
     }
+    let summary = tally.summary(
+        config,
+        seconds,
+        interrupted,
+        wall(start.elapsed().as_secs_f64()),
+    );
+    writer.with(|out| {
+        out.append(&Record::End {
+            summary: Box::new(summary.clone()),
+        })?;
+        out.write_summary(&summary)
+    });
+    CampaignEnd {
+        summary,
+        write_error: writer.error,
+    }
+}
 
-    Summary {
-        format: SUMMARY_FORMAT.to_string(),
-        backend: config.backend,
-        seed: config.seed,
-        shards: vec![config.shard],
-        faults: config.faults.clone(),
-        cases,
-        environment_errors,
-        seconds: start.elapsed().as_secs_f64(),
-        interrupted: interrupt.load(Ordering::Relaxed),
-        findings: findings.into_values().collect(),
-        environment_message,
-        injections,
-        slowest,
+/// Applies a minimizer's event to the tally and records it; whether anything changed.
+fn apply(
+    tally: &mut Tally,
+    writer: &mut Writer<'_>,
+    event: MinimizerEvent,
+    seed: u64,
+    start: &Instant,
+) -> bool {
+    match event {
+        MinimizerEvent::Reproduced {
+            signature,
+            reproduced,
+        } => {
+            let Some(f) = tally.findings.get_mut(&signature) else {
+                return false;
+            };
+            f.status.reproduced = Some(reproduced);
+            f.status.flaky = reproduced.flaky();
+            if f.status.flaky {
+                eprintln!("{signature}: flaky, reproduced {reproduced}");
+            }
+            writer.with(|out| {
+                out.append(&Record::Reproduced {
+                    signature,
+                    reproduced,
+                })
+            });
+        }
+        MinimizerEvent::Minimized {
+            signature,
+            case,
+            report,
+            complete,
+        } => {
+            // A forced stop killed the last candidate: what was accepted before still holds.
+            let Some(f) = tally.findings.get_mut(&signature) else {
+                return false;
+            };
+            eprintln!(
+                "minimized {signature}: {} -> {} in {:.1} s ({} runs{})",
+                report.before,
+                report.after,
+                report.seconds,
+                report.runs,
+                if complete { "" } else { ", cut short" }
+            );
+            let at = start.elapsed().as_secs_f64();
+            f.minimized = Some(*case);
+            f.minimization = Some(report.clone());
+            f.seconds_to_minimized = Some(at);
+            f.status.minimized = complete;
+            let f = &*f;
+            writer.with(|out| {
+                out.write_finding(f, seed)?;
+                out.append(&Record::Minimized {
+                    signature,
+                    minimization: report,
+                    seconds_to_minimized: at,
+                    complete,
+                })
+            });
+        }
     }
+    true
 }
 
 /// The summary format string.
@@ -677,38 +1174,9 @@ pub fn write_outputs(
 ) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for f in &summary.findings {
-        let fdir = dir.join("findings").join(f.signature.id());
-        let provenance = Provenance {
-            found_by: found_by.to_string(),
-            seed: Some(summary.seed),
-            date: None,
-            note: Some(f.summary.clone()),
-        };
-        let expect = Expectation::Open {
-            signature: f.signature.to_string(),
-        };
-        if let Some(case) = &f.case {
-            let mut c = case.clone();
-            c.expect = Some(expect.clone());
-            c.provenance = Some(provenance.clone());
-            write_json(&fdir.join("case.json"), &c)?;
-            written.push(fdir.join("case.json"));
-        }
-        if let Some(case) = &f.minimized {
-            let mut c = case.clone();
-            c.expect = Some(expect);
-            c.provenance = Some(provenance);
-            write_json(&fdir.join("minimized.json"), &c)?;
-            written.push(fdir.join("minimized.json"));
-        }
-        let report = serde_json::json!({
-            "finding": f,
-            "execution": f.execution,
-        });
-        write_json(&fdir.join("report.json"), &report)?;
-        if let Some(e) = &f.execution {
-            write_atomically(&fdir.join("stderr.txt"), e.stderr.text().as_bytes())?;
-        }
+        let files = crate::campaign_dir::write_finding_files(dir, f, summary.seed, found_by)
+            .map_err(|(_, e)| e)?;
+        written.extend(files);
     }
     write_json(&dir.join("summary.json"), summary)?;
     written.push(dir.join("summary.json"));

@@ -4,7 +4,7 @@ place where errors become exit codes.
 
 Responsible for nothing else: each subcommand is a variant of [`Command`] whose arguments and work
 live in its own module (`layout` in [`crate::layout`]; `run`, `repro`, `minimize`, `ci`, `soak`,
-`merge`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
+`merge`, `report`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
 `Result<(), CliError>`; [`main_with_args`] prints the error as one line and returns its exit code
 ([`crate::exit`]):
 
@@ -15,6 +15,7 @@ live in its own module (`layout` in [`crate::layout`]; `run`, `repro`, `minimize
 | clap usage error (unknown flag, bad value) | 2 | clap's own message |
 | bad input ([`CliError::Input`]) | 2 | `error: ...` (one line, causes joined by `: `) |
 | environment, e.g. no CUDA ([`CliError::Environment`]) | 3 | `error: ...` |
+| stopped by a signal ([`CliError::Interrupted`]), report written | 128 + signal | `interrupted: ...` |
 */
 
 use std::ffi::OsString;
@@ -48,6 +49,8 @@ pub enum Command {
     Ci(crate::commands::ci::CiArgs),
     /// Merge the summary.json files of a sharded campaign.
     Merge(crate::commands::merge::MergeArgs),
+    /// Rebuild a campaign's summary from its journal (after a kill) and print it.
+    Report(crate::commands::report::ReportArgs),
     /// List the planted faults.
     Faults,
     /// The server's life: one engine, continuous steps, mutations and resizes; crashes recorded.
@@ -71,6 +74,7 @@ impl Command {
             Command::Minimize(args) => crate::commands::minimize::run(&args),
             Command::Ci(args) => crate::commands::ci::run(&args),
             Command::Merge(args) => crate::commands::merge::run(&args),
+            Command::Report(args) => crate::commands::report::run(&args),
             Command::Faults => crate::commands::faults::run(),
             Command::Soak(args) => crate::commands::soak::run(&args),
             Command::Selftest(args) => crate::commands::selftest::run(&args),
@@ -123,6 +127,14 @@ pub enum CliError {
     /// The environment lacks something: a backend, a device, a tool.
     #[error(transparent)]
     Environment(anyhow::Error),
+    /// A signal stopped the command after it wrote its report; the exit code is `128 + signal`.
+    #[error("{message}")]
+    Interrupted {
+        /// What was kept.
+        message: String,
+        /// The exit code ([`exit::interrupted`]).
+        code: i32,
+    },
 }
 
 impl CliError {
@@ -142,6 +154,7 @@ impl CliError {
             CliError::Findings(_) => exit::FINDINGS,
             CliError::Input(_) => exit::BAD_INPUT,
             CliError::Environment(_) => exit::ENVIRONMENT,
+            CliError::Interrupted { code, .. } => *code,
         }
     }
 
@@ -150,6 +163,7 @@ impl CliError {
         let (prefix, error) = match self {
             CliError::Findings(e) => ("finding", e),
             CliError::Input(e) | CliError::Environment(e) => ("error", e),
+            CliError::Interrupted { message, .. } => return format!("interrupted: {message}"),
         };
         format!("{prefix}: {}", one_line(error))
     }

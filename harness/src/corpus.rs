@@ -266,7 +266,7 @@ pub fn write_entry(dir: &Path, case: &Case, signature: &Signature) -> Result<Pat
                 _ => continue,
             }
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| write_err(dir, e))?;
+        let mut tmp = crate::artifacts::temp_file_in(dir).map_err(|e| write_err(dir, e))?;
         std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| write_err(&path, e))?;
         tmp.as_file().sync_all().map_err(|e| write_err(&path, e))?;
         match tmp.persist_noclobber(&path) {

@@ -10,3 +10,8 @@ pub const FINDINGS: i32 = 1;
 pub const BAD_INPUT: i32 = 2;
 /// The environment lacks something: a backend (no usable CUDA device) or a tool.
 pub const ENVIRONMENT: i32 = 3;
+/// Stopped by a signal: `128 + signal` (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), as a shell reports a
+/// process killed by it; the campaign's report was written first.
+pub const fn interrupted(signal: i32) -> i32 {
+    128 + signal
+}

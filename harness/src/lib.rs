@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod backend_select;
 pub mod bench;
 pub mod campaign;
+pub mod campaign_dir;
 pub mod case;
 pub mod cli;
 pub mod commands;

@@ -488,6 +488,7 @@ mod tests {
             environment_message: None,
             injections: Default::default(),
             slowest: Vec::new(),
+            wall: None,
         }
     }
 
@@ -506,6 +507,7 @@ mod tests {
             minimization: None,
             seconds_to_minimized: None,
             aliases: Vec::new(),
+            status: Default::default(),
             case: None,
             minimized: None,
             execution: None,

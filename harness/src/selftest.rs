@@ -752,6 +752,7 @@ mod tests {
             minimization: None,
             seconds_to_minimized: None,
             aliases: Vec::new(),
+            status: Default::default(),
             case: None,
             minimized: None,
             execution: None,
@@ -770,6 +771,7 @@ mod tests {
             environment_message: None,
             injections: Default::default(),
             slowest: Vec::new(),
+            wall: None,
         }
     }
 

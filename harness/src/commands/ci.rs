@@ -150,6 +150,13 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     let jobs = super::jobs(args.jobs, backend)?;
     args.sanitize.validate(backend)?;
     let campaign_worker = sanitize_mode::worker_command(1, args.sanitize)?;
+    // Every output is checked before the replay and the campaign, not after them.
+    if let Some(dir) = &args.out {
+        super::check_output_dir(dir)?;
+    }
+    for path in [&args.junit, &args.json].into_iter().flatten() {
+        super::check_output_file(path)?;
+    }
     let regressions = corpus::regressions_dir(&args.corpus);
     let entries = corpus::load(&regressions).map_err(CliError::input)?;
     let worker = super::worker_command(1)?;
@@ -286,6 +293,7 @@ mod tests {
             minimization: None,
             seconds_to_minimized: None,
             aliases: Vec::new(),
+            status: Default::default(),
             case: Some(crate::case::Case::new(Default::default())),
             minimized: None,
             execution: None,

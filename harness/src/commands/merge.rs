@@ -94,9 +94,36 @@ pub enum MergeError {
         /// The shard, `I/N`.
         shard: String,
     },
+    /// A shard that cannot be (`5/2`, `0/0`).
+    #[error("{}: shard {shard} is not a shard (expected I/N with 0 <= I < N)", path.display())]
+    BadShard {
+        /// The file.
+        path: PathBuf,
+        /// The shard, `I/N`.
+        shard: String,
+    },
+    /// A sum past what a count can hold.
+    #[error("{}: {what} overflows when added to the other summaries'", path.display())]
+    Overflow {
+        /// The file whose count overflowed the sum.
+        path: PathBuf,
+        /// The count: `cases`, `environment_errors`, ...
+        what: String,
+    },
+    /// A campaign directory whose journal cannot be read.
+    #[error(transparent)]
+    Journal(#[from] crate::campaign_dir::OutDirError),
     /// Nothing to merge.
     #[error("no summaries to merge")]
     Empty,
+}
+
+/// `a + b`, or the overflow error naming `what` in `path`.
+fn add(a: u64, b: u64, path: &Path, what: &str) -> Result<u64, MergeError> {
+    a.checked_add(b).ok_or_else(|| MergeError::Overflow {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    })
 }
 
 fn shard_text(s: &Shard) -> String {
@@ -114,8 +141,15 @@ fn faults_text(s: &Summary) -> String {
     }
 }
 
-/// Reads one summary; a directory stands for its `summary.json`.
+/// Reads one summary. A directory stands for the campaign written there: its summary rebuilt
+/// from its journal (`findings.jsonl`: so a campaign killed before writing its last summary still
+/// counts), or its `summary.json` when it has no journal.
 pub fn read_summary(path: &Path) -> Result<(PathBuf, Summary), MergeError> {
+    if path.is_dir() {
+        if let Some(summary) = crate::campaign_dir::read_campaign(path)? {
+            return Ok((path.join(crate::campaign_dir::JOURNAL_FILE), summary));
+        }
+    }
     let file = if path.is_dir() {
         path.join("summary.json")
     } else {
@@ -185,6 +219,7 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         environment_message: None,
         injections: BTreeMap::new(),
         slowest: Vec::new(),
+        wall: None,
     };
     for (path, s) in inputs {
         let differs = |what, found: String, expected: String| MergeError::Differs {
@@ -208,6 +243,12 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
             return Err(differs("faults", faults_text(s), faults_text(first)));
         }
         for shard in &s.shards {
+            if shard.count == 0 || shard.index >= shard.count {
+                return Err(MergeError::BadShard {
+                    path: path.clone(),
+                    shard: shard_text(shard),
+                });
+            }
             // Shards of different counts overlap (0/2 and 0/3 both run case 0).
             if Some(shard.count) != shard_count {
                 return Err(differs(
@@ -224,12 +265,25 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
                 });
             }
         }
-        merged.cases += s.cases;
-        merged.environment_errors += s.environment_errors;
+        merged.cases = add(merged.cases, s.cases, path, "cases")?;
+        merged.environment_errors = add(
+            merged.environment_errors,
+            s.environment_errors,
+            path,
+            "environment_errors",
+        )?;
         merged.seconds = merged.seconds.max(s.seconds);
         merged.interrupted |= s.interrupted;
+        if let Some(w) = s.wall {
+            // Shards run in parallel: the campaign's wall clock is its slowest shard's.
+            merged.wall = Some(match merged.wall {
+                Some(m) if m.seconds >= w.seconds => m,
+                _ => w,
+            });
+        }
         for (kind, n) in &s.injections {
-            *merged.injections.entry(kind.clone()).or_default() += n;
+            let sum = merged.injections.entry(kind.clone()).or_default();
+            *sum = add(*sum, *n, path, &format!("injections of {kind}"))?;
         }
         for slow in &s.slowest {
             keep_slowest(&mut merged.slowest, slow.clone());
@@ -242,7 +296,23 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
                 findings.insert(f.signature.clone(), f.clone());
                 continue;
             };
-            kept.count += f.count;
+            kept.count = add(
+                kept.count,
+                f.count,
+                path,
+                &format!("count of {}", f.signature),
+            )?;
+            if let Some(r) = f.status.reproduced {
+                kept.status.reproduced = Some(match kept.status.reproduced {
+                    // Rates of the same finding in several shards: all their re-runs.
+                    Some(k) => crate::campaign::Reproduction {
+                        reproduced: k.reproduced.saturating_add(r.reproduced),
+                        tries: k.tries.saturating_add(r.tries),
+                    },
+                    None => r,
+                });
+            }
+            kept.status.flaky |= f.status.flaky;
             if earlier(f, kept) {
                 kept.summary = f.summary.clone();
                 kept.first_case = f.first_case;
@@ -252,6 +322,7 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
             if smaller(f.minimization.as_ref(), kept.minimization.as_ref()) {
                 kept.minimization = f.minimization.clone();
                 kept.seconds_to_minimized = f.seconds_to_minimized;
+                kept.status.minimized = f.status.minimized;
             }
         }
     }
@@ -287,6 +358,9 @@ fn coverage_line(inputs: usize, s: &Summary) -> String {
 
 /// Merges, prints and writes; findings give exit code 1.
 pub fn run(args: &MergeArgs) -> Result<(), CliError> {
+    if let Some(path) = &args.out {
+        super::check_output_file(path)?;
+    }
     let inputs = args
         .reports
         .iter()
@@ -338,6 +412,7 @@ mod tests {
             }),
             seconds_to_minimized: min.map(|m| m.nodes as f64),
             aliases: Vec::new(),
+            status: Default::default(),
             case: None,
             minimized: None,
             execution: None,
@@ -361,6 +436,7 @@ mod tests {
                 environment_message: None,
                 injections: BTreeMap::new(),
                 slowest: Vec::new(),
+                wall: None,
             },
         )
     }
@@ -455,6 +531,36 @@ mod tests {
             "again.json: shard 0/3 is already in s0/summary.json"
         );
         assert!(matches!(merge_summaries(&[]), Err(MergeError::Empty)));
+    }
+
+    #[test]
+    fn impossible_shards_and_overflowing_counts_are_refused() {
+        for (index, count) in [(5, 2), (0, 0), (2, 2)] {
+            let mut bad = shard(0, 1, 1.0, vec![]);
+            bad.1.shards = vec![Shard { index, count }];
+            let e = merge_summaries(&[bad]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("s0/summary.json: shard {index}/{count} is not a shard (expected I/N with 0 <= I < N)")
+            );
+        }
+        let e = merge_summaries(&[shard(0, u64::MAX, 1.0, vec![]), shard(1, 1, 1.0, vec![])])
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s1/summary.json: cases overflows when added to the other summaries'"
+        );
+        let segv = "signal:SIGSEGV:sort_pairs";
+        let e = merge_summaries(&[
+            shard(0, 1, 1.0, vec![finding(segv, u64::MAX, (0.1, 0), None)]),
+            shard(1, 1, 1.0, vec![finding(segv, 1, (0.1, 1), None)]),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("count of signal:SIGSEGV:sort_pairs overflows"),
+            "{e}"
+        );
     }
 
     #[test]

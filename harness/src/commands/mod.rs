@@ -8,6 +8,7 @@ pub mod ci;
 pub mod faults;
 pub mod merge;
 pub mod minimize;
+pub mod report;
 pub mod repro;
 pub mod run;
 pub mod selftest;
@@ -84,6 +85,30 @@ pub fn worker_command(threads: usize) -> Result<WorkerCommand, CliError> {
         ))
     })?;
     Ok(command.arg("--threads").arg(threads.to_string()))
+}
+
+/// A failed writability check as a command error: input (exit 2) when the path cannot be what
+/// it must be (a directory named as a file, a path under a regular file), environment (exit 3)
+/// otherwise (permissions, a read-only file system).
+fn output_error(path: &std::path::Path, e: std::io::Error) -> CliError {
+    use std::io::ErrorKind::{AlreadyExists, IsADirectory, NotADirectory};
+    let kind = e.kind();
+    let e = anyhow::anyhow!("cannot write to {}: {e}", path.display());
+    match kind {
+        NotADirectory | IsADirectory | AlreadyExists => CliError::input(e),
+        _ => CliError::environment(e),
+    }
+}
+
+/// Checks, before any work, that the output file `path` can be written (see
+/// [`crate::artifacts::check_file_writable`]).
+pub fn check_output_file(path: &std::path::Path) -> Result<(), CliError> {
+    crate::artifacts::check_file_writable(path).map_err(|e| output_error(path, e))
+}
+
+/// Checks, before any work, that files can be written in the output directory `dir`.
+pub fn check_output_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    crate::artifacts::check_dir_writable(dir).map_err(|e| output_error(dir, e))
 }
 
 /// Reads and validates a case file; every problem is an input error (exit 2).

@@ -11,13 +11,17 @@ use std::time::Duration;
 
 use forcefield::Fault;
 
-use crate::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Shard};
+use crate::campaign::{
+    run_campaign_into, Budget, CampaignConfig, Recording, Shard, REPRODUCE_TRIES,
+};
+use crate::campaign_dir::{CampaignDir, OutDirError};
 use crate::case::BackendKind;
 use crate::cli::{BackendChoice, CliError};
 use crate::compute_sanitizer::{
     campaign_findings, find_tool, rerun_findings_with, FindingCase, FindingRerunOptions,
     RerunError, RerunEvent, PROGRAM,
 };
+use crate::exit;
 use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
 use crate::minimize::MinimizeLimits;
 use crate::sanitize_mode::{self, SanitizeMode};
@@ -59,9 +63,14 @@ pub struct RunArgs {
     /// Do not minimize findings.
     #[arg(long)]
     pub no_minimize: bool,
-    /// Time budget for minimizing each finding.
+    /// Time budget for minimizing each finding (within the campaign's --time: what is not
+    /// minimized when that is spent says `"minimized": false`).
     #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
     pub minimize_time: Duration,
+    /// Re-runs of each finding before minimizing it: one that never reproduces is not minimized,
+    /// one that reproduces only sometimes is marked flaky (0: no re-runs).
+    #[arg(long, default_value_t = REPRODUCE_TRIES)]
+    pub reproduce_tries: u32,
     /// Skip the capacity-invariance re-run of each case (about twice as many cases per second).
     #[arg(long)]
     pub no_capacity_check: bool,
@@ -156,18 +165,43 @@ impl RunArgs {
     }
 }
 
-/// Runs the campaign, prints the summary, writes the outputs, re-runs the findings under
-/// compute-sanitizer ([`should_rerun`]); findings give exit code 1.
+/// The exit code's error for an output directory that cannot be used: input when the path cannot
+/// be a directory, environment otherwise (permissions, a full disk, another campaign).
+pub fn out_dir_error(e: OutDirError) -> CliError {
+    if e.is_input() {
+        CliError::input(e)
+    } else {
+        CliError::environment(e)
+    }
+}
+
+/// Runs the campaign (its output directory opened and locked before the first case, and written
+/// as it goes), prints the summary, re-runs the findings under compute-sanitizer
+/// ([`should_rerun`]). Findings give exit code 1, a stop signal `128 + signal`, a write error 3.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let config = args.config()?;
-    let interrupt = crate::interrupt::flag();
-    let summary = run_campaign(&config, Arc::clone(&interrupt));
-    if let Some(dir) = &args.out {
-        write_outputs(dir, &summary, &super::invocation()).map_err(|e| {
-            CliError::environment(anyhow::anyhow!("cannot write to {}: {e}", dir.display()))
-        })?;
-    }
+    // Fail before the work: the directory is created, probed and locked first.
+    let mut out = match &args.out {
+        Some(dir) => Some(CampaignDir::open(dir, &super::invocation()).map_err(out_dir_error)?),
+        None => None,
+    };
+    let interrupt = crate::interrupt::campaign_flag();
+    let end = run_campaign_into(
+        &config,
+        Arc::clone(&interrupt),
+        Recording {
+            out: out.as_mut(),
+            reproduce_tries: args.reproduce_tries,
+        },
+    );
+    let summary = end.summary;
     print!("{}", summary.markdown());
+    if let Some(e) = end.write_error {
+        return Err(CliError::environment(anyhow::anyhow!(
+            "{e} (the campaign stopped after {} cases; the files written before are whole)",
+            summary.cases
+        )));
+    }
     let interrupted = summary.interrupted || crate::interrupt::requested();
     let rerun = should_rerun(
         summary.backend,
@@ -187,6 +221,23 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         );
+    }
+    drop(out);
+    let written = args
+        .out
+        .as_ref()
+        .map(|d| format!("; see {}", d.display()))
+        .unwrap_or_default();
+    if interrupted {
+        return Err(CliError::Interrupted {
+            message: format!(
+                "stopped after {} cases with {} distinct finding(s){written}",
+                summary.cases,
+                summary.findings.len()
+            ),
+            code: crate::interrupt::exit_code()
+                .unwrap_or(exit::interrupted(nix::sys::signal::Signal::SIGINT as i32)),
+        });
     }
     if summary.cases == summary.environment_errors && summary.cases > 0
         || summary.cases == 0 && summary.environment_message.is_some()

@@ -131,6 +131,9 @@ impl SelftestArgs {
 /// Runs the self-test, prints the table, writes `--json`; anything missed gives exit code 1.
 pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
     let config = args.config()?;
+    if let Some(path) = &args.json {
+        super::check_output_file(path)?;
+    }
     let interrupt = crate::interrupt::flag();
     let report = run_selftest(&config, interrupt);
     print!("{}", report.markdown());

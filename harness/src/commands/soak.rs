@@ -109,6 +109,9 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
         replay: !args.no_replay,
         inject_rate: args.inject_rate,
     };
+    if let Some(dir) = &args.out {
+        super::check_output_dir(dir)?;
+    }
     let interrupt = crate::interrupt::flag();
     let report = run_soak(&config, &interrupt);
     if let Some(dir) = &args.out {

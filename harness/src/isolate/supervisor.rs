@@ -277,6 +277,8 @@ struct Worker {
     decoder: FrameDecoder,
     capture: Capture,
     crumbs: Breadcrumbs,
+    /// Keeps the group registered for a forced stop (SIGTERM, a second Ctrl-C) until it is reaped.
+    quit: Option<crate::interrupt::QuitGuard>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -345,6 +347,9 @@ impl Worker {
             decoder: FrameDecoder::new(),
             capture: Capture::default(),
             crumbs,
+            quit: Some(crate::interrupt::kill_group_on_quit(
+                nix::unistd::Pid::from_raw(pid as i32),
+            )),
         };
         let nonblocking = [
             worker.requests.as_ref(),
@@ -547,6 +552,9 @@ impl Worker {
         self.drain_output_until(deadline_after(Instant::now(), self.config.term_grace));
         self.requests = None;
         self.output = None;
+        // Unregistered while the leader still holds the group id: a forced stop never signals a
+        // group that is no longer ours.
+        self.quit = None;
         let reaped = exited.is_some() && os::reap(self.pid).is_some();
         if !reaped {
             os::reap_in_background(self.pid);
