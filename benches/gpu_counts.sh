@@ -29,6 +29,9 @@ history="$1"
 label="${2:-}"
 forcefield="${FORCEFIELD:-target/release/forcefield}"
 ncu="${NCU:-ncu}"
+if ! command -v "$ncu" >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/ncu ]; then
+    ncu=/usr/local/cuda/bin/ncu
+fi
 graph="${GRAPH:-corpora/graphs/power.edges}"
 steps="${STEPS:-10}"
 if ! command -v "$ncu" >/dev/null 2>&1; then
