@@ -29,6 +29,9 @@ history="$1"
 label="${2:-}"
 forcefield="${FORCEFIELD:-target/release/forcefield}"
 ncu="${NCU:-ncu}"
+if ! command -v "$ncu" >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/ncu ]; then
+    ncu=/usr/local/cuda/bin/ncu
+fi
 graph="${GRAPH:-corpora/graphs/power.edges}"
 steps="${STEPS:-10}"
 if ! command -v "$ncu" >/dev/null 2>&1; then
@@ -58,7 +61,7 @@ if grep -q "ERR_NVGPUCTRPERM" "$work/ncu.csv" "$work/ncu.err"; then
 fi
 
 "$forcefield" bench count --ncu-csv "$work/ncu.csv" --prefix "gpu_kernels/$graph_name" \
-    --tool "$("$ncu" --version | tail -n 1)" --out "$work/counts.json"
+    --tool "ncu $("$ncu" --version | tail -n 1)" --out "$work/counts.json"
 record_args=(--history "$history" --criterion-dir "$work/no-criterion" --counts "$work/counts.json" --no-quality)
 if [ -n "$label" ]; then
     record_args+=(--label "$label")

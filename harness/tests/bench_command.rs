@@ -376,7 +376,18 @@ fn calibration_reports_false_alarms_and_writes_thresholds_that_compare_uses() {
         out.stdout
     );
 
-    let out = forcefield(dir, &["bench", "calibrate", "--history", "h.jsonl"], None);
+    let out = forcefield(
+        dir,
+        &[
+            "bench",
+            "calibrate",
+            "--history",
+            "h.jsonl",
+            "--margin",
+            "1.5",
+        ],
+        None,
+    );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("Calibration on 4 A/A entries"),

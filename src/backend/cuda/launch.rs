@@ -608,7 +608,7 @@ mod tests {
             fields(cuh, "struct GridSpec {"),
             fields(backend, "pub struct GridSpec {")
         );
-        assert_eq!(std::mem::size_of::<crate::params::KernelParams>(), 21 * 4);
+        assert_eq!(std::mem::size_of::<crate::params::KernelParams>(), 22 * 4);
         assert_eq!(std::mem::size_of::<crate::backend::GridSpec>(), 7 * 4);
         // The checked mode's tables and record.
         let checked = include_str!("checked.rs");
