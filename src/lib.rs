@@ -44,7 +44,9 @@ pub use backend::cpu::CpuBackend;
 pub use backend::cuda::CudaBackend;
 pub use backend::{Backend, GridSpec};
 pub use buffer::{BufferName, BufferRegistry, GrowthPolicy, SizeClass};
-pub use engine::{Checkpoint, CsrInspection, Engine, EngineConfig, GridInspection};
+pub use engine::{
+    Checkpoint, CheckpointCadence, CsrInspection, Engine, EngineConfig, GridInspection,
+};
 pub use error::{BackendError, EngineError, GraphError, ParamError};
 pub use faults::{Fault, FaultBackends, FaultKind, FaultSet};
 pub use graph::{Edge, GraphSpec};
