@@ -154,6 +154,8 @@ pub struct Engine<Bk: Backend> {
     checkpoint_behind: bool,
     /// Steps completed since the checkpoint was last brought up to date.
     steps_since_sync: u64,
+    /// Whether every launch is waited for and timed into the kernel log.
+    kernel_timing: bool,
 }
 
 /// Everything needed to rebuild an engine's state on fresh device memory: taken after every
@@ -287,6 +289,7 @@ impl<Bk: Backend> Engine<Bk> {
             cadence: CheckpointCadence::default(),
             checkpoint_behind: false,
             steps_since_sync: 0,
+            kernel_timing: true,
         };
         // The first allocation is exactly the initial counts, as in the original engine.
         engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
@@ -414,6 +417,16 @@ impl<Bk: Backend> Engine<Bk> {
     pub fn set_checkpoint_cadence(&mut self, cadence: CheckpointCadence) {
         self.cadence = cadence;
     }
+
+    /// Whether each kernel is waited for and its device time recorded in the kernel log (the
+    /// default), or only queued, with one wait at the end of the step call. Off, a CUDA step costs
+    /// no host round trip per kernel, the kernel log records nothing, and a kernel's failure is
+    /// reported by the wait (the operation still fails and is undone as a whole). Changes no
+    /// layout.
+    pub fn set_kernel_timing(&mut self, on: bool) {
+        self.kernel_timing = on;
+        self.backend.set_kernel_timing(on);
+    }
     /// Bytes of the buffers in the registry; equal to [`Engine::device_bytes`] unless memory leaks.
     pub fn registry_bytes(&self) -> usize {
         self.buffers.bytes()
@@ -509,6 +522,9 @@ impl<Bk: Backend> Engine<Bk> {
         self.guard()?;
         let r = self.backend.launch(&launch);
         let seconds = self.be(r)?;
+        if !self.kernel_timing {
+            return Ok(());
+        }
         self.log.record(KernelRecord {
             kernel: launch.kernel_name(),
             duration_us: seconds * 1e6,
@@ -928,6 +944,11 @@ impl<Bk: Backend> Engine<Bk> {
                     (POS_OUT, VEL_OUT)
                 };
             }
+        }
+        if !self.kernel_timing {
+            // Untimed launches were only queued: their failure must show before the exchange.
+            let r = self.backend.synchronize();
+            self.be(r)?;
         }
         if stepped {
             for k in 0..3 {

@@ -401,6 +401,18 @@ fn a_step_downloads_no_state_unless_the_cadence_asks() {
 }
 
 #[test]
+fn untimed_kernels_give_the_same_layout_and_log_nothing() {
+    let mut timed = engine();
+    let mut untimed = engine();
+    untimed.set_kernel_timing(false);
+    timed.step(6).unwrap();
+    untimed.step(6).unwrap();
+    assert_eq!(state(&mut timed), state(&mut untimed));
+    assert!(!timed.kernel_log().recent().is_empty());
+    assert!(untimed.kernel_log().recent().is_empty());
+}
+
+#[test]
 fn recover_without_a_lost_context_rebuilds_the_same_state() {
     let mut e = engine();
     e.step(5).unwrap();
