@@ -5,6 +5,17 @@ Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
   edges per node (so 1M nodes carry 10M edges).
 * `gpu_step/1M_10M/<kernel>`: the same 1M-node step broken down by kernel. Before these run, the
   median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table.
+* `gpu_sort` (printed, not a criterion group): the engine's `sort_pairs` alone on n hashed keys
+  below 2^bits, for the sizes and widths of `benches/gpu_sort_cub.cu`, CUB's radix sort on the
+  same keys: run both in one call on the GPU machine to compare.
+* `gpu_step/wall/<size>`: the wall-clock time of `step(1)` as a per-frame caller runs it: the
+  checkpoint brought up to date only on demand ([`CheckpointCadence::OnDemand`]) and kernels
+  queued without per-kernel waits (`Engine::set_kernel_timing(false)`).
+
+After each size, a summary line gives the medians of: device time (the sum of the kernel events),
+wall time of `step(1)` with per-kernel timing, wall time of `step(1)` and of `step(32)` (per step)
+untimed, and wall time of `step(1)` under the default cadence (the checkpoint downloaded after every
+step, as before the cadence existed).
 
 # What is timed
 
@@ -47,15 +58,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use forcefield::backend::{DeviceAlloc, Launch};
+use forcefield::backend::{DeviceAlloc, DeviceSpan, Launch, SortArgs};
 use forcefield::{
-    Backend, BackendError, BufferName, CudaBackend, Engine, EngineConfig, FaultSet, SimParams,
+    Backend, BackendError, BufferName, CheckpointCadence, CudaBackend, Engine, EngineConfig,
+    FaultSet, SimParams,
 };
 
 /// Steps from the seeded positions before the state every timed step starts from is saved.
 const WARMUP_STEPS: u32 = 20;
 /// Steps of the per-kernel table.
 const BREAKDOWN_STEPS: usize = 50;
+/// Samples of each wall-time median in the summary line.
+const WALL_SAMPLES: usize = 30;
+/// Steps of one multi-step call in the summary line.
+const MULTI_STEPS: u32 = 32;
 /// Criterion's wall-clock warm-up and measurement per size.
 const SIZE_WARM_UP: Duration = Duration::from_millis(500);
 const SIZE_MEASUREMENT: Duration = Duration::from_secs(3);
@@ -130,6 +146,9 @@ impl Backend for SharedCuda {
     fn set_faults(&mut self, faults: forcefield::FaultSet) {
         lock(&self.0).set_faults(faults)
     }
+    fn set_kernel_timing(&mut self, on: bool) {
+        lock(&self.0).set_kernel_timing(on)
+    }
 }
 
 /// The times of one step.
@@ -177,6 +196,8 @@ impl Case {
             EngineConfig::default(),
             faults,
         )?;
+        // Timed steps measure the step, not the checkpoint's download (see `wall_of_step`).
+        engine.set_checkpoint_cadence(CheckpointCadence::OnDemand);
         engine.step(WARMUP_STEPS)?;
         let mut saved = Vec::new();
         for name in SAVED {
@@ -232,6 +253,29 @@ impl Case {
             .map(|r| (r.kernel, Duration::from_secs_f64(r.duration_us * 1e-6)))
             .collect();
         StepTime { wall, kernels }
+    }
+
+    /// Wall time of one `step(count)` call from the saved state, divided by `count`: untimed
+    /// (kernels queued, one wait at the end) under `cadence`, or with per-kernel timing.
+    fn wall_of_step(&mut self, count: u32, cadence: CheckpointCadence, timed: bool) -> Duration {
+        self.engine.set_checkpoint_cadence(cadence);
+        self.engine.set_kernel_timing(timed);
+        self.restore();
+        let started = Instant::now();
+        self.engine.step(count).expect("step succeeds");
+        let wall = started.elapsed();
+        self.engine.set_kernel_timing(true);
+        self.engine
+            .set_checkpoint_cadence(CheckpointCadence::OnDemand);
+        wall / count
+    }
+
+    /// Median of [`WALL_SAMPLES`] calls of [`Case::wall_of_step`].
+    fn median_wall(&mut self, count: u32, cadence: CheckpointCadence, timed: bool) -> Duration {
+        let mut samples: Vec<Duration> = (0..WALL_SAMPLES)
+            .map(|_| self.wall_of_step(count, cadence, timed))
+            .collect();
+        median(&mut samples)
     }
 }
 
@@ -289,14 +333,30 @@ fn bench_size(c: &mut Criterion, label: &str, case: &mut Case) {
     }
     let mut device: Vec<Duration> = steps.iter().map(StepTime::device).collect();
     let mut wall: Vec<Duration> = steps.iter().map(|s| s.wall).collect();
+    let lazy = CheckpointCadence::OnDemand;
+    let untimed = case.median_wall(1, lazy, false);
+    let multi = case.median_wall(MULTI_STEPS, lazy, false);
+    let strict = case.median_wall(1, CheckpointCadence::EveryOperation, true);
     eprintln!(
-        "gpu_step/{label}: {} nodes, {} edges; median over {} steps: device (kernel events) {:.1} us, wall {:.1} us",
+        "gpu_step/{label}: {} nodes, {} edges; medians: device (kernel events) {:.1} us; wall step(1): timed {:.1} us, untimed {:.1} us, step({MULTI_STEPS}) untimed {:.1} us a step, default cadence {:.1} us",
         case.engine.num_nodes(),
         case.engine.num_edges(),
-        steps.len(),
         micros(median(&mut device)),
         micros(median(&mut wall)),
+        micros(untimed),
+        micros(multi),
+        micros(strict),
     );
+    let mut group = c.benchmark_group("gpu_step");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(20);
+    group.warm_up_time(SIZE_WARM_UP);
+    group.measurement_time(SIZE_MEASUREMENT);
+    group.throughput(Throughput::Elements(case.engine.num_nodes() as u64));
+    group.bench_function(BenchmarkId::new("wall", label), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| case.wall_of_step(1, lazy, false)).sum())
+    });
+    group.finish();
 }
 
 /// The per-kernel table and `gpu_step/1M_10M/<kernel>`.
@@ -361,6 +421,91 @@ fn bench_kernels(c: &mut Criterion, case: &mut Case) {
     group.finish();
 }
 
+/// The keys of `benches/gpu_sort_cub.cu`'s `fill`: SplitMix64 of the index, cut to `bits`.
+fn hashed_key(i: u32, bits: u32) -> u32 {
+    let mut z = (i as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x5eed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z & ((1u64 << bits) - 1)) as u32
+}
+
+/// `gpu_sort`: the median of 50 `sort_pairs` launches (after 5 warm-ups) per size and key width,
+/// each output checked to be the stable sort.
+fn bench_sort() -> Result<(), Box<dyn std::error::Error>> {
+    let mut b = CudaBackend::new(0)?;
+    for n in [1u32 << 20, 1_000_000, 10_000_000] {
+        for bits in [16u32, 19, 21] {
+            let num_cells = 1u32 << bits;
+            let keys: Vec<u32> = (0..n).map(|i| hashed_key(i, bits)).collect();
+            let values: Vec<u32> = (0..n).collect();
+            let to_bytes = |v: &[u32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+            let mut span = |name: BufferName, len: usize| -> Result<DeviceSpan, BackendError> {
+                let alloc = b.alloc(name, len * 4)?;
+                Ok(DeviceSpan {
+                    addr: alloc.addr,
+                    capacity: len,
+                    len,
+                    buffer: name,
+                })
+            };
+            let args = SortArgs {
+                keys_in: span(BufferName::CellKeys, n as usize)?,
+                values_in: span(BufferName::NodeOrder, n as usize)?,
+                keys_out: span(BufferName::SortedKeys, n as usize)?,
+                values_out: span(BufferName::SortedNodes, n as usize)?,
+                cell_counts: span(BufferName::CellCounts, num_cells as usize)?,
+                num_items: n,
+                num_cells,
+            };
+            b.upload(args.keys_in.addr, &to_bytes(&keys))?;
+            b.upload(args.values_in.addr, &to_bytes(&values))?;
+            let mut times = Vec::new();
+            for r in 0..55 {
+                let seconds = b.launch(&Launch::SortPairs(args))?;
+                if r >= 5 {
+                    times.push(Duration::from_secs_f64(seconds));
+                }
+            }
+            let mut out_keys = vec![0u8; n as usize * 4];
+            let mut out_values = vec![0u8; n as usize * 4];
+            b.download(args.keys_out.addr, &mut out_keys)?;
+            b.download(args.values_out.addr, &mut out_values)?;
+            let word = |v: &[u8], i: usize| {
+                u32::from_ne_bytes([v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]])
+            };
+            for i in 1..n as usize {
+                let (k0, k1) = (word(&out_keys, i - 1), word(&out_keys, i));
+                if k0 > k1 || (k0 == k1 && word(&out_values, i - 1) >= word(&out_values, i)) {
+                    return Err(format!(
+                        "sort_pairs: not a stable sort at {i} (n = {n}, bits {bits})"
+                    )
+                    .into());
+                }
+            }
+            eprintln!(
+                "gpu_sort: ours sort_pairs: n = {n}, key bits {bits}: median {:.1} us",
+                micros(median(&mut times))
+            );
+            for s in [
+                args.keys_in,
+                args.values_in,
+                args.keys_out,
+                args.values_out,
+                args.cell_counts,
+            ] {
+                b.free(DeviceAlloc {
+                    addr: s.addr,
+                    bytes: s.capacity * 4,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     if !CudaBackend::is_available() {
         println!("skipped: no CUDA device");
@@ -396,4 +541,10 @@ fn main() {
         }
     }
     criterion.final_summary();
+    if std::env::var_os("FORCEFIELD_GPU_SORT").is_some() {
+        if let Err(e) = bench_sort() {
+            eprintln!("gpu_sort: {e}");
+            std::process::exit(1);
+        }
+    }
 }

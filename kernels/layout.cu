@@ -5,7 +5,7 @@
  * box, the sort) are split into several kernels launched one after another by the backend:
  *
  *   bounds_reduce   = bounds_reduce + bounds_finalize
- *   sort_pairs      = per radix pass: sort_histogram, sort_scan, sort_scatter
+ *   sort_pairs      = per radix pass: sort_histogram, sort_scan_digits, sort_scatter
  *
  * Launch shapes (threads per block, items per tile) are fixed here and mirrored by constants in
  * src/backend/cuda/launch.rs. Each kernel names the global buffers it accesses with BUFFERS(..),
@@ -125,11 +125,12 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
 #define SORT_TILE (SORT_THREADS * SORT_ITEMS)
 #define SCAN_THREADS 1024u
 
-/* Digit counts of one tile. */
+/* Digit counts of one tile, and their sums over all tiles added into `digit_totals` (zeroed by the
+ * backend before the launch; integer sums, so the order of the atomics does not matter). */
 extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
                                           u32* __restrict__ block_hist, u32 num_items, u32 shift,
-                                          u32 num_tiles) {
-    BUFFERS(keys_in, block_hist);
+                                          u32 num_tiles, u32* __restrict__ digit_totals) {
+    BUFFERS(keys_in, block_hist, digit_totals);
     __shared__ u32 counts[RADIX];
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) counts[d] = 0u;
     __syncthreads();
@@ -139,8 +140,34 @@ extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
         if (i < num_items) atomicAdd(&counts[(LD(keys_in, i) >> shift) & (RADIX - 1u)], 1u);
     }
     __syncthreads();
-    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
+    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) {
         ST(block_hist, (u64)d * num_tiles + blockIdx.x) = counts[d];
+        if (counts[d] != 0u) atomicAdd(&ST(digit_totals, d), counts[d]);
+    }
+}
+
+/* The exclusive prefix sum of `block_hist` (digit-major), one block per digit: the block's digit
+ * starts after all items of smaller digits (the sum of `digit_totals` below it), and its tiles'
+ * counts are scanned in chunks of blockDim.x with a running carry. Every block works on its own
+ * digit, so the whole scan is one launch over RADIX blocks instead of one block over all counts. */
+extern "C" __global__ void sort_scan_digits(u32* __restrict__ block_hist,
+                                            const u32* __restrict__ digit_totals, u32 num_tiles) {
+    BUFFERS(block_hist, digit_totals);
+    const u32 digit = blockIdx.x;
+    u32 below = 0u;
+    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
+        below += d < digit ? LD(digit_totals, d) : 0u;
+    u32 carry = 0u;
+    (void)block_exclusive_scan(below, &carry);
+    const u64 row = (u64)digit * num_tiles;
+    for (u32 base = 0u; base < num_tiles; base += blockDim.x) {
+        const u32 tile = base + threadIdx.x;
+        const u32 count = tile < num_tiles ? LD(block_hist, row + tile) : 0u;
+        u32 chunk = 0u;
+        const u32 offset = block_exclusive_scan(count, &chunk);
+        if (tile < num_tiles) ST(block_hist, row + tile) = carry + offset;
+        carry += chunk;
+    }
 }
 
 /* In-place exclusive prefix sum of `len` words by one block of SCAN_THREADS threads: each thread

@@ -90,6 +90,12 @@ buffers! {
     VelOutX => "vel_out_x", Node, F32, 0;
     VelOutY => "vel_out_y", Node, F32, 0;
     VelOutZ => "vel_out_z", Node, F32, 0;
+    PosSpareX => "pos_spare_x", Node, F32, 0;
+    PosSpareY => "pos_spare_y", Node, F32, 0;
+    PosSpareZ => "pos_spare_z", Node, F32, 0;
+    VelSpareX => "vel_spare_x", Node, F32, 0;
+    VelSpareY => "vel_spare_y", Node, F32, 0;
+    VelSpareZ => "vel_spare_z", Node, F32, 0;
     Mass => "mass", Node, F32, 0;
     ForceX => "force_x", Node, F32, 0;
     ForceY => "force_y", Node, F32, 0;
@@ -106,6 +112,7 @@ buffers! {
     SortedPosY => "sorted_pos_y", Node, F32, 0;
     SortedPosZ => "sorted_pos_z", Node, F32, 0;
     SsspDist => "sssp_dist", Node, F32, 0;
+    SsspSpare => "sssp_spare", Node, F32, 0;
     SsspFrontier => "sssp_frontier", Node, U32, 0;
     SsspFlags => "sssp_flags", Node, U32, 0;
     RowOffsets => "row_offsets", Node, U32, 1;

@@ -78,6 +78,26 @@ pub const DEFAULT_MAX_GRID_CELLS: usize = 1 << 21;
 /// Target mean occupancy of a cell when the cell edge is chosen automatically.
 pub const AUTO_NODES_PER_CELL: f64 = 2.0;
 
+/// When the host [`Checkpoint`] is brought up to date with the device after a step or an SSSP.
+///
+/// A step or SSSP that fails on the device is undone on the device (see [`Engine::step`]), whatever
+/// the cadence; the cadence decides only how far back [`Engine::recover`] goes after a *lost
+/// context*, and what a step costs: bringing the checkpoint up to date downloads positions,
+/// velocities and SSSP distances (24 bytes a node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CheckpointCadence {
+    /// After every operation (the default): a lost context costs at most the failed operation.
+    #[default]
+    EveryOperation,
+    /// After a step call once at least this many steps ran since the last update: a lost context
+    /// goes back at most that many steps (plus the SSSP runs since).
+    EverySteps(std::num::NonZeroU32),
+    /// Only when needed: before a graph edit, in [`Engine::sync_checkpoint`] and in
+    /// [`Engine::recover`] while the context still answers. A lost context goes back to the last
+    /// of these.
+    OnDemand,
+}
+
 /// Settings of an engine that are not simulation parameters. None of them may change a layout.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EngineConfig {
@@ -180,6 +200,16 @@ pub struct Engine<Bk: Backend> {
     device_dirty: bool,
     /// Host data (graph, attributes, params, counters) changed since the checkpoint.
     host_dirty: bool,
+    /// Buffer exchanges made by the running operation, undone in reverse on failure.
+    swaps: Vec<(B, B)>,
+    /// When the checkpoint follows a step or SSSP.
+    cadence: CheckpointCadence,
+    /// A step or SSSP completed that the checkpoint does not hold yet.
+    checkpoint_behind: bool,
+    /// Steps completed since the checkpoint was last brought up to date.
+    steps_since_sync: u64,
+    /// Whether every launch is waited for and timed into the kernel log.
+    kernel_timing: bool,
 }
 
 /// Everything needed to rebuild an engine's state on fresh device memory: taken after every
@@ -251,6 +281,8 @@ const POS_IN: [B; 3] = [B::PosInX, B::PosInY, B::PosInZ];
 const POS_OUT: [B; 3] = [B::PosOutX, B::PosOutY, B::PosOutZ];
 const VEL_IN: [B; 3] = [B::VelInX, B::VelInY, B::VelInZ];
 const VEL_OUT: [B; 3] = [B::VelOutX, B::VelOutY, B::VelOutZ];
+const POS_SPARE: [B; 3] = [B::PosSpareX, B::PosSpareY, B::PosSpareZ];
+const VEL_SPARE: [B; 3] = [B::VelSpareX, B::VelSpareY, B::VelSpareZ];
 const FORCE: [B; 3] = [B::ForceX, B::ForceY, B::ForceZ];
 const ANCHOR: [B; 3] = [B::AnchorX, B::AnchorY, B::AnchorZ];
 const SORTED_POS: [B; 3] = [B::SortedPosX, B::SortedPosY, B::SortedPosZ];
@@ -307,6 +339,11 @@ impl<Bk: Backend> Engine<Bk> {
             in_operation: false,
             device_dirty: true,
             host_dirty: true,
+            swaps: Vec::new(),
+            cadence: CheckpointCadence::default(),
+            checkpoint_behind: false,
+            steps_since_sync: 0,
+            kernel_timing: true,
         };
         // The first allocation is exactly the initial counts, as in the original engine.
         engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
@@ -406,9 +443,43 @@ impl<Bk: Backend> Engine<Bk> {
     pub fn needs_recovery(&self) -> bool {
         self.lost.is_some()
     }
-    /// The state after the last completed operation.
+    /// The state the checkpoint was last brought up to date with: after the last completed
+    /// operation under [`CheckpointCadence::EveryOperation`] (the default), otherwise possibly
+    /// earlier (see [`Engine::sync_checkpoint`]).
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
+    }
+
+    /// Brings the checkpoint up to date with the state after the last completed operation (a
+    /// download when a step or SSSP ran since the last update) and returns it. On failure the
+    /// engine and the old checkpoint are unchanged (a lost context marks the engine as needing
+    /// recovery, as any operation does).
+    pub fn sync_checkpoint(&mut self) -> Result<&Checkpoint> {
+        self.guard()?;
+        if self.checkpoint_behind {
+            self.commit()?;
+        }
+        Ok(&self.checkpoint)
+    }
+
+    /// When the checkpoint follows steps and SSSP runs.
+    pub fn checkpoint_cadence(&self) -> CheckpointCadence {
+        self.cadence
+    }
+
+    /// Sets when the checkpoint follows steps and SSSP runs. Changes no state and no layout.
+    pub fn set_checkpoint_cadence(&mut self, cadence: CheckpointCadence) {
+        self.cadence = cadence;
+    }
+
+    /// Whether each kernel is waited for and its device time recorded in the kernel log (the
+    /// default), or only queued, with one wait at the end of the step call. Off, a CUDA step costs
+    /// no host round trip per kernel, the kernel log records nothing, and a kernel's failure is
+    /// reported by the wait (the operation still fails and is undone as a whole). Changes no
+    /// layout.
+    pub fn set_kernel_timing(&mut self, on: bool) {
+        self.kernel_timing = on;
+        self.backend.set_kernel_timing(on);
     }
     /// Bytes of the buffers in the registry; equal to [`Engine::device_bytes`] unless memory leaks.
     pub fn registry_bytes(&self) -> usize {
@@ -505,6 +576,9 @@ impl<Bk: Backend> Engine<Bk> {
         self.guard()?;
         let r = self.backend.launch(&launch);
         let seconds = self.be(r)?;
+        if !self.kernel_timing {
+            return Ok(());
+        }
         self.log.record(KernelRecord {
             kernel: launch.kernel_name(),
             duration_us: seconds * 1e6,
@@ -532,7 +606,11 @@ impl<Bk: Backend> Engine<Bk> {
         let forget_sssp = growing_nodes && self.faults.contains(Fault::AnalyticsNotResized);
         let select = |n: B| {
             !(forget_sort && matches!(n, B::SortedKeys | B::SortedNodes)
-                || forget_sssp && matches!(n, B::SsspDist | B::SsspFrontier | B::SsspFlags))
+                || forget_sssp
+                    && matches!(
+                        n,
+                        B::SsspDist | B::SsspSpare | B::SsspFrontier | B::SsspFlags
+                    ))
         };
         let leak = self.faults.contains(Fault::LeakOnResize);
         let r = self
@@ -918,12 +996,48 @@ impl<Bk: Backend> Engine<Bk> {
     // ---- the step pipeline -----------------------------------------------------------------
 
     /// Runs `count` steps.
+    ///
+    /// The state before the call stays untouched in the `*_in` buffers until the call's last
+    /// action: the first step writes the `*_out` buffers, later steps alternate between `*_out` and
+    /// `*_spare`, and only then are the `*_in` buffers exchanged with the last step's output. A step
+    /// that fails therefore leaves the pre-call state in place with no copy at all, and the swap is
+    /// recorded so that a failure after it (in the checkpoint's download) can undo it.
     fn step_op(&mut self, count: u32) -> Result<()> {
         self.device_dirty = true;
+        let (mut read, mut write) = ((POS_IN, VEL_IN), (POS_OUT, VEL_OUT));
+        let mut stepped = false;
         for _ in 0..count {
-            self.step_once()?;
+            if self.step_once(read, write)? {
+                stepped = true;
+                read = write;
+                write = if write.0 == POS_OUT {
+                    (POS_SPARE, VEL_SPARE)
+                } else {
+                    (POS_OUT, VEL_OUT)
+                };
+            }
         }
+        if !self.kernel_timing {
+            // Untimed launches were only queued: their failure must show before the exchange.
+            let r = self.backend.synchronize();
+            self.be(r)?;
+        }
+        if stepped {
+            for k in 0..3 {
+                self.swap_buffers(POS_IN[k], read.0[k]);
+                self.swap_buffers(VEL_IN[k], read.1[k]);
+            }
+        }
+        self.steps_since_sync = self.steps_since_sync.saturating_add(count as u64);
         Ok(())
+    }
+
+    /// Exchanges two buffers' allocations and records the exchange for a roll-back.
+    fn swap_buffers(&mut self, a: B, b: B) {
+        self.buffers.swap(a, b);
+        if self.in_operation {
+            self.swaps.push((a, b));
+        }
     }
 
     /// Grid dimensions from the bounding box: the cell edge from params (or auto), grown until the
@@ -980,11 +1094,13 @@ impl<Bk: Backend> Engine<Bk> {
         (since as f32 / frames as f32).min(1.0)
     }
 
-    fn step_once(&mut self) -> Result<()> {
+    /// One step from the `read` (positions, velocities) buffers into the `write` ones; returns
+    /// whether anything was written (an empty graph only counts the iteration).
+    fn step_once(&mut self, read: ([B; 3], [B; 3]), write: ([B; 3], [B; 3])) -> Result<bool> {
         self.guard()?;
         let n = self.num_nodes;
         if n > 0 {
-            let pos = self.span3(POS_IN)?;
+            let pos = self.span3(read.0)?;
             let bounds = self.span(B::Bounds)?;
             // 1. bounding box, on the device; only its six floats come back.
             self.launch(Launch::BoundsReduce(BoundsReduceArgs {
@@ -1098,23 +1214,18 @@ impl<Bk: Backend> Engine<Bk> {
             // 7. integrate.
             self.launch(Launch::Integrate(IntegrateArgs {
                 pos_in: pos,
-                vel_in: self.span3(VEL_IN)?,
+                vel_in: self.span3(read.1)?,
                 force: self.span3(FORCE)?,
                 mass: self.span(B::Mass)?,
-                pos_out: self.span3(POS_OUT)?,
-                vel_out: self.span3(VEL_OUT)?,
+                pos_out: self.span3(write.0)?,
+                vel_out: self.span3(write.1)?,
                 params,
                 num_nodes: n,
             }))?;
-            // 8. swap.
-            for k in 0..3 {
-                self.buffers.swap(POS_IN[k], POS_OUT[k]);
-                self.buffers.swap(VEL_IN[k], VEL_OUT[k]);
-            }
             self.grid = Some(grid);
         }
         self.iteration = self.iteration.wrapping_add(1);
-        Ok(())
+        Ok(n > 0)
     }
 
     // ---- analytics -------------------------------------------------------------------------
@@ -1133,8 +1244,10 @@ impl<Bk: Backend> Engine<Bk> {
             }
             .into());
         }
-        self.fill(B::SsspDist, 0, n as usize, f32::INFINITY.to_bits())?;
-        self.upload_f32(B::SsspDist, source as usize, &[0.0])?;
+        // The distances are computed in the spare buffer and exchanged with the live ones at the
+        // end, so that a failure part-way leaves the distances of before in place.
+        self.fill(B::SsspSpare, 0, n as usize, f32::INFINITY.to_bits())?;
+        self.upload_f32(B::SsspSpare, source as usize, &[0.0])?;
         self.fill(B::SsspFlags, 0, n as usize, 0)?;
         // Planted `frontier-undersized`: a one-element buffer is swapped in as the frontier.
         let frontier = if self.faults.contains(Fault::FrontierUndersized) {
@@ -1149,7 +1262,7 @@ impl<Bk: Backend> Engine<Bk> {
                 row_offsets: self.span(B::RowOffsets)?,
                 col_indices: self.span(B::ColIndices)?,
                 weights: self.span(B::Weights)?,
-                dist: self.span(B::SsspDist)?,
+                dist: self.span(B::SsspSpare)?,
                 frontier: self.span(frontier)?,
                 flags: self.span(B::SsspFlags)?,
                 frontier_len: len,
@@ -1162,6 +1275,7 @@ impl<Bk: Backend> Engine<Bk> {
             }))?;
             len = self.download_u32(B::FrontierLen, 1)?[0];
         }
+        self.swap_buffers(B::SsspDist, B::SsspSpare);
         self.download_f32(B::SsspDist, n as usize)
     }
 
@@ -1233,15 +1347,23 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     /// Runs `count` steps.
+    ///
+    /// On failure the state is as before the call, restored without any transfer: the steps write
+    /// only buffers other than the live ones, which are exchanged last (see `step_op`). Costs the
+    /// kernels of `count` steps and, when the [`CheckpointCadence`] asks for it, one download of
+    /// positions, velocities and SSSP distances.
     pub fn step(&mut self, count: u32) -> Result<()> {
-        self.transaction(|e| e.step_op(count))
+        self.device_transaction(|e| e.step_op(count))
     }
 
     /// Single-source shortest paths by edge weight from `source` (frontier relaxation with frontier
     /// compaction). Unreachable nodes get `f32::INFINITY`. The distances stay on the device and, with
     /// [`crate::params::features::SSSP_REST_LENGTH`], stretch spring rest lengths.
+    ///
+    /// On failure the distances of before are still in place (the run writes a spare buffer that
+    /// is exchanged with the live one last).
     pub fn run_sssp(&mut self, source: u32) -> Result<Vec<f32>> {
-        self.transaction(|e| e.run_sssp_op(source))
+        self.device_transaction(|e| e.run_sssp_op(source))
     }
 
     // ---- transactions, checkpoints and recovery ---------------------------------------------
@@ -1257,7 +1379,17 @@ impl<Bk: Backend> Engine<Bk> {
     /// recovery) and the error returned. Errors of validation change nothing, so they need no undo.
     fn transaction<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.guard()?;
+        if self.checkpoint_behind {
+            // A graph edit is undone from the checkpoint, so it must hold the state of now.
+            if let Err(e) = self.commit() {
+                if self.lost.is_some() {
+                    self.restore_host_fields();
+                }
+                return Err(e);
+            }
+        }
         self.journal.clear();
+        self.swaps.clear();
         self.in_operation = true;
         let result = op(self).and_then(|v| self.commit().map(|()| v));
         self.in_operation = false;
@@ -1270,6 +1402,77 @@ impl<Bk: Backend> Engine<Bk> {
                 self.journal.clear();
                 Err(e)
             }
+        }
+    }
+
+    /// Runs a step or SSSP `op` as a transaction whose failure is undone on the device: the buffer
+    /// exchanges it made are reversed (the live buffers were never written), its resizes undone,
+    /// and the iteration counter restored. The checkpoint is brought up to date when the cadence
+    /// asks for it. After a lost context the engine goes back to the checkpoint in `recover`.
+    fn device_transaction<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.guard()?;
+        self.journal.clear();
+        self.swaps.clear();
+        let (iteration, steps_since_sync) = (self.iteration, self.steps_since_sync);
+        self.in_operation = true;
+        let result = op(self).and_then(|v| self.commit_by_cadence().map(|()| v));
+        self.in_operation = false;
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if matches!(e, EngineError::Backend(_) | EngineError::ContextLost(_)) {
+                    self.roll_back_on_device(iteration, steps_since_sync);
+                }
+                self.journal.clear();
+                self.swaps.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// After a step or SSSP: the checkpoint follows now if the cadence says so.
+    fn commit_by_cadence(&mut self) -> Result<()> {
+        let due = match self.cadence {
+            CheckpointCadence::EveryOperation => true,
+            CheckpointCadence::EverySteps(k) => self.steps_since_sync >= u64::from(k.get()),
+            CheckpointCadence::OnDemand => false,
+        };
+        if due {
+            self.commit()
+        } else {
+            self.checkpoint_behind = true;
+            Ok(())
+        }
+    }
+
+    /// Undoes a failed step or SSSP without any transfer (see [`Engine::device_transaction`]).
+    fn roll_back_on_device(&mut self, iteration: u32, steps_since_sync: u64) {
+        let swaps = std::mem::take(&mut self.swaps);
+        let journal = std::mem::take(&mut self.journal);
+        if self.lost.is_some() {
+            // The device is gone; `recover` rebuilds from the checkpoint.
+            self.restore_host_fields();
+            return;
+        }
+        for (a, b) in swaps.into_iter().rev() {
+            self.buffers.swap(a, b);
+        }
+        self.iteration = iteration;
+        self.steps_since_sync = steps_since_sync;
+        // The grid stage's buffers are scratch: whatever they hold now is not the last step's.
+        self.grid = None;
+        let undo = || -> Result<()> {
+            for (class, cap) in journal.into_iter().rev() {
+                self.resize(class, cap)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = undo() {
+            self.lost = Some(match e {
+                EngineError::Backend(b) | EngineError::ContextLost(b) => b,
+                other => BackendError::new(crate::error::BackendOp::Init, other.to_string()),
+            });
+            self.restore_host_fields();
         }
     }
 
@@ -1304,6 +1507,8 @@ impl<Bk: Backend> Engine<Bk> {
         self.checkpoint.allocated_nodes = self.allocated_nodes;
         self.checkpoint.allocated_edges = self.allocated_edges;
         self.checkpoint.allocated_cells = self.allocated_cells;
+        self.checkpoint_behind = false;
+        self.steps_since_sync = 0;
         Ok(())
     }
 
@@ -1347,6 +1552,8 @@ impl<Bk: Backend> Engine<Bk> {
         self.grid = None;
         self.host_dirty = false;
         self.device_dirty = false;
+        self.checkpoint_behind = false;
+        self.steps_since_sync = 0;
     }
 
     /// The device side of the checkpoint: positions, velocities, distances, attributes, CSR.
@@ -1392,6 +1599,15 @@ impl<Bk: Backend> Engine<Bk> {
     /// process can continue, from [`Engine::checkpoint`]).
     pub fn recover(&mut self) -> Result<()> {
         self.backend.disarm();
+        if self.lost.is_none() && self.checkpoint_behind {
+            // The device still answers: go back no further than the last completed operation.
+            // A lost context here leaves the older checkpoint to rebuild from.
+            if let Err(e) = self.commit() {
+                if self.lost.is_none() {
+                    return Err(e);
+                }
+            }
+        }
         self.journal.clear();
         self.buffers.forget_all();
         if let Err(e) = self.backend.reset() {

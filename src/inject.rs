@@ -237,6 +237,9 @@ impl<Bk: Backend> Backend for InjectingBackend<Bk> {
     fn set_faults(&mut self, faults: FaultSet) {
         self.inner.set_faults(faults)
     }
+    fn set_kernel_timing(&mut self, on: bool) {
+        self.inner.set_kernel_timing(on)
+    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ pub use backend::cuda::CudaBackend;
 pub use backend::{Backend, GridSpec};
 pub use buffer::{BufferName, BufferRegistry, GrowthPolicy, SizeClass};
 pub use engine::{
-    Checkpoint, ConstraintInspection, CsrInspection, Engine, EngineConfig, GridInspection,
+    Checkpoint, CheckpointCadence, ConstraintInspection, CsrInspection, Engine, EngineConfig,
+    GridInspection,
 };
 pub use error::{BackendError, EngineError, GraphError, ParamError};
 pub use faults::{Fault, FaultBackends, FaultKind, FaultSet};

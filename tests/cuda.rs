@@ -542,6 +542,69 @@ fn a_case_run_twice_on_cuda_gives_identical_bits() {
     }
 }
 
+/// Untimed launches (queued, one wait per step call) and a checkpoint that follows only on demand
+/// change no bit of a layout, and a failed launch in the middle of an untimed multi-step call still
+/// leaves the state of before the call (the live buffers are exchanged only after the wait).
+#[test]
+fn untimed_launches_and_a_lazy_checkpoint_give_the_same_bits_and_undo_failures() {
+    require_cuda!();
+    for seed in [5u64, 104] {
+        let max_nodes = if seed > 100 { 12_000 } else { 400 };
+        let (graph, params) = initial_case(seed, max_nodes);
+        let mut reference = Engine::new(cuda(), &graph, params.clone()).unwrap();
+        let mut fast = Engine::new(cuda(), &graph, params).unwrap();
+        fast.set_kernel_timing(false);
+        fast.set_checkpoint_cadence(forcefield::CheckpointCadence::OnDemand);
+        reference.step(3).unwrap();
+        fast.step(3).unwrap();
+        assert_eq!(
+            common::state_bits(&mut reference),
+            common::state_bits(&mut fast)
+        );
+        assert!(
+            fast.kernel_log().recent().is_empty(),
+            "untimed launches record nothing"
+        );
+        let before = common::state_bits(&mut fast);
+        let iteration = fast.iteration();
+        fast.inject(forcefield::EnvFault::FailLaunch { nth: 12 });
+        assert!(
+            fast.step(4).is_err(),
+            "case {seed}: the injected launch failure is reported"
+        );
+        assert_eq!(common::state_bits(&mut fast), before, "case {seed}");
+        assert_eq!(fast.iteration(), iteration);
+        let distances = fast.run_sssp(0).unwrap();
+        assert_eq!(
+            common::bits3(&distances.iter().map(|&d| [d, 0.0, 0.0]).collect::<Vec<_>>()),
+            common::bits3(
+                &reference
+                    .run_sssp(0)
+                    .unwrap()
+                    .iter()
+                    .map(|&d| [d, 0.0, 0.0])
+                    .collect::<Vec<_>>()
+            )
+        );
+        fast.step(10).unwrap();
+        reference.step(10).unwrap();
+        assert_eq!(
+            common::state_bits(&mut reference),
+            common::state_bits(&mut fast)
+        );
+        let now = common::state_bits(&mut fast);
+        let checkpoint = fast.sync_checkpoint().unwrap().clone();
+        let mut restarted = Engine::from_checkpoint(
+            cuda(),
+            &checkpoint,
+            forcefield::EngineConfig::default(),
+            forcefield::FaultSet::NONE,
+        )
+        .unwrap();
+        assert_eq!(common::state_bits(&mut restarted), now);
+    }
+}
+
 /// Set in the child process that provokes a sticky fault.
 const STICKY_CHILD: &str = "FORCEFIELD_CUDA_STICKY_CHILD";
 

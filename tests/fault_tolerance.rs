@@ -5,13 +5,22 @@ The engine's fault-tolerance guarantees (ARCHITECTURE.md, "Fault tolerance"), on
   engine exactly as it was before the operation (counts, capacities, positions, velocities, edges);
 * after a lost context the engine refuses work until `recover()`, which restores the state after the
   last completed operation;
-* retrying the failed operation then gives bitwise the layout of the same run without faults.
+* retrying the failed operation then gives bitwise the layout of the same run without faults;
+* with a lazy checkpoint cadence, a failed step or SSSP is still undone exactly (on the device,
+  without the host checkpoint), a lost context goes back to a state the engine had after an
+  earlier operation, and a step downloads no state.
 
 Random operation sequences, with one injected fault armed before a random operation of each run.
 */
 
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use forcefield::backend::{DeviceAlloc, Launch};
 use forcefield::{
-    CpuBackend, Edge, Engine, EngineConfig, EngineError, EnvFault, FaultSet, GraphSpec, SimParams,
+    Backend, BackendError, BufferName, Checkpoint, CheckpointCadence, CpuBackend, Edge, Engine,
+    EngineConfig, EngineError, EnvFault, FaultSet, GraphSpec, SimParams,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,7 +59,7 @@ fn next_op(r: &mut ChaCha8Rng, n: u32) -> Op {
     }
 }
 
-fn apply(e: &mut Engine<CpuBackend>, op: &Op) -> Result<(), EngineError> {
+fn apply<Bk: Backend>(e: &mut Engine<Bk>, op: &Op) -> Result<(), EngineError> {
     match op {
         Op::AddNodes(c) => e.add_nodes(*c, None).map(|_| ()),
         Op::RemoveNodes(ids) => e.remove_nodes(ids),
@@ -81,9 +90,23 @@ fn bits(v: Vec<[f32; 3]>) -> Vec<[u32; 3]> {
         .collect()
 }
 
+impl State {
+    /// The state a checkpoint holds (what `recover` rebuilds).
+    fn of_checkpoint(c: &Checkpoint) -> State {
+        State {
+            nodes: c.num_nodes,
+            edges: c.edges.clone(),
+            allocated: (c.allocated_nodes, c.allocated_edges),
+            positions: bits(c.positions.clone()),
+            velocities: bits(c.velocities.clone()),
+            iteration: c.iteration,
+        }
+    }
+}
+
 /// Reads the state back. A read may itself meet an armed copy fault: it fails, changes nothing,
 /// and the second try succeeds (faults fire once).
-fn state(e: &mut Engine<CpuBackend>) -> State {
+fn state<Bk: Backend>(e: &mut Engine<Bk>) -> State {
     let positions = e.positions().or_else(|_| e.positions()).unwrap();
     let velocities = e.velocities().or_else(|_| e.velocities()).unwrap();
     State {
@@ -137,6 +160,13 @@ struct Seen {
 }
 
 fn run_one(seed: u64, seen: &mut Seen) {
+    run_one_with(seed, CheckpointCadence::EveryOperation, seen)
+}
+
+/// One random run under `cadence`. With a lazy cadence a lost context may go back further than
+/// the failed operation: the recovered state must then be one the engine had before an earlier
+/// operation of the run (the last time the checkpoint followed), and the run ends there.
+fn run_one_with(seed: u64, cadence: CheckpointCadence, seen: &mut Seen) {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let mut ops = Vec::new();
     let mut n = 20u32;
@@ -154,8 +184,11 @@ fn run_one(seed: u64, seen: &mut Seen) {
     let fault_at = r.gen_range(0..ops.len());
     let fault = random_fault(&mut r);
     let mut e = engine();
+    e.set_checkpoint_cadence(cadence);
+    let mut history = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let before = state(&mut e);
+        history.push(state(&mut e));
         if i == fault_at {
             e.inject(fault);
         }
@@ -172,8 +205,21 @@ fn run_one(seed: u64, seen: &mut Seen) {
                         apply(&mut e, op).is_err(),
                         "seed {seed}: a lost engine must refuse work until recover()"
                     );
+                    let checkpoint = State::of_checkpoint(e.checkpoint());
                     e.recover().unwrap();
                     seen.recoveries += 1;
+                    if cadence != CheckpointCadence::EveryOperation {
+                        let recovered = state(&mut e);
+                        assert_eq!(
+                            recovered, checkpoint,
+                            "seed {seed}: recover() rebuilds the checkpoint"
+                        );
+                        assert!(
+                            history.contains(&recovered),
+                            "seed {seed}, op {i} {op:?}: recovered to a state the engine never had"
+                        );
+                        return;
+                    }
                 }
                 assert_eq!(
                     state(&mut e),
@@ -204,9 +250,175 @@ fn injected_faults_leave_the_state_intact_and_recovery_resumes_the_same_layout()
 }
 
 #[test]
+fn with_a_lazy_checkpoint_failed_steps_are_undone_on_the_device() {
+    let mut seen = Seen::default();
+    for seed in 0..80 {
+        let cadence = if seed % 2 == 0 {
+            CheckpointCadence::OnDemand
+        } else {
+            CheckpointCadence::EverySteps(NonZeroU32::new(3).unwrap())
+        };
+        run_one_with(1000 + seed, cadence, &mut seen);
+    }
+    assert!(seen.failed_ops >= 40, "{seen:?}");
+    assert!(seen.recoveries >= 5, "{seen:?}");
+}
+
+#[test]
+fn a_failed_multi_step_call_leaves_the_state_of_before() {
+    for cadence in [
+        CheckpointCadence::EveryOperation,
+        CheckpointCadence::OnDemand,
+    ] {
+        for nth in 1..12 {
+            let mut e = engine();
+            e.set_checkpoint_cadence(cadence);
+            e.step(2).unwrap();
+            let before = state(&mut e);
+            // Launches of later steps fail: the earlier steps of the call have written the
+            // spare buffers by then.
+            e.inject(EnvFault::FailLaunch { nth: 6 + nth });
+            assert!(e.step(5).is_err(), "{cadence:?}, launch {nth}");
+            assert_eq!(state(&mut e), before, "{cadence:?}, launch {nth}");
+            e.step(5).unwrap();
+            let mut twin = engine();
+            twin.step(7).unwrap();
+            assert_eq!(state(&mut e), state(&mut twin), "{cadence:?}, launch {nth}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_sssp_leaves_the_distances_of_before() {
+    let mut e = engine();
+    e.set_checkpoint_cadence(CheckpointCadence::OnDemand);
+    let first = e.run_sssp(0).unwrap();
+    e.inject(EnvFault::FailLaunch { nth: 3 });
+    assert!(e.run_sssp(19).is_err());
+    let mut e2 = engine();
+    e2.run_sssp(0).unwrap();
+    // The distances stretch spring rest lengths: equal layouts after steps mean equal distances.
+    let mut params = SimParams::default();
+    params.feature_flags |= forcefield::params::features::SSSP_REST_LENGTH;
+    params.sssp_alpha = 0.5;
+    e.set_params(params.clone()).unwrap();
+    e2.set_params(params).unwrap();
+    e.step(4).unwrap();
+    e2.step(4).unwrap();
+    assert_eq!(state(&mut e), state(&mut e2));
+    assert_eq!(e.run_sssp(0).unwrap(), first);
+}
+
+/// A CPU backend that counts the bytes it downloads to the host.
+struct CountingBackend {
+    inner: CpuBackend,
+    downloaded: Arc<AtomicUsize>,
+}
+
+impl Backend for CountingBackend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn device_description(&self) -> String {
+        self.inner.device_description()
+    }
+    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
+        self.inner.alloc(buffer, bytes)
+    }
+    fn free(&mut self, alloc: DeviceAlloc) {
+        self.inner.free(alloc)
+    }
+    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
+        self.inner.upload(dst, src)
+    }
+    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
+        self.downloaded.fetch_add(dst.len(), Ordering::Relaxed);
+        self.inner.download(src, dst)
+    }
+    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
+        self.inner.copy(dst, src, bytes)
+    }
+    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
+        self.inner.fill_u32(dst, count, value)
+    }
+    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
+        self.inner.launch(launch)
+    }
+    fn synchronize(&mut self) -> Result<(), BackendError> {
+        self.inner.synchronize()
+    }
+    fn bytes_allocated(&self) -> usize {
+        self.inner.bytes_allocated()
+    }
+    fn lose_context(&mut self) -> BackendError {
+        self.inner.lose_context()
+    }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        self.inner.reset()
+    }
+}
+
+#[test]
+fn a_step_downloads_no_state_unless_the_cadence_asks() {
+    let nodes = 3000usize;
+    let graph = GraphSpec {
+        num_nodes: nodes as u32,
+        edges: (0..nodes as u32 - 1).map(|i| Edge::new(i, i + 1)).collect(),
+        positions: None,
+    };
+    let downloaded = Arc::new(AtomicUsize::new(0));
+    let backend = CountingBackend {
+        inner: CpuBackend::with_threads(2),
+        downloaded: Arc::clone(&downloaded),
+    };
+    let mut e = Engine::new(backend, &graph, SimParams::default()).unwrap();
+    let state_bytes = nodes * 4 * 7; // positions, velocities, distances
+    let bytes_of_step = |e: &mut Engine<CountingBackend>, steps: u32| {
+        let start = downloaded.load(Ordering::Relaxed);
+        e.step(steps).unwrap();
+        downloaded.load(Ordering::Relaxed) - start
+    };
+    assert!(
+        bytes_of_step(&mut e, 1) >= state_bytes,
+        "the default follows every step"
+    );
+    e.set_checkpoint_cadence(CheckpointCadence::OnDemand);
+    // Only the six floats of the bounding box come back, per step.
+    assert!(bytes_of_step(&mut e, 1) <= 64);
+    assert!(bytes_of_step(&mut e, 4) <= 4 * 64);
+    let stale = State::of_checkpoint(e.checkpoint());
+    let now = state(&mut e);
+    assert_ne!(stale, now, "the checkpoint lags behind");
+    e.sync_checkpoint().unwrap();
+    assert_eq!(State::of_checkpoint(e.checkpoint()), now);
+    e.set_checkpoint_cadence(CheckpointCadence::EverySteps(NonZeroU32::new(3).unwrap()));
+    assert!(bytes_of_step(&mut e, 2) <= 2 * 64);
+    assert!(
+        bytes_of_step(&mut e, 1) >= state_bytes,
+        "the third step brings it up to date"
+    );
+    assert_eq!(State::of_checkpoint(e.checkpoint()), state(&mut e));
+}
+
+#[test]
+fn untimed_kernels_give_the_same_layout_and_log_nothing() {
+    let mut timed = engine();
+    let mut untimed = engine();
+    untimed.set_kernel_timing(false);
+    timed.step(6).unwrap();
+    untimed.step(6).unwrap();
+    assert_eq!(state(&mut timed), state(&mut untimed));
+    assert!(!timed.kernel_log().recent().is_empty());
+    assert!(untimed.kernel_log().recent().is_empty());
+}
+
+#[test]
 fn recover_without_a_lost_context_rebuilds_the_same_state() {
     let mut e = engine();
     e.step(5).unwrap();
+    // A checkpoint that lags is brought up to date first while the device still answers.
+    e.set_checkpoint_cadence(CheckpointCadence::OnDemand);
+    e.step(2).unwrap();
     let before = state(&mut e);
     let bytes = e.device_bytes();
     e.recover().unwrap();
@@ -218,7 +430,7 @@ fn recover_without_a_lost_context_rebuilds_the_same_state() {
     );
     e.step(3).unwrap();
     let mut twin = engine();
-    twin.step(8).unwrap();
+    twin.step(10).unwrap();
     assert_eq!(state(&mut e), state(&mut twin));
 }
 

@@ -370,6 +370,10 @@ pub trait Backend: Send {
     fn reset(&mut self) -> Result<(), BackendError>;
     /// Tells the backend which planted faults are on (only backend-level faults need to know).
     fn set_faults(&mut self, _faults: crate::faults::FaultSet) {}
+    /// Whether [`Backend::launch`] waits for each kernel and returns its device time (the
+    /// default), or only queues it and returns 0: then a kernel's error surfaces at the next
+    /// [`Backend::synchronize`] or download. Backends whose launches are synchronous ignore it.
+    fn set_kernel_timing(&mut self, _on: bool) {}
 }
 
 impl Backend for Box<dyn Backend> {
@@ -414,5 +418,8 @@ impl Backend for Box<dyn Backend> {
     }
     fn set_faults(&mut self, faults: crate::faults::FaultSet) {
         (**self).set_faults(faults)
+    }
+    fn set_kernel_timing(&mut self, on: bool) {
+        (**self).set_kernel_timing(on)
     }
 }

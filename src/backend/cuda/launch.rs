@@ -45,6 +45,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "build_grid",
     "sort_histogram",
     "sort_scan",
+    "sort_scan_digits",
     "sort_scatter",
     "gather_positions",
     "cell_bounds",
@@ -63,6 +64,7 @@ pub struct Kernels {
     build_grid: sys::CUfunction,
     sort_histogram: sys::CUfunction,
     sort_scan: sys::CUfunction,
+    sort_scan_digits: sys::CUfunction,
     sort_scatter: sys::CUfunction,
     gather_positions: sys::CUfunction,
     cell_bounds: sys::CUfunction,
@@ -89,6 +91,7 @@ impl Kernels {
             build_grid: get("build_grid")?,
             sort_histogram: get("sort_histogram")?,
             sort_scan: get("sort_scan")?,
+            sort_scan_digits: get("sort_scan_digits")?,
             sort_scatter: get("sort_scatter")?,
             cell_bounds: get("cell_bounds")?,
             force_pass: get("force_pass")?,
@@ -110,6 +113,11 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Whether [`Scratch::ensure`] of `bytes` would reallocate.
+    pub fn must_grow(&self, bytes: usize) -> bool {
+        bytes > self.bytes || self.addr == 0
+    }
+
     /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. The stream must
     /// be idle: the old allocation is freed at once.
     pub fn ensure(&mut self, bytes: usize) -> Result<u64, DriverError> {
@@ -239,6 +247,11 @@ impl Queue<'_> {
         unsafe { result::launch_kernel(f, (blocks, 1, 1), (threads, 1, 1), 0, self.stream, args) }
     }
 
+    fn synchronize(&self) -> Result<(), DriverError> {
+        // SAFETY: the stream is alive while the backend is.
+        unsafe { result::stream::synchronize(self.stream) }
+    }
+
     fn memset_u32(&self, dst: u64, value: u32, count: usize) -> Result<(), DriverError> {
         // SAFETY: as for `launch`.
         unsafe { sys::cuMemsetD32Async(dst, value, count, self.stream) }.result()
@@ -328,7 +341,22 @@ impl Queue<'_> {
         }
         let tiles = blocks_for(n, SORT_TILE);
         let hist_len = RADIX * tiles;
-        let hist = self.scratch.sort_hist.ensure(hist_len as usize * 4)?;
+        if self
+            .scratch
+            .sort_hist
+            .must_grow((hist_len + RADIX) as usize * 4)
+            || passes > 1
+                && (self.scratch.sort_keys.must_grow(bytes)
+                    || self.scratch.sort_values.must_grow(bytes))
+        {
+            // Launches may still be queued (untimed launches do not wait) and may use the old
+            // scratch memory, which `ensure` frees at once.
+            self.synchronize()?;
+        }
+        // The per-tile counts, then the RADIX per-digit totals of the pass.
+        let hist_words = (hist_len + RADIX) as usize;
+        let hist = self.scratch.sort_hist.ensure(hist_words * 4)?;
+        let totals = hist + hist_len as u64 * 4;
         let (tmp_keys, tmp_values) = if passes > 1 {
             (
                 self.scratch.sort_keys.ensure(bytes)?,
@@ -337,7 +365,6 @@ impl Queue<'_> {
         } else {
             (0, 0)
         };
-        let no_total: u64 = 0;
         let (mut src_keys, mut src_values) = (a.keys_in.addr, a.values_in.addr);
         for pass in 0..passes {
             let (dst_keys, dst_values) = if (passes - 1 - pass) % 2 == 0 {
@@ -346,10 +373,16 @@ impl Queue<'_> {
                 (tmp_keys, tmp_values)
             };
             let shift = pass * RADIX_BITS;
-            let mut args = kernel_args![&src_keys, &hist, &n, &shift, &tiles];
+            self.memset_u32(totals, 0, RADIX as usize)?;
+            let mut args = kernel_args![&src_keys, &hist, &n, &shift, &tiles, &totals];
             self.launch(self.kernels.sort_histogram, tiles, SORT_THREADS, &mut args)?;
-            let mut args = kernel_args![&hist, &hist_len, &no_total];
-            self.launch(self.kernels.sort_scan, 1, SCAN_THREADS, &mut args)?;
+            let mut args = kernel_args![&hist, &totals, &tiles];
+            self.launch(
+                self.kernels.sort_scan_digits,
+                RADIX,
+                SORT_THREADS,
+                &mut args,
+            )?;
             let mut args = kernel_args![
                 &src_keys,
                 &src_values,
@@ -492,6 +525,10 @@ impl Queue<'_> {
             return self.memset_u32(a.frontier_len.addr, 0, 1);
         }
         let tiles = blocks_for(n, COMPACT_TILE);
+        if self.scratch.compact_tiles.must_grow(tiles as usize * 4) {
+            // As in `sort_pairs`: queued launches may use the old allocation.
+            self.synchronize()?;
+        }
         let counts = self.scratch.compact_tiles.ensure(tiles as usize * 4)?;
         let mut args = kernel_args![&a.flags.addr, &counts, &n];
         self.launch(

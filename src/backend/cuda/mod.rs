@@ -67,6 +67,9 @@ pub struct CudaBackend {
     side_stream: Option<sys::CUstream>,
     /// The checked mode's device state; `None` in the default mode.
     checked: Option<CheckedDevice>,
+    /// Whether each launch is bracketed by events and waited for (see
+    /// [`Backend::set_kernel_timing`]).
+    timing: bool,
     /// Destroyed last (see `Drop`): destroying the context frees whatever is left.
     context: Context,
 }
@@ -150,6 +153,7 @@ impl CudaBackend {
             race_integrate: false,
             side_stream: None,
             checked,
+            timing: true,
             context,
         })
     }
@@ -464,6 +468,19 @@ impl Backend for CudaBackend {
         self.context
             .bind()
             .map_err(|e| self.fail(BackendOp::Launch, Some(kernel), e))?;
+        if !self.timing && self.checked.is_none() && !self.race_integrate {
+            // Queued, not waited for: an error of the kernel surfaces at the next synchronize
+            // or download, which the engine makes before an operation completes.
+            let mut queue = Queue {
+                stream: self.stream,
+                kernels: &self.kernels,
+                scratch: &mut self.scratch,
+            };
+            return queue
+                .enqueue(launch)
+                .map(|()| 0.0)
+                .map_err(|e| self.fail(BackendOp::Launch, Some(kernel), e));
+        }
         let table = self.checked_table(launch)?;
         let (seconds, record) = self
             .timed_launch(launch, table.as_ref())
@@ -518,12 +535,18 @@ impl Backend for CudaBackend {
         })?;
         // Dropping the old backend frees its memory, or, when its context was lost, destroys the
         // context with everything in it.
+        let timing = self.timing;
         drop(std::mem::replace(self, fresh));
+        self.timing = timing;
         Ok(())
     }
 
     fn set_faults(&mut self, faults: crate::faults::FaultSet) {
         self.race_integrate = faults.contains(crate::faults::Fault::RaceIntegrate);
+    }
+
+    fn set_kernel_timing(&mut self, on: bool) {
+        self.timing = on;
     }
 }
 
