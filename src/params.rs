@@ -160,6 +160,17 @@ impl Default for SimParams {
     }
 }
 
+/// A bound or a checked value in an error: as f32 (the precision fields are written in) unless
+/// only f64 holds it (a product past `f32::MAX`).
+fn shown(value: f64) -> String {
+    let narrow = value as f32;
+    if narrow.is_finite() {
+        format!("{narrow:e}")
+    } else {
+        format!("{value:e}")
+    }
+}
+
 fn check(ok: bool, name: &'static str, reason: impl FnOnce() -> String) -> Result<(), ParamError> {
     if ok {
         Ok(())
@@ -277,9 +288,11 @@ impl SimParams {
     /// The upper bounds that keep a step's arithmetic finite (see [`MAX_VIEWPORT`] and the
     /// constants after it); called by [`SimParams::validate`] once every field is known finite.
     fn validate_bounds(&self) -> Result<(), ParamError> {
+        // Compared in f64 (products of f32 fields do not round or overflow there), shown as f32,
+        // the precision the user wrote them in.
         let at_most = |name: &'static str, value: f64, max: f64, what: &str| {
             check(value <= max, name, || {
-                format!("{what} must be <= {max:e}, got {value:e}")
+                format!("{what} must be <= {}, got {}", shown(max), shown(value))
             })
         };
         at_most(
@@ -474,10 +487,7 @@ mod tests {
         let p: SimParams = serde_json::from_str(r#"{"repel_k": 3.4e38}"#).unwrap();
         let e = p.validate().unwrap_err();
         assert_eq!(e.name, "repel_k");
-        assert_eq!(
-            e.reason,
-            "repel_k must be <= 1e20, got 3.3999999521443642e38"
-        );
+        assert_eq!(e.reason, "repel_k must be <= 1e20, got 3.4e38");
         let p = SimParams {
             repel_k: 1e12,
             repulsion_softening_epsilon: 1e-6,
