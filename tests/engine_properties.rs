@@ -874,6 +874,15 @@ impl StateModel {
     }
 }
 
+/// The elements of `v` whose index is not `gone`.
+fn kept<T: Copy>(v: &[T], gone: &dyn Fn(usize) -> bool) -> Vec<T> {
+    v.iter()
+        .enumerate()
+        .filter(|(i, _)| !gone(*i))
+        .map(|(_, x)| *x)
+        .collect()
+}
+
 /// Applies `op` to the engine and to the model; returns whether nodes may have moved (a step).
 fn apply_both(
     e: &mut Engine<CpuBackend>,
@@ -912,16 +921,9 @@ fn apply_both(
                     .collect::<std::collections::BTreeSet<_>>()
                     .len() as u32
             };
-            let keep = |v: &Vec<_>| -> Vec<_> {
-                v.iter()
-                    .enumerate()
-                    .filter(|(i, _)| !gone(*i))
-                    .map(|(_, x)| *x)
-                    .collect()
-            };
-            m.positions = keep(&m.positions);
-            m.velocities = keep(&m.velocities);
-            m.anchors = keep(&m.anchors);
+            m.positions = kept(&m.positions, &gone);
+            m.velocities = kept(&m.velocities, &gone);
+            m.anchors = kept(&m.anchors, &gone);
             m.edges = m
                 .edges
                 .iter()

@@ -225,10 +225,8 @@ impl ReferenceModel {
                         *slot = None;
                     }
                 }
-                let mut next = 0u32;
-                for slot in new_id.iter_mut().flatten() {
-                    *slot = next;
-                    next += 1;
+                for (next, slot) in new_id.iter_mut().flatten().enumerate() {
+                    *slot = next as u32;
                 }
                 let mut old = 0usize;
                 self.nodes.retain(|_| {

@@ -340,10 +340,11 @@ pub fn check_step(
         });
     }
     for (i, (e, a)) in expected.iter().zip(after).enumerate() {
-        for k in 0..3 {
-            let got = f64::from(a[k]);
+        for (k, &coordinate) in a.iter().enumerate() {
+            let got = f64::from(coordinate);
             // NaN fails too.
-            if !((got - e.position[k]).abs() <= e.tolerance[k]) {
+            let within = (got - e.position[k]).abs() <= e.tolerance[k];
+            if !within {
                 return Err(Violation {
                     check: PHYSICS,
                     detail: format!(
