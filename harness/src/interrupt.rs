@@ -66,8 +66,11 @@ pub fn kill_group_on_quit(pgid: Pid) -> QuitGuard {
 
 /// Kills the registered groups with SIGKILL.
 pub fn kill_registered_groups() {
-    let groups = GROUPS.lock().unwrap_or_else(|p| p.into_inner());
-    for g in groups.iter() {
+    kill_groups(&GROUPS.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+fn kill_groups(groups: &[Pid]) {
+    for g in groups {
         let _ = killpg(*g, Signal::SIGKILL);
     }
 }
@@ -197,7 +200,14 @@ mod tests {
         let _guard = kill_group_on_quit(pgid);
         assert!(GROUPS.lock().unwrap().contains(&pgid));
         assert!(!GROUPS.lock().unwrap().contains(&Pid::from_raw(i32::MAX)));
-        kill_registered_groups();
+        // Only ours: other tests of this process may have workers registered.
+        let registered: Vec<Pid> = GROUPS.lock().unwrap().clone();
+        kill_groups(
+            &registered
+                .into_iter()
+                .filter(|g| *g == pgid)
+                .collect::<Vec<_>>(),
+        );
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(Signal::SIGKILL as i32));
     }
