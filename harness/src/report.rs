@@ -488,6 +488,8 @@ mod tests {
             environment_message: None,
             injections: Default::default(),
             slowest: Vec::new(),
+            watchdog: None,
+            time: None,
         }
     }
 

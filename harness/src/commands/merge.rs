@@ -185,6 +185,9 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         environment_message: None,
         injections: BTreeMap::new(),
         slowest: Vec::new(),
+        // Each shard's own summary says how its limits were set and where its time went.
+        watchdog: None,
+        time: None,
     };
     for (path, s) in inputs {
         let differs = |what, found: String, expected: String| MergeError::Differs {
@@ -360,6 +363,8 @@ mod tests {
                 environment_message: None,
                 injections: BTreeMap::new(),
                 slowest: Vec::new(),
+                watchdog: None,
+                time: None,
             },
         )
     }
