@@ -29,6 +29,8 @@ use crate::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
 use crate::sanitize_mode::SanitizeMode;
 use crate::shrink::{generated_case, shrink_generated};
 use crate::signature::{classify, Signature, Verdict};
+use crate::time_split::{CaseTimes, TimeSplit};
+use crate::watchdog::{watch, Attempt, CaseCost, Watchdog, WatchdogConfig, WatchdogReport};
 
 /// A shard of a campaign: cases with `k % count == index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +89,7 @@ pub struct CampaignConfig {
     pub faults: Vec<Fault>,
     /// This machine's shard.
     pub shard: Shard,
-    /// Per-case watchdog deadline.
+    /// Upper bound of the per-case watchdog (see [`crate::watchdog`]).
     pub case_deadline: Duration,
     /// Re-run each case under another growth policy.
     pub capacity_invariance: bool,
@@ -264,6 +266,12 @@ pub struct Summary {
     /// The wall clock against the budget (campaigns written since durable output directories).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall: Option<WallClock>,
+    /// How the per-case limits were set, and what the watchdog did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<WatchdogReport>,
+    /// Where the time went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeSplit>,
 }
 
 /// One of a campaign's slowest cases: what to look at when choosing `--case-timeout`, or when a
@@ -328,6 +336,13 @@ impl Summary {
                 "slowest case: #{} in {:.1} s ({})\n",
                 slow.case, slow.seconds, slow.size
             ));
+        }
+        if let Some(watchdog) = &self.watchdog {
+            s.push_str(&watchdog.line());
+            s.push('\n');
+        }
+        if let Some(time) = &self.time {
+            s.push_str(&time.lines());
         }
         if !self.findings.is_empty() {
             s.push_str(
@@ -402,7 +417,8 @@ pub fn run_isolated(
     (Verdict::Environment { message }, None)
 }
 
-/// Watchdog used while minimizing a hang.
+/// Longest watchdog while minimizing a hang: equal to the watchdog's confirmation floor
+/// ([`crate::watchdog::CONFIRM_FLOOR`]), the limit a small case's hang is confirmed under.
 pub const HANG_MINIMIZE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The watchdog for reproducing `signature` while minimizing.
@@ -445,8 +461,9 @@ pub struct FindingMinimizer<'a> {
     pub generator: &'a GenConfig,
     /// Whether candidates are re-run at a larger capacity, as in the campaign.
     pub capacity_invariance: bool,
-    /// The campaign's watchdog (shortened for hangs, see [`HANG_MINIMIZE_DEADLINE`]).
-    pub deadline: Duration,
+    /// The campaign's watchdog: each candidate runs once under its confirmation limit (at most
+    /// [`HANG_MINIMIZE_DEADLINE`] for a hang).
+    pub watchdog: &'a Watchdog,
     /// Runs and time for both phases together.
     pub limits: MinimizeLimits,
     /// Set by Ctrl-C: every candidate then counts as not reproducing, and minimization ends.
@@ -464,10 +481,21 @@ pub fn minimize_generated(
     how: &FindingMinimizer<'_>,
 ) -> (Case, MinimizeReport) {
     let started = Instant::now();
-    let deadline = minimize_deadline(signature, how.deadline);
+    // A candidate runs once, so it gets the confirmation limit (a candidate that only hangs
+    // under the short one is not kept as a hang), cut to the short hang watchdog for a hang.
+    let limit = |c: &Case| {
+        let adaptive = how
+            .watchdog
+            .limit_for(CaseCost::of(c, how.capacity_invariance));
+        let generous = how
+            .watchdog
+            .confirm_limit(&adaptive)
+            .unwrap_or(adaptive.limit);
+        minimize_deadline(signature, generous)
+    };
     let mut same = |c: &Case| {
         !how.stop.load(Ordering::Relaxed)
-            && run_isolated(slot, c, how.capacity_invariance, deadline)
+            && run_isolated(slot, c, how.capacity_invariance, limit(c))
                 .0
                 .signature()
                 == Some(signature)
@@ -480,15 +508,7 @@ pub fn minimize_generated(
         &mut same,
     )
     .unwrap_or_else(|| (case.clone(), 0));
-    let (small, mut report) = minimize_isolated(
-        slot,
-        &shrunk,
-        signature,
-        how.capacity_invariance,
-        how.deadline,
-        how.limits,
-        how.stop,
-    );
+    let (small, mut report) = minimize(&shrunk, how.limits, &mut same);
     report.before = CaseSize::of(case);
     report.runs += shrink_runs;
     report.seconds = started.elapsed().as_secs_f64();
@@ -502,8 +522,11 @@ pub(crate) struct Outcome {
     pub case: Case,
     pub verdict: Verdict,
     pub execution: Option<Execution>,
-    /// Wall-clock seconds from sending it to a worker to its verdict, resumes included.
+    /// Wall-clock seconds from sending it to a worker to its verdict, resumes and the
+    /// watchdog's confirmation included.
     pub seconds: f64,
+    /// Where its thread's time went.
+    pub times: CaseTimes,
 }
 
 /// What the case-running threads of a campaign or a self-test hunt share.
@@ -514,7 +537,8 @@ pub(crate) struct CaseFeed {
     /// Their generator (faults and backend included).
     pub generator: GenConfig,
     pub capacity_invariance: bool,
-    pub deadline: Duration,
+    /// Sets each case's limit and confirms hangs; learns from every case of every thread.
+    pub watchdog: Arc<Watchdog>,
     /// No thread starts a case number `k` at or above this; the caller may lower it while they run
     /// (a self-test hunt does at its first finding).
     pub limit: Arc<AtomicU64>,
@@ -546,14 +570,50 @@ pub(crate) fn start_case_threads(
                         break;
                     }
                     let index = k * feed.shard.count + feed.shard.index;
+                    let generating = Instant::now();
                     let Some(case) = generated_case(case_seed(feed.seed, index), &feed.generator)
                     else {
                         continue;
                     };
+                    let generate = generating.elapsed().as_secs_f64();
                     let began = Instant::now();
-                    let (verdict, execution) =
-                        run_isolated(&mut slot, &case, feed.capacity_invariance, feed.deadline);
+                    let mut run = |limit: Duration| {
+                        let began = Instant::now();
+                        let (verdict, execution) =
+                            run_isolated(&mut slot, &case, feed.capacity_invariance, limit);
+                        let seconds = began.elapsed().as_secs_f64();
+                        Attempt {
+                            verdict,
+                            execution,
+                            seconds,
+                        }
+                    };
+                    let watched = watch(&feed.watchdog, &case, feed.capacity_invariance, &mut run);
                     let seconds = began.elapsed().as_secs_f64();
+                    let confirm = watched
+                        .confirmation
+                        .map_or(0.0, |_| watched.attempt.seconds);
+                    let times =
+                        CaseTimes {
+                            generate,
+                            round_trip: seconds - confirm,
+                            // After a confirmation the worker's reply is the re-run's.
+                            worker: match watched.confirmation {
+                                Some(_) => None,
+                                None => watched.attempt.execution.as_ref().and_then(|e| {
+                                    match &e.outcome {
+                                        crate::isolate::Outcome::Reply { payload } => {
+                                            crate::job::worker_seconds(payload)
+                                        }
+                                        _ => None,
+                                    }
+                                }),
+                            },
+                            confirm,
+                        };
+                    let Attempt {
+                        verdict, execution, ..
+                    } = watched.attempt;
                     let environment = matches!(verdict, Verdict::Environment { .. });
                     let outcome = Outcome {
                         index,
@@ -561,6 +621,7 @@ pub(crate) fn start_case_threads(
                         verdict,
                         execution,
                         seconds,
+                        times,
                     };
                     if tx.send(outcome).is_err() || environment {
                         break;
@@ -636,6 +697,7 @@ fn start_minimizer(
     config: &CampaignConfig,
     limits: MinimizeLimits,
     tries: u32,
+    watchdog: Arc<Watchdog>,
     stop: Arc<AtomicBool>,
     interrupt: Arc<AtomicBool>,
 ) -> (
@@ -697,7 +759,7 @@ fn start_minimizer(
             let how = FindingMinimizer {
                 generator: &generator,
                 capacity_invariance: config.capacity_invariance,
-                deadline: config.case_deadline,
+                watchdog: &watchdog,
                 limits,
                 stop: &stop,
             };
@@ -726,6 +788,10 @@ struct Tally {
     environment_message: Option<String>,
     injections: BTreeMap<String, u64>,
     slowest: Vec<SlowCase>,
+    /// Where the case threads' time went.
+    time: Option<TimeSplit>,
+    /// How the case limits were set, filled in at the end.
+    watchdog: Option<WatchdogReport>,
 }
 
 impl Tally {
@@ -817,6 +883,8 @@ impl Tally {
             injections: self.injections.clone(),
             slowest: self.slowest.clone(),
             wall: Some(wall),
+            watchdog: self.watchdog.clone(),
+            time: self.time.clone(),
         }
     }
 }
@@ -915,6 +983,12 @@ pub fn run_campaign_into(
         } else {
             vec![config.worker.clone(); config.jobs.max(1)]
         };
+    let workers = commands.len();
+    let watchdog = Arc::new(campaign_watchdog(
+        config.backend,
+        config.case_deadline,
+        config.sanitize,
+    ));
     let (rx, threads) = start_case_threads(
         commands,
         CaseFeed {
@@ -922,7 +996,7 @@ pub fn run_campaign_into(
             shard: config.shard,
             generator: config.case_generator(),
             capacity_invariance: config.capacity_invariance,
-            deadline: config.case_deadline,
+            watchdog: Arc::clone(&watchdog),
             limit: Arc::new(AtomicU64::new(match config.budget {
                 Budget::Cases(n) => n,
                 Budget::Time(_) => u64::MAX,
@@ -937,13 +1011,17 @@ pub fn run_campaign_into(
             config,
             limits,
             recording.reproduce_tries,
+            Arc::clone(&watchdog),
             Arc::clone(&minimizer_stop),
             Arc::clone(&interrupt),
         )
     });
 
     let bar = progress_bar(config);
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        time: Some(TimeSplit::new(workers)),
+        ..Tally::default()
+    };
     let mut case_seconds: Option<f64> = None;
     let mut last_summary = Instant::now();
     let mut killed_again = false;
@@ -966,6 +1044,9 @@ pub fn run_campaign_into(
                 Ok(_) if crate::interrupt::forced() => {}
                 Ok(outcome) => {
                     let seconds = start.elapsed().as_secs_f64();
+                    if let Some(time) = tally.time.as_mut() {
+                        time.add(outcome.times);
+                    }
                     if let Some(f) = tally.add(outcome, seconds) {
                         bar.println(format!("finding: {}: {}", f.signature, f.summary));
                         let seed = config.seed;
@@ -1033,6 +1114,7 @@ pub fn run_campaign_into(
         let _ = t.join();
     }
     bar.finish_and_clear();
+    time.case_phase_seconds = start.elapsed().as_secs_f64();
 
     let seconds = case_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
     let interrupted = interrupt.load(Ordering::SeqCst) || writer.error.is_some();
@@ -1046,7 +1128,7 @@ pub fn run_campaign_into(
             let how = FindingMinimizer {
                 generator: &generator,
                 capacity_invariance: config.capacity_invariance,
-                deadline: config.case_deadline,
+                watchdog: &watchdog,
                 limits,
                 stop: &interrupt,
             };
@@ -1058,6 +1140,17 @@ pub fn run_campaign_into(
                 .collect();
             slot.shutdown();
         }
+    }
+    tally.watchdog = Some(watchdog.report());
+    if let Some(time) = tally.time.as_mut() {
+        time.case_phase_seconds = seconds;
+        // The minimizer runs beside the cases: its own seconds, not the wall clock's.
+        time.minimization_seconds = tally
+            .findings
+            .values()
+            .filter_map(|f| f.minimization.as_ref())
+            .map(|m| m.seconds)
+            .sum();
     }
     let summary = tally.summary(
         config,
@@ -1141,6 +1234,20 @@ fn apply(
         }
     }
     true
+}
+
+/// The watchdog of a campaign's cases: adaptive limits under `upper_bound` (`--case-timeout`,
+/// already stretched by the sanitizer's slowdown), the adaptive ones stretched by it too.
+pub(crate) fn campaign_watchdog(
+    backend: BackendKind,
+    upper_bound: Duration,
+    sanitize: SanitizeMode,
+) -> Watchdog {
+    Watchdog::new(WatchdogConfig::for_backend(
+        backend,
+        upper_bound,
+        sanitize.deadline_factor(),
+    ))
 }
 
 /// The summary format string.

@@ -23,6 +23,7 @@ use crate::campaign::{run_isolated, Finding, FindingMinimizer};
 use crate::case::Case;
 use crate::isolate::WorkerSlot;
 use crate::signature::Signature;
+use crate::watchdog::CaseCost;
 
 /// What deciding whether two findings are one bug needs of each.
 #[derive(Clone, Copy, Debug)]
@@ -142,12 +143,15 @@ pub fn rerun_and_merge(
     if findings.len() < 2 {
         return findings;
     }
-    let deadline = how.deadline;
     let also_gives: Vec<Vec<Signature>> = findings
         .iter()
         .map(|f| match &f.minimized {
             Some(case) if f.signature.class != "hang" && !how.stop.load(Ordering::Relaxed) => {
-                let (verdict, _) = run_isolated(slot, case, how.capacity_invariance, deadline);
+                let limit = how
+                    .watchdog
+                    .limit_for(CaseCost::of(case, how.capacity_invariance));
+                let generous = how.watchdog.confirm_limit(&limit).unwrap_or(limit.limit);
+                let (verdict, _) = run_isolated(slot, case, how.capacity_invariance, generous);
                 verdict.signature().cloned().into_iter().collect()
             }
             _ => Vec::new(),

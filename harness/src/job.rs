@@ -98,6 +98,17 @@ pub struct JobReply {
     pub sanitizer: Option<SanitizerFinding>,
 }
 
+/// The reply field (beside [`JobReply`]'s) with the seconds the worker spent on the request, from
+/// reading it to its reply.
+pub const WORKER_SECONDS: &str = "worker_seconds";
+
+/// The seconds a worker reported spending on a request ([`WORKER_SECONDS`]), if it replied.
+pub fn worker_seconds(reply: &serde_json::Value) -> Option<f64> {
+    reply
+        .get(WORKER_SECONDS)
+        .and_then(serde_json::Value::as_f64)
+}
+
 /// Opens the backend a case asks for, unchecked.
 pub fn open_backend(kind: BackendKind, threads: usize) -> Result<Box<dyn Backend>, String> {
     open_backend_with(kind, threads, SanitizeMode::Off)
@@ -261,6 +272,7 @@ impl Handler {
         job: Result<Job, serde_json::Error>,
         crumbs: &Arc<Breadcrumbs>,
     ) -> serde_json::Value {
+        let started = std::time::Instant::now();
         let reply = match job {
             Ok(job) => self.run(job, crumbs),
             Err(e) => JobReply {
@@ -272,9 +284,17 @@ impl Handler {
                 sanitizer: None,
             },
         };
-        serde_json::to_value(&reply).unwrap_or_else(|e| {
+        let mut value = serde_json::to_value(&reply).unwrap_or_else(|e| {
             serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
-        })
+        });
+        // The driver subtracts this from its round trip to see what isolation costs.
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                WORKER_SECONDS.to_string(),
+                serde_json::json!(started.elapsed().as_secs_f64()),
+            );
+        }
+        value
     }
 
     fn traced(

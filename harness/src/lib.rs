@@ -39,4 +39,6 @@ pub mod shrink;
 pub mod signature;
 pub mod soak;
 pub mod svg;
+pub mod time_split;
 pub mod traced_backend;
+pub mod watchdog;

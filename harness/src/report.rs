@@ -489,6 +489,8 @@ mod tests {
             injections: Default::default(),
             slowest: Vec::new(),
             wall: None,
+            watchdog: None,
+            time: None,
         }
     }
 

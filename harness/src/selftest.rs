@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use forcefield::{Fault, FaultKind};
 
 use crate::campaign::{
-    minimize_generated, run_campaign, start_case_threads, Budget, CampaignConfig, CaseFeed,
-    FindingMinimizer, Shard,
+    campaign_watchdog, minimize_generated, run_campaign, start_case_threads, Budget,
+    CampaignConfig, CaseFeed, FindingMinimizer, Shard,
 };
 use crate::case::{BackendKind, Case};
 use crate::generate::GenConfig;
@@ -114,6 +114,8 @@ pub struct FirstFinding {
     pub case: Case,
     /// The worker's execution of it.
     pub execution: Option<Execution>,
+    /// The hunt's watchdog, with the rate it measured: minimization sets its limits with it.
+    pub watchdog: Arc<crate::watchdog::Watchdog>,
 }
 
 /// What a hunt came to.
@@ -138,11 +140,13 @@ fn generator_for(config: &SelftestConfig, faults: &[Fault]) -> GenConfig {
     }
 }
 
-/// The per-case watchdog: a sanitizer's slowdown is not a hang.
-fn case_deadline(config: &SelftestConfig) -> Duration {
-    config
+/// The per-case watchdog: adaptive limits under `--case-timeout`; a sanitizer's slowdown is not a
+/// hang.
+fn case_watchdog(config: &SelftestConfig) -> crate::watchdog::Watchdog {
+    let upper_bound = config
         .case_deadline
-        .saturating_mul(config.sanitize.deadline_factor())
+        .saturating_mul(config.sanitize.deadline_factor());
+    campaign_watchdog(config.backend, upper_bound, config.sanitize)
 }
 
 /// Runs cases `0, 1, 2, ...` of `config.seed` with `faults` planted through `config.jobs` isolated
@@ -157,7 +161,7 @@ pub fn hunt(
 ) -> Hunt {
     let start = Instant::now();
     let generator = generator_for(config, faults);
-    let deadline = case_deadline(config);
+    let watchdog = Arc::new(case_watchdog(config));
     // Workers start no index at or above `limit`: the budget's case count, lowered to the index
     // of the first finding as soon as one shows.
     let limit = Arc::new(AtomicU64::new(match budget {
@@ -172,7 +176,7 @@ pub fn hunt(
             shard: Shard::default(),
             generator,
             capacity_invariance: config.capacity_invariance,
-            deadline,
+            watchdog: Arc::clone(&watchdog),
             limit: Arc::clone(&limit),
             stop: Arc::clone(&stop),
         },
@@ -207,6 +211,7 @@ pub fn hunt(
                                 seconds: start.elapsed().as_secs_f64(),
                                 case: outcome.case,
                                 execution: outcome.execution,
+                                watchdog: Arc::clone(&watchdog),
                             });
                         }
                     }
@@ -244,7 +249,7 @@ pub fn minimize_first(
     let how = FindingMinimizer {
         generator: &generator,
         capacity_invariance: config.capacity_invariance,
-        deadline: case_deadline(config),
+        watchdog: &first.watchdog,
         limits: config.minimize,
         stop: interrupt,
     };
@@ -772,6 +777,8 @@ mod tests {
             injections: Default::default(),
             slowest: Vec::new(),
             wall: None,
+            watchdog: None,
+            time: None,
         }
     }
 

@@ -59,7 +59,7 @@ pub struct CiArgs {
     /// Directory for the campaign's summary.json and findings/ (minimized cases of new findings).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Per-case watchdog: a case still running after this is a hang.
+    /// Per-case watchdog of the corpus replay, and upper bound of the campaign's adaptive one.
     #[arg(long, value_parser = super::parse_duration, default_value = "10s")]
     pub case_timeout: Duration,
     /// Time budget for minimizing each finding of the campaign.

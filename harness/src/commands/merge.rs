@@ -220,6 +220,9 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         injections: BTreeMap::new(),
         slowest: Vec::new(),
         wall: None,
+        // Each shard's own summary says how its limits were set and where its time went.
+        watchdog: None,
+        time: None,
     };
     for (path, s) in inputs {
         let differs = |what, found: String, expected: String| MergeError::Differs {
@@ -437,6 +440,8 @@ mod tests {
                 injections: BTreeMap::new(),
                 slowest: Vec::new(),
                 wall: None,
+                watchdog: None,
+                time: None,
             },
         )
     }

@@ -57,8 +57,9 @@ pub struct RunArgs {
     /// Directory for summary.json and findings/.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Per-case watchdog: a case still running after this is a hang.
-    #[arg(long, value_parser = super::parse_duration, default_value = "10s")]
+    /// Upper bound of the per-case watchdog: each case's limit follows from its predicted cost
+    /// and the measured rate (the summary says how), and no case runs longer than this.
+    #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
     pub case_timeout: Duration,
     /// Do not minimize findings.
     #[arg(long)]

@@ -53,9 +53,8 @@ pub struct SelftestArgs {
     /// Also write the report as JSON to this file (atomically).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Per-case watchdog: a case still running after this is a hang. Longer than `forcefield
-    /// run`'s 10s: the clean run must give nothing, and the generator's largest cases take several
-    /// seconds on a loaded two-core machine.
+    /// Upper bound of the per-case watchdog: each case's limit follows from its predicted cost
+    /// and the measured rate, as in `forcefield run`, and no case runs longer than this.
     #[arg(long, value_parser = super::parse_duration, default_value = "30s")]
     pub case_timeout: Duration,
     /// Time budget for minimizing each fault's first finding.
