@@ -1114,7 +1114,6 @@ pub fn run_campaign_into(
         let _ = t.join();
     }
     bar.finish_and_clear();
-    time.case_phase_seconds = start.elapsed().as_secs_f64();
 
     let seconds = case_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
     let interrupted = interrupt.load(Ordering::SeqCst) || writer.error.is_some();

@@ -406,6 +406,8 @@ pub fn rebuild(records: impl IntoIterator<Item = Record>) -> Option<Summary> {
                     injections: BTreeMap::new(),
                     slowest: Vec::new(),
                     wall: Some(wall),
+                    watchdog: None,
+                    time: None,
                 });
             }
             Record::Finding { finding } => {

@@ -104,7 +104,11 @@ impl CaseCost {
                 // A lost context rebuilds the engine from its checkpoint (on CUDA in a new
                 // process): another case's fixed cost.
                 Op::Inject { .. } => CASE_UNITS,
-                Op::SetParams { .. } | Op::ReadPositions => 0.0,
+                Op::SetParams { .. }
+                | Op::ReadPositions
+                | Op::SetPositionConstraint { .. }
+                | Op::SetDistanceConstraint { .. }
+                | Op::ClearConstraints => 0.0,
             };
         }
         if capacity_invariance {
