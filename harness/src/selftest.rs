@@ -202,7 +202,7 @@ pub fn hunt(
                         let earlier = result
                             .first
                             .as_ref()
-                            .map_or(true, |f| outcome.index < f.index);
+                            .is_none_or(|f| outcome.index < f.index);
                         if earlier {
                             result.first = Some(FirstFinding {
                                 index: outcome.index,

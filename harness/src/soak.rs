@@ -1118,7 +1118,7 @@ impl Driver<'_> {
             if self
                 .longest_worker
                 .as_ref()
-                .map_or(true, |l| w.replies > l.replies)
+                .is_none_or(|l| w.replies > l.replies)
             {
                 self.longest_worker = Some(w);
             }
@@ -1213,7 +1213,7 @@ impl Driver<'_> {
         if self
             .longest_life
             .as_ref()
-            .map_or(true, |l| life.summary.steps > l.steps)
+            .is_none_or(|l| life.summary.steps > l.steps)
         {
             self.longest_life = Some(life.summary);
         }
