@@ -489,7 +489,7 @@ mod tests {
         assert_eq!(e.name, "repel_k");
         assert_eq!(e.reason, "repel_k must be <= 1e20, got 3.4e38");
         let p = SimParams {
-            repel_k: 1e12,
+            repel_k: 1e19,
             repulsion_softening_epsilon: 1e-6,
             ..SimParams::default()
         };

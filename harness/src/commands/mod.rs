@@ -51,6 +51,30 @@ pub fn jobs(requested: Option<usize>, backend: BackendKind) -> Result<usize, Cli
     }
 }
 
+/// Refuses a `--gpus` list that names a device this machine does not have (`count` devices seen),
+/// or the same device twice, before any work: one line, exit 3 for a missing device (the
+/// machine's fault, as for `--backend cuda` without one), exit 2 for a repeated one.
+pub fn check_gpus(gpus: &[u32], count: usize) -> Result<(), CliError> {
+    for (i, &g) in gpus.iter().enumerate() {
+        if gpus[..i].contains(&g) {
+            return Err(CliError::input(anyhow::anyhow!(
+                "--gpus names GPU {g} twice"
+            )));
+        }
+        if g as usize >= count {
+            let seen = match count {
+                0 => "no CUDA device".to_string(),
+                1 => "1 CUDA device (0)".to_string(),
+                n => format!("{n} CUDA devices (0 to {})", n - 1),
+            };
+            return Err(CliError::environment(anyhow::anyhow!(
+                "--gpus names GPU {g}, but this machine has {seen}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The backend kind a campaign or replay runs on. `cuda` without a usable device is an environment
 /// error (exit 3); `auto` falls back to the CPU and says so on stderr.
 pub fn backend_kind(choice: BackendChoice) -> Result<BackendKind, CliError> {
@@ -132,5 +156,24 @@ mod tests {
         assert_eq!(jobs(Some(3), BackendKind::Cuda).unwrap(), 3);
         let e = jobs(Some(0), BackendKind::Cpu).unwrap_err();
         assert_eq!(e.exit_code(), crate::exit::BAD_INPUT);
+    }
+}
+
+#[cfg(test)]
+mod gpu_list_tests {
+    use super::check_gpus;
+
+    #[test]
+    fn a_missing_or_repeated_gpu_is_refused_with_its_exit_code() {
+        assert!(check_gpus(&[0], 1).is_ok());
+        assert!(check_gpus(&[0, 1], 2).is_ok());
+        assert!(check_gpus(&[], 0).is_ok());
+        let missing = check_gpus(&[0, 3], 2).unwrap_err();
+        assert_eq!(missing.exit_code(), 3);
+        assert_eq!(
+            missing.to_string(),
+            "--gpus names GPU 3, but this machine has 2 CUDA devices (0 to 1)"
+        );
+        assert_eq!(check_gpus(&[1, 1], 2).unwrap_err().exit_code(), 2);
     }
 }

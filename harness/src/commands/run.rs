@@ -137,6 +137,9 @@ impl RunArgs {
         let backend = super::backend_kind(self.backend)?;
         let jobs = super::jobs(self.jobs, backend)?;
         self.sanitize.validate(backend)?;
+        if backend == BackendKind::Cuda {
+            super::check_gpus(&self.gpus, forcefield::CudaBackend::device_count())?;
+        }
         Ok(CampaignConfig {
             backend,
             budget,

@@ -85,6 +85,12 @@ impl CudaBackend {
         *AVAILABLE.get_or_init(|| driver::device_count() > 0 && driver::nvrtc_present())
     }
 
+    /// How many CUDA devices this process sees (0 when the driver cannot be used), so that a
+    /// command can refuse a device ordinal that does not exist before it starts any work.
+    pub fn device_count() -> usize {
+        driver::device_count()
+    }
+
     /// A backend on device `ordinal`: a new context, a stream, and the kernels compiled (or taken
     /// from the process cache) and loaded. Fails with [`BackendOp::Init`] when the libraries or the
     /// device are missing or the kernels do not compile (the message holds the compiler log).
