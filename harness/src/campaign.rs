@@ -1149,7 +1149,9 @@ pub fn run_campaign_into(
             .values()
             .filter_map(|f| f.minimization.as_ref())
             .map(|m| m.seconds)
-            .sum();
+            .sum::<f64>()
+            // An empty float sum is -0.0.
+            .abs();
     }
     let summary = tally.summary(
         config,

@@ -95,7 +95,7 @@ impl TimeSplit {
             format!("{name} {seconds:.1} s ({:.0}%)", 100.0 * seconds / total)
         };
         format!(
-            "pace: {:.1} cases/s over {:.1} s of cases; minimization {:.1} s after them\n\
+            "pace: {:.1} cases/s over {:.1} s of cases; minimization {:.1} s (its own worker, beside the cases)\n\
              time of {} worker thread(s) x {:.1} s: {}, {}, {}, {}, {}\n",
             self.cases_per_second(),
             self.case_phase_seconds,
