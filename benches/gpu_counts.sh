@@ -11,7 +11,7 @@
 # Needs: an NVIDIA GPU whose performance counters ncu may read (root, or
 # NVreg_RestrictProfilingToAdminUsers=0), `ncu` on PATH (or NCU=/path/to/ncu), and the forcefield
 # binary (FORCEFIELD=path; default target/release/forcefield). No cargo: it runs where only the
-# binary was copied. FORCEFIELD_FAULTS reaches the engine (e.g. slow-force-pass-3pct).
+# binary was copied. FORCEFIELD_FAULTS (e.g. slow-force-pass-3pct) is passed to `layout` as --fault.
 # GRAPH (default corpora/graphs/power.edges) and STEPS (default 10) choose the workload.
 #
 # An A/A pair and a planted slowdown, then the comparison:
@@ -42,13 +42,19 @@ if [ ! -x "$forcefield" ]; then
     echo "error: $forcefield is not an executable; set FORCEFIELD=/path/to/forcefield" >&2
     exit 2
 fi
+# `layout` takes planted faults as flags; FORCEFIELD_FAULTS (a,b) names them here.
+fault_flags=()
+IFS=',' read -r -a planted <<<"${FORCEFIELD_FAULTS:-}"
+for f in "${planted[@]}"; do
+    if [ -n "$f" ]; then fault_flags+=(--fault "$f"); fi
+done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 graph_name="$(basename "${graph%.*}")"
 
 # Every launch of the step's kernels, in base units so that the parser need not scale.
 "$ncu" --csv --print-units base --metrics smsp__inst_executed.sum,dram__bytes.sum \
-    "$forcefield" layout "$graph" --backend cuda --steps "$steps" --seed 1 \
+    "$forcefield" layout "$graph" --backend cuda --steps "$steps" --seed 1 "${fault_flags[@]}" \
     --out "$work/positions.json" >"$work/ncu.csv" 2>"$work/ncu.err" || {
     echo "error: ncu failed (exit $?):" >&2
     tail -5 "$work/ncu.err" >&2

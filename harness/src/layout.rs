@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use forcefield::{Engine, EngineError, GraphSpec, SimParams};
+use forcefield::{Engine, EngineConfig, EngineError, Fault, FaultSet, GraphSpec, SimParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,10 @@ pub struct LayoutArgs {
     /// Colour the picture's nodes by class: `id class` per line.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// Planted fault to switch on (repeatable; `forcefield faults` lists them): how the GPU count
+    /// benchmark lays out with a graded slowdown.
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<Fault>,
 }
 
 /// The positions file written by `--out`.
@@ -95,8 +99,11 @@ pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
 
     let bar = progress_bar(args.steps, graph.num_nodes);
     let started = Instant::now();
-    let positions = compute_layout(backend, &graph, params, args.steps, |n| bar.inc(n as u64))
-        .map_err(engine_error)?;
+    let faults = FaultSet::of(&args.faults);
+    let positions = compute_layout(backend, &graph, params, faults, args.steps, |n| {
+        bar.inc(n as u64)
+    })
+    .map_err(engine_error)?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
 
@@ -187,10 +194,11 @@ pub fn compute_layout<Bk: forcefield::Backend>(
     backend: Bk,
     graph: &GraphSpec,
     params: SimParams,
+    faults: FaultSet,
     steps: u32,
     mut progress: impl FnMut(u32),
 ) -> Result<Vec<[f32; 3]>, EngineError> {
-    let mut engine = Engine::new(backend, graph, params)?;
+    let mut engine = Engine::with_config(backend, graph, params, EngineConfig::default(), faults)?;
     // About a hundred progress updates per run, each at most a hundred steps.
     let chunk = (steps / 100).clamp(1, 100);
     let mut done = 0;
@@ -255,9 +263,14 @@ mod tests {
     fn chunked_steps_match_one_call_and_report_every_step() {
         let g = path_graph(6);
         let mut reported = Vec::new();
-        let chunked = compute_layout(CpuBackend::new(), &g, SimParams::default(), 250, |n| {
-            reported.push(n)
-        })
+        let chunked = compute_layout(
+            CpuBackend::new(),
+            &g,
+            SimParams::default(),
+            FaultSet::NONE,
+            250,
+            |n| reported.push(n),
+        )
         .unwrap();
         assert_eq!(reported.iter().sum::<u32>(), 250);
         assert!(
@@ -273,9 +286,14 @@ mod tests {
     fn zero_steps_return_the_initial_positions() {
         let g = path_graph(3);
         let mut calls = 0;
-        let p = compute_layout(CpuBackend::new(), &g, SimParams::default(), 0, |_| {
-            calls += 1
-        })
+        let p = compute_layout(
+            CpuBackend::new(),
+            &g,
+            SimParams::default(),
+            FaultSet::NONE,
+            0,
+            |_| calls += 1,
+        )
         .unwrap();
         assert_eq!(calls, 0);
         let mut engine = Engine::new(CpuBackend::new(), &g, SimParams::default()).unwrap();
@@ -301,7 +319,15 @@ mod tests {
             dt: f32::NAN,
             ..SimParams::default()
         };
-        let e = compute_layout(CpuBackend::new(), &path_graph(2), bad, 1, |_| {}).unwrap_err();
+        let e = compute_layout(
+            CpuBackend::new(),
+            &path_graph(2),
+            bad,
+            FaultSet::NONE,
+            1,
+            |_| {},
+        )
+        .unwrap_err();
         assert_eq!(engine_error(e).exit_code(), crate::exit::BAD_INPUT);
         assert_eq!(
             engine_error(EngineError::NoCheckpoint).exit_code(),
