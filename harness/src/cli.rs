@@ -59,6 +59,8 @@ pub enum Command {
     Selftest(crate::commands::selftest::SelftestArgs),
     /// Benchmarks: record results with a machine fingerprint, compare against a baseline, draw trends.
     Bench(crate::commands::bench::BenchArgs),
+    /// Check a target (another engine speaking forcefield-target/1).
+    Target(crate::commands::target::TargetArgs),
     /// Internal: serve cases for a driver (started by forcefield itself).
     #[command(hide = true)]
     Worker(crate::commands::worker::WorkerArgs),
@@ -79,6 +81,7 @@ impl Command {
             Command::Soak(args) => crate::commands::soak::run(&args),
             Command::Selftest(args) => crate::commands::selftest::run(&args),
             Command::Bench(args) => crate::commands::bench::run(&args),
+            Command::Target(args) => crate::commands::target::run(&args),
             Command::Worker(args) => crate::commands::worker::run(&args),
         }
     }

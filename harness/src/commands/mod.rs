@@ -13,6 +13,7 @@ pub mod repro;
 pub mod run;
 pub mod selftest;
 pub mod soak;
+pub mod target;
 pub mod worker;
 
 use std::time::Duration;
