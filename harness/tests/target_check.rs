@@ -1,0 +1,117 @@
+//! `forcefield target check` on the example targets: the NumPy layout conforms, its broken copy's
+//! capacity bug is reported in plain words, a missing program is bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn forcefield(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_forcefield"))
+        .args(args)
+        .output()
+        .expect("forcefield runs")
+}
+
+fn example(name: &str) -> String {
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "examples",
+        "python-target",
+        name,
+    ]
+    .iter()
+    .collect();
+    format!("python3 {}", path.display())
+}
+
+/// Whether NumPy can be imported; the tests that need it say so on stdout and return otherwise.
+fn numpy() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: numpy not installed");
+    }
+    found
+}
+
+#[test]
+fn the_numpy_target_is_conformant() {
+    if !numpy() {
+        return;
+    }
+    let out = forcefield(&["target", "check", &example("target.py")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(
+            "target: numpy-layout 1.0 (capabilities: params, capacity, counts, checkpoint)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok      capability checkpoint\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok      determinism\n"), "{stdout}");
+    assert!(stdout.contains("skipped sssp (not declared)\n"), "{stdout}");
+    assert!(stdout.ends_with("conformant\n"), "{stdout}");
+}
+
+#[test]
+fn the_broken_copys_capacity_bug_is_reported_in_plain_words() {
+    if !numpy() {
+        return;
+    }
+    let command = example("broken_target.py");
+    let out = forcefield(&["target", "check", &command]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // The velocities were not grown with the graph: the first step after growth fails.
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert!(
+        failed[0].starts_with("FAILED  step: `step 10` failed: internal error: ValueError('operands could not be broadcast together with shapes (0,3) (6,3) ')"),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("finding: target `{command}` does not conform: 1 problem(s)\n")
+    );
+}
+
+#[test]
+fn a_target_that_cannot_start_is_bad_input_in_one_line() {
+    let out = forcefield(&["target", "check", "no-such-engine --fast"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: cannot start target `no-such-engine`: No such file or directory (os error 2)\n"
+    );
+    let out = forcefield(&["target", "check", "python3 'unclosed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn a_target_that_fails_the_handshake_is_a_finding() {
+    // Starts, but speaks something else on stdout.
+    let out = forcefield(&[
+        "target",
+        "check",
+        "sh -c 'echo hello there; cat >/dev/null'",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("FAILED  handshake: protocol violation: the target wrote a line that is not a JSON reply on stdout: `hello there`"),
+        "{stdout}"
+    );
+}
