@@ -22,7 +22,7 @@ does wrong (`forcefield target check "CMD"` on the command line).
 * [`protocol`]: the messages ([`protocol::Request`], [`protocol::Reply`], [`protocol::Hello`]),
   [`protocol::serve`] and [`serve_stdio`].
 * [`ProcessTarget`]: the driver's side of the protocol.
-* [`check`]: conformance.
+* [`check`](mod@check): conformance.
 */
 
 pub mod check;

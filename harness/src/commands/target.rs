@@ -48,6 +48,11 @@ pub fn run(args: &TargetArgs) -> Result<(), CliError> {
 }
 
 fn run_check(args: &CheckArgs) -> Result<(), CliError> {
+    if args.timeout.is_zero() {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--timeout must be more than 0"
+        )));
+    }
     let options = ProcessOptions {
         timeout: args.timeout,
         ..ProcessOptions::default()
