@@ -319,15 +319,56 @@ impl CampaignDir {
     }
 }
 
-/// Writes `finding`'s files under `root/findings/<id>/`, each atomically; the error names the
-/// file. `found_by` (the command line) and `seed` go into the cases' provenance.
+/// Writes `finding`'s files under `root/findings/<id>/`; the error names the file. `found_by` (the
+/// command line) and `seed` go into the cases' provenance.
+///
+/// A new finding's directory appears whole or not at all: its files are written and flushed in a
+/// temporary directory beside it (`findings/.tmp-<id>`), which is renamed into place and the
+/// rename flushed; a write that fails (a full disk) removes the temporary directory. An existing
+/// directory (a finding minimized since) has its files replaced one by one, each atomically, so it
+/// stays whole too.
 pub fn write_finding_files(
     root: &Path,
     finding: &Finding,
     seed: u64,
     found_by: &str,
 ) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
-    let dir = root.join("findings").join(finding.signature.id());
+    let findings = root.join("findings");
+    let id = finding.signature.id();
+    let dir = findings.join(&id);
+    if dir.is_dir() {
+        return write_finding_files_into(&dir, finding, seed, found_by);
+    }
+    let staging = findings.join(format!(".tmp-{id}"));
+    // A staging directory left by a campaign killed mid-write holds nothing that was recorded.
+    let _ = std::fs::remove_dir_all(&staging);
+    let staged = std::fs::create_dir_all(&staging)
+        .map_err(|e| (staging.clone(), e))
+        .and_then(|()| write_finding_files_into(&staging, finding, seed, found_by))
+        .and_then(|files| {
+            std::fs::rename(&staging, &dir).map_err(|e| (dir.clone(), e))?;
+            crate::artifacts::sync_dir(&findings).map_err(|e| (findings.clone(), e))?;
+            Ok(files)
+        });
+    match staged {
+        Ok(files) => Ok(files
+            .into_iter()
+            .map(|f| dir.join(f.file_name().unwrap_or_default()))
+            .collect()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `finding`'s files into `dir`, each atomically.
+fn write_finding_files_into(
+    dir: &Path,
+    finding: &Finding,
+    seed: u64,
+    found_by: &str,
+) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
     let mut written = Vec::new();
     let mut put = |name: &str, bytes: Result<Vec<u8>, serde_json::Error>| {
         let path = dir.join(name);

@@ -236,6 +236,43 @@ fn gnp<R: Rng + ?Sized>(rng: &mut R, nodes: std::ops::Range<u32>, p: f64) -> Vec
 /// watchdog) without exercising anything a stack of 64 does not.
 pub const MAX_STACK: u32 = 64;
 
+/// The most live nodes of a case whose force-pass neighbourhoods are not bounded by the density
+/// ([`wide_neighbourhoods`]). There every node may be in every other's neighbourhood, so a step
+/// costs `n²` repulsion candidates: 6,000 nodes in one cell made a case of 30 s on the CPU (a false
+/// hang under load) that tests nothing 512 nodes in one cell do not.
+pub const MAX_WIDE_NEIGHBOURHOOD_NODES: u32 = 512;
+
+/// Whether a case's cells may hold all its nodes at once: a huge cell size, a cutoff so large that
+/// the automatic cell size (at least `cutoff / 64`) spans the generated layouts, or a grid-cell
+/// cap (a few cells for the whole layout), set initially or by a later `set_params`.
+pub fn wide_neighbourhoods(tweaks: &[ParamTweak], plans: &[OpPlan], grid_cap: bool) -> bool {
+    let wide = |t: &[ParamTweak]| {
+        t.iter()
+            .any(|t| matches!(t, ParamTweak::HugeCellSize | ParamTweak::HugeCutoff))
+    };
+    grid_cap
+        || wide(tweaks)
+        || plans
+            .iter()
+            .any(|p| matches!(p, OpPlan::SetParams { tweaks } if wide(tweaks)))
+}
+
+/// `cfg` and the initial node count `nodes`, lowered to [`MAX_WIDE_NEIGHBOURHOOD_NODES`] live
+/// nodes when the case's neighbourhoods are wide: the generator's bound on a case's cost.
+fn bounded_cost(cfg: &GenConfig, nodes: u32, wide: bool) -> (GenConfig, u32) {
+    if !wide {
+        return (cfg.clone(), nodes);
+    }
+    let most = MAX_WIDE_NEIGHBOURHOOD_NODES;
+    (
+        GenConfig {
+            max_live_nodes: cfg.max_live_nodes.min(most),
+            ..cfg.clone()
+        },
+        nodes.min(most),
+    )
+}
+
 /// Half the side of a box that holds `count` randomly placed nodes at one per 512 cubic units (the
 /// density the engine's own seeding gives), so that the force pass's neighbourhoods, and with
 /// them the cost of a step, do not grow with the number of nodes.
@@ -1218,15 +1255,18 @@ pub fn generate_case<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> Case {
     let constraints = random_constraint_plans(graph_salt, plans.len(), cfg);
     let plans = with_constraints(&plans, &constraints);
     let injects = with_constraints_aligned(&injects, &constraints);
+    let engine = engine_section(grid_cap, nodes, cfg);
+    let wide = wide_neighbourhoods(&tweaks, &plans, engine.is_some());
+    let (bounded, nodes) = bounded_cost(cfg, nodes, wide);
     let mut case = build_case(
         family,
         nodes,
         graph_salt,
         &tweaks,
         &with_injects(&plans, &injects),
-        cfg,
+        &bounded,
     );
-    case.engine = engine_section(grid_cap, nodes, cfg);
+    case.engine = engine;
     case
 }
 
@@ -1404,8 +1444,11 @@ pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {
                 let injects = with_constraints_aligned(&injects, constraints);
                 let plans = with_constraints(&plans, constraints);
                 let plans = with_injects(&plans, &injects);
-                let mut case = build_case(family, nodes, salt, &tweaks, &plans, &cfg);
-                case.engine = engine_section(grid_cap, nodes, &cfg);
+                let engine = engine_section(grid_cap, nodes, &cfg);
+                let wide = wide_neighbourhoods(&tweaks, &plans, engine.is_some());
+                let (bounded, nodes) = bounded_cost(&cfg, nodes, wide);
+                let mut case = build_case(family, nodes, salt, &tweaks, &plans, &bounded);
+                case.engine = engine;
                 case
             },
         )
@@ -1511,6 +1554,50 @@ mod tests {
             }
         }
         assert!(stacked > 0, "no generated add_nodes stacked its nodes");
+    }
+
+    #[test]
+    fn a_case_whose_cells_can_hold_every_node_stays_small() {
+        // The seed whose case reached 6,000 nodes in one cell (30 s on the CPU) before the bound.
+        let case = generate_case_from_seed(
+            crate::campaign::case_seed(21, 33209),
+            &GenConfig {
+                inject_rate: DEFAULT_INJECT_RATE,
+                ..GenConfig::default()
+            },
+        );
+        let one_cell = case
+            .params
+            .as_ref()
+            .is_some_and(|p| p.grid_cell_size >= 1e5);
+        assert!(one_cell, "the case no longer has huge cells");
+        let cfg = GenConfig::default();
+        let (mut wide, mut large) = (0, 0);
+        for case in (0..3000)
+            .map(|seed| generate_case_from_seed(seed, &cfg))
+            .chain([case])
+        {
+            let most = case.node_counts().into_iter().max().unwrap_or(0);
+            let huge = |p: &SimParams| p.grid_cell_size >= 1e5 || p.repulsion_cutoff >= 1e4;
+            let is_wide = case.engine.is_some()
+                || case.params.as_ref().is_some_and(huge)
+                || case
+                    .ops
+                    .iter()
+                    .any(|op| matches!(op, Op::SetParams { params } if huge(params)));
+            if is_wide {
+                wide += 1;
+                assert!(
+                    most <= u64::from(MAX_WIDE_NEIGHBOURHOOD_NODES),
+                    "seed {}: {most} nodes with wide neighbourhoods",
+                    case.seed
+                );
+            } else if most > u64::from(MAX_WIDE_NEIGHBOURHOOD_NODES) {
+                large += 1;
+            }
+        }
+        // Both kinds are still generated: the bound applies only where it must.
+        assert!(wide > 0 && large > 0, "{wide} wide, {large} large");
     }
 
     #[test]

@@ -189,6 +189,8 @@ pub fn hunt(
             stop.store(true, Ordering::Relaxed);
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
+            // Killed by a forced stop: no verdict.
+            Ok(_) if crate::interrupt::forced() => {}
             Ok(outcome) => {
                 result.cases += 1;
                 match outcome.verdict {

@@ -1008,6 +1008,11 @@ impl Driver<'_> {
             Ok(e) => e,
             Err(e) => return Step::Environment(format!("cannot start a worker: {e}")),
         };
+        // A forced stop (SIGTERM, SIGHUP, a second Ctrl-C) killed the worker: its death is ours,
+        // not the engine's, and gives no verdict.
+        if crate::interrupt::forced() {
+            return Step::Ended(LifeEnd::EndOfRun);
+        }
         let reply = reply_of(&execution);
         if matches!(job, Job::SoakOps { .. }) && reply.is_some() {
             // A reply from another process than the one holding the engine: that one died while

@@ -63,6 +63,25 @@ const SSSP_UNITS_PER_ITEM: f64 = 5.0;
 /// every buffer of a class reallocated and its live prefix copied.
 const RESIZE_UNITS_PER_ITEM: f64 = 1.0;
 
+/// Units per grid cell per step: the cell buffers' fill, the cell-bounds pass, and the grid
+/// oracle's read-back of every cell. Only a fixed cell size makes the cell count independent of the
+/// node count (the automatic size keeps a few nodes per cell, which `NODE_STEP_UNITS` covers).
+const CELL_STEP_UNITS: f64 = 0.5;
+
+/// The grid cells a step of `nodes` live nodes may use under `params` with the engine's cell cap
+/// `cap`: with a fixed cell size, the cells of the generated layouts' extent (a box of side
+/// `8 ∛n`, one node per 512 cubic units) at that size, at most the cap — a millimetre cell size
+/// gives the cap, two million cells, whatever the node count; with the automatic size, none
+/// beyond the per-node cost.
+fn grid_cells(params: &forcefield::SimParams, nodes: f64, cap: f64) -> f64 {
+    let size = f64::from(params.grid_cell_size);
+    if size <= 0.0 {
+        return 0.0;
+    }
+    let side = 8.0 * nodes.max(1.0).cbrt();
+    ((side / size).floor() + 1.0).powi(3).min(cap)
+}
+
 /// A case's predicted work, in units (about one node visited by one step each).
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct CaseCost {
@@ -78,6 +97,14 @@ impl CaseCost {
     /// over-predict, which only lengthens a limit, never under-predicts for that reason.
     pub fn of(case: &Case, capacity_invariance: bool) -> CaseCost {
         let counts = case.node_counts();
+        let mut params = case.initial_params();
+        let cap = case
+            .engine
+            .as_ref()
+            .and_then(|e| e.max_grid_cells)
+            .map_or(forcefield::engine::DEFAULT_MAX_GRID_CELLS as f64, |c| {
+                c as f64
+            });
         let mut edges = case.graph.edges.len() as f64;
         let mut units = CASE_UNITS + INITIAL_NODE_UNITS * case.graph.num_nodes as f64 + edges;
         for (index, op) in case.ops.iter().enumerate() {
@@ -86,7 +113,13 @@ impl CaseCost {
             units += OP_UNITS + ORACLE_UNITS_PER_ITEM * live;
             units += match op {
                 Op::Step { count } => {
-                    *count as f64 * (STEP_UNITS + NODE_STEP_UNITS * nodes + EDGE_STEP_UNITS * edges)
+                    let cells = grid_cells(&params, nodes, cap);
+                    *count as f64
+                        * (STEP_UNITS
+                            + NODE_STEP_UNITS * nodes
+                            + EDGE_STEP_UNITS * edges
+                            + CELL_STEP_UNITS * cells)
+                        + ORACLE_UNITS_PER_ITEM * cells
                 }
                 Op::Sssp { .. } => SSSP_UNITS_PER_ITEM * live,
                 Op::AddNodes { count, .. } => RESIZE_UNITS_PER_ITEM * (live + *count as f64),
@@ -104,8 +137,11 @@ impl CaseCost {
                 // A lost context rebuilds the engine from its checkpoint (on CUDA in a new
                 // process): another case's fixed cost.
                 Op::Inject { .. } => CASE_UNITS,
-                Op::SetParams { .. }
-                | Op::ReadPositions
+                Op::SetParams { params: new } => {
+                    params = new.clone();
+                    0.0
+                }
+                Op::ReadPositions
                 | Op::SetPositionConstraint { .. }
                 | Op::SetDistanceConstraint { .. }
                 | Op::ClearConstraints => 0.0,
@@ -579,6 +615,31 @@ mod tests {
 
     fn config(upper: u64) -> WatchdogConfig {
         WatchdogConfig::for_backend(BackendKind::Cpu, Duration::from_secs(upper), 1)
+    }
+
+    #[test]
+    fn a_fixed_tiny_cell_size_costs_its_cells_from_the_op_that_sets_it() {
+        let auto = CaseCost::of(&steps(12, 20), false).units;
+        let mut tiny = steps(12, 20);
+        let mut params = forcefield::SimParams {
+            grid_cell_size: 1e-3,
+            ..forcefield::SimParams::default()
+        };
+        tiny.params = Some(params.clone());
+        // Twenty steps over two million cells: far beyond twelve nodes' cost.
+        assert!(CaseCost::of(&tiny, false).units > 100.0 * auto);
+        // The case's own cap bounds the cells.
+        tiny.engine = Some(crate::case::CaseEngine {
+            max_grid_cells: Some(8),
+        });
+        assert!(CaseCost::of(&tiny, false).units < 2.0 * auto);
+        // Set by `set_params`: only the steps after it pay.
+        params.grid_cell_size = 1e-3;
+        let later = case(12, vec![Op::Step { count: 20 }, Op::SetParams { params }]);
+        assert_eq!(
+            CaseCost::of(&later, false).units,
+            auto + OP_UNITS + 12.0 * ORACLE_UNITS_PER_ITEM
+        );
     }
 
     #[test]

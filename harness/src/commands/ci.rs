@@ -163,7 +163,9 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     let capacity_invariance = !args.no_capacity_check;
     // Installed before the replay, so that Ctrl-C during it lets the replay finish and stops the
     // campaign at once, with every report still written.
-    let interrupt = crate::interrupt::flag();
+    // A forced stop (SIGTERM from a CI job past its limit) kills the workers and returns here, so
+    // every report is still written, saying `interrupted`.
+    let interrupt = crate::interrupt::campaign_flag();
 
     eprintln!(
         "replaying {} corpus entries from {}",
@@ -242,6 +244,11 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         write_json(path, &report).map_err(|e| write_err(path, e))?;
     }
     print!("{}", report.markdown());
+    forced_stop(format!(
+        "ci stopped after {} case(s) with {} distinct finding(s)",
+        report.campaign.cases,
+        report.campaign.findings.len()
+    ))?;
 
     match report.result {
         CiResult::Pass => Ok(()),
@@ -261,6 +268,20 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
             Err(CliError::environment(anyhow::anyhow!("{message}")))
         }
     }
+}
+
+/// After a forced stop (SIGTERM, SIGHUP, a second Ctrl-C) whose report is written: the exit
+/// `128 + signal`, with `message`. A first Ctrl-C is a clean stop and ends as the work would have.
+fn forced_stop(message: String) -> Result<(), CliError> {
+    if !crate::interrupt::forced() {
+        return Ok(());
+    }
+    Err(CliError::Interrupted {
+        message,
+        code: crate::interrupt::exit_code().unwrap_or(crate::exit::interrupted(
+            nix::sys::signal::Signal::SIGTERM as i32,
+        )),
+    })
 }
 
 #[cfg(test)]

@@ -133,7 +133,8 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
     if let Some(path) = &args.json {
         super::check_output_file(path)?;
     }
-    let interrupt = crate::interrupt::flag();
+    // A forced stop kills the hunts' workers and returns here, so the report is still written.
+    let interrupt = crate::interrupt::campaign_flag();
     let report = run_selftest(&config, interrupt);
     print!("{}", report.markdown());
     if let Some(path) = &args.json {
@@ -141,6 +142,15 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
             CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
         })?;
     }
+    forced_stop(format!(
+        "selftest stopped with {} of {} fault(s) hunted{}",
+        report.faults.iter().filter(|r| !r.interrupted).count(),
+        report.planned.len(),
+        args.json
+            .as_ref()
+            .map(|p| format!("; see {}", p.display()))
+            .unwrap_or_default()
+    ))?;
     if let Some(message) = &report.environment_message {
         if report.faults.iter().all(|r| !r.detected) {
             return Err(CliError::environment(anyhow::anyhow!("{message}")));
@@ -150,4 +160,18 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
         Some(line) => Err(CliError::Findings(anyhow::anyhow!("selftest: {line}"))),
         None => Ok(()),
     }
+}
+
+/// After a forced stop (SIGTERM, SIGHUP, a second Ctrl-C) whose report is written: the exit
+/// `128 + signal`, with `message`. A first Ctrl-C is a clean stop and ends as the work would have.
+fn forced_stop(message: String) -> Result<(), CliError> {
+    if !crate::interrupt::forced() {
+        return Ok(());
+    }
+    Err(CliError::Interrupted {
+        message,
+        code: crate::interrupt::exit_code().unwrap_or(crate::exit::interrupted(
+            nix::sys::signal::Signal::SIGTERM as i32,
+        )),
+    })
 }

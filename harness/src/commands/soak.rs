@@ -112,7 +112,8 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
     if let Some(dir) = &args.out {
         super::check_output_dir(dir)?;
     }
-    let interrupt = crate::interrupt::flag();
+    // A forced stop kills the worker and returns here, so the report is still written.
+    let interrupt = crate::interrupt::campaign_flag();
     let report = run_soak(&config, &interrupt);
     if let Some(dir) = &args.out {
         write_report(dir, &report).map_err(|e| {
@@ -120,6 +121,15 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
         })?;
     }
     print!("{}", report.markdown());
+    forced_stop(format!(
+        "soak stopped after {:.1} s with {} crash(es){}",
+        report.seconds,
+        report.total_crashes(),
+        args.out
+            .as_ref()
+            .map(|d| format!("; see {}", d.display()))
+            .unwrap_or_default()
+    ))?;
     if report.total_crashes() > 0 {
         return Err(CliError::Findings(anyhow::anyhow!(
             "{} crash(es) under {} signature(s){}",
@@ -135,4 +145,18 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
         return Err(CliError::environment(anyhow::anyhow!("{message}")));
     }
     Ok(())
+}
+
+/// After a forced stop (SIGTERM, SIGHUP, a second Ctrl-C) whose report is written: the exit
+/// `128 + signal`, with `message`. A first Ctrl-C is a clean stop and ends as the work would have.
+fn forced_stop(message: String) -> Result<(), CliError> {
+    if !crate::interrupt::forced() {
+        return Ok(());
+    }
+    Err(CliError::Interrupted {
+        message,
+        code: crate::interrupt::exit_code().unwrap_or(crate::exit::interrupted(
+            nix::sys::signal::Signal::SIGTERM as i32,
+        )),
+    })
 }
