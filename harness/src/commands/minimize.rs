@@ -8,12 +8,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::artifacts::write_json;
-use crate::campaign::{minimize_isolated, run_isolated};
+use crate::hunt::campaign::{minimize_isolated, run_isolated};
 use crate::case::Expectation;
-use crate::cli::CliError;
+use crate::commands::cli::CliError;
 use crate::isolate::{SupervisorConfig, WorkerSlot};
-use crate::minimize::MinimizeLimits;
-use crate::signature::Verdict;
+use crate::case::minimize::MinimizeLimits;
+use crate::client::signature::Verdict;
 
 /// Arguments of `forcefield minimize`.
 #[derive(Debug, Clone, clap::Args)]

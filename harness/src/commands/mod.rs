@@ -3,9 +3,12 @@ The crash-hunting subcommands, one module each. They share the small pieces here
 command line, choosing the backend of a campaign, and how to start a worker.
 */
 
+pub mod backend_select;
 pub mod bench;
 pub mod ci;
+pub mod cli;
 pub mod faults;
+pub mod layout;
 pub mod merge;
 pub mod minimize;
 pub mod report;
@@ -20,7 +23,7 @@ use std::time::Duration;
 use forcefield::CudaBackend;
 
 use crate::case::BackendKind;
-use crate::cli::{BackendChoice, CliError};
+use crate::commands::cli::{BackendChoice, CliError};
 use crate::isolate::WorkerCommand;
 
 /// This command line as a user would type it (`forcefield run --seed 1 ...`), for provenance.

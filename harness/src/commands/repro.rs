@@ -6,15 +6,15 @@ print its outcome and signature.
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::campaign::run_isolated;
+use crate::hunt::campaign::run_isolated;
 use crate::case::Expectation;
-use crate::cli::{BackendChoice, CliError};
-use crate::compute_sanitizer::{render_markdown, rerun_under_tools, RerunOptions, Tool};
-use crate::execute::ExecOptions;
+use crate::commands::cli::{BackendChoice, CliError};
+use crate::sanitizers::compute_sanitizer::{render_markdown, rerun_under_tools, RerunOptions, Tool};
+use crate::worker::execute::ExecOptions;
 use crate::isolate::{SupervisorConfig, WorkerSlot};
-use crate::job::{open_backend_with, run_case};
-use crate::sanitize_mode::{self, SanitizeMode};
-use crate::signature::{classify_reply, Verdict};
+use crate::worker::job::{open_backend_with, run_case};
+use crate::client::sanitize_mode::{self, SanitizeMode};
+use crate::client::signature::{classify_reply, Verdict};
 
 /// Arguments of `forcefield repro`.
 #[derive(Debug, Clone, clap::Args)]
@@ -115,7 +115,7 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
 /// --in-process` wrapped in it), its records parsed and printed; exit 1 when the tool or the case
 /// reports anything.
 fn run_under_tool(args: &ReproArgs, case: &crate::case::Case, tool: Tool) -> Result<(), CliError> {
-    let out_dir = crate::sanitize_mode::tool_output_dir();
+    let out_dir = crate::client::sanitize_mode::tool_output_dir();
     let mut options = RerunOptions::new(&out_dir);
     options.timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());
     // A missing tool or an unusable program is the environment's (exit 3).

@@ -1,7 +1,7 @@
 /*!
-`forcefield run`: a crash-hunting campaign (see [`crate::campaign`]), then, for a CUDA campaign,
+`forcefield run`: a crash-hunting campaign (see [`crate::hunt::campaign`]), then, for a CUDA campaign,
 each minimized finding re-run under every compute-sanitizer tool (see
-[`crate::compute_sanitizer::rerun_findings_with`] and [`should_rerun`]).
+[`crate::sanitizers::compute_sanitizer::rerun_findings_with`] and [`should_rerun`]).
 */
 
 use std::io::Write;
@@ -11,20 +11,20 @@ use std::time::Duration;
 
 use forcefield::Fault;
 
-use crate::campaign::{
+use crate::hunt::campaign::{
     run_campaign_into, Budget, CampaignConfig, Recording, Shard, REPRODUCE_TRIES,
 };
-use crate::campaign_dir::{CampaignDir, OutDirError};
+use crate::hunt::campaign_dir::{CampaignDir, OutDirError};
 use crate::case::BackendKind;
-use crate::cli::{BackendChoice, CliError};
-use crate::compute_sanitizer::{
+use crate::commands::cli::{BackendChoice, CliError};
+use crate::sanitizers::compute_sanitizer::{
     campaign_findings, find_tool, rerun_findings_with, FindingCase, FindingRerunOptions,
     RerunError, RerunEvent, PROGRAM,
 };
 use crate::exit;
-use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
-use crate::minimize::MinimizeLimits;
-use crate::sanitize_mode::{self, SanitizeMode};
+use crate::case::generate::{GenConfig, DEFAULT_INJECT_RATE};
+use crate::case::minimize::MinimizeLimits;
+use crate::client::sanitize_mode::{self, SanitizeMode};
 
 /// Arguments of `forcefield run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -304,7 +304,7 @@ fn rerun_findings(
             let _ = writeln!(
                 err,
                 "the minimized findings were not re-run under {PROGRAM}: {}",
-                crate::cli::one_line(&anyhow::Error::from(error))
+                crate::commands::cli::one_line(&anyhow::Error::from(error))
             );
             return;
         }
@@ -352,7 +352,7 @@ fn rerun_findings(
                 out,
                 "{PROGRAM} on {}: {}",
                 rerun.finding.signature,
-                crate::cli::one_line(&anyhow::Error::from(error))
+                crate::commands::cli::one_line(&anyhow::Error::from(error))
             );
         }
     }
@@ -364,7 +364,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::compute_sanitizer::{Tool, ToolMissing, DEFAULT_CUDA_BIN};
+    use crate::sanitizers::compute_sanitizer::{Tool, ToolMissing, DEFAULT_CUDA_BIN};
 
     /// A finding directory under `root` with a case file, and one without.
     fn findings_in(root: &Path) -> Vec<FindingCase> {

@@ -1,5 +1,5 @@
 /*!
-`forcefield soak`: the server's life in a worker. See [`crate::soak`].
+`forcefield soak`: the server's life in a worker. See [`crate::hunt::soak`].
 
 With `--inject-rate R`, environment faults of each kind (fail-alloc, fail-copy, fail-launch,
 lose-context) are injected R times a second; every one must be tolerated, and one that is not is a
@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use forcefield::Fault;
 
-use crate::cli::{BackendChoice, CliError};
-use crate::sanitize_mode::{self, SanitizeMode};
-use crate::soak::{run_soak, write_report, SoakConfig};
+use crate::commands::cli::{BackendChoice, CliError};
+use crate::client::sanitize_mode::{self, SanitizeMode};
+use crate::hunt::soak::{run_soak, write_report, SoakConfig};
 
 /// Arguments of `forcefield soak`.
 #[derive(Debug, Clone, clap::Args)]

@@ -2,7 +2,7 @@
 The reference model: what the engine's observable state must be after each operation of a case,
 kept in plain data structures and compared with the engine after every op (the `model` oracle).
 
-The generic oracles ([`crate::oracle`]) check the engine against itself: a CSR that matches the
+The generic oracles ([`crate::worker::oracle`]) check the engine against itself: a CSR that matches the
 engine's own edge list, SSSP that matches Dijkstra on the engine's own graph. An operation that does
 something else than asked, consistently, passes all of them. This module knows what each op means
 (the semantics written in the engine's module docs, "What each operation leaves behind") and
@@ -20,7 +20,7 @@ check name so that a signature says what was wrong):
 * `model-positions`, `model-velocities`: every node's position and velocity, bit for bit, after
   every op but `step` (no graph edit may move a node; new nodes start where the docs say). After a
   step the model adopts the engine's positions and velocities: how nodes move is the physics
-  reference's business ([`crate::physics`]), not the model's.
+  reference's business ([`crate::worker::physics`]), not the model's.
 
 A violation is signed `invariant:model-<what>:<op>`.
 */
@@ -32,7 +32,7 @@ use forcefield::{
 };
 
 use crate::case::Op;
-use crate::oracle::Violation;
+use crate::worker::oracle::Violation;
 
 /// The check names of the model oracle.
 pub mod checks {
@@ -284,7 +284,7 @@ impl ReferenceModel {
         }
     }
 
-    /// After a step: the nodes are where the engine says (compared by [`crate::physics`] where it
+    /// After a step: the nodes are where the engine says (compared by [`crate::worker::physics`] where it
     /// applies); everything else must be as it was.
     pub fn observe_step(&mut self, positions: &[[f32; 3]], velocities: &[[f32; 3]]) {
         for (k, n) in self.nodes.iter_mut().enumerate() {

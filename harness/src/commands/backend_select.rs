@@ -20,7 +20,7 @@ machine without the driver, one without a device and one whose NVRTC fails each 
 
 use forcefield::{Backend, BackendError, CpuBackend, CudaBackend};
 
-use crate::cli::{BackendChoice, CliError, ResolvedBackend};
+use crate::commands::cli::{BackendChoice, CliError, ResolvedBackend};
 
 /// The CUDA device commands run on.
 pub const CUDA_DEVICE: usize = 0;
@@ -76,7 +76,7 @@ where
         )),
         Err(e) => {
             // The reason goes on the note's one line whatever the driver's message holds.
-            let reason = crate::cli::one_line(&anyhow::Error::new(e));
+            let reason = crate::commands::cli::one_line(&anyhow::Error::new(e));
             Ok((
                 Box::new(CpuBackend::new()),
                 BackendNote {

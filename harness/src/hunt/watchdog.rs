@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::case::{BackendKind, Case, Op};
 use crate::isolate::Execution;
-use crate::signature::Verdict;
+use crate::client::signature::Verdict;
 
 // ---- the cost model ---------------------------------------------------------------------------
 

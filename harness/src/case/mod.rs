@@ -3,8 +3,8 @@ Case files: the versioned JSON operation log every Forcefield tool reads and wri
 
 A [`Case`] is an initial graph, parameters, planted faults and a list of [`Op`]s to apply to a fresh
 engine, with an optional [`Expectation`] and [`Provenance`] for corpus entries. Production systems can
-record such logs; generators ([`crate::generate`]) and minimizers produce them; the executor
-([`crate::execute`]) runs them.
+record such logs; generators ([`crate::case::generate`]) and minimizers produce them; the executor
+([`crate::worker::execute`]) runs them.
 
 This module is responsible for the format (`"format": "forcefield-case/1"`) and for validating a case
 *completely before anything runs*: the format string, every count against the engine's limits and the
@@ -21,7 +21,7 @@ such as `{"op": "inject", "fault": {"kind": "fail-copy", "nth": 2}}` (the 2nd co
 fails). Kinds: `fail-alloc`, `fail-copy`, `fail-launch`, `lose-context` (a real `__trap()` on CUDA);
 `nth` counts the matching backend calls from 1 and must lie in 1..=64. The fault is part of the log, so
 it replays exactly and minimizes like any other op; what the executor expects of the engine when it
-fires is in [`crate::execute`].
+fires is in [`crate::worker::execute`].
 
 # Engine settings
 
@@ -1012,3 +1012,8 @@ mod tests {
         assert!(matches!(Case::from_json(unknown), Err(CaseError::Parse(_))));
     }
 }
+
+pub mod ddmin;
+pub mod generate;
+pub mod minimize;
+pub mod shrink;

@@ -2,7 +2,7 @@
 The physics reference: the documented force law computed by brute force, in `f64`, beside the
 engine's kernels, and compared with one engine step (the `physics` oracle).
 
-The model ([`crate::model`]) says what each op must leave behind, but not where a step moves the
+The model ([`crate::worker::model`]) says what each op must leave behind, but not where a step moves the
 nodes: a force that is wrong but finite and deterministic passes every other check (both backends,
 both growth policies and a restarted engine compute the same wrong numbers). This module computes a
 step from the law as ARCHITECTURE.md and the design brief state it, O(n²) over all pairs, sharing
@@ -48,7 +48,7 @@ use forcefield::backend::cpu::kernels::coincident_offset;
 use forcefield::params::features;
 use forcefield::{Checkpoint, GridSpec, SimParams};
 
-use crate::oracle::Violation;
+use crate::worker::oracle::Violation;
 
 /// The check name.
 pub const PHYSICS: &str = "physics";

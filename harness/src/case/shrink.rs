@@ -6,7 +6,7 @@ A campaign's case `k` is drawn from [`case_strategy_with`] with a proptest RNG s
 walks that tree with proptest's own simplify/complicate protocol, judging each candidate with the
 caller's test (in campaigns: the same signature in an isolated worker). It works on the generator's
 structure — fewer plans, smaller counts, simpler families — which ddmin over the flat case cannot see;
-[`crate::minimize`] then finishes on the result.
+[`crate::case::minimize`] then finishes on the result.
 */
 
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::case::Case;
-use crate::generate::{case_strategy_with, GenConfig};
+use crate::case::generate::{case_strategy_with, GenConfig};
 
 fn runner(seed: u64) -> TestRunner {
     let mut bytes = [0u8; 32];

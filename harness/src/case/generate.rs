@@ -1572,7 +1572,7 @@ mod tests {
 
     #[test]
     fn the_model_tracks_the_engines_counts_and_capacity() {
-        use crate::execute::apply_op;
+        use crate::worker::execute::apply_op;
         use forcefield::{CpuBackend, Engine};
         let cfg = GenConfig::small();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -1661,8 +1661,8 @@ mod tests {
         );
         // The same holds for the proptest strategy campaigns draw from.
         for seed in 0..50 {
-            let a = crate::shrink::generated_case(seed, &quiet).unwrap();
-            let b = crate::shrink::generated_case(seed, &noisy).unwrap();
+            let a = crate::case::shrink::generated_case(seed, &quiet).unwrap();
+            let b = crate::case::shrink::generated_case(seed, &noisy).unwrap();
             assert_eq!(without_injects(b), a, "strategy seed {seed}");
         }
     }

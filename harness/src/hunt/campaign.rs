@@ -20,17 +20,17 @@ use serde::{Deserialize, Serialize};
 use forcefield::Fault;
 
 use crate::artifacts::write_json;
-use crate::campaign_dir::{CampaignDir, OutDirError, Record, JOURNAL_FORMAT};
+use crate::hunt::campaign_dir::{CampaignDir, OutDirError, Record, JOURNAL_FORMAT};
 use crate::case::{BackendKind, Case};
-use crate::generate::GenConfig;
+use crate::case::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::job::Job;
-use crate::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
-use crate::sanitize_mode::SanitizeMode;
-use crate::shrink::{generated_case, shrink_generated};
-use crate::signature::{classify, Signature, Verdict};
-use crate::time_split::{CaseTimes, TimeSplit};
-use crate::watchdog::{watch, Attempt, CaseCost, Watchdog, WatchdogConfig, WatchdogReport};
+use crate::worker::job::Job;
+use crate::case::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
+use crate::client::sanitize_mode::SanitizeMode;
+use crate::case::shrink::{generated_case, shrink_generated};
+use crate::client::signature::{classify, Signature, Verdict};
+use crate::hunt::time_split::{CaseTimes, TimeSplit};
+use crate::hunt::watchdog::{watch, Attempt, CaseCost, Watchdog, WatchdogConfig, WatchdogReport};
 
 /// A shard of a campaign: cases with `k % count == index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,13 +89,13 @@ pub struct CampaignConfig {
     pub faults: Vec<Fault>,
     /// This machine's shard.
     pub shard: Shard,
-    /// Upper bound of the per-case watchdog (see [`crate::watchdog`]).
+    /// Upper bound of the per-case watchdog (see [`crate::hunt::watchdog`]).
     pub case_deadline: Duration,
     /// Re-run each case under another growth policy.
     pub capacity_invariance: bool,
     /// Minimize new findings, with these limits.
     pub minimize: Option<MinimizeLimits>,
-    /// How to start a worker (already under `sanitize`: see [`crate::sanitize_mode::worker_command`]).
+    /// How to start a worker (already under `sanitize`: see [`crate::client::sanitize_mode::worker_command`]).
     pub worker: WorkerCommand,
     /// The sanitizer the workers run under; it stretches the per-case deadline by its slowdown.
     pub sanitize: SanitizeMode,
@@ -138,7 +138,7 @@ pub struct Finding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_to_minimized: Option<f64>,
     /// Other signatures of the same bug, merged into this finding after minimization
-    /// ([`crate::dedup`]).
+    /// ([`crate::hunt::dedup`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<Signature>,
     /// Whether it reproduced and how far its minimization got.
@@ -404,7 +404,7 @@ pub fn run_isolated(
         };
         let next = match &execution.outcome {
             crate::isolate::Outcome::Reply { payload } => {
-                crate::job::resume_payload(case, capacity_invariance, payload)
+                crate::worker::job::resume_payload(case, capacity_invariance, payload)
             }
             _ => None,
         };
@@ -418,7 +418,7 @@ pub fn run_isolated(
 }
 
 /// Longest watchdog while minimizing a hang: equal to the watchdog's confirmation floor
-/// ([`crate::watchdog::CONFIRM_FLOOR`]), the limit a small case's hang is confirmed under.
+/// ([`crate::hunt::watchdog::CONFIRM_FLOOR`]), the limit a small case's hang is confirmed under.
 pub const HANG_MINIMIZE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The watchdog for reproducing `signature` while minimizing.
@@ -603,7 +603,7 @@ pub(crate) fn start_case_threads(
                                 None => watched.attempt.execution.as_ref().and_then(|e| {
                                     match &e.outcome {
                                         crate::isolate::Outcome::Reply { payload } => {
-                                            crate::job::worker_seconds(payload)
+                                            crate::worker::job::worker_seconds(payload)
                                         }
                                         _ => None,
                                     }
@@ -910,7 +910,7 @@ impl Writer<'_> {
 }
 
 /// Runs a campaign like [`run_campaign`], recording it in `recording.out` as it goes (see
-/// [`crate::campaign_dir`]): each new finding's files, then a journal record, then the summary,
+/// [`crate::hunt::campaign_dir`]): each new finding's files, then a journal record, then the summary,
 /// as soon as it is classified; the summary again after each re-run and minimization and every
 /// [`SUMMARY_INTERVAL`]; the final summary at the end.
 ///
@@ -1132,7 +1132,7 @@ pub fn run_campaign_into(
                 stop: &interrupt,
             };
             let list = std::mem::take(&mut tally.findings).into_values().collect();
-            let merged = crate::dedup::rerun_and_merge(list, &mut slot, &how);
+            let merged = crate::hunt::dedup::rerun_and_merge(list, &mut slot, &how);
             tally.findings = merged
                 .into_iter()
                 .map(|f| (f.signature.clone(), f))
@@ -1282,7 +1282,7 @@ pub fn write_outputs(
 ) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for f in &summary.findings {
-        let files = crate::campaign_dir::write_finding_files(dir, f, summary.seed, found_by)
+        let files = crate::hunt::campaign_dir::write_finding_files(dir, f, summary.seed, found_by)
             .map_err(|(_, e)| e)?;
         written.extend(files);
     }

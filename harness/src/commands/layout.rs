@@ -18,8 +18,8 @@ use forcefield::{Engine, EngineConfig, EngineError, Fault, FaultSet, GraphSpec, 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::backend_select::open_backend;
-use crate::cli::{BackendChoice, CliError, ResolvedBackend};
+use crate::commands::backend_select::open_backend;
+use crate::commands::cli::{BackendChoice, CliError, ResolvedBackend};
 use crate::graph_io::{read_graph, read_labels, read_params};
 use crate::svg::{render_svg, SvgStyle};
 

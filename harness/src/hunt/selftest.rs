@@ -5,7 +5,7 @@ For every planted fault ([`forcefield::Fault`]) of the crash kind that exists on
 seeded hunt runs generated cases through isolated workers, exactly as `forcefield run --fault F`
 would (same generator, same case seeds, same checks), and stops at the first finding, which is then
 minimized as a campaign minimizes (proptest shrinking, then delta debugging, keeping the signature).
-Then the clean engine runs a whole campaign ([`crate::campaign::run_campaign`]) with the total
+Then the clean engine runs a whole campaign ([`crate::hunt::campaign::run_campaign`]) with the total
 budget and must find nothing. Performance faults are skipped: only the benchmark gate can see them.
 
 This module is responsible for
@@ -32,16 +32,16 @@ use serde::{Deserialize, Serialize};
 
 use forcefield::{Fault, FaultKind};
 
-use crate::campaign::{
+use crate::hunt::campaign::{
     campaign_watchdog, minimize_generated, run_campaign, start_case_threads, Budget,
     CampaignConfig, CaseFeed, FindingMinimizer, Shard,
 };
 use crate::case::{BackendKind, Case};
-use crate::generate::GenConfig;
+use crate::case::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::minimize::{CaseSize, MinimizeLimits, MinimizeReport};
-use crate::sanitize_mode::SanitizeMode;
-use crate::signature::{Signature, Verdict};
+use crate::case::minimize::{CaseSize, MinimizeLimits, MinimizeReport};
+use crate::client::sanitize_mode::SanitizeMode;
+use crate::client::signature::{Signature, Verdict};
 
 /// The format string of the self-test's JSON report.
 pub const SELFTEST_FORMAT: &str = "forcefield-selftest/1";
@@ -115,7 +115,7 @@ pub struct FirstFinding {
     /// The worker's execution of it.
     pub execution: Option<Execution>,
     /// The hunt's watchdog, with the rate it measured: minimization sets its limits with it.
-    pub watchdog: Arc<crate::watchdog::Watchdog>,
+    pub watchdog: Arc<crate::hunt::watchdog::Watchdog>,
 }
 
 /// What a hunt came to.
@@ -142,7 +142,7 @@ fn generator_for(config: &SelftestConfig, faults: &[Fault]) -> GenConfig {
 
 /// The per-case watchdog: adaptive limits under `--case-timeout`; a sanitizer's slowdown is not a
 /// hang.
-fn case_watchdog(config: &SelftestConfig) -> crate::watchdog::Watchdog {
+fn case_watchdog(config: &SelftestConfig) -> crate::hunt::watchdog::Watchdog {
     let upper_bound = config
         .case_deadline
         .saturating_mul(config.sanitize.deadline_factor());
@@ -341,7 +341,7 @@ pub struct SelftestReport {
     pub skipped: Vec<SkippedFault>,
     /// The clean engine's campaign, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clean: Option<crate::campaign::Summary>,
+    pub clean: Option<crate::hunt::campaign::Summary>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Whether Ctrl-C cut it short.
@@ -742,8 +742,8 @@ mod tests {
         }
     }
 
-    fn clean(findings: usize) -> crate::campaign::Summary {
-        let finding = crate::campaign::Finding {
+    fn clean(findings: usize) -> crate::hunt::campaign::Summary {
+        let finding = crate::hunt::campaign::Finding {
             signature: "invariant:cell-ranges:step".parse().unwrap(),
             summary: String::new(),
             count: 1,
@@ -762,8 +762,8 @@ mod tests {
             minimized: None,
             execution: None,
         };
-        crate::campaign::Summary {
-            format: crate::campaign::SUMMARY_FORMAT.to_string(),
+        crate::hunt::campaign::Summary {
+            format: crate::hunt::campaign::SUMMARY_FORMAT.to_string(),
             backend: BackendKind::Cpu,
             seed: 0,
             shards: vec![Shard::default()],

@@ -19,11 +19,11 @@ plain data; [`merge_findings`] applies it to a campaign's findings.
 
 use std::sync::atomic::Ordering;
 
-use crate::campaign::{run_isolated, Finding, FindingMinimizer};
+use crate::hunt::campaign::{run_isolated, Finding, FindingMinimizer};
 use crate::case::Case;
 use crate::isolate::WorkerSlot;
-use crate::signature::Signature;
-use crate::watchdog::CaseCost;
+use crate::client::signature::Signature;
+use crate::hunt::watchdog::CaseCost;
 
 /// What deciding whether two findings are one bug needs of each.
 #[derive(Clone, Copy, Debug)]

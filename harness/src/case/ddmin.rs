@@ -19,7 +19,7 @@ pub enum Stop {
 /// times. `test(&items)` is assumed to hold on entry.
 ///
 /// ```
-/// use forcefield_harness::ddmin::{ddmin, Stop};
+/// use forcefield_harness::case::ddmin::{ddmin, Stop};
 /// let (kept, stop) = ddmin((0..100).collect(), 10_000, |s: &[i32]| s.contains(&7) && s.contains(&42));
 /// assert_eq!(kept, vec![7, 42]);
 /// assert_eq!(stop, Stop::Minimal);

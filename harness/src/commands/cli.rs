@@ -3,7 +3,7 @@ The `forcefield` command line: argument parsing, dispatch to one module per subc
 place where errors become exit codes.
 
 Responsible for nothing else: each subcommand is a variant of [`Command`] whose arguments and work
-live in its own module (`layout` in [`crate::layout`]; `run`, `repro`, `minimize`, `ci`, `soak`,
+live in its own module (`layout` in [`crate::commands::layout`]; `run`, `repro`, `minimize`, `ci`, `soak`,
 `merge`, `report`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
 `Result<(), CliError>`; [`main_with_args`] prints the error as one line and returns its exit code
 ([`crate::exit`]):
@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Lay out a graph file; write positions (JSON) and a picture (SVG).
-    Layout(crate::layout::LayoutArgs),
+    Layout(crate::commands::layout::LayoutArgs),
     /// Hunt crashes: generated cases through isolated workers; findings minimized and written.
     Run(crate::commands::run::RunArgs),
     /// Run one case file and print its outcome and signature.
@@ -68,7 +68,7 @@ impl Command {
     /// Runs the subcommand.
     pub fn dispatch(self) -> Result<(), CliError> {
         match self {
-            Command::Layout(args) => crate::layout::run(&args),
+            Command::Layout(args) => crate::commands::layout::run(&args),
             Command::Run(args) => crate::commands::run::run(&args),
             Command::Repro(args) => crate::commands::repro::run(&args),
             Command::Minimize(args) => crate::commands::minimize::run(&args),
@@ -95,7 +95,7 @@ pub enum BackendChoice {
     Auto,
 }
 
-/// A backend a command can actually run on: what [`crate::backend_select::open_backend`] opened
+/// A backend a command can actually run on: what [`crate::commands::backend_select::open_backend`] opened
 /// for a [`BackendChoice`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResolvedBackend {

@@ -2,10 +2,10 @@
 Minimization: the smallest case that still fails with the same signature.
 
 Works on any case, not only generated ones. A sequence of reduction passes — delta debugging
-([`crate::ddmin`]) over operations, initial edges and initial nodes, then smaller counts inside
+([`crate::case::ddmin`]) over operations, initial edges and initial nodes, then smaller counts inside
 operations and parameters reset to their defaults — repeated until a whole round changes nothing or
 the budget is spent. Every candidate is judged by a caller-supplied test (in campaigns: a run in an
-isolated worker, compared by [`crate::signature::Signature`]), so an accepted step always reproduces
+isolated worker, compared by [`crate::client::signature::Signature`]), so an accepted step always reproduces
 the same bug; minimization never drifts to another one.
 */
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use forcefield::{Edge, EnvFault, SimParams};
 
 use crate::case::{Case, Op};
-use crate::ddmin::ddmin;
+use crate::case::ddmin::ddmin;
 
 /// Size of a case as minimization reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +130,7 @@ impl Search<'_> {
 ///
 /// ```
 /// use forcefield_harness::case::{Case, CaseGraph, Op};
-/// use forcefield_harness::minimize::{minimize, MinimizeLimits};
+/// use forcefield_harness::case::minimize::{minimize, MinimizeLimits};
 /// let mut case = Case::new(CaseGraph { num_nodes: 10, edges: vec![], positions: None });
 /// case.ops = (0..20).map(|i| Op::Step { count: i + 1 }).collect();
 /// // "Fails" whenever some step op runs 7 steps or more.

@@ -34,10 +34,10 @@ use serde::{Deserialize, Serialize};
 use forcefield::Fault;
 
 use crate::artifacts::{check_dir_writable, write_atomically, write_json};
-use crate::campaign::{Finding, Reproduction, Shard, SlowCase, Summary, WallClock};
+use crate::hunt::campaign::{Finding, Reproduction, Shard, SlowCase, Summary, WallClock};
 use crate::case::{BackendKind, Expectation, Provenance};
-use crate::minimize::MinimizeReport;
-use crate::signature::Signature;
+use crate::case::minimize::MinimizeReport;
+use crate::client::signature::Signature;
 
 /// The lock file's name.
 pub const LOCK_FILE: &str = "campaign.lock";
@@ -392,7 +392,7 @@ pub fn rebuild(records: impl IntoIterator<Item = Record>) -> Option<Summary> {
             } => {
                 findings.clear();
                 summary = Some(Summary {
-                    format: crate::campaign::SUMMARY_FORMAT.to_string(),
+                    format: crate::hunt::campaign::SUMMARY_FORMAT.to_string(),
                     backend,
                     seed,
                     shards,

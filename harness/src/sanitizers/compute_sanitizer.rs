@@ -52,7 +52,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::write_atomically;
-use crate::campaign::{Finding, Summary};
+use crate::hunt::campaign::{Finding, Summary};
 use crate::case::BackendKind;
 use crate::isolate::WorkerCommand;
 
@@ -1667,7 +1667,7 @@ pub struct FindingCase {
     pub case: Option<PathBuf>,
 }
 
-/// The findings of `summary` where [`crate::campaign::write_outputs`] wrote them under `out_dir`,
+/// The findings of `summary` where [`crate::hunt::campaign::write_outputs`] wrote them under `out_dir`,
 /// in the summary's order, each with the case file to re-run.
 pub fn campaign_findings(out_dir: &Path, summary: &Summary) -> Vec<FindingCase> {
     summary

@@ -24,10 +24,10 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
-use crate::campaign::{Finding, Summary};
+use crate::hunt::campaign::{Finding, Summary};
 use crate::case::Expectation;
-use crate::corpus::{ReplayResult, ReplayStatus};
-use crate::signature::{Signature, Verdict};
+use crate::hunt::corpus::{ReplayResult, ReplayStatus};
+use crate::client::signature::{Signature, Verdict};
 
 /// The format string of the JSON report.
 pub const CI_FORMAT: &str = "forcefield-ci/1";
@@ -469,9 +469,9 @@ impl CiReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::campaign::{Shard, SUMMARY_FORMAT};
+    use crate::hunt::campaign::{Shard, SUMMARY_FORMAT};
     use crate::case::BackendKind;
-    use crate::minimize::CaseSize;
+    use crate::case::minimize::CaseSize;
 
     fn summary(findings: Vec<Finding>) -> Summary {
         Summary {

@@ -9,7 +9,7 @@ started for it, and how a sanitizer finding travels from the backend to the verd
   worker wrapped in a compute-sanitizer tool.
 * [`Recorded`] sits between an engine and its backend and keeps the first
   [`forcefield::MemoryViolation`] any backend call reports; the job handler turns it into the
-  reply's [`SanitizerFinding`], which [`crate::signature`] classifies as
+  reply's [`SanitizerFinding`], which [`crate::client::signature`] classifies as
   `sanitizer:<kind>:<kernel>`.
 */
 
@@ -20,8 +20,8 @@ use forcefield::{BackendError, BufferName, MemoryViolation};
 use serde::{Deserialize, Serialize};
 
 use crate::case::BackendKind;
-use crate::cli::CliError;
-use crate::compute_sanitizer::Tool;
+use crate::commands::cli::CliError;
+use crate::sanitizers::compute_sanitizer::Tool;
 use crate::isolate::WorkerCommand;
 
 /// The sanitizer cases run under.
@@ -133,8 +133,8 @@ fn wrap_in_compute_sanitizer(
     std::fs::create_dir_all(&dir).map_err(|e| {
         CliError::environment(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
     })?;
-    let xml = crate::compute_sanitizer::worker_xml_pattern(&dir, tool);
-    let wrapped = crate::compute_sanitizer::wrap_worker(command, tool, &xml)
+    let xml = crate::sanitizers::compute_sanitizer::worker_xml_pattern(&dir, tool);
+    let wrapped = crate::sanitizers::compute_sanitizer::wrap_worker(command, tool, &xml)
         .map_err(|e| CliError::environment(anyhow::anyhow!("{e}")))?;
     eprintln!(
         "sanitize: workers run under compute-sanitizer {}; its reports go to {}",

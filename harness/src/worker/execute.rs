@@ -2,7 +2,7 @@
 The in-process executor: runs one [`Case`] against a fresh engine and classifies what happens.
 
 [`execute`] validates the case, builds the engine of its backend with its planted faults and engine
-settings, applies each op, and runs the oracles ([`crate::oracle`]) after the construction and after
+settings, applies each op, and runs the oracles ([`crate::worker::oracle`]) after the construction and after
 every op. Before each op it hands a [`Breadcrumb`] to a callback, so that an isolation layer can
 record where a worker was when it died. With [`ExecOptions::check_capacity_invariance`] the case is
 run a second time with another growth policy and an early `reserve` (same grid-cell cap, same
@@ -48,9 +48,9 @@ use forcefield::{
 use serde::{Deserialize, Serialize};
 
 use crate::case::{BackendKind, Case, Op, MAX_CASE_EDGES, MAX_CASE_NODES};
-use crate::model::{Observed, ReferenceModel};
-use crate::oracle::{self, checks, AfterOp, EngineCheckError, Violation};
-use crate::physics;
+use crate::worker::model::{Observed, ReferenceModel};
+use crate::worker::oracle::{self, checks, AfterOp, EngineCheckError, Violation};
+use crate::worker::physics;
 
 /// The pseudo-op name of engine construction (the initial graph and parameters).
 pub const INIT_OP: &str = "init";
@@ -92,7 +92,7 @@ pub struct ExecOptions {
     /// Threads of the CPU backend's data-parallel kernels (0: every core).
     pub threads: usize,
     /// Compare the engine with the reference model after every op of the checked run (the
-    /// `model` oracle, [`crate::model`]). Off only to measure what it costs.
+    /// `model` oracle, [`crate::worker::model`]). Off only to measure what it costs.
     pub reference_model: bool,
 }
 
@@ -243,7 +243,7 @@ pub enum CaseResult {
         op_index: Option<usize>,
         /// The op's name.
         op: String,
-        /// The check's stable name (see [`crate::oracle::checks`]).
+        /// The check's stable name (see [`crate::worker::oracle::checks`]).
         check: String,
         /// What was wrong.
         detail: String,
@@ -408,7 +408,7 @@ impl std::fmt::Display for CaseResult {
 /// Runs `case` in this process on the backend it names. See the module documentation.
 pub fn execute(case: &Case, opts: &ExecOptions, crumbs: &mut dyn FnMut(Breadcrumb)) -> CaseResult {
     let threads = opts.threads;
-    let make = move || crate::job::open_backend(case.backend, threads);
+    let make = move || crate::worker::job::open_backend(case.backend, threads);
     execute_with(case, opts, &make, crumbs)
 }
 
@@ -1036,7 +1036,7 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
     }
 
     /// `physics`: an engine rebuilt from the state before step op `index` takes one step, which
-    /// must be the force law's within the tolerance [`crate::physics`] derives.
+    /// must be the force law's within the tolerance [`crate::worker::physics`] derives.
     fn check_physics(&self, checkpoint: &Checkpoint, index: usize, name: &str) -> Result<(), Stop> {
         let violation = |detail: String| {
             Stop::from(CaseResult::violation(
@@ -1424,7 +1424,7 @@ mod tests {
     /// failure here is an engine bug (proptest prints the shrunk case).
     #[test]
     fn generated_cases_pass_on_the_clean_engine() {
-        use crate::generate::{case_strategy_with, GenConfig};
+        use crate::case::generate::{case_strategy_with, GenConfig};
         use proptest::test_runner::{Config, RngSeed, TestRunner};
         // A fixed seed keeps the run time and the cases of this test the same on every run;
         // campaigns are where new cases come from.
@@ -1607,8 +1607,8 @@ mod tests {
         let first = execute_with(&case, &opts, &no_new_context, &mut |_| {});
         assert_eq!(first.class(), "poisoned");
         // In-process, that is an environment limit with a clear message.
-        let verdict = crate::signature::classify_result(&first);
-        let crate::signature::Verdict::Environment { message } = verdict else {
+        let verdict = crate::client::signature::classify_result(&first);
+        let crate::client::signature::Verdict::Environment { message } = verdict else {
             panic!("{verdict:?}")
         };
         assert!(

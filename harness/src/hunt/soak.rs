@@ -65,11 +65,11 @@ use crate::case::{
     BackendKind, Case, CaseGraph, Expectation, Op, Provenance, MAX_CASE_EDGES, MAX_CASE_NODES,
     MAX_CASE_OPS, MAX_CASE_STEPS,
 };
-use crate::execute::CaseResult;
-use crate::generate::{generate_case_from_seed, random_plan, realize, GenConfig, Model, OpPlan};
+use crate::worker::execute::CaseResult;
+use crate::case::generate::{generate_case_from_seed, random_plan, realize, GenConfig, Model, OpPlan};
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::job::{Job, JobReply, SoakStats};
-use crate::signature::{classify, Signature, Verdict};
+use crate::worker::job::{Job, JobReply, SoakStats};
+use crate::client::signature::{classify, Signature, Verdict};
 
 /// The signature class of an injected fault the engine did not tolerate.
 const FAULT_NOT_TOLERATED: &str = "fault-not-tolerated";
@@ -1322,7 +1322,7 @@ impl Driver<'_> {
                 }
             };
             let (verdict, _) =
-                crate::campaign::run_isolated(&mut slot, &case, false, group.shortest_deadline);
+                crate::hunt::campaign::run_isolated(&mut slot, &case, false, group.shortest_deadline);
             group.replay = Some(match verdict {
                 Verdict::Pass => "pass".to_string(),
                 Verdict::Finding { signature, .. } => signature.to_string(),

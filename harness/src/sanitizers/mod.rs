@@ -1,0 +1,5 @@
+/*!
+External sanitizers run over cases.
+*/
+
+pub mod compute_sanitizer;
