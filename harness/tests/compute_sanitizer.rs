@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use forcefield_harness::case::BackendKind;
+use forcefield_harness::client::signature::Signature;
+use forcefield_harness::isolate::WorkerCommand;
 use forcefield_harness::sanitizers::compute_sanitizer::{
     find_tool_in, parse_text, parse_xml, read_report, read_xml, render_markdown, rerun_with,
     signature_for, worker_xml_path, worker_xml_pattern, wrap_command, NearestAllocation,
     ParseError, ReadError, RecordKind, RerunOptions, RunStatus, SanitizerReport, Side, Tool,
     PROGRAM, SANITIZER_EXIT_CODE,
 };
-use forcefield_harness::isolate::WorkerCommand;
-use forcefield_harness::client::signature::Signature;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compute-sanitizer")

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use forcefield::{Edge, EnvFault, SimParams};
 
-use crate::case::{Case, Op};
 use crate::case::ddmin::ddmin;
+use crate::case::{Case, Op};
 
 /// Size of a case as minimization reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,12 @@ harness's own tighter ones, every node id against the node count the ops before 
 parameter set. A case that asks for 10^12 nodes is a one-line error, not an out-of-memory kill. Errors
 name where they are: `op 3 (remove_nodes): node id 9 out of range (5 nodes)`.
 
+The folder holds everything that makes or reduces cases without running them: generation from a
+seed ([`generate`]), proptest shrinking of a generated case ([`shrink`]), the reduction passes
+([`minimize`]) and delta debugging ([`ddmin`]). **Architecture Invariant:** this layer imports
+only `isolate` and the base files: a case knows nothing of workers, oracles or campaigns, and the
+minimizer judges candidates through the caller's closure.
+
 # Operations
 
 `add_nodes {count, positions?}`, `remove_nodes {ids}`, `add_edges {edges}`, `remove_edges {pairs}`,

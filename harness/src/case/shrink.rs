@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use crate::case::Case;
 use crate::case::generate::{case_strategy_with, GenConfig};
+use crate::case::Case;
 
 fn runner(seed: u64) -> TestRunner {
     let mut bytes = [0u8; 32];

@@ -14,10 +14,10 @@ engine error or broken invariant that follows an invalid access is only its cons
 
 use serde::{Deserialize, Serialize};
 
-use crate::worker::execute::CaseResult;
 use crate::isolate::{Execution, Outcome};
+use crate::worker::execute::CaseResult;
 use crate::worker::job::JobReply;
-use crate::client::sanitize_mode::SanitizerFinding;
+use crate::worker::violations::SanitizerFinding;
 
 /// The identity of a finding. Serialized as its display form, `class:detail:site`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

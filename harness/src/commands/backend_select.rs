@@ -20,7 +20,40 @@ machine without the driver, one without a device and one whose NVRTC fails each 
 
 use forcefield::{Backend, BackendError, CpuBackend, CudaBackend};
 
-use crate::commands::cli::{BackendChoice, CliError, ResolvedBackend};
+use clap::ValueEnum;
+
+use crate::commands::error::CliError;
+
+/// Which engine backend a command should use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU backend (emulated device memory with guard pages).
+    Cpu,
+    /// The CUDA backend.
+    Cuda,
+    /// CUDA when a device is usable, otherwise CPU.
+    Auto,
+}
+
+/// A backend a command can actually run on: what [`crate::commands::backend_select::open_backend`] opened
+/// for a [`BackendChoice`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResolvedBackend {
+    /// [`forcefield::CpuBackend`].
+    Cpu,
+    /// [`forcefield::CudaBackend`].
+    Cuda,
+}
+
+impl ResolvedBackend {
+    /// The name written into outputs and summaries (the backend's own [`forcefield::Backend::name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            ResolvedBackend::Cpu => "cpu",
+            ResolvedBackend::Cuda => "cuda",
+        }
+    }
+}
 
 /// The CUDA device commands run on.
 pub const CUDA_DEVICE: usize = 0;
@@ -76,7 +109,7 @@ where
         )),
         Err(e) => {
             // The reason goes on the note's one line whatever the driver's message holds.
-            let reason = crate::commands::cli::one_line(&anyhow::Error::new(e));
+            let reason = crate::commands::error::one_line(&anyhow::Error::new(e));
             Ok((
                 Box::new(CpuBackend::new()),
                 BackendNote {

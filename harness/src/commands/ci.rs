@@ -18,14 +18,16 @@ use std::time::Duration;
 use forcefield::{CudaBackend, Fault};
 
 use crate::artifacts::{write_atomically, write_json};
-use crate::hunt::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Finding, Shard};
-use crate::commands::cli::{BackendChoice, CliError};
-use crate::hunt::corpus::{self, ReplayOptions, ReplayResult};
 use crate::case::generate::GenConfig;
 use crate::case::minimize::MinimizeLimits;
-use crate::hunt::report::{CampaignFinding, CiReport, CiResult};
-use crate::client::sanitize_mode::{self, SanitizeMode};
 use crate::client::signature::Signature;
+use crate::client::start;
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Finding, Shard};
+use crate::hunt::corpus::{self, ReplayOptions, ReplayResult};
+use crate::hunt::report::{CampaignFinding, CiReport, CiResult};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// Arguments of `forcefield ci`.
 #[derive(Debug, Clone, clap::Args)]
@@ -149,7 +151,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     let backend = super::backend_kind(args.backend)?;
     let jobs = super::jobs(args.jobs, backend)?;
     args.sanitize.validate(backend)?;
-    let campaign_worker = sanitize_mode::worker_command(1, args.sanitize)?;
+    let campaign_worker = start::sanitized_worker_command(1, args.sanitize)?;
     // Every output is checked before the replay and the campaign, not after them.
     if let Some(dir) = &args.out {
         super::check_output_dir(dir)?;

@@ -21,8 +21,9 @@ live in its own module (`layout` in [`crate::commands::layout`]; `run`, `repro`,
 use std::ffi::OsString;
 use std::io::Write as _;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
+use crate::commands::error::CliError;
 use crate::exit;
 
 /// Forcefield: crash hunting and benchmarks for GPU graph-layout engines.
@@ -84,110 +85,6 @@ impl Command {
     }
 }
 
-/// Which engine backend a command should use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// The CPU backend (emulated device memory with guard pages).
-    Cpu,
-    /// The CUDA backend.
-    Cuda,
-    /// CUDA when a device is usable, otherwise CPU.
-    Auto,
-}
-
-/// A backend a command can actually run on: what [`crate::commands::backend_select::open_backend`] opened
-/// for a [`BackendChoice`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResolvedBackend {
-    /// [`forcefield::CpuBackend`].
-    Cpu,
-    /// [`forcefield::CudaBackend`].
-    Cuda,
-}
-
-impl ResolvedBackend {
-    /// The name written into outputs and summaries (the backend's own [`forcefield::Backend::name`]).
-    pub fn name(self) -> &'static str {
-        match self {
-            ResolvedBackend::Cpu => "cpu",
-            ResolvedBackend::Cuda => "cuda",
-        }
-    }
-}
-
-/// Why a command failed, which decides its exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// The command worked and found problems (a crash, a broken invariant, a regression).
-    #[error(transparent)]
-    Findings(anyhow::Error),
-    /// The user's input is wrong: a file, a flag value, parameters.
-    #[error(transparent)]
-    Input(anyhow::Error),
-    /// The environment lacks something: a backend, a device, a tool.
-    #[error(transparent)]
-    Environment(anyhow::Error),
-    /// A signal stopped the command after it wrote its report; the exit code is `128 + signal`.
-    #[error("{message}")]
-    Interrupted {
-        /// What was kept.
-        message: String,
-        /// The exit code ([`exit::interrupted`]).
-        code: i32,
-    },
-}
-
-impl CliError {
-    /// An input error from any error value.
-    pub fn input(e: impl Into<anyhow::Error>) -> Self {
-        CliError::Input(e.into())
-    }
-
-    /// An environment error from any error value.
-    pub fn environment(e: impl Into<anyhow::Error>) -> Self {
-        CliError::Environment(e.into())
-    }
-
-    /// The process exit code of this error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            CliError::Findings(_) => exit::FINDINGS,
-            CliError::Input(_) => exit::BAD_INPUT,
-            CliError::Environment(_) => exit::ENVIRONMENT,
-            CliError::Interrupted { code, .. } => *code,
-        }
-    }
-
-    /// The line printed on stderr: a prefix, then the error and its causes joined by `: `.
-    pub fn report_line(&self) -> String {
-        let (prefix, error) = match self {
-            CliError::Findings(e) => ("finding", e),
-            CliError::Input(e) | CliError::Environment(e) => ("error", e),
-            CliError::Interrupted { message, .. } => return format!("interrupted: {message}"),
-        };
-        format!("{prefix}: {}", one_line(error))
-    }
-}
-
-/// An error and its causes on one line, joined by `: `. Causes already spelled out at the end of
-/// the message before them are not repeated, and line breaks inside messages become spaces, so the
-/// result is always exactly one line.
-pub fn one_line(error: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let text = cause
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if text.is_empty() || parts.last().is_some_and(|prev| prev.ends_with(&text)) {
-            continue;
-        }
-        parts.push(text);
-    }
-    parts.join(": ")
-}
-
 /// Runs `forcefield` with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
     main_with_args(std::env::args_os())
@@ -224,6 +121,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::error::one_line;
     use anyhow::Context as _;
 
     #[test]

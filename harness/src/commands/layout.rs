@@ -19,7 +19,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::commands::backend_select::open_backend;
-use crate::commands::cli::{BackendChoice, CliError, ResolvedBackend};
+use crate::commands::backend_select::{BackendChoice, ResolvedBackend};
+use crate::commands::error::CliError;
 use crate::graph_io::{read_graph, read_labels, read_params};
 use crate::svg::{render_svg, SvgStyle};
 

@@ -27,10 +27,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::artifacts::write_json;
-use crate::hunt::campaign::{keep_slowest, Finding, Shard, Summary, SUMMARY_FORMAT};
-use crate::commands::cli::CliError;
 use crate::case::minimize::MinimizeReport;
 use crate::client::signature::Signature;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::{keep_slowest, Finding, Shard, Summary, SUMMARY_FORMAT};
 
 /// Arguments of `forcefield merge`.
 #[derive(Debug, Clone, clap::Args)]
@@ -390,8 +390,8 @@ pub fn run(args: &MergeArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::BackendKind;
     use crate::case::minimize::CaseSize;
+    use crate::case::BackendKind;
 
     fn size(nodes: u64, edges: u64, ops: u64) -> CaseSize {
         CaseSize { nodes, edges, ops }

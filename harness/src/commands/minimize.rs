@@ -8,12 +8,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::artifacts::write_json;
-use crate::hunt::campaign::{minimize_isolated, run_isolated};
-use crate::case::Expectation;
-use crate::commands::cli::CliError;
-use crate::isolate::{SupervisorConfig, WorkerSlot};
 use crate::case::minimize::MinimizeLimits;
+use crate::case::Expectation;
+use crate::client::run::run_isolated;
 use crate::client::signature::Verdict;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::minimize_isolated;
+use crate::isolate::{SupervisorConfig, WorkerSlot};
 
 /// Arguments of `forcefield minimize`.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,9 +4,9 @@ speaks the worker protocol (`crate::isolate::protocol`) on inherited descriptors
 driver goes away.
 */
 
-use crate::commands::cli::CliError;
+use crate::commands::error::CliError;
+use crate::sanitizers::mode::SanitizeMode;
 use crate::worker::job::Handler;
-use crate::client::sanitize_mode::SanitizeMode;
 
 /// Arguments of `forcefield worker`.
 #[derive(Debug, Clone, clap::Args)]

@@ -20,17 +20,16 @@ use serde::{Deserialize, Serialize};
 use forcefield::Fault;
 
 use crate::artifacts::write_json;
-use crate::hunt::campaign_dir::{CampaignDir, OutDirError, Record, JOURNAL_FORMAT};
-use crate::case::{BackendKind, Case};
 use crate::case::generate::GenConfig;
-use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::worker::job::Job;
 use crate::case::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
-use crate::client::sanitize_mode::SanitizeMode;
 use crate::case::shrink::{generated_case, shrink_generated};
-use crate::client::signature::{classify, Signature, Verdict};
+use crate::case::{BackendKind, Case};
+use crate::client::signature::{Signature, Verdict};
+use crate::hunt::campaign_dir::{CampaignDir, OutDirError, Record, JOURNAL_FORMAT};
 use crate::hunt::time_split::{CaseTimes, TimeSplit};
 use crate::hunt::watchdog::{watch, Attempt, CaseCost, Watchdog, WatchdogConfig, WatchdogReport};
+use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// A shard of a campaign: cases with `k % count == index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,48 +373,9 @@ pub fn case_seed(campaign_seed: u64, k: u64) -> u64 {
     forcefield::hash::mix3(campaign_seed, k, 0x636173)
 }
 
-/// The payload asking a worker to run `case`.
-pub fn case_payload(case: &Case, capacity_invariance: bool) -> Job {
-    Job::Case {
-        case: case.clone(),
-        capacity_invariance,
-    }
-}
-
-/// Runs `case` once in `slot` and classifies the execution.
-pub fn run_isolated(
-    slot: &mut WorkerSlot,
-    case: &Case,
-    capacity_invariance: bool,
-    deadline: Duration,
-) -> (Verdict, Option<Execution>) {
-    let mut payload = case_payload(case, capacity_invariance);
-    // A worker whose process was poisoned (a lost CUDA context) answers with where to resume; it
-    // is retired, and the slot's next worker continues the case from there. Each resume consumes
-    // an injected lost context, so a case has at most as many as it has `inject` ops (twice: both
-    // runs); the bound only guards against a worker that keeps asking.
-    for _ in 0..=2 * case.ops.len() {
-        let execution = match slot.run(payload, deadline) {
-            Ok(execution) => execution,
-            Err(e) => {
-                let message = format!("cannot start a worker: {e}");
-                return (Verdict::Environment { message }, None);
-            }
-        };
-        let next = match &execution.outcome {
-            crate::isolate::Outcome::Reply { payload } => {
-                crate::worker::job::resume_payload(case, capacity_invariance, payload)
-            }
-            _ => None,
-        };
-        match next {
-            Some(next) => payload = next,
-            None => return (classify(&execution), Some(execution)),
-        }
-    }
-    let message = "the case kept losing its process past its number of ops".to_string();
-    (Verdict::Environment { message }, None)
-}
+// Running one case in a worker is the client's; re-exported because campaigns and their users
+// reach it here.
+pub use crate::client::run::{case_payload, run_isolated};
 
 /// Longest watchdog while minimizing a hang: equal to the watchdog's confirmation floor
 /// ([`crate::hunt::watchdog::CONFIRM_FLOOR`]), the limit a small case's hang is confirmed under.

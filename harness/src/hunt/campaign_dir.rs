@@ -34,10 +34,10 @@ use serde::{Deserialize, Serialize};
 use forcefield::Fault;
 
 use crate::artifacts::{check_dir_writable, write_atomically, write_json};
-use crate::hunt::campaign::{Finding, Reproduction, Shard, SlowCase, Summary, WallClock};
-use crate::case::{BackendKind, Expectation, Provenance};
 use crate::case::minimize::MinimizeReport;
+use crate::case::{BackendKind, Expectation, Provenance};
 use crate::client::signature::Signature;
+use crate::hunt::campaign::{Finding, Reproduction, Shard, SlowCase, Summary, WallClock};
 
 /// The lock file's name.
 pub const LOCK_FILE: &str = "campaign.lock";

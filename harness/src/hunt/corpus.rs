@@ -12,7 +12,7 @@ subdirectory, one [`Case`] per `*.json` file, each with an expectation:
 This module is responsible for loading entries (every problem is an error naming the file: a corpus
 that silently skips a broken file guards nothing), writing new entries atomically without
 overwriting a different entry, and replaying entries through isolated workers
-([`crate::hunt::campaign::run_isolated`]) and judging the outcome against the expectation. Rendering the
+([`crate::client::run::run_isolated`]) and judging the outcome against the expectation. Rendering the
 results is [`crate::hunt::report`]'s job; the `ci` command glues both together.
 
 An entry runs on the backend its case names: an `open` signature was recorded on that backend and
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::case::{BackendKind, Case, CaseError, Expectation, MAX_CASE_BYTES};
-use crate::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::client::signature::{Signature, Verdict};
+use crate::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
 
 /// The subdirectory of a corpus directory that holds the regression entries.
 pub const REGRESSIONS: &str = "regressions";
@@ -404,7 +404,7 @@ fn replay_one(entry: &Entry, slot: &mut WorkerSlot, options: &ReplayOptions) -> 
             },
         )
     } else {
-        let (verdict, _) = crate::hunt::campaign::run_isolated(
+        let (verdict, _) = crate::client::run::run_isolated(
             slot,
             &entry.case,
             options.capacity_invariance,

@@ -19,11 +19,12 @@ plain data; [`merge_findings`] applies it to a campaign's findings.
 
 use std::sync::atomic::Ordering;
 
-use crate::hunt::campaign::{run_isolated, Finding, FindingMinimizer};
 use crate::case::Case;
-use crate::isolate::WorkerSlot;
+use crate::client::run::run_isolated;
 use crate::client::signature::Signature;
+use crate::hunt::campaign::{Finding, FindingMinimizer};
 use crate::hunt::watchdog::CaseCost;
+use crate::isolate::WorkerSlot;
 
 /// What deciding whether two findings are one bug needs of each.
 #[derive(Clone, Copy, Debug)]

@@ -24,10 +24,10 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
-use crate::hunt::campaign::{Finding, Summary};
 use crate::case::Expectation;
-use crate::hunt::corpus::{ReplayResult, ReplayStatus};
 use crate::client::signature::{Signature, Verdict};
+use crate::hunt::campaign::{Finding, Summary};
+use crate::hunt::corpus::{ReplayResult, ReplayStatus};
 
 /// The format string of the JSON report.
 pub const CI_FORMAT: &str = "forcefield-ci/1";
@@ -469,9 +469,9 @@ impl CiReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hunt::campaign::{Shard, SUMMARY_FORMAT};
-    use crate::case::BackendKind;
     use crate::case::minimize::CaseSize;
+    use crate::case::BackendKind;
+    use crate::hunt::campaign::{Shard, SUMMARY_FORMAT};
 
     fn summary(findings: Vec<Finding>) -> Summary {
         Summary {

@@ -32,16 +32,16 @@ use serde::{Deserialize, Serialize};
 
 use forcefield::{Fault, FaultKind};
 
+use crate::case::generate::GenConfig;
+use crate::case::minimize::{CaseSize, MinimizeLimits, MinimizeReport};
+use crate::case::{BackendKind, Case};
+use crate::client::signature::{Signature, Verdict};
 use crate::hunt::campaign::{
     campaign_watchdog, minimize_generated, run_campaign, start_case_threads, Budget,
     CampaignConfig, CaseFeed, FindingMinimizer, Shard,
 };
-use crate::case::{BackendKind, Case};
-use crate::case::generate::GenConfig;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::case::minimize::{CaseSize, MinimizeLimits, MinimizeReport};
-use crate::client::sanitize_mode::SanitizeMode;
-use crate::client::signature::{Signature, Verdict};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// The format string of the self-test's JSON report.
 pub const SELFTEST_FORMAT: &str = "forcefield-selftest/1";

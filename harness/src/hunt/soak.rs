@@ -61,15 +61,17 @@ use serde::{Deserialize, Serialize};
 use forcefield::{EnvFault, Fault};
 
 use crate::artifacts::write_json;
+use crate::case::generate::{
+    generate_case_from_seed, random_plan, realize, GenConfig, Model, OpPlan,
+};
 use crate::case::{
     BackendKind, Case, CaseGraph, Expectation, Op, Provenance, MAX_CASE_EDGES, MAX_CASE_NODES,
     MAX_CASE_OPS, MAX_CASE_STEPS,
 };
-use crate::worker::execute::CaseResult;
-use crate::case::generate::{generate_case_from_seed, random_plan, realize, GenConfig, Model, OpPlan};
-use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
-use crate::worker::job::{Job, JobReply, SoakStats};
 use crate::client::signature::{classify, Signature, Verdict};
+use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
+use crate::worker::execute::CaseResult;
+use crate::worker::job::{Job, JobReply, SoakStats};
 
 /// The signature class of an injected fault the engine did not tolerate.
 const FAULT_NOT_TOLERATED: &str = "fault-not-tolerated";
@@ -1322,7 +1324,7 @@ impl Driver<'_> {
                 }
             };
             let (verdict, _) =
-                crate::hunt::campaign::run_isolated(&mut slot, &case, false, group.shortest_deadline);
+                crate::client::run::run_isolated(&mut slot, &case, false, group.shortest_deadline);
             group.replay = Some(match verdict {
                 Verdict::Pass => "pass".to_string(),
                 Verdict::Finding { signature, .. } => signature.to_string(),

@@ -33,8 +33,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::case::{BackendKind, Case, Op};
-use crate::isolate::Execution;
 use crate::client::signature::Verdict;
+use crate::isolate::Execution;
 
 // ---- the cost model ---------------------------------------------------------------------------
 

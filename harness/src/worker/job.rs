@@ -7,7 +7,7 @@ server's, fed chunks of operations. The handler writes the current operation and
 worker's breadcrumbs, so that if a kernel kills the process the driver knows where it was.
 
 Under `--sanitize checked` the handler opens backends in their checked mode and records the first
-memory violation any backend call reports ([`crate::client::sanitize_mode::Recorded`]); the reply carries it
+memory violation any backend call reports ([`crate::worker::violations::Recorded`]); the reply carries it
 as a [`SanitizerFinding`], whatever the case result says.
 */
 
@@ -19,10 +19,11 @@ use forcefield::backend::Backend;
 use forcefield::{CpuBackend, CudaBackend, Engine, EngineConfig, FaultSet};
 
 use crate::case::{BackendKind, Case, Op};
-use crate::worker::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
 use crate::isolate::Breadcrumbs;
-use crate::client::sanitize_mode::{Recorded, SanitizeMode, SanitizerFinding, ViolationLog};
+use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
 use crate::worker::traced_backend::TracedBackend;
+use crate::worker::violations::{Recorded, SanitizerFinding, ViolationLog};
 
 /// Set (to anything) in a campaign's environment, the workers skip the model oracle: only to
 /// measure what it costs.
