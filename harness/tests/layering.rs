@@ -2,8 +2,8 @@
 //! ARCHITECTURE.md describes, and no import cycle spans more than three files.
 //!
 //! The checker reads every `harness/src/**.rs`, collects the `crate::…`, `super::…` and `self::…`
-//! paths of its code (comments and `#[cfg(test)]` modules left out: a unit test may build its
-//! input with any layer), resolves each path to the file that defines the module, and maps files
+//! paths of its code (comments and `#[cfg(test)]` modules, inline or in a `tests.rs` of their own,
+//! left out: a unit test may build its input with any layer), resolves each path to the file that defines the module, and maps files
 //! to layers by their folder. It is plain text processing on purpose: no parser crate, and a
 //! new folder that is in no layer fails the test until it is given one.
 
@@ -352,6 +352,12 @@ fn paths_of(file: &str, src: &str) -> Vec<(usize, Vec<String>)> {
     found
 }
 
+/// Whether a file is a unit-test module of its own (`foo/tests.rs`, declared `#[cfg(test)] mod
+/// tests;` in `foo.rs`): exempt like an inline one.
+fn is_test_module(file: &str) -> bool {
+    file == "tests.rs" || file.ends_with("/tests.rs")
+}
+
 /// Every import between two different files of `files` (path relative to `src/` → text).
 fn imports(files: &BTreeMap<String, String>) -> Vec<Import> {
     let modules: BTreeMap<Vec<String>, &str> = files
@@ -361,6 +367,9 @@ fn imports(files: &BTreeMap<String, String>) -> Vec<Import> {
         .collect();
     let mut all = Vec::new();
     for (file, src) in files {
+        if is_test_module(file) {
+            continue;
+        }
         let mut seen = BTreeSet::new();
         for (line, segs) in paths_of(file, src) {
             // The longest prefix that names a module file; the root (`lib.rs`) is no edge.
@@ -601,6 +610,7 @@ fn comments_strings_and_test_modules_are_not_imports() {
             "case/mod.rs",
             "//! see [`crate::commands::cli`]\n/* crate::commands::cli */\nconst S: &str = \"crate::commands::cli\";\nfn f<'a>(c: char) -> bool { c == '{' }\n#[cfg(test)]\nmod tests {\n    use crate::commands::cli;\n    fn g() { let _ = \"}\"; }\n}\n",
         ),
+        ("case/tests.rs", "use crate::commands::cli;\n"),
         ("commands/mod.rs", ""),
         ("commands/cli.rs", ""),
     ]);

@@ -10,3 +10,4 @@ reads the mode from here; re-running a campaign's findings is `hunt`'s
 
 pub mod compute_sanitizer;
 pub mod mode;
+pub mod sanitizer_report;
