@@ -6,7 +6,7 @@ Every fallible operation of the engine returns [`EngineError`]. Errors that come
 means the device context is lost and no further work can succeed until the engine is recovered.
 */
 
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::sanitize::{MemoryViolation, Site};
 
 /// What the backend was doing when it failed.

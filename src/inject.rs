@@ -12,7 +12,7 @@ CUDA and marks the memory unusable on the CPU. Faults are armed one at a time by
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, DeviceAlloc, Launch};
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::error::{BackendError, BackendOp};
 use crate::faults::FaultSet;
 

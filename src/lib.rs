@@ -30,6 +30,7 @@ assert!(d > 0.5 && d < 20.0, "an edge settles near its rest length, got {d}");
 
 pub mod backend;
 pub mod buffer;
+pub mod buffer_name;
 pub mod engine;
 pub mod error;
 pub mod faults;

@@ -11,7 +11,7 @@ can report it as a sanitizer finding with everything needed to find the bug, and
 This module only describes findings; detecting them is the backends' business.
 */
 
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 
 /// What was wrong with an access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -12,9 +12,9 @@ uncounted and prints the ids.
 
 use std::io::Write as _;
 
-use forcefield_harness::campaign::case_seed;
-use forcefield_harness::execute::{execute, ExecOptions};
-use forcefield_harness::generate::{generate_case_from_seed, GenConfig};
+use forcefield_harness::case::generate::{generate_case_from_seed, GenConfig};
+use forcefield_harness::hunt::campaign::case_seed;
+use forcefield_harness::worker::execute::{execute, ExecOptions};
 
 /// Cases of the batch (as `benches/harness.rs`).
 const BATCH: u64 = 10;

@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use forcefield::{CudaBackend, Edge, Fault};
-use forcefield_harness::campaign::{case_seed, minimize_isolated, run_isolated};
+use forcefield_harness::case::generate::{generate_case_from_seed, GenConfig};
+use forcefield_harness::case::minimize::MinimizeLimits;
 use forcefield_harness::case::{BackendKind, Case, CaseGraph, Op};
-use forcefield_harness::generate::{generate_case_from_seed, GenConfig};
+use forcefield_harness::client::signature::Verdict;
+use forcefield_harness::hunt::campaign::{case_seed, minimize_isolated, run_isolated};
 use forcefield_harness::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
-use forcefield_harness::minimize::MinimizeLimits;
-use forcefield_harness::signature::Verdict;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

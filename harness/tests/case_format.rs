@@ -2,11 +2,11 @@
 //! survives a JSON round trip bit for bit, and bad files give one-line errors that say where.
 
 use forcefield::{Edge, Fault, SimParams};
+use forcefield_harness::case::generate::{case_strategy_with, generate_case_from_seed, GenConfig};
 use forcefield_harness::case::{
     BackendKind, Case, CaseError, CaseGraph, Expectation, Op, Provenance, FORMAT,
 };
-use forcefield_harness::execute::{execute, CaseResult, ExecOptions};
-use forcefield_harness::generate::{case_strategy_with, generate_case_from_seed, GenConfig};
+use forcefield_harness::worker::execute::{execute, CaseResult, ExecOptions};
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
 /// The example of the README's case-format section.

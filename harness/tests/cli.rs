@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use forcefield::CudaBackend;
-use forcefield_harness::layout::PositionsFile;
+use forcefield_harness::commands::layout::PositionsFile;
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
 const KARATE: &str = concat!(

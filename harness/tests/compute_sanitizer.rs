@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use forcefield_harness::case::BackendKind;
-use forcefield_harness::compute_sanitizer::{
+use forcefield_harness::client::signature::Signature;
+use forcefield_harness::isolate::WorkerCommand;
+use forcefield_harness::sanitizers::compute_sanitizer::{
     find_tool_in, parse_text, parse_xml, read_report, read_xml, render_markdown, rerun_with,
     signature_for, worker_xml_path, worker_xml_pattern, wrap_command, NearestAllocation,
     ParseError, ReadError, RecordKind, RerunOptions, RunStatus, SanitizerReport, Side, Tool,
     PROGRAM, SANITIZER_EXIT_CODE,
 };
-use forcefield_harness::isolate::WorkerCommand;
-use forcefield_harness::signature::Signature;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compute-sanitizer")
@@ -793,7 +793,7 @@ fn growth_case(faults: &[&str]) -> String {
 /// prints a skip line and passes.
 #[test]
 fn memcheck_on_the_device_sees_the_planted_fault_and_nothing_else() {
-    let Ok(sanitizer) = forcefield_harness::compute_sanitizer::find_tool() else {
+    let Ok(sanitizer) = forcefield_harness::sanitizers::compute_sanitizer::find_tool() else {
         println!("skipped: no compute-sanitizer");
         return;
     };

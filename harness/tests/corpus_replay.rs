@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use forcefield::CudaBackend;
 use forcefield_harness::case::Expectation;
-use forcefield_harness::corpus::{self, Entry, ReplayOptions, ReplayResult, ReplayStatus};
+use forcefield_harness::hunt::corpus::{self, Entry, ReplayOptions, ReplayResult, ReplayStatus};
 use forcefield_harness::isolate::WorkerCommand;
 
 const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpora/regressions");

@@ -7,11 +7,11 @@ meant to catch it (the checks themselves never look at which fault is on).
 
 use std::time::Duration;
 
-use forcefield_harness::campaign::run_isolated;
 use forcefield_harness::case::Case;
-use forcefield_harness::execute::{execute, CaseResult, ExecOptions};
+use forcefield_harness::hunt::campaign::run_isolated;
 use forcefield_harness::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
-use forcefield_harness::oracle::{
+use forcefield_harness::worker::execute::{execute, CaseResult, ExecOptions};
+use forcefield_harness::worker::oracle::{
     check_differential, check_memory_accounting, check_restart_equivalence, checks,
     DIFFERENTIAL_TOLERANCE,
 };

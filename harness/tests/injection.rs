@@ -9,16 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forcefield::{CpuBackend, Engine, EnvFault, FaultSet, SimParams};
-use forcefield_harness::campaign::run_isolated;
+use forcefield_harness::case::generate::{case_strategy_with, GenConfig};
+use forcefield_harness::case::minimize::{minimize, MinimizeLimits};
 use forcefield_harness::case::{Case, Op};
-use forcefield_harness::execute::{
+use forcefield_harness::client::signature::{classify_result, Signature};
+use forcefield_harness::hunt::campaign::run_isolated;
+use forcefield_harness::isolate::{Breadcrumbs, SupervisorConfig, WorkerCommand, WorkerSlot};
+use forcefield_harness::worker::execute::{
     apply_op, bits3, execute, CaseResult, ExecOptions, ResumePoint, WireCheckpoint,
 };
-use forcefield_harness::generate::{case_strategy_with, GenConfig};
-use forcefield_harness::isolate::{Breadcrumbs, SupervisorConfig, WorkerCommand, WorkerSlot};
-use forcefield_harness::job::{resume_payload, Handler, Job};
-use forcefield_harness::minimize::{minimize, MinimizeLimits};
-use forcefield_harness::signature::{classify_result, Signature};
+use forcefield_harness::worker::job::{resume_payload, Handler, Job};
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::json;
 

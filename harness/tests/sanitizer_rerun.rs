@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use forcefield_harness::campaign::Summary;
 use forcefield_harness::case::{BackendKind, Case};
-use forcefield_harness::compute_sanitizer::{
+use forcefield_harness::hunt::campaign::Summary;
+use forcefield_harness::hunt::sanitizer_findings::{
     campaign_findings, rerun_findings_with, FindingCase, FindingRerunError, FindingRerunOptions,
-    RerunEvent, RunStatus, Tool, ToolVerdict, FINDING_MARKDOWN, FINDING_TOOL_DIR, PROGRAM,
-    SANITIZER_EXIT_CODE,
+    RerunEvent, FINDING_MARKDOWN, FINDING_TOOL_DIR,
+};
+use forcefield_harness::sanitizers::compute_sanitizer::{
+    RunStatus, Tool, ToolVerdict, PROGRAM, SANITIZER_EXIT_CODE,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");

@@ -14,7 +14,7 @@ the harness: they allocate, copy, fill and launch what they are told.
 pub mod cpu;
 pub mod cuda;
 
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::error::BackendError;
 use crate::params::KernelParams;
 

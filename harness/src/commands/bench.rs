@@ -20,7 +20,7 @@ use crate::bench::history::{self, HistoryError};
 use crate::bench::record::{self, RecordOptions};
 use crate::bench::report;
 use crate::bench::rerun::ExeRerunner;
-use crate::cli::CliError;
+use crate::commands::error::CliError;
 
 /// The history used when `--history` is not given.
 pub const DEFAULT_HISTORY: &str = "bench-history.jsonl";

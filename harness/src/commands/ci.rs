@@ -1,14 +1,14 @@
 /*!
 `forcefield ci`: the regression gate. Replays every entry of the corpus's `regressions/` directory
-against its expectation ([`crate::corpus`]), then runs a seeded, time-boxed campaign
-([`crate::campaign`]) whose findings are judged against the corpus: a signature that an `open` entry
+against its expectation ([`crate::hunt::corpus`]), then runs a seeded, time-boxed campaign
+([`crate::hunt::campaign`]) whose findings are judged against the corpus: a signature that an `open` entry
 holds is known; any other is new. Exit 1 on a broken expectation or a new finding, 3 when something
 could not run here, 0 otherwise.
 
 Outputs, each written atomically: a markdown summary on stdout, JUnit XML (`--junit`), a JSON report
 (`--json`) and, with `--out DIR`, the campaign's `summary.json` and `findings/` (as `forcefield run`
 writes them) along with the `cp` command that adds each new finding to the corpus. The rendering is
-[`crate::report`]'s; this module only runs things and wires them together.
+[`crate::hunt::report`]'s; this module only runs things and wires them together.
 */
 
 use std::collections::BTreeMap;
@@ -18,14 +18,16 @@ use std::time::Duration;
 use forcefield::{CudaBackend, Fault};
 
 use crate::artifacts::{write_atomically, write_json};
-use crate::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Finding, Shard};
-use crate::cli::{BackendChoice, CliError};
-use crate::corpus::{self, ReplayOptions, ReplayResult};
-use crate::generate::GenConfig;
-use crate::minimize::MinimizeLimits;
-use crate::report::{CampaignFinding, CiReport, CiResult};
-use crate::sanitize_mode::{self, SanitizeMode};
-use crate::signature::Signature;
+use crate::case::generate::GenConfig;
+use crate::case::minimize::MinimizeLimits;
+use crate::client::signature::Signature;
+use crate::client::start;
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::{run_campaign, write_outputs, Budget, CampaignConfig, Finding, Shard};
+use crate::hunt::corpus::{self, ReplayOptions, ReplayResult};
+use crate::hunt::report::{CampaignFinding, CiReport, CiResult};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// Arguments of `forcefield ci`.
 #[derive(Debug, Clone, clap::Args)]
@@ -134,7 +136,7 @@ fn judge_findings(
 }
 
 fn replay_line(r: &ReplayResult) -> String {
-    use crate::corpus::ReplayStatus::*;
+    use crate::hunt::corpus::ReplayStatus::*;
     let status = match &r.status {
         Met => "ok".to_string(),
         Broken { reason } => format!("BROKEN: {reason}"),
@@ -149,7 +151,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     let backend = super::backend_kind(args.backend)?;
     let jobs = super::jobs(args.jobs, backend)?;
     args.sanitize.validate(backend)?;
-    let campaign_worker = sanitize_mode::worker_command(1, args.sanitize)?;
+    let campaign_worker = start::sanitized_worker_command(1, args.sanitize)?;
     // Every output is checked before the replay and the campaign, not after them.
     if let Some(dir) = &args.out {
         super::check_output_dir(dir)?;
@@ -306,7 +308,7 @@ mod tests {
             count: 1,
             first_case: 0,
             seconds_to_first: 0.0,
-            case_size: crate::minimize::CaseSize {
+            case_size: crate::case::minimize::CaseSize {
                 nodes: 1,
                 edges: 0,
                 ops: 1,

@@ -2,7 +2,7 @@
 `forcefield faults`: the planted-fault catalog, one line each.
 */
 
-use crate::cli::CliError;
+use crate::commands::error::CliError;
 
 /// Prints every planted fault with its description.
 pub fn run() -> Result<(), CliError> {

@@ -27,10 +27,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::artifacts::write_json;
-use crate::campaign::{keep_slowest, Finding, Shard, Summary, SUMMARY_FORMAT};
-use crate::cli::CliError;
-use crate::minimize::MinimizeReport;
-use crate::signature::Signature;
+use crate::case::minimize::MinimizeReport;
+use crate::client::signature::Signature;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::{keep_slowest, Finding, Shard, Summary, SUMMARY_FORMAT};
 
 /// Arguments of `forcefield merge`.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,7 +112,7 @@ pub enum MergeError {
     },
     /// A campaign directory whose journal cannot be read.
     #[error(transparent)]
-    Journal(#[from] crate::campaign_dir::OutDirError),
+    Journal(#[from] crate::hunt::campaign_dir::OutDirError),
     /// Nothing to merge.
     #[error("no summaries to merge")]
     Empty,
@@ -146,8 +146,8 @@ fn faults_text(s: &Summary) -> String {
 /// counts), or its `summary.json` when it has no journal.
 pub fn read_summary(path: &Path) -> Result<(PathBuf, Summary), MergeError> {
     if path.is_dir() {
-        if let Some(summary) = crate::campaign_dir::read_campaign(path)? {
-            return Ok((path.join(crate::campaign_dir::JOURNAL_FILE), summary));
+        if let Some(summary) = crate::hunt::campaign_dir::read_campaign(path)? {
+            return Ok((path.join(crate::hunt::campaign_dir::JOURNAL_FILE), summary));
         }
     }
     let file = if path.is_dir() {
@@ -308,7 +308,7 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
             if let Some(r) = f.status.reproduced {
                 kept.status.reproduced = Some(match kept.status.reproduced {
                     // Rates of the same finding in several shards: all their re-runs.
-                    Some(k) => crate::campaign::Reproduction {
+                    Some(k) => crate::hunt::campaign::Reproduction {
                         reproduced: k.reproduced.saturating_add(r.reproduced),
                         tries: k.tries.saturating_add(r.tries),
                     },
@@ -390,8 +390,8 @@ pub fn run(args: &MergeArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case::minimize::CaseSize;
     use crate::case::BackendKind;
-    use crate::minimize::CaseSize;
 
     fn size(nodes: u64, edges: u64, ops: u64) -> CaseSize {
         CaseSize { nodes, edges, ops }
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_slowest_cases_are_the_slowest_of_all_shards() {
-        use crate::campaign::{SlowCase, SLOWEST_KEPT};
+        use crate::hunt::campaign::{SlowCase, SLOWEST_KEPT};
         let slow = |case: u64, seconds: f64| SlowCase {
             case,
             seconds,

@@ -8,12 +8,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::artifacts::write_json;
-use crate::campaign::{minimize_isolated, run_isolated};
+use crate::case::minimize::MinimizeLimits;
 use crate::case::Expectation;
-use crate::cli::CliError;
+use crate::client::run::run_isolated;
+use crate::client::signature::Verdict;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::minimize_isolated;
 use crate::isolate::{SupervisorConfig, WorkerSlot};
-use crate::minimize::MinimizeLimits;
-use crate::signature::Verdict;
 
 /// Arguments of `forcefield minimize`.
 #[derive(Debug, Clone, clap::Args)]

@@ -3,9 +3,13 @@ The crash-hunting subcommands, one module each. They share the small pieces here
 command line, choosing the backend of a campaign, and how to start a worker.
 */
 
+pub mod backend_select;
 pub mod bench;
 pub mod ci;
+pub mod cli;
+pub mod error;
 pub mod faults;
+pub mod layout;
 pub mod merge;
 pub mod minimize;
 pub mod report;
@@ -21,7 +25,8 @@ use std::time::Duration;
 use forcefield::CudaBackend;
 
 use crate::case::BackendKind;
-use crate::cli::{BackendChoice, CliError};
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
 use crate::isolate::WorkerCommand;
 
 /// This command line as a user would type it (`forcefield run --seed 1 ...`), for provenance.
@@ -104,12 +109,7 @@ pub fn backend_kind(choice: BackendChoice) -> Result<BackendKind, CliError> {
 
 /// How to start a worker of this binary: `forcefield worker --threads N`.
 pub fn worker_command(threads: usize) -> Result<WorkerCommand, CliError> {
-    let command = WorkerCommand::current_exe_worker().map_err(|e| {
-        CliError::environment(anyhow::anyhow!(
-            "cannot find this program to start workers: {e}"
-        ))
-    })?;
-    Ok(command.arg("--threads").arg(threads.to_string()))
+    Ok(crate::client::start::worker_command(threads)?)
 }
 
 /// A failed writability check as a command error: input (exit 2) when the path cannot be what

@@ -8,8 +8,8 @@ Exit 1 when the campaign has findings, as `run` would have.
 
 use std::path::PathBuf;
 
-use crate::campaign_dir::{read_campaign, try_lock, OutDirError, JOURNAL_FILE, SUMMARY_FILE};
-use crate::cli::CliError;
+use crate::commands::error::CliError;
+use crate::hunt::campaign_dir::{read_campaign, try_lock, OutDirError, JOURNAL_FILE, SUMMARY_FILE};
 
 /// Arguments of `forcefield report`.
 #[derive(Debug, Clone, clap::Args)]

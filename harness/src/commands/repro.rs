@@ -6,15 +6,19 @@ print its outcome and signature.
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::campaign::run_isolated;
 use crate::case::Expectation;
-use crate::cli::{BackendChoice, CliError};
-use crate::compute_sanitizer::{render_markdown, rerun_under_tools, RerunOptions, Tool};
-use crate::execute::ExecOptions;
+use crate::client::run::run_isolated;
+use crate::client::signature::{classify_reply, Verdict};
+use crate::client::start;
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
 use crate::isolate::{SupervisorConfig, WorkerSlot};
-use crate::job::{open_backend_with, run_case};
-use crate::sanitize_mode::{self, SanitizeMode};
-use crate::signature::{classify_reply, Verdict};
+use crate::sanitizers::compute_sanitizer::{
+    render_markdown, rerun_under_tools, RerunOptions, Tool,
+};
+use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::execute::ExecOptions;
+use crate::worker::job::{open_backend_with, run_case};
 
 /// Arguments of `forcefield repro`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +70,7 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         let make = || open_backend_with(case.backend, 0, args.sanitize);
         classify_reply(&run_case(&case, &opts, &make, &mut |_| {}))
     } else {
-        let worker = sanitize_mode::worker_command(0, args.sanitize)?;
+        let worker = start::sanitized_worker_command(0, args.sanitize)?;
         let mut slot = WorkerSlot::new(worker, SupervisorConfig::default());
         // A sanitizer's slowdown is not a hang.
         let timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());
@@ -115,7 +119,7 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
 /// --in-process` wrapped in it), its records parsed and printed; exit 1 when the tool or the case
 /// reports anything.
 fn run_under_tool(args: &ReproArgs, case: &crate::case::Case, tool: Tool) -> Result<(), CliError> {
-    let out_dir = crate::sanitize_mode::tool_output_dir();
+    let out_dir = crate::client::start::tool_output_dir();
     let mut options = RerunOptions::new(&out_dir);
     options.timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());
     // A missing tool or an unusable program is the environment's (exit 3).

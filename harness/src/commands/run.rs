@@ -1,7 +1,7 @@
 /*!
-`forcefield run`: a crash-hunting campaign (see [`crate::campaign`]), then, for a CUDA campaign,
+`forcefield run`: a crash-hunting campaign (see [`crate::hunt::campaign`]), then, for a CUDA campaign,
 each minimized finding re-run under every compute-sanitizer tool (see
-[`crate::compute_sanitizer::rerun_findings_with`] and [`should_rerun`]).
+[`crate::hunt::sanitizer_findings::rerun_findings_with`] and [`should_rerun`]).
 */
 
 use std::io::Write;
@@ -11,20 +11,22 @@ use std::time::Duration;
 
 use forcefield::Fault;
 
-use crate::campaign::{
+use crate::case::generate::{GenConfig, DEFAULT_INJECT_RATE};
+use crate::case::minimize::MinimizeLimits;
+use crate::case::BackendKind;
+use crate::client::start;
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
+use crate::exit;
+use crate::hunt::campaign::{
     run_campaign_into, Budget, CampaignConfig, Recording, Shard, REPRODUCE_TRIES,
 };
-use crate::campaign_dir::{CampaignDir, OutDirError};
-use crate::case::BackendKind;
-use crate::cli::{BackendChoice, CliError};
-use crate::compute_sanitizer::{
-    campaign_findings, find_tool, rerun_findings_with, FindingCase, FindingRerunOptions,
-    RerunError, RerunEvent, PROGRAM,
+use crate::hunt::campaign_dir::{CampaignDir, OutDirError};
+use crate::hunt::sanitizer_findings::{
+    campaign_findings, rerun_findings_with, FindingCase, FindingRerunOptions, RerunEvent,
 };
-use crate::exit;
-use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
-use crate::minimize::MinimizeLimits;
-use crate::sanitize_mode::{self, SanitizeMode};
+use crate::sanitizers::compute_sanitizer::{find_tool, RerunError, PROGRAM};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// Arguments of `forcefield run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -154,7 +156,7 @@ impl RunArgs {
                 max_runs: 5000,
                 max_time: self.minimize_time,
             }),
-            worker: sanitize_mode::worker_command(1, self.sanitize)?,
+            worker: start::sanitized_worker_command(1, self.sanitize)?,
             sanitize: self.sanitize,
             generator: GenConfig {
                 inject_rate: if self.inject {
@@ -304,7 +306,7 @@ fn rerun_findings(
             let _ = writeln!(
                 err,
                 "the minimized findings were not re-run under {PROGRAM}: {}",
-                crate::cli::one_line(&anyhow::Error::from(error))
+                crate::commands::error::one_line(&anyhow::Error::from(error))
             );
             return;
         }
@@ -352,7 +354,7 @@ fn rerun_findings(
                 out,
                 "{PROGRAM} on {}: {}",
                 rerun.finding.signature,
-                crate::cli::one_line(&anyhow::Error::from(error))
+                crate::commands::error::one_line(&anyhow::Error::from(error))
             );
         }
     }
@@ -364,7 +366,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::compute_sanitizer::{Tool, ToolMissing, DEFAULT_CUDA_BIN};
+    use crate::sanitizers::compute_sanitizer::{Tool, ToolMissing, DEFAULT_CUDA_BIN};
 
     /// A finding directory under `root` with a case file, and one without.
     fn findings_in(root: &Path) -> Vec<FindingCase> {

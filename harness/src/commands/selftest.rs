@@ -1,6 +1,6 @@
 /*!
 `forcefield selftest`: a seeded hunt per planted fault, then the clean engine. See
-[`crate::selftest`].
+[`crate::hunt::selftest`].
 
 Exit codes: 0 when every crash fault that exists on the backend was detected and the clean engine
 gave nothing; 1 otherwise, with one line saying what was missed; 3 when cases cannot run here. The
@@ -13,12 +13,14 @@ use std::time::Duration;
 use forcefield::Fault;
 
 use crate::artifacts::write_json;
-use crate::campaign::Budget;
-use crate::cli::{BackendChoice, CliError};
-use crate::generate::{GenConfig, DEFAULT_INJECT_RATE};
-use crate::minimize::MinimizeLimits;
-use crate::sanitize_mode::{self, SanitizeMode};
-use crate::selftest::{applicable_faults, run_selftest, skip_reason, SelftestConfig};
+use crate::case::generate::{GenConfig, DEFAULT_INJECT_RATE};
+use crate::case::minimize::MinimizeLimits;
+use crate::client::start;
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
+use crate::hunt::campaign::Budget;
+use crate::hunt::selftest::{applicable_faults, run_selftest, skip_reason, SelftestConfig};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// Arguments of `forcefield selftest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,7 +115,7 @@ impl SelftestArgs {
                 max_runs: 5000,
                 max_time: self.minimize_time,
             },
-            worker: sanitize_mode::worker_command(1, self.sanitize)?,
+            worker: start::sanitized_worker_command(1, self.sanitize)?,
             sanitize: self.sanitize,
             // Every hunt and the clean campaign inject environment faults as `forcefield run
             // --inject` does: the same generator for all, so that no hunt is tuned to its fault

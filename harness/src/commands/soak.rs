@@ -1,5 +1,5 @@
 /*!
-`forcefield soak`: the server's life in a worker. See [`crate::soak`].
+`forcefield soak`: the server's life in a worker. See [`crate::hunt::soak`].
 
 With `--inject-rate R`, environment faults of each kind (fail-alloc, fail-copy, fail-launch,
 lose-context) are injected R times a second; every one must be tolerated, and one that is not is a
@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use forcefield::Fault;
 
-use crate::cli::{BackendChoice, CliError};
-use crate::sanitize_mode::{self, SanitizeMode};
-use crate::soak::{run_soak, write_report, SoakConfig};
+use crate::client::start;
+use crate::commands::backend_select::BackendChoice;
+use crate::commands::error::CliError;
+use crate::hunt::soak::{run_soak, write_report, SoakConfig};
+use crate::sanitizers::mode::SanitizeMode;
 
 /// Arguments of `forcefield soak`.
 #[derive(Debug, Clone, clap::Args)]
@@ -102,7 +104,7 @@ pub fn run(args: &SoakArgs) -> Result<(), CliError> {
         max_nodes: args.max_nodes,
         life_steps: args.life_steps,
         keep_cases: args.keep_cases,
-        worker: sanitize_mode::worker_command(1, args.sanitize)?,
+        worker: start::sanitized_worker_command(1, args.sanitize)?,
         out: args.out.clone(),
         found_by: super::invocation(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),

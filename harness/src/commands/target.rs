@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use forcefield_target::{check, ProcessOptions, ProcessTarget, SpawnError, Target, TargetError};
 
-use crate::cli::CliError;
+use crate::commands::error::CliError;
 use crate::commands::parse_duration;
 
 /// Commands about other engines' targets.

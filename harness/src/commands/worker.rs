@@ -4,9 +4,9 @@ speaks the worker protocol (`crate::isolate::protocol`) on inherited descriptors
 driver goes away.
 */
 
-use crate::cli::CliError;
-use crate::job::Handler;
-use crate::sanitize_mode::SanitizeMode;
+use crate::commands::error::CliError;
+use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::job::Handler;
 
 /// Arguments of `forcefield worker`.
 #[derive(Debug, Clone, clap::Args)]

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 
 use super::memory::{GuardedRegion, ShadowView};
 use crate::backend::DeviceSpan;
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::sanitize::{Access, MemoryViolation, Site, ViolationKind};
 
 /// A typed device pointer as a CPU kernel sees it; `CHECKED` selects the checked accessor.

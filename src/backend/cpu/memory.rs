@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
 
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 
 /// The byte every fresh byte of a checked allocation holds.
 pub const POISON_BYTE: u8 = 0xFF;

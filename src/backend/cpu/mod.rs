@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::backend::{Backend, DeviceAlloc, Launch};
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::error::{BackendError, BackendOp};
 use crate::sanitize::{Access, MemoryViolation, Site, ViolationKind};
 use access::{Cx, LaunchCheck};

@@ -46,7 +46,7 @@ use cudarc::driver::sys;
 
 use super::launch::Scratch;
 use crate::backend::DeviceSpan;
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::error::{BackendError, BackendOp};
 use crate::sanitize::{Access, MemoryViolation, Site, ViolationKind};
 

@@ -686,7 +686,7 @@ mod tests {
     #[test]
     fn queued_transfers_are_the_copies_and_fills_of_enqueue() {
         use crate::backend::{DeviceSpan, SortArgs};
-        use crate::buffer::BufferName;
+        use crate::buffer_name::BufferName;
         let span = |buffer| DeviceSpan {
             addr: 0x1000,
             capacity: 8,

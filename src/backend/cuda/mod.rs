@@ -37,7 +37,7 @@ use cudarc::driver::result::{self, DriverError};
 use cudarc::driver::sys;
 
 use crate::backend::{Backend, DeviceAlloc, Launch};
-use crate::buffer::BufferName;
+use crate::buffer_name::BufferName;
 use crate::error::{BackendError, BackendOp};
 use crate::sanitize::Access;
 use checked::{Allocation, Allocations, CheckedDevice, Record, SpanTable, RED_ZONE};

@@ -1,0 +1,14 @@
+/*!
+The driver's side of the worker protocol: how a worker is started ([`start`]: plain, checked or
+under a compute-sanitizer tool), how one case runs in it ([`run`]: the payload, resumption after a
+poisoned process) and what its reply means ([`signature`]: the verdict of an execution, the one
+decoder of worker replies).
+
+**Architecture Invariant:** this layer imports `worker` only for the wire types of a request and
+a reply, and below that `case`, `sanitizers`, `isolate` and the base files. It never imports
+`hunt` or `commands`: a campaign is built on the client, never the other way round.
+*/
+
+pub mod run;
+pub mod signature;
+pub mod start;

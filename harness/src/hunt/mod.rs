@@ -1,0 +1,21 @@
+/*!
+Hunting, on top of the client: campaigns ([`campaign`], written into a [`campaign_dir`]), the
+per-case time limit ([`watchdog`]), deduplication ([`dedup`]), the regression corpus ([`corpus`])
+and its reports ([`report`]), the soak driver ([`soak`]), the self-test ([`selftest`]), where a
+campaign's time went ([`time_split`]) and the compute-sanitizer re-run of a campaign's findings
+([`sanitizer_findings`]).
+
+**Architecture Invariant:** this layer may import `client` and everything below it; it never
+imports `commands` (no clap, no `CliError`) or `bench`.
+*/
+
+pub mod campaign;
+pub mod campaign_dir;
+pub mod corpus;
+pub mod dedup;
+pub mod report;
+pub mod sanitizer_findings;
+pub mod selftest;
+pub mod soak;
+pub mod time_split;
+pub mod watchdog;

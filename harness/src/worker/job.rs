@@ -1,0 +1,449 @@
+/*!
+What a worker is asked to do, and the handler that does it.
+
+The driver sends a [`Job`] as the payload of a worker request; the worker answers with a [`JobReply`].
+Two kinds of job: a whole case on a fresh engine, or a soak session — one long-lived engine, like a
+server's, fed chunks of operations. The handler writes the current operation and kernel into the
+worker's breadcrumbs, so that if a kernel kills the process the driver knows where it was.
+
+Under `--sanitize checked` the handler opens backends in their checked mode and records the first
+memory violation any backend call reports ([`crate::worker::violations::Recorded`]); the reply carries it
+as a [`SanitizerFinding`], whatever the case result says.
+*/
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use forcefield::backend::Backend;
+use forcefield::{CpuBackend, CudaBackend, Engine, EngineConfig, FaultSet};
+
+use crate::case::{BackendKind, Case, Op};
+use crate::isolate::Breadcrumbs;
+use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
+use crate::worker::traced_backend::TracedBackend;
+use crate::worker::violations::{Recorded, SanitizerFinding, ViolationLog};
+
+/// Set (to anything) in a campaign's environment, the workers skip the model oracle: only to
+/// measure what it costs.
+pub const NO_MODEL_ENV: &str = "FORCEFIELD_NO_MODEL";
+
+/// A request to a worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "kebab-case")]
+pub enum Job {
+    /// Run a case on a fresh engine, with the oracles after every op.
+    Case {
+        /// The case.
+        case: Case,
+        /// Also re-run under another growth policy and compare.
+        #[serde(default)]
+        capacity_invariance: bool,
+    },
+    /// Continue a case whose previous worker was poisoned (see [`crate::worker::execute::ResumePoint`]): an
+    /// engine rebuilt from the checkpoint retries op `resume.from_op` and runs the rest.
+    Resume {
+        /// The case.
+        case: Case,
+        /// Also re-run under another growth policy and compare.
+        #[serde(default)]
+        capacity_invariance: bool,
+        /// Where to continue.
+        resume: Box<ResumePoint>,
+    },
+    /// Start a soak session: an engine holding the case's graph, params and faults (ops ignored).
+    SoakStart {
+        /// The initial state.
+        case: Case,
+    },
+    /// Apply ops to the soak session's engine, checking invariants after each.
+    SoakOps {
+        /// The ops.
+        ops: Vec<Op>,
+    },
+}
+
+/// Measurements a soak session reports with every reply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SoakStats {
+    /// Steps completed by this session's engine.
+    pub steps: u64,
+    /// Seconds spent in `step` during this request.
+    pub step_seconds: f64,
+    /// Steps taken during this request.
+    pub request_steps: u64,
+    /// Device bytes held by the engine.
+    pub device_bytes: u64,
+    /// Resident memory of the worker process, in bytes.
+    pub rss_bytes: u64,
+    /// Injected faults fired in this session's engine since it started, by kind: the soak driver
+    /// counts each request's share, recovered when the request passed.
+    #[serde(default)]
+    pub injections: forcefield::InjectionCounts,
+}
+
+/// A worker's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobReply {
+    /// What happened.
+    pub result: CaseResult,
+    /// Whether the device context is lost: the driver retires this worker.
+    pub context_lost: bool,
+    /// Soak measurements, for soak jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakStats>,
+    /// The first invalid memory access a checked backend reported during the request: a sanitizer
+    /// finding, whatever `result` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanitizer: Option<SanitizerFinding>,
+}
+
+/// The reply field (beside [`JobReply`]'s) with the seconds the worker spent on the request, from
+/// reading it to its reply.
+pub const WORKER_SECONDS: &str = "worker_seconds";
+
+/// The seconds a worker reported spending on a request ([`WORKER_SECONDS`]), if it replied.
+pub fn worker_seconds(reply: &serde_json::Value) -> Option<f64> {
+    reply
+        .get(WORKER_SECONDS)
+        .and_then(serde_json::Value::as_f64)
+}
+
+/// Opens the backend a case asks for, unchecked.
+pub fn open_backend(kind: BackendKind, threads: usize) -> Result<Box<dyn Backend>, String> {
+    open_backend_with(kind, threads, SanitizeMode::Off)
+}
+
+/// Opens the backend a case asks for, in its checked mode under `--sanitize checked`.
+pub fn open_backend_with(
+    kind: BackendKind,
+    threads: usize,
+    mode: SanitizeMode,
+) -> Result<Box<dyn Backend>, String> {
+    match kind {
+        BackendKind::Cpu => {
+            let cpu = if threads == 0 {
+                CpuBackend::new()
+            } else {
+                CpuBackend::with_threads(threads)
+            };
+            Ok(Box::new(cpu.with_checked(mode.is_checked())))
+        }
+        BackendKind::Cuda => open_cuda(mode),
+    }
+}
+
+/// Opens the CUDA backend for a sanitize mode: the checked build (bounds-checked kernels, red zones,
+/// poisoned fresh memory) for `checked`, the plain one otherwise (compute-sanitizer tools watch it
+/// from outside the process).
+pub fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> {
+    CudaBackend::with_checked(0, mode.is_checked())
+        .map(|b| Box::new(b) as Box<dyn Backend>)
+        .map_err(|e| format!("no usable CUDA device: {e}"))
+}
+
+/// Runs a whole case on fresh engines whose backends `make` opens (as a worker does, or in this
+/// process), recording any sanitizer finding into the reply.
+pub fn run_case<Bk: Backend>(
+    case: &Case,
+    opts: &ExecOptions,
+    make: &dyn Fn() -> Result<Bk, String>,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> JobReply {
+    resume_case(case, opts, None, make, on_op)
+}
+
+/// [`run_case`], continuing from `resume` when given (a [`Job::Resume`]).
+pub fn resume_case<Bk: Backend>(
+    case: &Case,
+    opts: &ExecOptions,
+    resume: Option<&ResumePoint>,
+    make: &dyn Fn() -> Result<Bk, String>,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> JobReply {
+    let log = ViolationLog::default();
+    let recorded = || make().map(|b| Recorded::new(b, log.clone()));
+    let result = match resume {
+        Some(point) => execute::resume_with(case, opts, point, &recorded, on_op),
+        None => execute::execute_with(case, opts, &recorded, on_op),
+    };
+    // A poisoned process cannot serve another case either.
+    let context_lost = matches!(
+        &result,
+        CaseResult::EngineError { sticky: true, .. } | CaseResult::Poisoned { .. }
+    );
+    JobReply {
+        result,
+        context_lost,
+        soak: None,
+        sanitizer: log.take(),
+    }
+}
+
+/// The payload that continues `case` in a fresh worker when `reply` says its worker was poisoned
+/// (a [`CaseResult::Poisoned`] result); `None` for any other reply.
+pub fn resume_payload(
+    case: &Case,
+    capacity_invariance: bool,
+    reply: &serde_json::Value,
+) -> Option<Job> {
+    let reply = JobReply::deserialize(reply).ok()?;
+    let resume = reply.result.resume_point()?.clone();
+    Some(Job::Resume {
+        case: case.clone(),
+        capacity_invariance,
+        resume: Box::new(resume),
+    })
+}
+
+type Hook = Box<dyn FnMut(&'static str) + Send>;
+type SoakEngine = Engine<Recorded<TracedBackend<Hook>>>;
+
+/// The state a worker keeps between requests.
+pub struct Handler {
+    threads: usize,
+    sanitize: SanitizeMode,
+    soak: Option<(SoakEngine, u64)>,
+    /// Where the soak engine's backend records violations.
+    soak_log: ViolationLog,
+}
+
+impl Handler {
+    /// A handler whose CPU kernels use `threads` threads (0: every core).
+    pub fn new(threads: usize) -> Self {
+        Handler {
+            threads,
+            sanitize: SanitizeMode::Off,
+            soak: None,
+            soak_log: ViolationLog::default(),
+        }
+    }
+
+    /// This handler, opening backends for `mode` (`checked`: in their checked mode).
+    pub fn with_sanitize(mut self, mode: SanitizeMode) -> Self {
+        self.sanitize = mode;
+        self
+    }
+
+    /// Handles one request payload; always returns a reply payload.
+    pub fn handle(
+        &mut self,
+        payload: &serde_json::Value,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> serde_json::Value {
+        self.reply(Job::deserialize(payload), crumbs)
+    }
+
+    /// [`Handler::handle`] for a payload as raw JSON text, as a worker receives it. A case job's
+    /// case is parsed straight from the text: serde buffers the whole content of an internally
+    /// tagged enum before it reads the variant, which for a case of millions of edges would cost
+    /// several times the case in memory.
+    pub fn handle_raw(
+        &mut self,
+        payload: &serde_json::value::RawValue,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> serde_json::Value {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(borrow)]
+            job: std::borrow::Cow<'a, str>,
+        }
+        #[derive(Deserialize)]
+        struct CaseJob {
+            case: Case,
+            #[serde(default)]
+            capacity_invariance: bool,
+        }
+        let text = payload.get();
+        let is_case = serde_json::from_str::<Kind<'_>>(text).is_ok_and(|k| k.job == "case");
+        let job = if is_case {
+            serde_json::from_str::<CaseJob>(text).map(|j| Job::Case {
+                case: j.case,
+                capacity_invariance: j.capacity_invariance,
+            })
+        } else {
+            serde_json::from_str::<Job>(text)
+        };
+        self.reply(job, crumbs)
+    }
+
+    fn reply(
+        &mut self,
+        job: Result<Job, serde_json::Error>,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        let reply = match job {
+            Ok(job) => self.run(job, crumbs),
+            Err(e) => JobReply {
+                result: CaseResult::Invalid {
+                    message: format!("not a job: {e}"),
+                },
+                context_lost: false,
+                soak: None,
+                sanitizer: None,
+            },
+        };
+        let mut value = serde_json::to_value(&reply).unwrap_or_else(|e| {
+            serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
+        });
+        // The driver subtracts this from its round trip to see what isolation costs.
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                WORKER_SECONDS.to_string(),
+                serde_json::json!(started.elapsed().as_secs_f64()),
+            );
+        }
+        value
+    }
+
+    fn traced(
+        &self,
+        kind: BackendKind,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> Result<TracedBackend<Hook>, String> {
+        let inner = open_backend_with(kind, self.threads, self.sanitize)?;
+        let crumbs = Arc::clone(crumbs);
+        let hook: Hook = Box::new(move |kernel| crumbs.set_kernel(kernel));
+        Ok(TracedBackend::new(inner, hook))
+    }
+
+    /// A whole case, or its continuation from `resume`, on fresh traced backends.
+    fn case_job(
+        &self,
+        case: &Case,
+        capacity_invariance: bool,
+        resume: Option<&ResumePoint>,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> JobReply {
+        let opts = ExecOptions {
+            check_capacity_invariance: capacity_invariance,
+            threads: self.threads,
+            // A measurement switch (what the model oracle costs a campaign), inherited by workers.
+            reference_model: std::env::var_os(NO_MODEL_ENV).is_none(),
+        };
+        let mut on_op =
+            |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
+        let make = || self.traced(case.backend, crumbs);
+        resume_case(case, &opts, resume, &make, &mut on_op)
+    }
+
+    fn run(&mut self, job: Job, crumbs: &Arc<Breadcrumbs>) -> JobReply {
+        match job {
+            Job::Case {
+                case,
+                capacity_invariance,
+            } => self.case_job(&case, capacity_invariance, None, crumbs),
+            Job::Resume {
+                case,
+                capacity_invariance,
+                resume,
+            } => self.case_job(&case, capacity_invariance, Some(&resume), crumbs),
+            Job::SoakStart { case } => {
+                self.soak = None;
+                self.soak_log = ViolationLog::default();
+                crumbs.set_op(u64::MAX, execute::INIT_OP);
+                let result = (|| {
+                    let spec = case.graph.to_spec().map_err(|e| CaseResult::Invalid {
+                        message: e.to_string(),
+                    })?;
+                    let backend = self
+                        .traced(case.backend, crumbs)
+                        .map(|b| Recorded::new(b, self.soak_log.clone()))
+                        .map_err(|message| CaseResult::Environment { message })?;
+                    Engine::with_config(
+                        backend,
+                        &spec,
+                        case.initial_params(),
+                        EngineConfig::default(),
+                        FaultSet::of(&case.faults),
+                    )
+                    .map_err(|e| CaseResult::EngineError {
+                        op_index: None,
+                        op: execute::INIT_OP.to_string(),
+                        error: e.to_string(),
+                        sticky: e.is_sticky(),
+                    })
+                })();
+                match result {
+                    Ok(engine) => {
+                        self.soak = Some((engine, 0));
+                        self.soak_reply(CaseResult::Pass, 0.0, 0)
+                    }
+                    Err(result) => JobReply {
+                        result,
+                        context_lost: false,
+                        soak: None,
+                        sanitizer: self.soak_log.take(),
+                    },
+                }
+            }
+            Job::SoakOps { ops } => {
+                let Some((engine, steps)) = self.soak.as_mut() else {
+                    return JobReply {
+                        result: CaseResult::Invalid {
+                            message: "soak-ops before soak-start".to_string(),
+                        },
+                        context_lost: false,
+                        soak: None,
+                        sanitizer: None,
+                    };
+                };
+                let mut step_seconds = 0.0;
+                let mut request_steps = 0;
+                let mut result = CaseResult::Pass;
+                for (index, op) in ops.iter().enumerate() {
+                    crumbs.set_op(index as u64, op.name());
+                    let start = std::time::Instant::now();
+                    let r = execute::apply_and_check(engine, index, op);
+                    if let Op::Step { count } = op {
+                        step_seconds += start.elapsed().as_secs_f64();
+                        request_steps += count;
+                        *steps += count;
+                    }
+                    if let Err(failure) = r {
+                        result = failure;
+                        break;
+                    }
+                }
+                self.soak_reply(result, step_seconds, request_steps)
+            }
+        }
+    }
+
+    fn soak_reply(&self, result: CaseResult, step_seconds: f64, request_steps: u64) -> JobReply {
+        // A poisoned process (CUDA after an injected lost context) cannot serve an engine again.
+        let context_lost = matches!(
+            &result,
+            CaseResult::EngineError { sticky: true, .. } | CaseResult::Poisoned { .. }
+        );
+        let soak = self.soak.as_ref().map(|(engine, steps)| SoakStats {
+            steps: *steps,
+            step_seconds,
+            request_steps,
+            device_bytes: engine.device_bytes() as u64,
+            rss_bytes: resident_bytes(),
+            injections: engine.injections_fired(),
+        });
+        JobReply {
+            result,
+            context_lost,
+            soak,
+            sanitizer: self.soak_log.take(),
+        }
+    }
+}
+
+/// Resident set size of this process (Linux `/proc/self/statm`), 0 where unknown.
+pub fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    pages * forcefield::backend::cpu::memory::page_size() as u64
+}

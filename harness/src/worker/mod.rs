@@ -1,0 +1,19 @@
+/*!
+The worker side of the process boundary: what a `forcefield worker` process does with a request.
+[`job`] decodes the request and answers it; [`execute`] runs a case in-process, op by op, with the
+oracles of [`oracle`], the reference model of [`model`] and the force-law reference of [`physics`];
+[`traced_backend`] writes the running kernel into the breadcrumbs; [`violations`] keeps the first
+memory violation of a checked backend for the reply.
+
+**Architecture Invariant:** this layer imports only `case`, `sanitizers` (the mode's value),
+`isolate` and the base files. It knows nothing of the driver: no campaign, no client, no command
+line; the driver reaches it only through the worker protocol.
+*/
+
+pub mod execute;
+pub mod job;
+pub mod model;
+pub mod oracle;
+pub mod physics;
+pub mod traced_backend;
+pub mod violations;
