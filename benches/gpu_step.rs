@@ -4,7 +4,11 @@ Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
 * `gpu_step/10k`, `gpu_step/100k`, `gpu_step/1M`: one `Engine::step(1)` on a random graph with ten
   edges per node (so 1M nodes carry 10M edges).
 * `gpu_step/1M_10M/<kernel>`: the same 1M-node step broken down by kernel. Before these run, the
-  median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table.
+  median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table (for the
+  smaller sizes too, where no per-kernel benchmark follows).
+* `FORCEFIELD_GPU_STEP_PROBE=1` replaces all of this with the force pass taken apart at 1M nodes
+  (`probe_force_pass`): repulsion candidates a node, and the force pass with springs or repulsion
+  off.
 * `gpu_sort` (printed, not a criterion group): the engine's `sort_pairs` alone on n hashed keys
   below 2^bits, for the sizes and widths of `benches/gpu_sort_cub.cu`, CUB's radix sort on the
   same keys: run both in one call on the GPU machine to compare.

@@ -992,7 +992,8 @@ impl<Bk: Backend> Engine<Bk> {
                 targets[slot] = *t;
             }
         }
-        let any_target = targets.iter().any(|t| !(*t < 0.0));
+        // The kernels skip a target only when it is below zero (NaN is not).
+        let any_target = targets.iter().any(|t| t.is_nan() || *t >= 0.0);
         self.distance_targets_on_device |= any_target;
         self.upload_u32(B::RowOffsets, 0, &row_offsets)?;
         self.upload_u32(B::ColIndices, 0, &cols)?;
