@@ -4,7 +4,11 @@ Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
 * `gpu_step/10k`, `gpu_step/100k`, `gpu_step/1M`: one `Engine::step(1)` on a random graph with ten
   edges per node (so 1M nodes carry 10M edges).
 * `gpu_step/1M_10M/<kernel>`: the same 1M-node step broken down by kernel. Before these run, the
-  median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table.
+  median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table (for the
+  smaller sizes too, where no per-kernel benchmark follows).
+* `FORCEFIELD_GPU_STEP_PROBE=1` replaces all of this with the force pass taken apart at 1M nodes
+  (`probe_force_pass`): repulsion candidates a node, and the force pass with springs or repulsion
+  off.
 * `gpu_sort` (printed, not a criterion group): the engine's `sort_pairs` alone on n hashed keys
   below 2^bits, for the sizes and widths of `benches/gpu_sort_cub.cu`, CUB's radix sort on the
   same keys: run both in one call on the GPU machine to compare.
@@ -59,6 +63,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use forcefield::backend::{DeviceAlloc, DeviceSpan, Launch, SortArgs};
+use forcefield::params::features;
 use forcefield::{
     Backend, BackendError, BufferName, CheckpointCadence, CudaBackend, Engine, EngineConfig,
     FaultSet, SimParams,
@@ -70,6 +75,8 @@ const WARMUP_STEPS: u32 = 20;
 const BREAKDOWN_STEPS: usize = 50;
 /// Samples of each wall-time median in the summary line.
 const WALL_SAMPLES: usize = 30;
+/// Plain steps at the end of the probe, for a profiler.
+const PROBE_TAIL_STEPS: usize = 3;
 /// Steps of one multi-step call in the summary line.
 const MULTI_STEPS: u32 = 32;
 /// Criterion's wall-clock warm-up and measurement per size.
@@ -359,8 +366,9 @@ fn bench_size(c: &mut Criterion, label: &str, case: &mut Case) {
     group.finish();
 }
 
-/// The per-kernel table and `gpu_step/1M_10M/<kernel>`.
-fn bench_kernels(c: &mut Criterion, case: &mut Case) {
+/// The per-kernel table of one size (printed to stderr): the median of each kernel over
+/// [`BREAKDOWN_STEPS`] steps, in launch order.
+fn kernel_table(case: &mut Case, label: &str) -> Vec<(&'static str, Duration)> {
     let mut per_kernel: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
     let mut device = Vec::new();
     let mut wall = Vec::new();
@@ -383,7 +391,7 @@ fn bench_kernels(c: &mut Criterion, case: &mut Case) {
         wall.push(step.wall);
     }
     eprintln!(
-        "gpu_step/{BREAKDOWN_LABEL}: median per kernel over {BREAKDOWN_STEPS} steps ({} nodes, {} edges)",
+        "gpu_step/{label}: median per kernel over {BREAKDOWN_STEPS} steps ({} nodes, {} edges)",
         case.engine.num_nodes(),
         case.engine.num_edges()
     );
@@ -405,7 +413,12 @@ fn bench_kernels(c: &mut Criterion, case: &mut Case) {
         "(step, wall)",
         micros(median(&mut wall))
     );
+    medians
+}
 
+/// The per-kernel table and `gpu_step/1M_10M/<kernel>`.
+fn bench_kernels(c: &mut Criterion, case: &mut Case) {
+    let medians = kernel_table(case, BREAKDOWN_LABEL);
     let mut group = c.benchmark_group("gpu_step");
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
@@ -419,6 +432,89 @@ fn bench_kernels(c: &mut Criterion, case: &mut Case) {
         });
     }
     group.finish();
+}
+
+/// The force pass taken apart at 1M nodes (`FORCEFIELD_GPU_STEP_PROBE=1`): the grid's occupancy and
+/// repulsion candidates per node (counted on the host from the grid stage), and the force pass's
+/// median with springs off and with repulsion off, so that its time can be split between the
+/// 27-cell walk and the CSR rows. Then `PROBE_TAIL_STEPS` plain steps for a profiler to catch.
+fn probe_force_pass(case: &mut Case) -> Result<(), Box<dyn std::error::Error>> {
+    case.restore();
+    case.engine.step(1)?;
+    let Some(g) = case.engine.inspect_grid()? else {
+        return Err("no grid after a step".into());
+    };
+    let dims = g.grid.dims.map(|d| d as i64);
+    let count = |x: i64, y: i64, z: i64| -> u64 {
+        if x < 0 || y < 0 || z < 0 || x >= dims[0] || y >= dims[1] || z >= dims[2] {
+            return 0;
+        }
+        let key = ((z * dims[1] + y) * dims[0] + x) as usize;
+        (g.cell_end[key] - g.cell_start[key]) as u64
+    };
+    let (mut candidates, mut max_candidates) = (0u64, 0u64);
+    let nonempty = g
+        .cell_start
+        .iter()
+        .zip(&g.cell_end)
+        .filter(|(s, e)| e > s)
+        .count();
+    for &key in &g.sorted_keys {
+        let key = key as i64;
+        let (x, y, z) = (
+            key % dims[0],
+            (key / dims[0]) % dims[1],
+            key / (dims[0] * dims[1]),
+        );
+        let mut c = 0;
+        for dz in -1..=1 {
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    c += count(x + dx, y + dy, z + dz);
+                }
+            }
+        }
+        candidates += c;
+        max_candidates = max_candidates.max(c);
+    }
+    let n = g.sorted_keys.len().max(1) as f64;
+    eprintln!(
+        "gpu_probe: grid {:?} cell {:.4} ({} cells, {} non-empty, {:.2} nodes a non-empty cell); repulsion candidates a node: mean {:.1}, max {}",
+        g.grid.dims,
+        g.grid.cell_size,
+        g.grid.num_cells(),
+        nonempty,
+        n / nonempty.max(1) as f64,
+        candidates as f64 / n,
+        max_candidates
+    );
+    let base = case.engine.params().clone();
+    let variants = [
+        ("all forces", base.feature_flags),
+        ("springs off", base.feature_flags & !features::SPRINGS),
+        ("repulsion off", base.feature_flags & !features::REPULSION),
+        (
+            "both off",
+            base.feature_flags & !(features::SPRINGS | features::REPULSION),
+        ),
+    ];
+    for (label, flags) in variants {
+        let mut p = base.clone();
+        p.feature_flags = flags;
+        case.engine.set_params(p)?;
+        let mut force: Vec<Duration> = (0..BREAKDOWN_STEPS)
+            .map(|_| case.timed_step().kernel("force_pass"))
+            .collect();
+        eprintln!(
+            "gpu_probe: force_pass {label:<14} {:>9.1} us",
+            micros(median(&mut force))
+        );
+    }
+    case.engine.set_params(base)?;
+    for _ in 0..PROBE_TAIL_STEPS {
+        case.timed_step();
+    }
+    Ok(())
 }
 
 /// The keys of `benches/gpu_sort_cub.cu`'s `fill`: SplitMix64 of the index, cut to `bits`.
@@ -520,6 +616,15 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if std::env::var_os("FORCEFIELD_GPU_STEP_PROBE").is_some() {
+        let probed =
+            Case::new(BREAKDOWN_NODES, faults).and_then(|mut case| probe_force_pass(&mut case));
+        if let Err(e) = probed {
+            eprintln!("gpu_probe: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
     for (label, num_nodes) in SIZES {
         let mut case = match Case::new(num_nodes, faults) {
@@ -538,6 +643,9 @@ fn main() {
         bench_size(&mut criterion, label, &mut case);
         if num_nodes == BREAKDOWN_NODES {
             bench_kernels(&mut criterion, &mut case);
+        } else {
+            // The smaller sizes' tables say where a step's time goes when kernels are short.
+            kernel_table(&mut case, label);
         }
     }
     criterion.final_summary();

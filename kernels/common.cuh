@@ -57,6 +57,9 @@ struct GridSpec {
 #define FEATURE_CONSTRAINTS (1u << 3)
 #define FEATURE_SSSP_REST_LENGTH (1u << 4)
 #define FEATURE_THERMAL_NOISE (1u << 5)
+/* Set by the engine, never by a user (`backend::KERNEL_DISTANCE_TARGETS`): some CSR entry has a
+ * distance target. */
+#define KERNEL_DISTANCE_TARGETS (1u << 31)
 
 #define FULL_MASK 0xffffffffu
 #define F32_INFINITY __int_as_float(0x7f800000)

@@ -61,7 +61,7 @@ use std::ops::Range;
 use crate::backend::{
     Backend, BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
     FrontierCompactArgs, GatherPositionsArgs, GridSpec, IntegrateArgs, Launch, SortArgs, Span3,
-    SsspRelaxArgs,
+    SsspRelaxArgs, KERNEL_DISTANCE_TARGETS,
 };
 use crate::buffer::{BufferInfo, BufferName as B, BufferRegistry, GrowthPolicy, SizeClass};
 use crate::error::{BackendError, EngineError, GraphError, Result};
@@ -210,6 +210,10 @@ pub struct Engine<Bk: Backend> {
     steps_since_sync: u64,
     /// Whether every launch is waited for and timed into the kernel log.
     kernel_timing: bool,
+    /// Some CSR entry on the device may have a distance target (`KERNEL_DISTANCE_TARGETS`): set
+    /// before an upload of the CSR that carries one, cleared only after an upload without one
+    /// succeeded, so the force pass never skips a target the device holds.
+    distance_targets_on_device: bool,
 }
 
 /// Everything needed to rebuild an engine's state on fresh device memory: taken after every
@@ -344,6 +348,7 @@ impl<Bk: Backend> Engine<Bk> {
             checkpoint_behind: false,
             steps_since_sync: 0,
             kernel_timing: true,
+            distance_targets_on_device: false,
         };
         // The first allocation is exactly the initial counts, as in the original engine.
         engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
@@ -987,10 +992,15 @@ impl<Bk: Backend> Engine<Bk> {
                 targets[slot] = *t;
             }
         }
+        // The kernels skip a target only when it is below zero (NaN is not).
+        let any_target = targets.iter().any(|t| t.is_nan() || *t >= 0.0);
+        self.distance_targets_on_device |= any_target;
         self.upload_u32(B::RowOffsets, 0, &row_offsets)?;
         self.upload_u32(B::ColIndices, 0, &cols)?;
         self.upload_f32(B::Weights, 0, &weights)?;
-        self.upload_f32(B::EdgeTarget, 0, &targets)
+        self.upload_f32(B::EdgeTarget, 0, &targets)?;
+        self.distance_targets_on_device = any_target;
+        Ok(())
     }
 
     // ---- the step pipeline -----------------------------------------------------------------
@@ -1168,6 +1178,9 @@ impl<Bk: Backend> Engine<Bk> {
             let mut params = self
                 .uploaded
                 .kernel_params(self.iteration, self.constraint_ramp());
+            if self.distance_targets_on_device {
+                params.feature_flags |= KERNEL_DISTANCE_TARGETS;
+            }
             // Planted `no-softening`.
             if self.faults.contains(Fault::NoSoftening) {
                 params.softening_eps = 0.0;

@@ -452,3 +452,41 @@ fn an_engine_restarted_from_its_checkpoint_steps_identically() {
     restarted.step(6).unwrap();
     assert_eq!(state(&mut restarted), state(&mut e));
 }
+
+/// The force pass walks the distance targets only while the engine knows the device holds one
+/// (`KERNEL_DISTANCE_TARGETS`): a target must pull its nodes, still pull after an edit that failed
+/// and was rolled back, and the same run without the failed edit must give the same bits.
+#[test]
+fn distance_targets_pull_through_a_rolled_back_edit() {
+    let constraints_only = SimParams {
+        feature_flags: forcefield::params::features::CONSTRAINTS,
+        ..SimParams::default()
+    };
+    let mut e = engine();
+    let mut twin = engine();
+    for x in [&mut e, &mut twin] {
+        x.set_params(constraints_only.clone()).unwrap();
+        x.set_distance_constraint(0, 1, 50.0).unwrap();
+    }
+    // The failed edit: a second target, whose CSR upload fails after the first of its copies.
+    e.inject(EnvFault::FailCopy { nth: 2 });
+    assert!(e.set_distance_constraint(2, 3, 50.0).is_err());
+    let before = e.positions().unwrap();
+    e.step(3).unwrap();
+    twin.step(3).unwrap();
+    let after = e.positions().unwrap();
+    assert_ne!(after[0], before[0], "the target of edge 0-1 pulls node 0");
+    assert_ne!(after[1], before[1], "the target of edge 0-1 pulls node 1");
+    assert_eq!(
+        after[2], before[2],
+        "the rolled-back target of edge 2-3 is gone"
+    );
+    assert_eq!(after[5], before[5], "a node without a target does not move");
+    assert_eq!(state(&mut e), state(&mut twin));
+    // Cleared, the targets stop pulling: the velocities alone move the nodes, in both runs alike.
+    for x in [&mut e, &mut twin] {
+        x.clear_constraints().unwrap();
+        x.step(2).unwrap();
+    }
+    assert_eq!(state(&mut e), state(&mut twin));
+}

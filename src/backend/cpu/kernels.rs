@@ -11,7 +11,7 @@ only its own outputs, so results do not depend on the thread count (bitwise dete
 use super::access::{Cx, Dev};
 use crate::backend::{
     BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
-    GatherPositionsArgs, GridSpec, IntegrateArgs, SortArgs, SsspRelaxArgs,
+    GatherPositionsArgs, GridSpec, IntegrateArgs, SortArgs, SsspRelaxArgs, KERNEL_DISTANCE_TARGETS,
 };
 use crate::hash::{mix3, unit_f32};
 use crate::params::{features, KernelParams};
@@ -266,13 +266,20 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                         let (s, e) = (cell_start.get(key), cell_end.get(key));
                         scanned = scanned.wrapping_add(e.wrapping_sub(s));
                         for slot in s..e {
-                            let j = sorted_nodes.get(slot as usize) as usize;
-                            if j == i {
+                            // Slot t holds node i itself (sorted_nodes is a permutation); the
+                            // CUDA kernel compares slots to spare a load per candidate, and so
+                            // does this one, so that both skip the same candidates under any
+                            // input.
+                            if slot as usize == t {
                                 continue;
                             }
                             let mut d = sub(pi, load3(&sorted_pos, slot as usize));
                             if d == [0.0; 3] {
-                                d = coincident_offset(p, i, j);
+                                d = coincident_offset(
+                                    p,
+                                    i,
+                                    sorted_nodes.get(slot as usize) as usize,
+                                );
                             }
                             let d2 = dot(d, d);
                             if d2 >= cutoff2 || (outer && !d2.is_nan()) {
@@ -333,7 +340,13 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
             if k > 0.0 {
                 axpy(&mut fc, k, sub(load3(&anchor, i), pi));
             }
-            for e in row {
+            // Without a distance target on the device the walk would add nothing (as in CUDA).
+            let targets = if p.feature_flags & KERNEL_DISTANCE_TARGETS != 0 {
+                row
+            } else {
+                row.start..row.start
+            };
+            for e in targets {
                 let target = edge_target.get(e);
                 if target < 0.0 {
                     continue;
