@@ -133,8 +133,9 @@ impl Target for Reference {
                 p.iter_mut().for_each(|c| *c *= 0.9);
             }
             for e in &self.edges {
-                for k in 0..3 {
-                    let pull = 0.05 * (before[e.v as usize][k] - before[e.u as usize][k]);
+                let (u, v) = (before[e.u as usize], before[e.v as usize]);
+                for (k, (a, b)) in u.iter().zip(v.iter()).enumerate() {
+                    let pull = 0.05 * (b - a);
                     self.pos[e.u as usize][k] += pull;
                     self.pos[e.v as usize][k] -= pull;
                 }

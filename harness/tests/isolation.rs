@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use forcefield_harness::client::signature::{classify, Verdict};
 use forcefield_harness::isolate::{
     worker_main, Execution, Outcome, SpawnError, SupervisorConfig, WorkerCommand, WorkerSlot,
     ENV_WORKER_TEST_MODES,
@@ -239,6 +240,57 @@ fn hang_is_killed_with_its_process_group() {
         Err(Errno::ESRCH)
     );
     assert_replaced(&mut slot, &execution);
+}
+
+/// A deadlock reached through two different kernels of one op is one finding. The driver reads each
+/// run's kernel from the breadcrumbs, but a hang is signed by its op (the watchdog fires at whatever
+/// kernel the endless loop happened to be in), and a campaign keys its findings by signature. A
+/// crash, by contrast, keeps its kernel: two kernels, two findings.
+#[test]
+fn a_hang_reached_through_two_kernels_is_one_finding_and_a_crash_is_two() {
+    let mut slot = slot();
+    let mut hang_kernels = Vec::new();
+    let mut hang_signatures = Vec::new();
+    let mut crash_signatures = Vec::new();
+    for kernel in ["force_pass", "sort_pairs"] {
+        let crumb = json!({"op_index": 4, "op": "step", "kernel": kernel});
+        let execution = slot
+            .run(
+                json!({"test_mode": "hang", "breadcrumb": crumb}),
+                Duration::from_millis(300),
+            )
+            .unwrap();
+        assert!(
+            matches!(execution.outcome, Outcome::Hang { .. }),
+            "expected a hang, got {}",
+            execution.outcome
+        );
+        hang_kernels.push(execution.breadcrumb.as_ref().and_then(|b| b.kernel.clone()));
+        let Verdict::Finding { signature, .. } = classify(&execution) else {
+            panic!("a hang must be a finding");
+        };
+        hang_signatures.push(signature.to_string());
+
+        let execution = run(
+            &mut slot,
+            json!({"test_mode": "segfault", "breadcrumb": crumb}),
+        );
+        let Verdict::Finding { signature, .. } = classify(&execution) else {
+            panic!("a segfault must be a finding");
+        };
+        crash_signatures.push(signature.to_string());
+    }
+    assert_eq!(
+        hang_kernels,
+        [
+            Some("force_pass".to_string()),
+            Some("sort_pairs".to_string())
+        ],
+        "the driver must read each run's own kernel"
+    );
+    assert_eq!(hang_signatures, ["hang:step", "hang:step"]);
+    let distinct: std::collections::BTreeSet<_> = crash_signatures.iter().collect();
+    assert_eq!(distinct.len(), 2, "{crash_signatures:?}");
 }
 
 #[test]
