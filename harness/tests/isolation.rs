@@ -412,7 +412,8 @@ fn a_worker_that_never_says_hello_is_a_start_up_hang() {
 fn an_oversized_message_is_a_protocol_error() {
     // A "worker" whose hello announces a 4 GiB message: refused before anything is allocated.
     let script = r#"set -- $(echo "$FORCEFIELD_WORKER_FDS" | tr , ' '); eval "printf '\377\377\377\377' >&$2"; sleep 600"#;
-    let command = WorkerCommand::new("sh").arg("-c").arg(script);
+    // bash, not sh: the protocol descriptors may be numbered 10 or more, which dash cannot redirect to.
+    let command = WorkerCommand::new("bash").arg("-c").arg(script);
     let err = WorkerSlot::new(command, config())
         .run(json!({}), DEADLINE)
         .unwrap_err();
@@ -434,7 +435,7 @@ fn writing_to_a_dead_worker_never_raises_sigpipe_in_the_driver() {
     unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.unwrap();
     // A "worker" that says hello in 52 bytes, then exits without reading anything.
     let script = r#"set -- $(echo "$FORCEFIELD_WORKER_FDS" | tr , ' '); eval "printf '\064\000\000\000{\"type\":\"ready\",\"protocol\":1,\"pid\":1,\"backend\":\"sh\"}' >&$2"; exit 5"#;
-    let mut slot = WorkerSlot::new(WorkerCommand::new("sh").arg("-c").arg(script), config());
+    let mut slot = WorkerSlot::new(WorkerCommand::new("bash").arg("-c").arg(script), config());
     // Larger than any socket buffer, so the driver is still writing when the worker is gone.
     let execution = slot
         .run(json!({"big": "x".repeat(4 << 20)}), DEADLINE)
