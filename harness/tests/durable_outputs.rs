@@ -132,9 +132,13 @@ fn a_full_disk_leaves_every_finding_directory_whole() {
             journaled += 1;
         }
     }
-    // The limit was met where the test means it: at the first finding's files, which were not
-    // half-written but not written at all.
-    assert_eq!((on_disk.len(), journaled), (0, 0), "{on_disk:?}");
+    // Files first, then the record: a journaled finding is always on disk. Which finding meets the
+    // limit depends on which case fails first (two workers), so the count on disk is not fixed; a
+    // finding whose files did not fit is absent, not half-written (checked above).
+    assert!(
+        journaled <= on_disk.len(),
+        "{journaled} journaled, on disk: {on_disk:?}"
+    );
 }
 
 #[test]
