@@ -232,12 +232,12 @@ def arg(request, name):
     return request[name]
 
 
-def handle(layout, request):
+def handle(layout, request, name=NAME):
     op = request.get("op")
     if op == "hello":
         if request.get("protocol") != PROTOCOL:
             raise Rejected(f"this target speaks {PROTOCOL}")
-        return {"name": NAME, "version": VERSION, "protocol": PROTOCOL,
+        return {"name": name, "version": VERSION, "protocol": PROTOCOL,
                 "capabilities": CAPABILITIES}
     if op == "create":
         return layout.create(arg(request, "graph"), request.get("params"))
@@ -270,8 +270,8 @@ def handle(layout, request):
     raise Unsupported(f"this target does not offer `{op}`")
 
 
-def main():
-    layout = Layout()
+def main(layout_class=None, name=NAME):
+    layout = (layout_class or Layout)()
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -279,7 +279,7 @@ def main():
         try:
             request = json.loads(line)
             request_id = arg(request, "id")
-            reply = {"id": request_id, "ok": handle(layout, request)}
+            reply = {"id": request_id, "ok": handle(layout, request, name)}
         except Rejected as e:
             reply = {"id": request_id, "error": {"kind": "rejected", "message": str(e)}}
         except Unsupported as e:
