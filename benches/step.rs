@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::CpuTimed;
+use common::{CpuTime, CpuTimed};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use forcefield::{CpuBackend, Engine, EngineConfig, FaultSet, GraphSpec, SimParams};
 
@@ -121,7 +121,7 @@ impl Case {
 
     fn engine_at(&self, graph: &GraphSpec, params: SimParams) -> Engine<CpuTimed<CpuBackend>> {
         Engine::with_config(
-            CpuTimed(CpuBackend::new()),
+            CpuTimed::new(CpuBackend::new(), CpuTime),
             graph,
             params,
             EngineConfig::default(),

@@ -34,10 +34,10 @@ mod common;
 
 use std::io::Write as _;
 
-use forcefield::backend::{DeviceAlloc, Launch};
+use forcefield::backend::layer::{Layer, Layered};
+use forcefield::backend::Launch;
 use forcefield::{
-    Backend, BackendError, BufferName, CpuBackend, Engine, EngineConfig, FaultSet, GraphSpec,
-    SimParams,
+    Backend, BackendError, CpuBackend, Engine, EngineConfig, FaultSet, GraphSpec, SimParams,
 };
 
 /// Steps run from the seeded positions before the snapshot (as in `benches/step.rs`).
@@ -78,59 +78,22 @@ fn counted<R>(id: &str, op: impl FnOnce() -> R) -> R {
 }
 
 /// A backend that runs each kernel launch as a counted region named `<prefix>/<kernel>`.
-struct CountedLaunches<B: Backend> {
-    inner: B,
+type CountedLaunches<B> = Layered<B, CountLaunches>;
+
+/// The layer of [`CountedLaunches`]: launches are counted regions when a prefix is set.
+struct CountLaunches {
     prefix: Option<String>,
 }
 
-impl<B: Backend> Backend for CountedLaunches<B> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn device_description(&self) -> String {
-        self.inner.device_description()
-    }
-    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
-        self.inner.alloc(buffer, bytes)
-    }
-    fn free(&mut self, alloc: DeviceAlloc) {
-        self.inner.free(alloc)
-    }
-    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
-        self.inner.upload(dst, src)
-    }
-    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
-        self.inner.download(src, dst)
-    }
-    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
-        self.inner.copy(dst, src, bytes)
-    }
-    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
-        self.inner.fill_u32(dst, count, value)
-    }
-    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
+impl Layer for CountLaunches {
+    fn launch(&mut self, inner: &mut dyn Backend, launch: &Launch) -> Result<f64, BackendError> {
         match &self.prefix {
             Some(prefix) => {
                 let id = format!("{prefix}/{}", launch.kernel_name());
-                counted(&id, || self.inner.launch(launch))
+                counted(&id, || inner.launch(launch))
             }
-            None => self.inner.launch(launch),
+            None => inner.launch(launch),
         }
-    }
-    fn synchronize(&mut self) -> Result<(), BackendError> {
-        self.inner.synchronize()
-    }
-    fn bytes_allocated(&self) -> usize {
-        self.inner.bytes_allocated()
-    }
-    fn lose_context(&mut self) -> BackendError {
-        self.inner.lose_context()
-    }
-    fn reset(&mut self) -> Result<(), BackendError> {
-        self.inner.reset()
-    }
-    fn set_faults(&mut self, faults: FaultSet) {
-        self.inner.set_faults(faults)
     }
 }
 
@@ -140,10 +103,7 @@ fn engine(
     faults: FaultSet,
     prefix: Option<String>,
 ) -> Engine<CountedLaunches<CpuBackend>> {
-    let backend = CountedLaunches {
-        inner: CpuBackend::with_threads(1),
-        prefix,
-    };
+    let backend = CountedLaunches::new(CpuBackend::with_threads(1), CountLaunches { prefix });
     Engine::with_config(backend, graph, params, EngineConfig::default(), faults)
         .unwrap_or_else(|e| fail(&format!("the benchmark graph is refused: {e}")))
 }

@@ -314,7 +314,7 @@ impl<Bk: Backend> Engine<Bk> {
         graph.validate()?;
         let mut log = KernelLog::new();
         log.set_relock_on_anomaly(faults.contains(Fault::LoggerRelock));
-        let mut backend = InjectingBackend::new(backend);
+        let mut backend = InjectingBackend::with_nothing_armed(backend);
         backend.set_faults(faults);
         let mut engine = Engine {
             backend,

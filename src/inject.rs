@@ -11,10 +11,10 @@ CUDA and marks the memory unusable on the CPU. Faults are armed one at a time by
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::layer::{Layer, Layered};
 use crate::backend::{Backend, DeviceAlloc, Launch};
 use crate::buffer_name::BufferName;
 use crate::error::{BackendError, BackendOp};
-use crate::faults::FaultSet;
 
 /// An environment fault to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,54 +110,51 @@ fn fires(countdown: &mut Option<u32>) -> bool {
     }
 }
 
-/// A backend that fails the calls it was armed to fail, then behaves like the backend it wraps.
-#[derive(Debug)]
-pub struct InjectingBackend<Bk> {
-    inner: Bk,
+/// A backend that fails the calls it was armed to fail, then behaves like the backend it wraps: the
+/// wrapped backend seen through an [`Injector`].
+pub type InjectingBackend<Bk> = Layered<Bk, Injector>;
+
+/// The layer of an [`InjectingBackend`]: what is armed and what fired.
+#[derive(Debug, Default)]
+pub struct Injector {
     armed: Armed,
     fired: InjectionCounts,
 }
 
 impl<Bk: Backend> InjectingBackend<Bk> {
     /// Wraps `inner` with nothing armed.
-    pub fn new(inner: Bk) -> Self {
-        InjectingBackend {
-            inner,
-            armed: Armed::default(),
-            fired: InjectionCounts::default(),
-        }
-    }
-
-    /// The wrapped backend.
-    pub fn inner(&self) -> &Bk {
-        &self.inner
+    pub fn with_nothing_armed(inner: Bk) -> Self {
+        Layered::new(inner, Injector::default())
     }
 
     /// Arms `fault`; a fault of the same kind still armed is replaced.
     pub fn arm(&mut self, fault: EnvFault) {
+        let armed = &mut self.layer_mut().armed;
         match fault {
-            EnvFault::FailAlloc { nth } => self.armed.alloc = Some(nth.max(1)),
-            EnvFault::FailCopy { nth } => self.armed.copy = Some(nth.max(1)),
-            EnvFault::FailLaunch { nth } => self.armed.launch = Some(nth.max(1)),
-            EnvFault::LoseContext { nth } => self.armed.lose_context = Some(nth.max(1)),
+            EnvFault::FailAlloc { nth } => armed.alloc = Some(nth.max(1)),
+            EnvFault::FailCopy { nth } => armed.copy = Some(nth.max(1)),
+            EnvFault::FailLaunch { nth } => armed.launch = Some(nth.max(1)),
+            EnvFault::LoseContext { nth } => armed.lose_context = Some(nth.max(1)),
         }
     }
 
     /// Whether any fault is still armed.
     pub fn is_armed(&self) -> bool {
-        self.armed != Armed::default()
+        self.layer().armed != Armed::default()
     }
 
     /// Disarms everything (faults armed but not fired do not outlive a recovery).
     pub fn disarm(&mut self) {
-        self.armed = Armed::default();
+        self.layer_mut().armed = Armed::default();
     }
 
     /// Faults fired so far.
     pub fn fired(&self) -> InjectionCounts {
-        self.fired
+        self.layer().fired
     }
+}
 
+impl Injector {
     fn injected(op: BackendOp, kernel: Option<&'static str>) -> BackendError {
         BackendError {
             kernel,
@@ -174,14 +171,13 @@ impl<Bk: Backend> InjectingBackend<Bk> {
     }
 }
 
-impl<Bk: Backend> Backend for InjectingBackend<Bk> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn device_description(&self) -> String {
-        self.inner.device_description()
-    }
-    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
+impl Layer for Injector {
+    fn alloc(
+        &mut self,
+        inner: &mut dyn Backend,
+        buffer: BufferName,
+        bytes: usize,
+    ) -> Result<DeviceAlloc, BackendError> {
         if fires(&mut self.armed.alloc) {
             self.fired.alloc += 1;
             return Err(BackendError::new(
@@ -189,29 +185,30 @@ impl<Bk: Backend> Backend for InjectingBackend<Bk> {
                 format!("injected failure: out of memory allocating {bytes} bytes for `{buffer}`"),
             ));
         }
-        self.inner.alloc(buffer, bytes)
+        inner.alloc(buffer, bytes)
     }
-    fn free(&mut self, alloc: DeviceAlloc) {
-        self.inner.free(alloc)
-    }
-    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
+    fn upload(
+        &mut self,
+        inner: &mut dyn Backend,
+        dst: u64,
+        src: &[u8],
+    ) -> Result<(), BackendError> {
         self.copy_fault(BackendOp::Upload)?;
-        self.inner.upload(dst, src)
+        inner.upload(dst, src)
     }
-    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
+    fn download(
+        &mut self,
+        inner: &mut dyn Backend,
+        src: u64,
+        dst: &mut [u8],
+    ) -> Result<(), BackendError> {
         self.copy_fault(BackendOp::Download)?;
-        self.inner.download(src, dst)
+        inner.download(src, dst)
     }
-    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
-        self.inner.copy(dst, src, bytes)
-    }
-    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
-        self.inner.fill_u32(dst, count, value)
-    }
-    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
+    fn launch(&mut self, inner: &mut dyn Backend, launch: &Launch) -> Result<f64, BackendError> {
         if fires(&mut self.armed.lose_context) {
             self.fired.context += 1;
-            return Err(self.inner.lose_context());
+            return Err(inner.lose_context());
         }
         if fires(&mut self.armed.launch) {
             self.fired.launch += 1;
@@ -220,25 +217,7 @@ impl<Bk: Backend> Backend for InjectingBackend<Bk> {
                 Some(launch.kernel_name()),
             ));
         }
-        self.inner.launch(launch)
-    }
-    fn synchronize(&mut self) -> Result<(), BackendError> {
-        self.inner.synchronize()
-    }
-    fn bytes_allocated(&self) -> usize {
-        self.inner.bytes_allocated()
-    }
-    fn lose_context(&mut self) -> BackendError {
-        self.inner.lose_context()
-    }
-    fn reset(&mut self) -> Result<(), BackendError> {
-        self.inner.reset()
-    }
-    fn set_faults(&mut self, faults: FaultSet) {
-        self.inner.set_faults(faults)
-    }
-    fn set_kernel_timing(&mut self, on: bool) {
-        self.inner.set_kernel_timing(on)
+        inner.launch(launch)
     }
 }
 
@@ -249,7 +228,7 @@ mod tests {
 
     #[test]
     fn the_nth_allocation_fails_once() {
-        let mut b = InjectingBackend::new(CpuBackend::with_threads(1));
+        let mut b = InjectingBackend::with_nothing_armed(CpuBackend::with_threads(1));
         b.arm(EnvFault::FailAlloc { nth: 2 });
         let first = b.alloc(BufferName::Mass, 16).unwrap();
         let e = b.alloc(BufferName::Mass, 16).unwrap_err();
@@ -264,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_copy_fault_fails_the_next_copy_only() {
-        let mut b = InjectingBackend::new(CpuBackend::with_threads(1));
+        let mut b = InjectingBackend::with_nothing_armed(CpuBackend::with_threads(1));
         let a = b.alloc(BufferName::Mass, 16).unwrap();
         b.arm(EnvFault::FailCopy { nth: 1 });
         assert_eq!(

@@ -17,10 +17,10 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use forcefield::backend::{DeviceAlloc, Launch};
+use forcefield::backend::layer::{Layer, Layered};
 use forcefield::{
-    Backend, BackendError, BufferName, Checkpoint, CheckpointCadence, CpuBackend, Edge, Engine,
-    EngineConfig, EngineError, EnvFault, FaultSet, GraphSpec, SimParams,
+    Backend, BackendError, Checkpoint, CheckpointCadence, CpuBackend, Edge, Engine, EngineConfig,
+    EngineError, EnvFault, FaultSet, GraphSpec, SimParams,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -309,54 +309,23 @@ fn a_failed_sssp_leaves_the_distances_of_before() {
     assert_eq!(e.run_sssp(0).unwrap(), first);
 }
 
-/// A CPU backend that counts the bytes it downloads to the host.
-struct CountingBackend {
-    inner: CpuBackend,
-    downloaded: Arc<AtomicUsize>,
+/// Counts the bytes a backend downloads to the host.
+struct CountDownloads(Arc<AtomicUsize>);
+
+impl Layer for CountDownloads {
+    fn download(
+        &mut self,
+        inner: &mut dyn Backend,
+        src: u64,
+        dst: &mut [u8],
+    ) -> Result<(), BackendError> {
+        self.0.fetch_add(dst.len(), Ordering::Relaxed);
+        inner.download(src, dst)
+    }
 }
 
-impl Backend for CountingBackend {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn device_description(&self) -> String {
-        self.inner.device_description()
-    }
-    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
-        self.inner.alloc(buffer, bytes)
-    }
-    fn free(&mut self, alloc: DeviceAlloc) {
-        self.inner.free(alloc)
-    }
-    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
-        self.inner.upload(dst, src)
-    }
-    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
-        self.downloaded.fetch_add(dst.len(), Ordering::Relaxed);
-        self.inner.download(src, dst)
-    }
-    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
-        self.inner.copy(dst, src, bytes)
-    }
-    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
-        self.inner.fill_u32(dst, count, value)
-    }
-    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
-        self.inner.launch(launch)
-    }
-    fn synchronize(&mut self) -> Result<(), BackendError> {
-        self.inner.synchronize()
-    }
-    fn bytes_allocated(&self) -> usize {
-        self.inner.bytes_allocated()
-    }
-    fn lose_context(&mut self) -> BackendError {
-        self.inner.lose_context()
-    }
-    fn reset(&mut self) -> Result<(), BackendError> {
-        self.inner.reset()
-    }
-}
+/// A CPU backend that counts the bytes it downloads to the host.
+type CountingBackend = Layered<CpuBackend, CountDownloads>;
 
 #[test]
 fn a_step_downloads_no_state_unless_the_cadence_asks() {
@@ -367,10 +336,10 @@ fn a_step_downloads_no_state_unless_the_cadence_asks() {
         positions: None,
     };
     let downloaded = Arc::new(AtomicUsize::new(0));
-    let backend = CountingBackend {
-        inner: CpuBackend::with_threads(2),
-        downloaded: Arc::clone(&downloaded),
-    };
+    let backend = CountingBackend::new(
+        CpuBackend::with_threads(2),
+        CountDownloads(Arc::clone(&downloaded)),
+    );
     let mut e = Engine::new(backend, &graph, SimParams::default()).unwrap();
     let state_bytes = nodes * 4 * 7; // positions, velocities, distances
     let bytes_of_step = |e: &mut Engine<CountingBackend>, steps: u32| {

@@ -41,8 +41,9 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, SamplingMode};
-use forcefield::backend::{DeviceAlloc, Launch};
-use forcefield::{Backend, BackendError, BufferName, Edge, FaultSet, GraphSpec};
+use forcefield::backend::layer::{Layer, Layered};
+use forcefield::backend::Launch;
+use forcefield::{Backend, BackendError, Edge, FaultSet, GraphSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -129,52 +130,16 @@ pub fn process_cpu_ns() -> f64 {
 }
 
 /// A backend whose kernel launches report their CPU time (all threads of the process) instead of
-/// the wall time, so that the engine's kernel log holds CPU times. Everything else is delegated.
-pub struct CpuTimed<B: Backend>(pub B);
+/// the wall time, so that the engine's kernel log holds CPU times. Everything else passes through.
+pub type CpuTimed<B> = Layered<B, CpuTime>;
 
-impl<B: Backend> Backend for CpuTimed<B> {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    fn device_description(&self) -> String {
-        self.0.device_description()
-    }
-    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
-        self.0.alloc(buffer, bytes)
-    }
-    fn free(&mut self, alloc: DeviceAlloc) {
-        self.0.free(alloc)
-    }
-    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
-        self.0.upload(dst, src)
-    }
-    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
-        self.0.download(src, dst)
-    }
-    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
-        self.0.copy(dst, src, bytes)
-    }
-    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
-        self.0.fill_u32(dst, count, value)
-    }
-    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
+/// The layer of [`CpuTimed`].
+pub struct CpuTime;
+
+impl Layer for CpuTime {
+    fn launch(&mut self, inner: &mut dyn Backend, launch: &Launch) -> Result<f64, BackendError> {
         let started = process_cpu_ns();
-        self.0.launch(launch)?;
+        inner.launch(launch)?;
         Ok((process_cpu_ns() - started) * 1e-9)
-    }
-    fn synchronize(&mut self) -> Result<(), BackendError> {
-        self.0.synchronize()
-    }
-    fn bytes_allocated(&self) -> usize {
-        self.0.bytes_allocated()
-    }
-    fn lose_context(&mut self) -> BackendError {
-        self.0.lose_context()
-    }
-    fn reset(&mut self) -> Result<(), BackendError> {
-        self.0.reset()
-    }
-    fn set_faults(&mut self, faults: FaultSet) {
-        self.0.set_faults(faults)
     }
 }

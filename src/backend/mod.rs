@@ -13,6 +13,7 @@ the harness: they allocate, copy, fill and launch what they are told.
 
 pub mod cpu;
 pub mod cuda;
+pub mod layer;
 
 use crate::buffer_name::BufferName;
 use crate::error::BackendError;

@@ -22,7 +22,7 @@ use crate::case::{BackendKind, Case, Op};
 use crate::isolate::Breadcrumbs;
 use crate::sanitizers::mode::SanitizeMode;
 use crate::worker::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
-use crate::worker::traced_backend::TracedBackend;
+use crate::worker::traced_backend::{Trace, TracedBackend};
 use crate::worker::violations::{Recorded, SanitizerFinding, ViolationLog};
 
 /// Set (to anything) in a campaign's environment, the workers skip the model oracle: only to
@@ -306,7 +306,7 @@ impl Handler {
         let inner = open_backend_with(kind, self.threads, self.sanitize)?;
         let crumbs = Arc::clone(crumbs);
         let hook: Hook = Box::new(move |kernel| crumbs.set_kernel(kernel));
-        Ok(TracedBackend::new(inner, hook))
+        Ok(TracedBackend::new(inner, Trace(hook)))
     }
 
     /// A whole case, or its continuation from `resume`, on fresh traced backends.

@@ -7,8 +7,8 @@ the reply's [`SanitizerFinding`], which the driver ([`crate::client::signature`]
 
 use std::sync::{Arc, Mutex};
 
-use forcefield::backend::{Backend, DeviceAlloc, Launch};
-use forcefield::{BackendError, BufferName, MemoryViolation};
+use forcefield::backend::layer::{Layer, Layered};
+use forcefield::{BackendError, MemoryViolation};
 use serde::{Deserialize, Serialize};
 
 /// A sanitizer finding as a worker reports it: a [`MemoryViolation`] in serializable form.
@@ -74,91 +74,27 @@ impl ViolationLog {
     }
 }
 
-/// A backend that records in a [`ViolationLog`] every memory violation its calls report, then
-/// passes the result on unchanged.
+/// A backend whose failed calls are shown to a [`ViolationLog`], which keeps the first memory
+/// violation among them, then passes them on.
 ///
 /// The engine turns a failed call into an error of the operation, and the case executor into a
 /// string; recording at the backend keeps the typed violation whatever happens to the error above
 /// (a violation only in the capacity-invariance re-run, say, is still a sanitizer finding).
-pub struct Recorded<B> {
-    inner: B,
-    log: ViolationLog,
-}
+pub type Recorded<B> = Layered<B, ViolationLog>;
 
-impl<B: Backend> Recorded<B> {
-    /// Wraps `inner`, recording into `log`.
-    pub fn new(inner: B, log: ViolationLog) -> Self {
-        Recorded { inner, log }
-    }
-
-    fn seen<T>(&self, r: Result<T, BackendError>) -> Result<T, BackendError> {
-        if let Err(BackendError {
-            violation: Some(v), ..
-        }) = &r
-        {
-            self.log.note(v);
+impl Layer for ViolationLog {
+    fn failed(&mut self, error: &BackendError) {
+        if let Some(v) = &error.violation {
+            self.note(v);
         }
-        r
-    }
-}
-
-impl<B: Backend> Backend for Recorded<B> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn device_description(&self) -> String {
-        self.inner.device_description()
-    }
-    fn alloc(&mut self, buffer: BufferName, bytes: usize) -> Result<DeviceAlloc, BackendError> {
-        let r = self.inner.alloc(buffer, bytes);
-        self.seen(r)
-    }
-    fn free(&mut self, alloc: DeviceAlloc) {
-        self.inner.free(alloc)
-    }
-    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), BackendError> {
-        let r = self.inner.upload(dst, src);
-        self.seen(r)
-    }
-    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), BackendError> {
-        let r = self.inner.download(src, dst);
-        self.seen(r)
-    }
-    fn copy(&mut self, dst: u64, src: u64, bytes: usize) -> Result<(), BackendError> {
-        let r = self.inner.copy(dst, src, bytes);
-        self.seen(r)
-    }
-    fn fill_u32(&mut self, dst: u64, count: usize, value: u32) -> Result<(), BackendError> {
-        let r = self.inner.fill_u32(dst, count, value);
-        self.seen(r)
-    }
-    fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
-        let r = self.inner.launch(launch);
-        self.seen(r)
-    }
-    fn synchronize(&mut self) -> Result<(), BackendError> {
-        let r = self.inner.synchronize();
-        self.seen(r)
-    }
-    fn bytes_allocated(&self) -> usize {
-        self.inner.bytes_allocated()
-    }
-    fn lose_context(&mut self) -> BackendError {
-        self.inner.lose_context()
-    }
-    fn reset(&mut self) -> Result<(), BackendError> {
-        let r = self.inner.reset();
-        self.seen(r)
-    }
-    fn set_faults(&mut self, faults: forcefield::FaultSet) {
-        self.inner.set_faults(faults)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forcefield::backend::{BoundsReduceArgs, DeviceSpan};
+    use forcefield::backend::{Backend, BoundsReduceArgs, DeviceSpan, Launch};
+    use forcefield::BufferName;
     use forcefield::CpuBackend;
 
     #[test]
