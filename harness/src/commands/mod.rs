@@ -1,6 +1,8 @@
 /*!
 The crash-hunting subcommands, one module each. They share the small pieces here: durations on the
-command line, choosing the backend of a campaign, and how to start a worker.
+command line, choosing the backend of a campaign, and how to start a worker; `flag_values` gives
+the values defined below this layer (`--sanitize`, `--tool`) their clap spelling. This is the
+only layer that knows clap (checked by `tests/layering.rs`) or `CliError`.
 */
 
 pub mod backend_select;
@@ -9,6 +11,7 @@ pub mod ci;
 pub mod cli;
 pub mod error;
 pub mod faults;
+mod flag_values;
 pub mod layout;
 pub mod merge;
 pub mod minimize;
