@@ -38,16 +38,16 @@ The worker must exit when the request channel closes.
 #[cfg(not(target_os = "linux"))]
 compile_error!("worker isolation needs Linux (memfd, parent-death signal, waitid)");
 
-pub mod breadcrumbs;
-pub mod capture;
-pub mod group;
+pub(crate) mod breadcrumbs;
+pub(crate) mod capture;
+pub(crate) mod group;
 #[path = "linux.rs"]
 mod os;
-pub mod outcome;
+pub(crate) mod outcome;
 pub mod protocol;
-pub mod supervisor;
-pub mod test_modes;
-pub mod worker;
+pub(crate) mod supervisor;
+pub(crate) mod test_modes;
+pub(crate) mod worker;
 
 pub use breadcrumbs::{Breadcrumb, BreadcrumbError, Breadcrumbs};
 pub use capture::CapturedOutput;

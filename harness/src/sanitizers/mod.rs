@@ -11,5 +11,5 @@ reads the mode from here; re-running a campaign's findings is `hunt`'s
 */
 
 pub mod compute_sanitizer;
-pub mod mode;
-pub mod sanitizer_report;
+pub(crate) mod mode;
+pub(crate) mod sanitizer_report;

@@ -68,13 +68,12 @@ mod report;
 mod session;
 mod step_time;
 
-pub use injection::{InjectionSchedule, InjectionSummary, KindCounts};
-pub use memory::{MemoryTrend, Series, WorkerMemory};
-pub use op_stream::OpStream;
-pub use recorder::RecorderTally;
-pub use report::{mean_interval, CrashGroup, LifeEnd, LifeSummary, SoakReport};
+pub(crate) use injection::{InjectionSchedule, InjectionSummary};
+pub(crate) use memory::MemoryTrend;
+pub(crate) use op_stream::OpStream;
+pub(crate) use report::{mean_interval, SoakReport};
 use session::{spinner, Driver};
-pub use step_time::{StepSample, StepTime};
+pub(crate) use step_time::StepTime;
 
 /// The signature class of an injected fault the engine did not tolerate.
 const FAULT_NOT_TOLERATED: &str = "fault-not-tolerated";

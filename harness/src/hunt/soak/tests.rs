@@ -4,6 +4,8 @@ use forcefield::EnvFault;
 
 use super::injection::{kind_index, KINDS};
 use super::memory::MEMORY_SLACK_BYTES;
+use super::recorder::RecorderTally;
+use super::step_time::StepSample;
 use super::*;
 use crate::case::{Op, MAX_CASE_OPS, MAX_CASE_STEPS};
 
