@@ -38,10 +38,31 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path` atomically, creating parent directories.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// What [`write_atomically`] does when the directory it writes into does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingDirs {
+    /// Create it and its parents: artifacts go into directories the tool lays out itself.
+    Create,
+    /// Fail (`NotFound`, "no directory …"): an output path the user typed whose directory is
+    /// missing is a typo, not a request for a new directory.
+    Refuse,
+}
+
+/// Writes `bytes` to `path` atomically: into a temporary file in the same directory (so the
+/// rename cannot cross file systems), flushed to disk, then renamed over `path`, and the
+/// directory flushed. `missing` says what happens when that directory does not exist.
+pub fn write_atomically(path: &Path, bytes: &[u8], missing: MissingDirs) -> std::io::Result<()> {
     let dir = parent_dir(path);
-    std::fs::create_dir_all(dir)?;
+    match missing {
+        MissingDirs::Create => std::fs::create_dir_all(dir)?,
+        MissingDirs::Refuse if !dir.is_dir() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no directory {}", dir.display()),
+            ));
+        }
+        MissingDirs::Refuse => {}
+    }
     let mut tmp = temp_file_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -53,7 +74,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     text.push('\n');
-    write_atomically(path, text.as_bytes())
+    write_atomically(path, text.as_bytes(), MissingDirs::Create)
 }
 
 /// Checks, before any work, that a file can later be written at `path` by [`write_atomically`]:
@@ -93,7 +114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/report.json");
         write_json(&path, &serde_json::json!({"x": 1})).unwrap();
-        write_atomically(&path, b"second").unwrap();
+        write_atomically(&path, b"second", MissingDirs::Create).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary files left behind");
@@ -106,7 +127,7 @@ mod tests {
         // SAFETY: umask only swaps the process's mask; restored at once. Other tests in this
         // process create files too, and may see 022 or 027 meanwhile: both are harmless to them.
         let old = unsafe { libc::umask(0o027) };
-        let written = write_atomically(&path, b"x");
+        let written = write_atomically(&path, b"x", MissingDirs::Create);
         unsafe { libc::umask(old) };
         written.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -7,17 +7,17 @@ Forcefield's driver: the `forcefield` command line and everything behind it.
 * [`graph_io`] reads graphs (edge lists, Matrix Market, JSON); [`svg`] draws layouts.
 */
 
-pub mod artifacts;
+pub(crate) mod artifacts;
 pub mod bench;
 pub mod case;
 pub mod client;
 pub mod commands;
 pub mod exit;
-pub mod graph_io;
+pub(crate) mod graph_io;
 pub mod hunt;
-pub mod input;
-pub mod interrupt;
+pub(crate) mod input;
+pub(crate) mod interrupt;
 pub mod isolate;
 pub mod sanitizers;
-pub mod svg;
+pub(crate) mod svg;
 pub mod worker;

@@ -528,6 +528,62 @@ fn read_tree(root: &Path) -> BTreeMap<String, String> {
     files
 }
 
+/// Every line outside `commands/` and `main.rs` whose code (comments aside; strings and unit
+/// tests included, so not even a test below `commands/` parses a flag) mentions `clap::`:
+/// command-line parsing belongs to `commands/` alone.
+fn clap_outside_commands(files: &BTreeMap<String, String>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (file, src) in files {
+        if file.starts_with("commands/") || file == "main.rs" {
+            continue;
+        }
+        for (index, line) in src.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("clap::") {
+                found.push(format!(
+                    "src/{file}:{}: mentions clap::, which only commands/ may know",
+                    index + 1
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_commands_know_clap() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = read_tree(&root);
+    assert!(files.len() > 50, "read only {} files", files.len());
+    let found = clap_outside_commands(&files);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn clap_below_commands_is_named_with_its_file_and_line() {
+    let files = tree(&[
+        ("commands/run.rs", "use clap::Args;\n"),
+        ("main.rs", "fn main() { clap::Command::new(\"x\"); }\n"),
+        (
+            "case/mod.rs",
+            "//! no clap:: here\nfn f() {} // nor clap:: here\n",
+        ),
+        (
+            "sanitizers/mode.rs",
+            "//! the mode\n\n#[derive(Clone, clap::ValueEnum)]\npub enum Mode { Off }\n",
+        ),
+        ("worker/tests.rs", "use clap::Parser;\n"),
+    ]);
+    let found = clap_outside_commands(&files);
+    assert_eq!(
+        found,
+        [
+            "src/sanitizers/mode.rs:3: mentions clap::, which only commands/ may know",
+            "src/worker/tests.rs:1: mentions clap::, which only commands/ may know",
+        ],
+    );
+}
+
 #[test]
 fn harness_imports_only_go_down_and_form_no_large_cycle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

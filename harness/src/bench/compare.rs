@@ -184,11 +184,13 @@ impl BenchRow {
     }
 
     /// The final time verdict (`Unsure` without times).
+    #[cfg(test)]
     pub fn verdict(&self) -> Verdict {
         self.time_decision().map_or(Verdict::Unsure, |d| d.verdict)
     }
 
     /// The count verdict, when counts were compared.
+    #[cfg(test)]
     pub fn count_verdict(&self) -> Option<Verdict> {
         self.counts.as_ref().map(|c| c.verdict)
     }

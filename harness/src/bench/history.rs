@@ -180,12 +180,11 @@ pub fn append(path: &Path, entry: &Entry) -> Result<(), HistoryError> {
     })?;
     text.push_str(&line);
     text.push('\n');
-    crate::artifacts::write_atomically(path, text.as_bytes()).map_err(|source| {
-        HistoryError::Write {
+    crate::artifacts::write_atomically(path, text.as_bytes(), crate::artifacts::MissingDirs::Create)
+        .map_err(|source| HistoryError::Write {
             path: path.to_path_buf(),
             source,
-        }
-    })
+        })
 }
 
 /// The index of the entry `reference` names among `entries`: an index of up to six digits (`0`

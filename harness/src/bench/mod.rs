@@ -22,14 +22,14 @@ command line over this module.
 here ever puts numbers of two machines on the same axis or in the same verdict.
 */
 
-pub mod calibrate;
-pub mod compare;
-pub mod counts;
+pub(crate) mod calibrate;
+pub(crate) mod compare;
+pub(crate) mod counts;
 pub mod criterion;
-pub mod fingerprint;
-pub mod history;
-pub mod quality;
-pub mod record;
-pub mod report;
-pub mod rerun;
-pub mod stats;
+pub(crate) mod fingerprint;
+pub(crate) mod history;
+pub(crate) mod quality;
+pub(crate) mod record;
+pub(crate) mod report;
+pub(crate) mod rerun;
+pub(crate) mod stats;

@@ -388,7 +388,11 @@ pub fn write_report(
                     &chart_changes,
                     Unit::Nanoseconds,
                 );
-                crate::artifacts::write_atomically(&out.join(&file), svg.as_bytes())?;
+                crate::artifacts::write_atomically(
+                    &out.join(&file),
+                    svg.as_bytes(),
+                    crate::artifacts::MissingDirs::Create,
+                )?;
                 summary.charts += 1;
                 section.charts.push((id.clone(), file));
             }
@@ -442,7 +446,11 @@ pub fn write_report(
                     &count_changes,
                     Unit::Plain,
                 );
-                crate::artifacts::write_atomically(&out.join(&file), svg.as_bytes())?;
+                crate::artifacts::write_atomically(
+                    &out.join(&file),
+                    svg.as_bytes(),
+                    crate::artifacts::MissingDirs::Create,
+                )?;
                 summary.charts += 1;
                 section.charts.push((title, file));
             }
@@ -472,7 +480,11 @@ pub fn write_report(
                 let title = format!("quality: {graph} {metric}");
                 let file = format!("charts/m{m}-quality-{}-{metric}.svg", file_stem(graph));
                 let svg = chart_svg(&title, &section.machine, &points, &[], Unit::Plain);
-                crate::artifacts::write_atomically(&out.join(&file), svg.as_bytes())?;
+                crate::artifacts::write_atomically(
+                    &out.join(&file),
+                    svg.as_bytes(),
+                    crate::artifacts::MissingDirs::Create,
+                )?;
                 summary.charts += 1;
                 section.quality_charts.push((title, file));
             }
@@ -482,10 +494,12 @@ pub fn write_report(
     crate::artifacts::write_atomically(
         &out.join("index.md"),
         markdown(entries, &sections).as_bytes(),
+        crate::artifacts::MissingDirs::Create,
     )?;
     crate::artifacts::write_atomically(
         &out.join("index.html"),
         html(entries, &sections).as_bytes(),
+        crate::artifacts::MissingDirs::Create,
     )?;
     Ok(summary)
 }

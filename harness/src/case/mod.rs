@@ -50,10 +50,10 @@ assert_eq!(err.to_string(), "op 1 (sssp): node id 2 out of range (2 nodes)");
 ```
 */
 
-pub mod ddmin;
+pub(crate) mod ddmin;
 pub mod generate;
 pub mod minimize;
-pub mod shrink;
+pub(crate) mod shrink;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -422,7 +422,12 @@ fn run_compare(a: &CompareArgs) -> Result<(), CliError> {
     let md = comparison.markdown();
     print!("{md}");
     if let Some(out) = &a.markdown {
-        crate::artifacts::write_atomically(out, md.as_bytes()).map_err(|e| {
+        crate::artifacts::write_atomically(
+            out,
+            md.as_bytes(),
+            crate::artifacts::MissingDirs::Create,
+        )
+        .map_err(|e| {
             CliError::environment(anyhow::anyhow!("cannot write {}: {e}", out.display()))
         })?;
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use forcefield::{CudaBackend, Fault};
 
-use crate::artifacts::{write_atomically, write_json};
+use crate::artifacts::{write_atomically, write_json, MissingDirs};
 use crate::case::generate::GenConfig;
 use crate::case::minimize::MinimizeLimits;
 use crate::client::signature::Signature;
@@ -240,7 +240,8 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         let xml = report.junit_xml().map_err(|e| {
             CliError::environment(anyhow::anyhow!("cannot write the JUnit report: {e}"))
         })?;
-        write_atomically(path, xml.as_bytes()).map_err(|e| write_err(path, e))?;
+        write_atomically(path, xml.as_bytes(), MissingDirs::Create)
+            .map_err(|e| write_err(path, e))?;
     }
     if let Some(path) = &args.json {
         write_json(path, &report).map_err(|e| write_err(path, e))?;

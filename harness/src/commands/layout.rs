@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+
+use crate::artifacts::{write_atomically, MissingDirs};
 use forcefield::{Engine, EngineConfig, EngineError, Fault, FaultSet, GraphSpec, SimParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -117,7 +119,7 @@ pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
         };
         let mut json = serde_json::to_vec(&file).map_err(CliError::environment)?;
         json.push(b'\n');
-        write_atomically(path, &json).map_err(CliError::input)?;
+        write_output(path, &json).map_err(CliError::input)?;
     }
     if let Some(path) = &args.svg {
         let svg = render_svg(
@@ -126,7 +128,7 @@ pub fn run(args: &LayoutArgs) -> Result<(), CliError> {
             labels.as_deref(),
             &SvgStyle::default(),
         );
-        write_atomically(path, svg.as_bytes()).map_err(CliError::input)?;
+        write_output(path, svg.as_bytes()).map_err(CliError::input)?;
     }
     let _ = writeln!(
         std::io::stdout(),
@@ -234,17 +236,11 @@ pub fn check_writable(path: &Path) -> anyhow::Result<()> {
         .with_context(context)
 }
 
-/// Writes `bytes` to `path` atomically: into a temporary file in the same directory (so the
-/// rename cannot cross file systems), flushed to disk, then renamed over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let context = || format!("cannot write {}", path.display());
-    // The directory must exist: a typo in `--out` is an error, not a new directory.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(anyhow::anyhow!("no directory {}", dir.display())).with_context(context);
-        }
-    }
-    crate::artifacts::write_atomically(path, bytes).with_context(context)
+/// Writes an output file atomically ([`write_atomically`]). The directory must exist: a typo in
+/// `--out` is an error, not a new directory.
+pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomically(path, bytes, MissingDirs::Refuse)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -305,12 +301,12 @@ mod tests {
     fn atomic_write_replaces_and_leaves_no_temporaries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.json");
-        write_atomically(&path, b"old").unwrap();
-        write_atomically(&path, b"new").unwrap();
+        write_output(&path, b"old").unwrap();
+        write_output(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         let missing = dir.path().join("no/such/dir/out.json");
-        let e = write_atomically(&missing, b"x").unwrap_err();
+        let e = write_output(&missing, b"x").unwrap_err();
         assert!(e.to_string().starts_with("cannot write "), "{e}");
     }
 

@@ -1,24 +1,27 @@
 /*!
 The crash-hunting subcommands, one module each. They share the small pieces here: durations on the
-command line, choosing the backend of a campaign, and how to start a worker.
+command line, choosing the backend of a campaign, and how to start a worker; `flag_values` gives
+the values defined below this layer (`--sanitize`, `--tool`) their clap spelling. This is the
+only layer that knows clap (checked by `tests/layering.rs`) or `CliError`.
 */
 
-pub mod backend_select;
-pub mod bench;
-pub mod ci;
+pub(crate) mod backend_select;
+pub(crate) mod bench;
+pub(crate) mod ci;
 pub mod cli;
-pub mod error;
-pub mod faults;
+pub(crate) mod error;
+pub(crate) mod faults;
+mod flag_values;
 pub mod layout;
-pub mod merge;
-pub mod minimize;
-pub mod report;
-pub mod repro;
-pub mod run;
-pub mod selftest;
-pub mod soak;
-pub mod target;
-pub mod worker;
+pub(crate) mod merge;
+pub(crate) mod minimize;
+pub(crate) mod report;
+pub(crate) mod repro;
+pub(crate) mod run;
+pub(crate) mod selftest;
+pub(crate) mod soak;
+pub(crate) mod target;
+pub(crate) mod worker;
 
 use std::time::Duration;
 

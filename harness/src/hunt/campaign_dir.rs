@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use forcefield::Fault;
 
-use crate::artifacts::{check_dir_writable, write_atomically, write_json};
+use crate::artifacts::{check_dir_writable, write_atomically, write_json, MissingDirs};
 use crate::case::minimize::MinimizeReport;
 use crate::case::{BackendKind, Expectation, Provenance};
 use crate::client::signature::Signature;
@@ -373,7 +373,7 @@ fn write_finding_files_into(
     let mut put = |name: &str, bytes: Result<Vec<u8>, serde_json::Error>| {
         let path = dir.join(name);
         let bytes = bytes.map_err(|e| (path.clone(), std::io::Error::other(e)))?;
-        write_atomically(&path, &bytes).map_err(|e| (path.clone(), e))?;
+        write_atomically(&path, &bytes, MissingDirs::Create).map_err(|e| (path.clone(), e))?;
         written.push(path);
         Ok::<(), (PathBuf, std::io::Error)>(())
     };

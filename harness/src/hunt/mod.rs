@@ -10,12 +10,12 @@ imports `commands` (no clap, no `CliError`) or `bench`.
 */
 
 pub mod campaign;
-pub mod campaign_dir;
+pub(crate) mod campaign_dir;
 pub mod corpus;
-pub mod dedup;
-pub mod report;
+pub(crate) mod dedup;
+pub(crate) mod report;
 pub mod sanitizer_findings;
-pub mod selftest;
-pub mod soak;
-pub mod time_split;
+pub(crate) mod selftest;
+pub(crate) mod soak;
+pub(crate) mod time_split;
 pub mod watchdog;

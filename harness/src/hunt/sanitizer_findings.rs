@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::artifacts::write_atomically;
+use crate::artifacts::{write_atomically, MissingDirs};
 use crate::case::BackendKind;
 use crate::hunt::campaign::{Finding, Summary};
 use crate::sanitizers::compute_sanitizer::{
@@ -242,7 +242,7 @@ pub fn rerun_findings_with(
             // What did run is worth keeping, interrupted or not.
             let path = finding.dir.join(FINDING_MARKDOWN);
             let text = finding_markdown(finding, backend, &rerun.reports);
-            match write_atomically(&path, text.as_bytes()) {
+            match write_atomically(&path, text.as_bytes(), MissingDirs::Create) {
                 Ok(()) => rerun.markdown = Some(path),
                 Err(source) => {
                     rerun.error = Some(FindingRerunError::Markdown { path, source });

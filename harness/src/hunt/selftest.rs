@@ -40,7 +40,7 @@ use crate::hunt::campaign::{
     campaign_watchdog, minimize_generated, run_campaign, start_case_threads, Budget,
     CampaignConfig, CaseFeed, FindingMinimizer, Shard,
 };
-use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
+use crate::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
 use crate::sanitizers::mode::SanitizeMode;
 
 /// The format string of the self-test's JSON report.
@@ -112,8 +112,6 @@ pub struct FirstFinding {
     pub seconds: f64,
     /// The case.
     pub case: Case,
-    /// The worker's execution of it.
-    pub execution: Option<Execution>,
     /// The hunt's watchdog, with the rate it measured: minimization sets its limits with it.
     pub watchdog: Arc<crate::hunt::watchdog::Watchdog>,
 }
@@ -212,7 +210,6 @@ pub fn hunt(
                                 summary,
                                 seconds: start.elapsed().as_secs_f64(),
                                 case: outcome.case,
-                                execution: outcome.execution,
                                 watchdog: Arc::clone(&watchdog),
                             });
                         }
@@ -300,11 +297,6 @@ impl FaultRow {
     /// The outcome class of the first finding (`signal`, `hang`, `invariant`, ...).
     pub fn class(&self) -> Option<&str> {
         self.signature.as_ref().map(|s| s.class.as_str())
-    }
-
-    /// The minimized size, when minimization ran.
-    pub fn minimized_size(&self) -> Option<CaseSize> {
-        self.minimization.as_ref().map(|m| m.after)
     }
 }
 

@@ -13,6 +13,8 @@ it and carries on with a fresh worker.
   the [`Breadcrumb`] at the end and the bounded [`CapturedOutput`].
 * [`worker_main`] (in [`worker`]) is the other side: the loop of a `forcefield worker` process,
   with a handler that maps a request payload to a reply payload.
+* [`run_in_group`] (in [`group`]) runs one command that is not a worker to its end in its own
+  process group under a deadline, ended the way a hung worker is (compute-sanitizer's re-runs).
 * [`protocol`] is the wire format; [`breadcrumbs`] the shared-memory record of the current
   operation and kernel.
 
@@ -36,18 +38,20 @@ The worker must exit when the request channel closes.
 #[cfg(not(target_os = "linux"))]
 compile_error!("worker isolation needs Linux (memfd, parent-death signal, waitid)");
 
-pub mod breadcrumbs;
-pub mod capture;
+pub(crate) mod breadcrumbs;
+pub(crate) mod capture;
+pub(crate) mod group;
 #[path = "linux.rs"]
 mod os;
-pub mod outcome;
+pub(crate) mod outcome;
 pub mod protocol;
-pub mod supervisor;
-pub mod test_modes;
-pub mod worker;
+pub(crate) mod supervisor;
+pub(crate) mod test_modes;
+pub(crate) mod worker;
 
 pub use breadcrumbs::{Breadcrumb, BreadcrumbError, Breadcrumbs};
 pub use capture::CapturedOutput;
+pub(crate) use group::{run_in_group, GroupEnd, GroupLimits};
 pub use outcome::{Execution, Outcome};
 pub use supervisor::{SpawnError, SupervisorConfig, WorkerCommand, WorkerSlot};
 pub use worker::worker_main;

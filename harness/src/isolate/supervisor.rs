@@ -50,6 +50,7 @@ use nix::sys::signal::Signal;
 
 use super::breadcrumbs::{BreadcrumbError, Breadcrumbs};
 use super::capture::{Capture, CapturedOutput};
+use super::group::{deadline_after, terminate_group};
 use super::os::{self, ReadResult};
 use super::outcome::{classify_death, Death, Execution, Outcome};
 use super::protocol::{
@@ -510,11 +511,7 @@ impl Worker {
 
     /// Hang: SIGTERM to the group, the grace period, then SIGKILL.
     fn terminate(&mut self) {
-        os::signal_group(self.pid, Signal::SIGTERM);
-        let grace = deadline_after(Instant::now(), self.config.term_grace);
-        if os::wait_exited_until(self.pid, grace).is_none() {
-            os::signal_group(self.pid, Signal::SIGKILL);
-        }
+        terminate_group(self.pid, self.config.term_grace);
         self.finish();
     }
 
@@ -712,12 +709,6 @@ struct Ready {
     replies: bool,
     output: bool,
     requests: bool,
-}
-
-/// `start + wait`, or a century from `start` for waits too long to represent ("no deadline").
-fn deadline_after(start: Instant, wait: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    start.checked_add(wait.min(CENTURY)).unwrap_or(start)
 }
 
 /// An error and its causes on one line, for outcome details.

@@ -37,20 +37,16 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::case::BackendKind;
-use crate::isolate::WorkerCommand;
+use crate::isolate::{run_in_group, GroupEnd, GroupLimits, WorkerCommand};
 
 // What the tool reports is read in `sanitizer_report`; re-exported, as one conversation.
 pub use crate::sanitizers::sanitizer_report::*;
@@ -70,27 +66,13 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a SIGKILLed run to disappear before reaping it in the background (a
 /// process stuck in the GPU driver can outlive SIGKILL for a while).
 const KILL_WAIT: Duration = Duration::from_secs(5);
-/// How often a bounded wait looks again.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 // ------------------------------------------------------------------------------------------------
 // Tools and command lines
 // ------------------------------------------------------------------------------------------------
 
 /// One of compute-sanitizer's checking tools.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tool {
     /// Out-of-bounds and misaligned accesses, hardware exceptions, API errors, leaks.
@@ -111,6 +93,18 @@ impl Tool {
         Tool::Initcheck,
         Tool::Synccheck,
     ];
+
+    /// What the tool checks, in one line (the command line's help for `--tool NAME`).
+    pub const fn description(self) -> &'static str {
+        match self {
+            Tool::Memcheck => {
+                "Out-of-bounds and misaligned accesses, hardware exceptions, API errors, leaks"
+            }
+            Tool::Racecheck => "Shared-memory data races",
+            Tool::Initcheck => "Reads of device memory never written",
+            Tool::Synccheck => "Invalid uses of synchronization primitives",
+        }
+    }
 
     /// The name `--tool` takes.
     pub const fn name(self) -> &'static str {
@@ -649,111 +643,21 @@ fn run_to_files(
     command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .process_group(0);
-    match command.spawn() {
-        Ok(child) => supervise(child, timeout, stop),
+        .stderr(err);
+    let limits = GroupLimits {
+        timeout,
+        term_grace: TERM_GRACE,
+        kill_wait: KILL_WAIT,
+    };
+    match run_in_group(&mut command, &limits, stop) {
+        Ok(GroupEnd::Exited { code }) => RunStatus::Exited { code },
+        Ok(GroupEnd::Signaled { signal }) => RunStatus::Signaled { signal },
+        Ok(GroupEnd::TimedOut) => RunStatus::TimedOut {
+            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+        Ok(GroupEnd::Stopped) => RunStatus::Interrupted,
         Err(e) => not_started(&format!("cannot start {}", cmd.program.display()), e),
-    }
-}
-
-/// Waits for `child` (the leader of its own process group) until `timeout` or until `stop` is
-/// set; then SIGTERM to the group, a grace period, SIGKILL. Whatever the group started dies with
-/// it either way.
-///
-/// The group is the child's own, so a Ctrl-C at the terminal does not reach it: `stop` (the
-/// interrupt flag) is how it learns of one.
-fn supervise(mut child: Child, timeout: Duration, stop: &AtomicBool) -> RunStatus {
-    let Ok(raw) = i32::try_from(child.id()) else {
-        // A pid that does not fit a pid_t cannot happen on Linux; do not signal a wrong group.
-        let _ = child.kill();
-        let _ = child.wait();
-        return RunStatus::NotStarted {
-            message: "process id out of range".into(),
-        };
-    };
-    let pid = Pid::from_raw(raw);
-    // A second Ctrl-C exits at once; the group must not outlive it.
-    let _quit = crate::interrupt::kill_group_on_quit(pid);
-    let started = Instant::now();
-    let never = AtomicBool::new(false);
-    let waited = wait_exited(pid, started + timeout, stop);
-    if waited != Waited::Exited {
-        let _ = killpg(pid, Signal::SIGTERM);
-        if wait_exited(pid, Instant::now() + TERM_GRACE, &never) != Waited::Exited {
-            let _ = killpg(pid, Signal::SIGKILL);
-        }
-    }
-    // The leader has exited (or is dying) but is not reaped: its group id is still ours, so this
-    // sweep cannot reach an unrelated process.
-    let exited = wait_exited(pid, Instant::now() + KILL_WAIT, &never) == Waited::Exited;
-    let _ = killpg(pid, Signal::SIGKILL);
-    let status = if exited {
-        child.wait().ok()
-    } else {
-        // Stuck past SIGKILL (in a GPU driver, say): reap it in the background, never block here.
-        let reaper = std::thread::Builder::new()
-            .name(format!("reap-{raw}"))
-            .spawn(move || {
-                let _ = child.wait();
-            });
-        drop(reaper);
-        None
-    };
-    match waited {
-        Waited::Exited => {}
-        Waited::Deadline => {
-            return RunStatus::TimedOut {
-                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            }
-        }
-        Waited::Stopped => return RunStatus::Interrupted,
-    }
-    match status {
-        Some(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => RunStatus::Exited { code },
-            (None, Some(signal)) => RunStatus::Signaled { signal },
-            (None, None) => RunStatus::NotStarted {
-                message: "no exit status".into(),
-            },
-        },
-        None => RunStatus::Signaled {
-            signal: Signal::SIGKILL as i32,
-        },
-    }
-}
-
-/// How a bounded wait for a child ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Waited {
-    /// The child exited (it is left unreaped).
-    Exited,
-    /// The deadline came first.
-    Deadline,
-    /// The stop flag was set first.
-    Stopped,
-}
-
-/// Waits until child `pid` has exited, `deadline` passes or `stop` is set, whichever is first;
-/// the child is left unreaped.
-fn wait_exited(pid: Pid, deadline: Instant, stop: &AtomicBool) -> Waited {
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    loop {
-        match waitid(Id::Pid(pid), flags) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-            // Exited, or no such child any more (already reaped): either way it is not running.
-            Ok(_) | Err(_) => return Waited::Exited,
-        }
-        if stop.load(Ordering::Relaxed) {
-            return Waited::Stopped;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Waited::Deadline;
-        }
-        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
     }
 }
 

@@ -12,8 +12,8 @@ line; the driver reaches it only through the worker protocol.
 
 pub mod execute;
 pub mod job;
-pub mod model;
+pub(crate) mod model;
 pub mod oracle;
-pub mod physics;
-pub mod traced_backend;
-pub mod violations;
+pub(crate) mod physics;
+pub(crate) mod traced_backend;
+pub(crate) mod violations;

@@ -174,11 +174,13 @@ impl ReferenceModel {
     }
 
     /// Live nodes.
+    #[cfg(test)]
     pub fn num_nodes(&self) -> usize {
         self.nodes.len()
     }
 
     /// Live edges.
+    #[cfg(test)]
     pub fn num_edges(&self) -> usize {
         self.edges.len()
     }

@@ -1,5 +1,9 @@
+use forcefield::SimParams;
+
+use super::graphs::EXTREME_WEIGHTS;
 use super::*;
-use crate::case::Case;
+use crate::case::{Case, Op};
+use proptest::prop_assert;
 use proptest::test_runner::{Config, TestRunner};
 
 #[test]

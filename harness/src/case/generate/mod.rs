@@ -1,0 +1,212 @@
+/*!
+Case generation: random graphs of many families, extreme-but-valid parameters, and operation lists
+weighted toward resize sequences — the raw material of a campaign.
+
+Both generators here, [`generate_case`] (driven by a seeded `rand` generator, for campaigns) and
+[`case_strategy`] (a `proptest` strategy, for shrinking), are built from the same blocks:
+
+* a [`Family`] and a node count give the initial graph ([`generate_graph`]);
+* a list of [`ParamTweak`]s, applied to the defaults, gives the parameters;
+* a list of [`OpPlan`]s gives the operations. A plan is an op *relative to the state it meets*
+  ("add more nodes than the capacity has room for", "remove 3 random nodes"); [`realize`] turns the
+  plans into concrete [`Op`]s while tracking the live counts and the capacity the engine will have, so
+  that every generated case is valid whatever the plans are. That is what lets `proptest` delete and
+  shrink plans freely.
+
+Two more choices are drawn after all of those, so that they never change the rest of a case:
+
+* an engine grid-cell cap ([`GenConfig::small_grid_cap_probability`], for initial graphs of at most
+  `max_small_nodes` nodes): a small cap (8..=4096 cells, log-uniform) makes the grid stage coarsen
+  its cells, where grid-size bugs live;
+* injected environment faults ([`GenConfig::inject_rate`], 0 by default): an `inject` op (an
+  allocation, copy or launch failure or a lost context, `nth` 1..=6) before a plan, four times as
+  likely before a resize (growth past capacity, `reserve`, `shrink_to_fit`, a resize cycle).
+
+Every case produced here passes [`Case::validate`].
+*/
+
+use forcefield::{EnvFault, Fault};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::case::{BackendKind, Case};
+
+mod graphs;
+mod params;
+mod plans;
+mod strategies;
+
+use graphs::bounded_cost;
+pub use graphs::{
+    generate_graph, wide_neighbourhoods, Family, MAX_STACK, MAX_WIDE_NEIGHBOURHOOD_NODES,
+};
+use params::random_tweaks;
+pub use params::{params_with, ParamTweak};
+use plans::{
+    engine_section, inject_probability, random_constraint_plans, small_grid_cap, with_constraints,
+    with_constraints_aligned, with_injects,
+};
+pub use plans::{
+    random_constraint_plan, random_env_fault, random_plan, realize, Model, OpPlan, WeightKind,
+};
+pub use strategies::{
+    case_strategy, case_strategy_with, constraint_plan_strategy, env_fault_strategy, plan_strategy,
+    tweak_strategy,
+};
+
+/// Sizes and probabilities of generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenConfig {
+    /// Most graphs have 2..=this many nodes.
+    pub max_small_nodes: u32,
+    /// The occasional large graph has up to this many nodes.
+    pub max_large_nodes: u32,
+    /// Probability of a large graph.
+    pub large_probability: f64,
+    /// Most plans per case (a plan may give more than one op).
+    pub max_plans: usize,
+    /// Most steps per `step` op.
+    pub max_step_count: u32,
+    /// Growth stops at this many live nodes.
+    pub max_live_nodes: u32,
+    /// Growth stops at this many live edges.
+    pub max_live_edges: u32,
+    /// Probability that the initial parameters carry extreme tweaks.
+    pub extreme_params_probability: f64,
+    /// Planted faults written into every case.
+    pub faults: Vec<Fault>,
+    /// Backend written into every case.
+    pub backend: BackendKind,
+    /// Probability of an `inject` op before a plan (times [`RESIZE_INJECT_WEIGHT`] before a
+    /// resize); 0 generates none.
+    pub inject_rate: f64,
+    /// Probability that a case caps the engine's grid at a small number of cells.
+    pub small_grid_cap_probability: f64,
+    /// Probability of a constraint op (set a position or distance constraint, clear them all)
+    /// before a plan; 0 generates none.
+    pub constraint_rate: f64,
+}
+
+/// How much likelier an injected fault is before a resize plan than before any other.
+pub const RESIZE_INJECT_WEIGHT: f64 = 4.0;
+/// The `inject_rate` that `forcefield run --inject` uses.
+pub const DEFAULT_INJECT_RATE: f64 = 0.1;
+/// Smallest and largest generated grid-cell caps.
+pub const SMALL_GRID_CAPS: (u32, u32) = (8, 4096);
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            max_small_nodes: 64,
+            max_large_nodes: 3000,
+            large_probability: 0.03,
+            max_plans: 16,
+            max_step_count: 20,
+            max_live_nodes: 6000,
+            max_live_edges: 24_000,
+            extreme_params_probability: 0.2,
+            faults: Vec::new(),
+            backend: BackendKind::Cpu,
+            inject_rate: 0.0,
+            small_grid_cap_probability: 0.15,
+            constraint_rate: 0.15,
+        }
+    }
+}
+
+impl GenConfig {
+    /// Small cases only: for tests that must run quickly in debug builds.
+    pub fn small() -> Self {
+        GenConfig {
+            max_small_nodes: 24,
+            max_large_nodes: 24,
+            large_probability: 0.0,
+            max_plans: 10,
+            max_step_count: 4,
+            max_live_nodes: 96,
+            max_live_edges: 384,
+            ..GenConfig::default()
+        }
+    }
+}
+
+/// Builds a case from its blocks: the graph of `family` with `nodes` nodes (choices seeded by
+/// `graph_salt`), the defaults with `tweaks` (none: no `params` in the file), and `plans` realized
+/// in order.
+pub fn build_case(
+    family: Family,
+    nodes: u32,
+    graph_salt: u64,
+    tweaks: &[ParamTweak],
+    plans: &[OpPlan],
+    cfg: &GenConfig,
+) -> Case {
+    let graph = generate_graph(&mut ChaCha8Rng::seed_from_u64(graph_salt), family, nodes);
+    let mut model = Model::new(&graph, cfg);
+    let ops = plans.iter().flat_map(|p| realize(p, &mut model)).collect();
+    let mut case = Case::new(graph);
+    case.params = (!tweaks.is_empty()).then(|| params_with(tweaks));
+    case.ops = ops;
+    case.faults = cfg.faults.clone();
+    case.backend = cfg.backend;
+    case
+}
+
+/// A random case: a graph of a random family (2..=`max_small_nodes` nodes mostly, occasionally up to
+/// `max_large_nodes`), possibly extreme parameters, and up to `max_plans` plans weighted toward resize
+/// sequences.
+pub fn generate_case<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> Case {
+    let family = *Family::ALL.choose(rng).unwrap_or(&Family::Path);
+    let small_max = cfg.max_small_nodes.max(2);
+    let nodes = if cfg.max_large_nodes > small_max && rng.gen_bool(cfg.large_probability) {
+        rng.gen_range(small_max..=cfg.max_large_nodes)
+    } else {
+        rng.gen_range(2..=small_max)
+    };
+    let graph_salt = rng.gen();
+    let tweaks = random_tweaks(rng, cfg.extreme_params_probability);
+    let plans: Vec<OpPlan> = (0..rng.gen_range(1..=cfg.max_plans.max(1)))
+        .map(|_| random_plan(rng, cfg))
+        .collect();
+    // Drawn after everything else, so that a case is otherwise the one the same seed always gave.
+    let grid_cap = rng
+        .gen_bool(cfg.small_grid_cap_probability.clamp(0.0, 1.0))
+        .then(|| small_grid_cap(rng.gen()));
+    let injects: Vec<Option<EnvFault>> = plans
+        .iter()
+        .map(|p| {
+            rng.gen_bool(inject_probability(p, cfg))
+                .then(|| random_env_fault(rng))
+        })
+        .collect();
+    // From their own generator, so that `rng` draws what it drew before constraint ops existed and
+    // a seed's case differs from its old one only by these ops (they change no count, so the rest
+    // realizes alike).
+    let constraints = random_constraint_plans(graph_salt, plans.len(), cfg);
+    let plans = with_constraints(&plans, &constraints);
+    let injects = with_constraints_aligned(&injects, &constraints);
+    let engine = engine_section(grid_cap, nodes, cfg);
+    let wide = wide_neighbourhoods(&tweaks, &plans, engine.is_some());
+    let (bounded, nodes) = bounded_cost(cfg, nodes, wide);
+    let mut case = build_case(
+        family,
+        nodes,
+        graph_salt,
+        &tweaks,
+        &with_injects(&plans, &injects),
+        &bounded,
+    );
+    case.engine = engine;
+    case
+}
+
+/// [`generate_case`] from a fresh `ChaCha8Rng` seeded with `seed`, recorded in the case.
+pub fn generate_case_from_seed(seed: u64, cfg: &GenConfig) -> Case {
+    let mut case = generate_case(&mut ChaCha8Rng::seed_from_u64(seed), cfg);
+    case.seed = seed;
+    case
+}
+
+#[cfg(test)]
+mod tests;

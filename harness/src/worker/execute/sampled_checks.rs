@@ -1,0 +1,181 @@
+//! The checks a run makes on sampled step ops or against a second engine: `restart-equivalence`,
+//! `physics` and the CPU shadow of a CUDA case (`differential`).
+
+use forcefield::{Backend, Checkpoint, Engine, EngineError};
+
+use super::apply::{apply_op, engine_stop};
+use super::fault_tolerance::with_read_retry;
+use super::runner::Runner;
+use super::{
+    CaseResult, Stop, PHYSICS_SAMPLES, RESTART_FIRST_STEPS, RESTART_MAX_NODES, RESTART_MAX_SAMPLES,
+};
+use crate::case::{BackendKind, Op};
+use crate::worker::oracle::{self, checks, Violation};
+use crate::worker::physics;
+
+impl<'a, Bk: Backend> Runner<'a, Bk> {
+    /// The checkpoint to rebuild an engine from before a step op sampled for restart equivalence,
+    /// with the host's parameters as the uploaded ones.
+    pub(super) fn restart_checkpoint(
+        &mut self,
+        engine: &Engine<Bk>,
+        op: &Op,
+    ) -> Option<Checkpoint> {
+        if !self.checked()
+            || !matches!(op, Op::Step { count } if *count > 0)
+            || engine.num_nodes() > RESTART_MAX_NODES
+        {
+            return None;
+        }
+        let wanted = self.restart_samples < RESTART_FIRST_STEPS || self.restart_due;
+        if !wanted || self.restart_samples >= RESTART_MAX_SAMPLES {
+            return None;
+        }
+        self.restart_samples += 1;
+        self.restart_due = false;
+        let mut checkpoint = engine.checkpoint().clone();
+        checkpoint.uploaded = checkpoint.params.clone();
+        Some(checkpoint)
+    }
+
+    /// The state before a step op that the physics reference checks: the first
+    /// [`PHYSICS_SAMPLES`] step ops of a checked run on at most [`physics::PHYSICS_MAX_NODES`] nodes.
+    pub(super) fn physics_checkpoint(
+        &mut self,
+        engine: &Engine<Bk>,
+        op: &Op,
+    ) -> Option<Checkpoint> {
+        if !self.checked()
+            || !matches!(op, Op::Step { count } if *count > 0)
+            || self.physics_samples >= PHYSICS_SAMPLES
+            || !physics::applies(engine.params(), engine.num_nodes())
+        {
+            return None;
+        }
+        self.physics_samples += 1;
+        Some(engine.checkpoint().clone())
+    }
+
+    /// `physics`: an engine rebuilt from the state before step op `index` takes one step, which
+    /// must be the force law's within the tolerance [`crate::worker::physics`] derives.
+    pub(super) fn check_physics(
+        &self,
+        checkpoint: &Checkpoint,
+        index: usize,
+        name: &str,
+    ) -> Result<(), Stop> {
+        let violation = |detail: String| {
+            Stop::from(CaseResult::violation(
+                Some(index),
+                name,
+                Violation {
+                    check: physics::PHYSICS,
+                    detail,
+                },
+            ))
+        };
+        let mut fresh =
+            Engine::from_checkpoint(self.backend()?, checkpoint, self.config, self.faults)
+                .map_err(|e| violation(format!("cannot rebuild from the checkpoint: {e}")))?;
+        fresh
+            .step(1)
+            .map_err(|e| violation(format!("the engine rebuilt from the checkpoint fails: {e}")))?;
+        let Some(grid) = fresh.grid() else {
+            return Err(violation("a step of a non-empty graph left no grid".into()));
+        };
+        let after = fresh
+            .positions()
+            .map_err(|e| violation(format!("reading the rebuilt engine fails: {e}")))?;
+        physics::check_step(checkpoint, &grid, &after)
+            .map_err(|v| CaseResult::violation(Some(index), name, v).into())
+    }
+
+    /// `restart-equivalence` after step op `index` of `count` steps.
+    pub(super) fn check_restart(
+        &self,
+        engine: &mut Engine<Bk>,
+        checkpoint: &Checkpoint,
+        count: u64,
+        index: usize,
+        name: &str,
+    ) -> Result<(), Stop> {
+        let violation = |d: String| {
+            Stop::from(CaseResult::violation(
+                Some(index),
+                name,
+                restart_violation(d),
+            ))
+        };
+        let mut fresh =
+            Engine::from_checkpoint(self.backend()?, checkpoint, self.config, self.faults)
+                .map_err(|e| violation(format!("cannot rebuild from the checkpoint: {e}")))?;
+        fresh
+            .step(u32::try_from(count).unwrap_or(u32::MAX))
+            .map_err(|e| violation(format!("the engine rebuilt from the checkpoint fails: {e}")))?;
+        let read = |e: &mut Engine<Bk>| -> Result<_, EngineError> {
+            Ok((
+                with_read_retry(e, |e| e.positions())?,
+                with_read_retry(e, |e| e.velocities())?,
+            ))
+        };
+        let (pos, vel) = read(engine).map_err(|e| engine_stop(index, name, &e))?;
+        let (fresh_pos, fresh_vel) = read(&mut fresh).map_err(|e| {
+            violation(format!(
+                "reading the engine rebuilt from the checkpoint fails: {e}"
+            ))
+        })?;
+        oracle::check_restart_equivalence(
+            (&pos, &vel),
+            (&fresh_pos, &fresh_vel),
+            self.case.backend == BackendKind::Cpu,
+        )
+        .map_err(|v| CaseResult::violation(Some(index), name, v).into())
+    }
+
+    /// `differential`: the CPU shadow applies `op` too; after a step op the positions must agree.
+    pub(super) fn check_shadow(
+        &mut self,
+        engine: &mut Engine<Bk>,
+        index: usize,
+        op: &Op,
+    ) -> Result<(), Stop> {
+        let Some(shadow) = self.shadow.as_mut() else {
+            return Ok(());
+        };
+        let name = op.name();
+        apply_op(shadow, op).map_err(|e| {
+            differential(
+                Some(index),
+                name,
+                format!("the CPU engine fails where the device passed: {e}"),
+            )
+        })?;
+        if !matches!(op, Op::Step { .. }) {
+            return Ok(());
+        }
+        let cpu = shadow
+            .positions()
+            .map_err(|e| differential(Some(index), name, format!("the CPU engine fails: {e}")))?;
+        let device =
+            with_read_retry(engine, |e| e.positions()).map_err(|e| engine_stop(index, name, &e))?;
+        oracle::check_differential(&cpu, &device)
+            .map_err(|v| CaseResult::violation(Some(index), name, v).into())
+    }
+}
+
+pub(super) fn restart_violation(detail: String) -> Violation {
+    Violation {
+        check: checks::RESTART_EQUIVALENCE,
+        detail,
+    }
+}
+
+pub(super) fn differential(op_index: Option<usize>, op: &str, detail: String) -> Stop {
+    CaseResult::InvariantViolation {
+        op_index,
+        op: op.to_string(),
+        check: checks::DIFFERENTIAL.to_string(),
+        detail,
+    }
+    .into()
+}
