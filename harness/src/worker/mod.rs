@@ -15,5 +15,7 @@ pub mod job;
 pub mod model;
 pub mod oracle;
 pub mod physics;
+pub mod target_case;
+pub mod target_job;
 pub mod traced_backend;
 pub mod violations;
