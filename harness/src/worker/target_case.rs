@@ -538,9 +538,14 @@ impl<'a> Run<'a> {
             Answer::Refused(message) => {
                 self.report.rejected_ops += u64::from(self.expect.is_none());
                 let before = (self.positions.clone(), self.counts);
-                self.observe(at, name)?;
+                // Compared before `observe`, whose count check would otherwise speak first.
+                let read = self.target.positions();
+                let after = bits(&self.must(at, name, read)?);
                 self.ran(checks::REJECTED_UNCHANGED);
-                let mut changed = first_difference(&before.0, &self.positions);
+                let mut changed = first_difference(&before.0, &after);
+                if changed.is_none() {
+                    self.observe(at, name)?;
+                }
                 if changed.is_none() && before.1 != self.counts {
                     changed = Some(format!("counts {:?}, then {:?}", before.1, self.counts));
                 }
