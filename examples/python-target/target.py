@@ -10,7 +10,7 @@ Run it under the conformance check:
     forcefield target check "python3 examples/python-target/target.py"
 
 Protocol: one JSON request per line on stdin, one reply per line on stdout (see
-docs/target-protocol.md); logs go to stderr.
+docs/worker-protocol.md); logs go to stderr.
 """
 
 import json
