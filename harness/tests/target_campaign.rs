@@ -158,3 +158,51 @@ fn a_target_that_cannot_start_is_bad_input_and_engine_flags_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fault"));
 }
+
+#[test]
+fn repro_and_minimize_take_a_target() {
+    if !numpy() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let case = dir.path().join("case.json");
+    std::fs::write(
+        &case,
+        r#"{"format": "forcefield-case/1", "graph": {"num_nodes": 3},
+            "ops": [{"op": "add_nodes", "count": 2}, {"op": "read_positions"}, {"op": "step", "count": 2}]}"#,
+    )
+    .expect("the case is written");
+    let case = case.to_str().expect("a UTF-8 path");
+    let broken = forcefield(&["repro", "--target", &example("broken_target.py"), case]);
+    let stdout = String::from_utf8_lossy(&broken.stdout);
+    assert_eq!(broken.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("signature: engine-error:ValueError:step"),
+        "{stdout}"
+    );
+    let clean = forcefield(&["repro", "--target", &example("target.py"), case]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("outcome: pass"));
+    let small = dir.path().join("small.json");
+    let out = forcefield(&[
+        "minimize",
+        "--target",
+        &example("broken_target.py"),
+        case,
+        "-o",
+        small.to_str().expect("a UTF-8 path"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let small: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&small).expect("written")).expect("JSON");
+    assert_eq!(
+        small["ops"],
+        serde_json::json!([{"op": "step", "count": 1}]),
+        "{small}"
+    );
+}

@@ -3,8 +3,9 @@ A worker that hosts another engine: `forcefield worker --target "CMD ARGS"`.
 
 The worker keeps one [`ProcessTarget`] (the command, speaking `forcefield-target/1`) alive across
 cases and runs each case job on it with [`crate::worker::target_case`]. When the target dies,
-hangs or breaks the protocol, the case's reply says so ([`TargetReport::failure`]) and the next
-case starts a new target process. The target is killed when the worker dies (its parent-death
+hangs or breaks the protocol, the case's reply says so ([`TargetReport::failure`]) and asks the
+driver to retire this worker (`context_lost`); the next worker starts a new target before its
+hello, so that no case's time limit pays for a target's start-up. The target is killed when the worker dies (its parent-death
 signal), so a worker killed by the driver's watchdog takes its target along.
 
 The reply has [`crate::worker::job::JobReply`]'s fields (`result`, `context_lost`) and one more,
@@ -33,7 +34,8 @@ pub const TARGET_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct TargetJobReply {
     /// What happened, as a case result (a target failure reads as an engine error).
     pub result: CaseResult,
-    /// Always false: the worker restarts its target itself.
+    /// Whether the target process is gone (it died, hung or broke the protocol): the driver then
+    /// retires this worker, whose successor starts a new target.
     pub context_lost: bool,
     /// What only a target run reports.
     pub target: TargetReport,
@@ -47,16 +49,19 @@ pub struct TargetHandler {
 }
 
 impl TargetHandler {
-    /// A handler that starts `command` when a case first needs it.
+    /// A handler hosting `command`, started now: before the worker's hello, so that the target's
+    /// start-up (an interpreter, its imports) counts against the worker's start-up limit rather
+    /// than a case's. One that fails to start is tried again by the first case, which reports why.
     pub fn new(command: &str) -> Self {
+        let options = ProcessOptions {
+            timeout: TARGET_REQUEST_TIMEOUT,
+            die_with_parent: true,
+            ..ProcessOptions::default()
+        };
         TargetHandler {
             command: command.to_string(),
-            options: ProcessOptions {
-                timeout: TARGET_REQUEST_TIMEOUT,
-                die_with_parent: true,
-                ..ProcessOptions::default()
-            },
-            target: None,
+            target: ProcessTarget::spawn(command, options.clone()).ok(),
+            options,
         }
     }
 
@@ -104,13 +109,15 @@ impl TargetHandler {
         let mut on_op =
             |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
         let (result, report) = run_target_case(target, case, &mut on_op);
-        if report.failure.as_ref().is_some_and(|f| f.process_gone()) {
-            // Gone (reaped or killed by the target's own error path): the next case starts anew.
+        let gone = report.failure.as_ref().is_some_and(|f| f.process_gone());
+        if gone {
             self.target = None;
         }
         TargetJobReply {
             result,
-            context_lost: false,
+            // The target is gone: the driver retires this worker, and the next one starts a new
+            // target before its hello, outside the next case's time limit.
+            context_lost: gone,
             target: report,
         }
     }
