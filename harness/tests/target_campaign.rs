@@ -85,18 +85,21 @@ fn a_campaign_finds_and_minimizes_the_broken_targets_capacity_bug() {
     let mut minimized = 0;
     for f in findings {
         let signature = f["signature"].as_str().expect("a signature");
-        // The velocity array is never grown: NumPy raises as soon as an op touches it.
-        assert!(signature.starts_with("engine-error:"), "{signature}");
         let site = signature.rsplit(':').next().unwrap_or_default();
         assert!(OPS.contains(&site), "the site names an op: {signature}");
-        if f["minimized"] == serde_json::json!(true) {
+        // The velocity array is never grown: NumPy raises as soon as an op touches it. (Only
+        // these are asserted small: on a loaded machine a slow case may also be signed a hang.)
+        if signature.starts_with("engine-error:") && f["minimized"] == serde_json::json!(true) {
             minimized += 1;
             let after = &f["minimization"]["after"];
             assert!(after["ops"].as_u64().is_some_and(|n| n <= 3), "{f}");
             assert!(after["nodes"].as_u64().is_some_and(|n| n <= 4), "{f}");
         }
     }
-    assert!(minimized >= 1, "at least one finding minimized: {summary}");
+    assert!(
+        minimized >= 1,
+        "at least one engine error minimized: {summary}"
+    );
     // What ran on the target, and what its capabilities left out, is written beside the summary.
     let plan: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("target.json")).expect("target.json"),
