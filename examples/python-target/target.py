@@ -10,7 +10,7 @@ Run it under the conformance check:
     forcefield target check "python3 examples/python-target/target.py"
 
 Protocol: one JSON request per line on stdin, one reply per line on stdout (see
-docs/target-protocol.md); logs go to stderr.
+docs/worker-protocol.md); logs go to stderr.
 """
 
 import json
@@ -25,6 +25,10 @@ PROTOCOL = "forcefield-target/1"
 CAPABILITIES = ["params", "capacity", "counts", "checkpoint"]
 MAX_NODES = 1 << 16
 DEFAULTS = {"repulsion": 1.0, "spring": 0.05, "gravity": 0.01, "damping": 0.8, "dt": 0.05}
+# Positions are clamped to this box after each step: an explicit integrator diverges on a stiff
+# spring (a weight of 1e6 sent two nodes to infinity in a few steps before the clamp; found by a
+# `forcefield run --target` campaign), and a bounded position keeps every force finite.
+VIEWPORT = 1.0e4
 
 
 class Rejected(Exception):
@@ -167,7 +171,7 @@ class Layout:
             force -= np.float32(prm["gravity"]) * p
             force /= self.mass[:n, None]
             self.vel[:n] = np.float32(prm["damping"]) * self.vel[:n] + np.float32(prm["dt"]) * force
-            self.pos[:n] = p + np.float32(prm["dt"]) * self.vel[:n]
+            self.pos[:n] = np.clip(p + np.float32(prm["dt"]) * self.vel[:n], -VIEWPORT, VIEWPORT)
 
     def positions(self):
         return self.pos[:self.n]

@@ -7,7 +7,7 @@ others, in two ways:
 * **in Rust**, implement [`Target`] for your engine (the operations of a `forcefield-case/1` log,
   plus optional read-backs declared as [`Capabilities`]), and [`serve_stdio`] makes a binary of it;
 * **in any language**, speak the `forcefield-target/1` protocol ([`protocol`], specified in
-  `docs/target-protocol.md`): newline-delimited JSON requests on stdin, one reply each on stdout.
+  `docs/worker-protocol.md`): newline-delimited JSON requests on stdin, one reply each on stdout.
 
 Either way the driver sees a [`ProcessTarget`]: a child process in its own process group, a timeout
 per request, and a death classified by exit code or signal with the last lines of its stderr.

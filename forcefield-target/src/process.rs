@@ -51,14 +51,20 @@ pub struct ProcessOptions {
     pub timeout: Duration,
     /// Time between SIGTERM and SIGKILL when the target must be stopped.
     pub grace: Duration,
+    /// Whether the target is killed (SIGKILL) when the thread that spawned it ends, however it
+    /// ends: for a driver that may itself be killed, such as a worker process hosting the target,
+    /// so that no target outlives it. The target's own helpers are not reached.
+    pub die_with_parent: bool,
 }
 
 impl Default for ProcessOptions {
-    /// 30 s per request, 1 s of grace.
+    /// 30 s per request, 1 s of grace, the target left to end by itself when its driver dies
+    /// (its stdin closes).
     fn default() -> Self {
         ProcessOptions {
             timeout: Duration::from_secs(30),
             grace: Duration::from_secs(1),
+            die_with_parent: false,
         }
     }
 }
@@ -130,17 +136,26 @@ impl ProcessTarget {
                 reason: "it is empty".into(),
             });
         };
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| SpawnError::Start {
-                program: program.clone(),
-                source,
-            })?;
+            .process_group(0);
+        if options.die_with_parent {
+            // SAFETY: the closure runs in the forked child before `exec` and makes one
+            // async-signal-safe system call (prctl); it allocates nothing and takes no lock.
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = command.spawn().map_err(|source| SpawnError::Start {
+            program: program.clone(),
+            source,
+        })?;
         // The pipes were requested just above, so they are there.
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())

@@ -5,7 +5,7 @@ The `forcefield-target/1` protocol: its messages as serde types, and [`serve`], 
 Newline-delimited JSON: the driver writes one request per line on the target's stdin, the target
 writes exactly one reply per request, in order, on its stdout; stderr is the target's own (the driver
 keeps its last lines for a crash report). The full specification, with an example exchange, is
-`docs/target-protocol.md`.
+`docs/worker-protocol.md`.
 
 ```
 use forcefield_target::protocol::{Reply, Request, RequestBody};

@@ -38,6 +38,7 @@ fn options() -> ProcessOptions {
     ProcessOptions {
         timeout: Duration::from_secs(2),
         grace: Duration::from_millis(200),
+        die_with_parent: false,
     }
 }
 

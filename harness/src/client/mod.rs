@@ -12,3 +12,4 @@ a reply, and below that `case`, `sanitizers`, `isolate` and the base files. It n
 pub mod run;
 pub mod signature;
 pub mod start;
+pub mod target_verdict;

@@ -216,6 +216,10 @@ pub fn classify(execution: &Execution) -> Verdict {
     let site = site_of(execution);
     let (signature, summary) = match &execution.outcome {
         Outcome::Reply { payload } => {
+            // A target worker's failure (its engine died, hung, erred) is signed by the failure.
+            if let Some(verdict) = crate::client::target_verdict::classify_target_reply(payload) {
+                return verdict;
+            }
             return match serde_json::from_value::<JobReply>(payload.clone()) {
                 Ok(reply) => classify_reply(&reply),
                 Err(e) => Verdict::Finding {

@@ -36,13 +36,21 @@ pub struct MinimizeArgs {
     /// Skip the capacity-invariance re-run.
     #[arg(long)]
     pub no_capacity_check: bool,
+    /// Run the candidates on another engine, a program speaking `forcefield-target/1` (as
+    /// `forcefield run --target`).
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 /// Minimizes the case and writes it (atomically) with its signature as the expectation.
 pub fn run(args: &MinimizeArgs) -> Result<(), CliError> {
     let case = super::read_case(&args.case)?;
     let capacity_invariance = !args.no_capacity_check;
-    let mut slot = WorkerSlot::new(super::worker_command(1)?, SupervisorConfig::default());
+    let worker = match &args.target {
+        Some(command) => super::worker_command(1)?.arg("--target").arg(command),
+        None => super::worker_command(1)?,
+    };
+    let mut slot = WorkerSlot::new(worker, SupervisorConfig::default());
     let (verdict, _) = run_isolated(&mut slot, &case, capacity_invariance, args.timeout);
     let signature = match verdict {
         Verdict::Finding { signature, .. } => signature,

@@ -42,6 +42,10 @@ pub struct ReproArgs {
     /// instead of a crash, also with --in-process).
     #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
     pub sanitize: SanitizeMode,
+    /// Run the case on another engine, a program speaking `forcefield-target/1` (as `forcefield
+    /// run --target`), in an isolated worker.
+    #[arg(long, conflicts_with_all = ["in_process", "backend"])]
+    pub target: Option<String>,
 }
 
 /// Runs the case; a failure (or a broken expectation) gives exit code 1.
@@ -51,6 +55,11 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         case.backend = super::backend_kind(choice)?;
     }
     args.sanitize.validate(case.backend)?;
+    if args.target.is_some() && args.sanitize != SanitizeMode::Off {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--sanitize is about Forcefield's own engine and does not apply with --target"
+        )));
+    }
     if let (Some(tool), false) = (args.sanitize.compute_sanitizer_tool(), args.in_process) {
         return run_under_tool(args, &case, tool);
     }
@@ -70,7 +79,10 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         let make = || open_backend_with(case.backend, 0, args.sanitize);
         classify_reply(&run_case(&case, &opts, &make, &mut |_| {}))
     } else {
-        let worker = start::sanitized_worker_command(0, args.sanitize)?;
+        let worker = match &args.target {
+            Some(command) => start::worker_command(0)?.arg("--target").arg(command),
+            None => start::sanitized_worker_command(0, args.sanitize)?,
+        };
         let mut slot = WorkerSlot::new(worker, SupervisorConfig::default());
         // A sanitizer's slowdown is not a hang.
         let timeout = args.timeout.saturating_mul(args.sanitize.deadline_factor());

@@ -100,6 +100,26 @@ pub struct RunArgs {
     /// --sanitizer-rerun (tools slow kernels down 10-100 times).
     #[arg(long, value_parser = super::parse_duration, default_value = "10m")]
     pub sanitizer_timeout: Duration,
+    /// Hunt another engine: a program speaking `forcefield-target/1`, its command line as one
+    /// argument ("python3 my_target.py --flag"). Each worker keeps one such process; the generic
+    /// checks its declared capabilities allow run after every op (printed before the campaign,
+    /// and written to target.json with --out).
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+/// The case generator of a campaign against a target: smaller graphs than for Forcefield's own
+/// engine (at most 1,000 nodes at first, 1,500 live, 3,000 edges), since another engine's step may
+/// cost the square of its nodes (the NumPy example's does) and a case must stay far below the
+/// watchdog's limit to be a case rather than a false hang.
+pub fn target_generator(inject_rate: f64) -> GenConfig {
+    GenConfig {
+        max_large_nodes: 1000,
+        max_live_nodes: 1500,
+        max_live_edges: 3000,
+        inject_rate,
+        ..GenConfig::default()
+    }
 }
 
 /// Whether `forcefield run` re-runs its findings under compute-sanitizer (`--sanitizer-rerun`).
@@ -169,6 +189,31 @@ impl RunArgs {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
     }
+
+    /// The campaign's configuration against `--target`: the same campaign, its workers hosting
+    /// the target, its cases from [`target_generator`].
+    fn target_config(&self, command: &str) -> Result<CampaignConfig, CliError> {
+        let refuse = |what: &str| {
+            Err(CliError::input(anyhow::anyhow!(
+                "{what} is about Forcefield's own engine and does not apply with --target"
+            )))
+        };
+        if !self.faults.is_empty() {
+            return refuse("--fault");
+        }
+        if self.sanitize != SanitizeMode::Off {
+            return refuse("--sanitize");
+        }
+        if self.backend != BackendChoice::Cpu || !self.gpus.is_empty() {
+            return refuse("--backend/--gpus");
+        }
+        let mut config = self.config()?;
+        config.worker = super::worker_command(1)?.arg("--target").arg(command);
+        config.generator = target_generator(config.generator.inject_rate);
+        // A target has no growth policy of ours to compare.
+        config.capacity_invariance = false;
+        Ok(config)
+    }
 }
 
 /// The exit code's error for an output directory that cannot be used: input when the path cannot
@@ -185,12 +230,28 @@ pub fn out_dir_error(e: OutDirError) -> CliError {
 /// as it goes), prints the summary, re-runs the findings under compute-sanitizer
 /// ([`should_rerun`]). Findings give exit code 1, a stop signal `128 + signal`, a write error 3.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let config = args.config()?;
+    let (config, plan) = match &args.target {
+        Some(command) => {
+            let config = args.target_config(command)?;
+            let plan = super::target::plan_target(command)?;
+            for line in plan.lines() {
+                eprintln!("{line}");
+            }
+            (config, Some(plan))
+        }
+        None => (args.config()?, None),
+    };
     // Fail before the work: the directory is created, probed and locked first.
     let mut out = match &args.out {
         Some(dir) => Some(CampaignDir::open(dir, &super::invocation()).map_err(out_dir_error)?),
         None => None,
     };
+    if let (Some(plan), Some(out)) = (&plan, &out) {
+        let path = out.root().join("target.json");
+        crate::artifacts::write_json(&path, plan).map_err(|e| {
+            CliError::environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        })?;
+    }
     let interrupt = crate::interrupt::campaign_flag();
     let end = run_campaign_into(
         &config,
@@ -202,6 +263,12 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     );
     let summary = end.summary;
     print!("{}", summary.markdown());
+    if let Some(plan) = &plan {
+        // The summary's own lines speak of Forcefield's backend; these say what ran on the target.
+        for line in plan.lines() {
+            println!("{line}");
+        }
+    }
     if let Some(e) = end.write_error {
         return Err(CliError::environment(anyhow::anyhow!(
             "{e} (the campaign stopped after {} cases; the files written before are whole)",

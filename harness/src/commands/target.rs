@@ -103,3 +103,105 @@ fn findings(command: &str, report: &check::CheckReport) -> CliError {
         report.problems.len()
     ))
 }
+
+/// What a campaign against a target learns from its handshake before the first case: who it is,
+/// and which generic checks run on it and which are skipped for want of a capability. Written to
+/// the campaign directory as `target.json` and printed before the campaign.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetPlan {
+    /// The command line.
+    pub command: String,
+    /// The name its handshake gives.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The capabilities it declares.
+    pub capabilities: Vec<String>,
+    /// The checks that run.
+    pub checks: Vec<String>,
+    /// The checks skipped, each with the capability it needs (`sssp-dijkstra (needs sssp)`).
+    pub skipped_checks: Vec<String>,
+    /// The op kinds of cases never sent to it, with why.
+    pub skipped_ops: Vec<String>,
+}
+
+impl TargetPlan {
+    /// The lines printed before a campaign.
+    pub fn lines(&self) -> Vec<String> {
+        let none = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        vec![
+            format!(
+                "target: {} {} (`{}`), capabilities: {}",
+                self.name,
+                self.version,
+                self.command,
+                none(&self.capabilities)
+            ),
+            format!("checks: {}", none(&self.checks)),
+            format!(
+                "checks skipped for want of a capability: {}",
+                none(&self.skipped_checks)
+            ),
+            format!("ops not sent: {}", none(&self.skipped_ops)),
+        ]
+    }
+}
+
+/// Starts `command` once for its handshake and says what a campaign will check on it. A command
+/// that cannot start or fails the handshake is bad input (exit 2): no case could run.
+pub fn plan_target(command: &str) -> Result<TargetPlan, CliError> {
+    use crate::case::Op;
+    use crate::worker::target_case::{plan_checks, skip_reason};
+    let target =
+        ProcessTarget::spawn(command, ProcessOptions::default()).map_err(CliError::input)?;
+    let info = target.info();
+    drop(target);
+    let (run, skipped) = plan_checks(&info.capabilities);
+    // One op of each kind that a capability gates (their contents do not matter here).
+    let gated = [
+        Op::SetParams {
+            params: forcefield::SimParams::default(),
+        },
+        Op::Reserve { nodes: 0, edges: 0 },
+        Op::ShrinkToFit,
+        Op::Sssp { source: 0 },
+        Op::SetPositionConstraint {
+            node: 0,
+            target: [0.0; 3],
+            stiffness: 0.0,
+        },
+        Op::SetDistanceConstraint {
+            u: 0,
+            v: 0,
+            distance: 0.0,
+        },
+        Op::ClearConstraints,
+        Op::Inject {
+            fault: forcefield::EnvFault::FailAlloc { nth: 1 },
+        },
+    ];
+    Ok(TargetPlan {
+        command: command.to_string(),
+        name: info.name,
+        version: info.version,
+        capabilities: info.capabilities.names(),
+        checks: run.iter().map(|c| c.name.to_string()).collect(),
+        skipped_checks: skipped
+            .iter()
+            .map(|c| match c.needs {
+                Some(cap) => format!("{} (needs {cap})", c.name),
+                None => c.name.to_string(),
+            })
+            .collect(),
+        skipped_ops: gated
+            .iter()
+            .filter_map(|op| skip_reason(op, &info.capabilities).map(str::to_string))
+            .collect(),
+    })
+}

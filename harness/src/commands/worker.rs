@@ -7,6 +7,7 @@ driver goes away.
 use crate::commands::error::CliError;
 use crate::sanitizers::mode::SanitizeMode;
 use crate::worker::job::Handler;
+use crate::worker::target_job::TargetHandler;
 
 /// Arguments of `forcefield worker`.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,14 +18,28 @@ pub struct WorkerArgs {
     /// `checked`: open backends in their checked mode (other modes wrap the worker from outside).
     #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
     pub sanitize: SanitizeMode,
+    /// Run cases on this command's engine, a program speaking `forcefield-target/1`, instead of
+    /// Forcefield's own.
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 /// Serves requests until the driver closes the channel.
 pub fn run(args: &WorkerArgs) -> Result<(), CliError> {
-    let mut handler = Handler::new(args.threads).with_sanitize(args.sanitize);
-    let code = crate::isolate::worker_main("engine", &mut |payload, crumbs| {
-        handler.handle_raw(payload, crumbs)
-    });
+    let code = match &args.target {
+        Some(command) => {
+            let mut handler = TargetHandler::new(command);
+            crate::isolate::worker_main("target", &mut |payload, crumbs| {
+                handler.handle_raw(payload, crumbs)
+            })
+        }
+        None => {
+            let mut handler = Handler::new(args.threads).with_sanitize(args.sanitize);
+            crate::isolate::worker_main("engine", &mut |payload, crumbs| {
+                handler.handle_raw(payload, crumbs)
+            })
+        }
+    };
     match code {
         0 => Ok(()),
         crate::exit::BAD_INPUT => Err(CliError::input(anyhow::anyhow!(

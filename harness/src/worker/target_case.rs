@@ -1,0 +1,771 @@
+/*!
+Running a `forcefield-case/1` case on any engine behind the [`Target`] trait, with the generic
+checks that need nothing of the engine but what it declares.
+
+This is the executor of `forcefield run --target`: where [`crate::worker::execute`] drives
+Forcefield's own engine and reads its buffers, this one sees only the trait. Each op of the case
+goes through the trait; an op whose capability the target does not declare is skipped and counted
+(`set_params` always: a case's parameters are Forcefield's own, which no other engine reads).
+After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the target has:
+
+| check | needs | what must hold |
+|---|---|---|
+| `positions-finite` | — | every coordinate is finite |
+| `positions-count` | — | one position per live node (the count the accepted ops leave) |
+| `rejected-unchanged` | — | an op the target refuses (`Rejected`) leaves positions and counts as they were |
+| `determinism` | — | a second run of the case from `create` gives the same bits after every op (sampled: small cases) |
+| `sssp-dijkstra` | `sssp` | distances equal a Dijkstra over the edges the ops left, bit for bit |
+| `checkpoint-round-trip` | `checkpoint` | after a step, `restore` of a checkpoint gives back the positions, and a step from it the same positions as from the original (first [`CHECKPOINT_SAMPLES`] step ops) |
+| `counts-consistent` | `counts` | the reported counts are the live ones, capacities at least the counts |
+
+A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
+hang it was killed for and a broken protocol are failures too ([`TargetFailure`]), signed like a
+worker's: class, detail, and the op as the site.
+
+The executor knows nothing of processes: the target may be a [`forcefield_target::ProcessTarget`]
+(as in a worker, [`crate::worker::target_job`]) or a Rust value in this process.
+*/
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use forcefield_target::{
+    Capabilities, Capability, Death, ExitKind, Graph, Point, Target, TargetError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::case::{Case, Op};
+use crate::worker::execute::{Breadcrumb, CaseResult, INIT_OP};
+use crate::worker::oracle::{self, Violation};
+
+/// The stable names of the target checks (they end up in signatures).
+pub mod checks {
+    /// Every coordinate is finite.
+    pub const POSITIONS_FINITE: &str = crate::worker::oracle::checks::POSITIONS_FINITE;
+    /// One position per live node.
+    pub const POSITIONS_COUNT: &str = "positions-count";
+    /// A refused op changes nothing.
+    pub const REJECTED_UNCHANGED: &str = "rejected-unchanged";
+    /// A second run gives the same bits.
+    pub const DETERMINISM: &str = "determinism";
+    /// SSSP equals Dijkstra, bit for bit.
+    pub const SSSP_DIJKSTRA: &str = crate::worker::oracle::checks::SSSP_DIJKSTRA;
+    /// `restore` of a checkpoint continues bit for bit.
+    pub const CHECKPOINT_ROUND_TRIP: &str = "checkpoint-round-trip";
+    /// Reported counts and capacities agree with the live counts.
+    pub const COUNTS_CONSISTENT: &str = "counts-consistent";
+}
+
+/// One generic check and the capability it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetCheck {
+    /// Its stable name ([`checks`]).
+    pub name: &'static str,
+    /// The capability without which it cannot run (`None`: every target).
+    pub needs: Option<Capability>,
+}
+
+/// Every check of a target campaign.
+pub const TARGET_CHECKS: [TargetCheck; 7] = [
+    TargetCheck {
+        name: checks::POSITIONS_FINITE,
+        needs: None,
+    },
+    TargetCheck {
+        name: checks::POSITIONS_COUNT,
+        needs: None,
+    },
+    TargetCheck {
+        name: checks::REJECTED_UNCHANGED,
+        needs: None,
+    },
+    TargetCheck {
+        name: checks::DETERMINISM,
+        needs: None,
+    },
+    TargetCheck {
+        name: checks::SSSP_DIJKSTRA,
+        needs: Some(Capability::Sssp),
+    },
+    TargetCheck {
+        name: checks::CHECKPOINT_ROUND_TRIP,
+        needs: Some(Capability::Checkpoint),
+    },
+    TargetCheck {
+        name: checks::COUNTS_CONSISTENT,
+        needs: Some(Capability::Counts),
+    },
+];
+
+/// The checks a target with `caps` gets, and those skipped for want of a capability.
+pub fn plan_checks(caps: &Capabilities) -> (Vec<TargetCheck>, Vec<TargetCheck>) {
+    TARGET_CHECKS
+        .iter()
+        .partition(|c| c.needs.is_none_or(|need| caps.has(need)))
+}
+
+/// Step ops after which the checkpoint round trip runs, per run.
+pub const CHECKPOINT_SAMPLES: usize = 2;
+/// A case is run twice for `determinism` when it adds at most this many nodes in all...
+pub const DETERMINISM_MAX_NODES: u64 = 512;
+/// ... and takes at most this many steps in all: the second run doubles the case's cost, so only
+/// cheap cases pay it (and a minimized case, being smaller, is still sampled).
+pub const DETERMINISM_MAX_STEPS: u64 = 400;
+
+/// Why an op of a case is not sent to a target, when it is not.
+pub fn skip_reason(op: &Op, caps: &Capabilities) -> Option<&'static str> {
+    let needs = |c: Capability, reason: &'static str| (!caps.has(c)).then_some(reason);
+    match op {
+        Op::SetParams { .. } => Some("set_params (Forcefield's own parameters)"),
+        Op::Reserve { .. } => needs(Capability::Capacity, "reserve (needs capacity)"),
+        Op::ShrinkToFit => needs(Capability::Capacity, "shrink_to_fit (needs capacity)"),
+        Op::Sssp { .. } => needs(Capability::Sssp, "sssp (needs sssp)"),
+        Op::Inject { .. } => needs(Capability::Inject, "inject (needs inject)"),
+        Op::SetPositionConstraint { .. } => needs(
+            Capability::Constraints,
+            "set_position_constraint (needs constraints)",
+        ),
+        Op::SetDistanceConstraint { .. } => needs(
+            Capability::Constraints,
+            "set_distance_constraint (needs constraints)",
+        ),
+        Op::ClearConstraints => needs(
+            Capability::Constraints,
+            "clear_constraints (needs constraints)",
+        ),
+        Op::AddNodes { .. }
+        | Op::RemoveNodes { .. }
+        | Op::AddEdges { .. }
+        | Op::RemoveEdges { .. }
+        | Op::Step { .. }
+        | Op::ReadPositions => None,
+    }
+}
+
+/// A defect of the target shown by an error rather than by a check: its `Internal` error, its
+/// death, a hang, a protocol violation. Signed `class:detail:op`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFailure {
+    /// `engine-error` (an `Internal` error), `signal`, `exit`, `panic`, `hang`, `protocol-error`.
+    pub class: String,
+    /// The signal's name, the exit code, the panic's `file:line:column`, the error's kind (a
+    /// leading exception type such as `ValueError`), or empty.
+    pub detail: String,
+    /// The op's index in the case (`None`: `create`).
+    pub op_index: Option<usize>,
+    /// The op's name, the site of the signature.
+    pub op: String,
+    /// One line: what happened.
+    pub message: String,
+}
+
+impl TargetFailure {
+    /// The failure of `error` during op `op`.
+    pub fn of(error: &TargetError, op_index: Option<usize>, op: &str) -> Self {
+        let (class, detail) = match error {
+            TargetError::Internal(m) => ("engine-error", error_kind(m)),
+            TargetError::Unsupported(_) => ("engine-error", "unsupported".to_string()),
+            TargetError::Rejected(_) => ("engine-error", "rejected".to_string()),
+            TargetError::Died(death) => death_class(death),
+            TargetError::Hung { .. } => ("hang", String::new()),
+            TargetError::Protocol(_) => ("protocol-error", String::new()),
+        };
+        TargetFailure {
+            class: class.to_string(),
+            detail,
+            op_index,
+            op: op.to_string(),
+            message: one_line(&error.to_string()),
+        }
+    }
+
+    /// Whether the target process is gone (it died, hung or broke the protocol): a host starts a
+    /// new one for the next case.
+    pub fn process_gone(&self) -> bool {
+        self.class != "engine-error"
+    }
+}
+
+/// A stable kind for an error message: a leading identifier followed by `(` or `:` (an exception
+/// type, `ValueError('...')`), else `internal`. Messages carry numbers that change from case to
+/// case; the kind does not, so minimization keeps to one bug.
+fn error_kind(message: &str) -> String {
+    let ident: String = message
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+        .collect();
+    let next = message[ident.len()..].chars().next();
+    if !ident.is_empty() && matches!(next, Some('(' | ':')) && ident.len() <= 64 {
+        ident
+    } else {
+        "internal".to_string()
+    }
+}
+
+/// How a death is signed: by its signal, by a Rust panic's location when its stderr says so, else
+/// by its exit code.
+fn death_class(death: &Death) -> (&'static str, String) {
+    match &death.exit {
+        ExitKind::Signal(signal) => ("signal", signal.clone()),
+        ExitKind::Code(code) => match death.stderr_tail.iter().find_map(|l| panic_location(l)) {
+            Some(location) => ("panic", location),
+            None => ("exit", code.to_string()),
+        },
+    }
+}
+
+/// `file:line:column` of a Rust panic line (`thread 'main' panicked at src/a.rs:3:5:`), the file
+/// cut to its last three components so that the build machine's paths stay out of signatures.
+fn panic_location(line: &str) -> Option<String> {
+    let rest = line.split("panicked at ").nth(1)?;
+    let location = rest.trim_end().trim_end_matches(':');
+    let location = location.split_whitespace().next()?.trim_end_matches(':');
+    let parts: Vec<&str> = location.split('/').collect();
+    let keep = parts.len().saturating_sub(3);
+    Some(parts[keep..].join("/"))
+}
+
+fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = line.chars().take(500).collect();
+    if cut.len() < line.len() {
+        cut.push_str(" ...");
+    }
+    cut
+}
+
+/// What a target run reports beside its case result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// The target's defect, when an error rather than a check showed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<TargetFailure>,
+    /// Ops not sent, by reason ([`skip_reason`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_ops: BTreeMap<String, u64>,
+    /// Ops the target refused (`Rejected`).
+    #[serde(default)]
+    pub rejected_ops: u64,
+    /// The checks that ran at least once.
+    #[serde(default)]
+    pub checks_run: BTreeSet<String>,
+}
+
+/// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
+/// op to `on_op` before it is sent.
+pub fn run_target_case(
+    target: &mut dyn Target,
+    case: &Case,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> (CaseResult, TargetReport) {
+    let mut report = TargetReport::default();
+    let caps = target.info().capabilities;
+    let first = Run::new(target, &caps, &mut report, None).go(case, on_op);
+    let trace = match first {
+        Ok(trace) => trace,
+        Err(stop) => return stop.into_result(report),
+    };
+    if !determinism_sampled(case) {
+        return (CaseResult::Pass, report);
+    }
+    let second = Run::new(target, &caps, &mut report, Some(&trace)).go(case, on_op);
+    match second {
+        Ok(_) => {
+            report.checks_run.insert(checks::DETERMINISM.to_string());
+            (CaseResult::Pass, report)
+        }
+        Err(stop) => stop.into_result(report),
+    }
+}
+
+/// Whether the case is small enough to be run twice for `determinism`.
+pub fn determinism_sampled(case: &Case) -> bool {
+    let mut nodes = case.graph.num_nodes;
+    let mut steps = 0u64;
+    for op in &case.ops {
+        match op {
+            Op::AddNodes { count, .. } => nodes = nodes.saturating_add(*count),
+            Op::Step { count } => steps = steps.saturating_add(*count),
+            _ => {}
+        }
+    }
+    nodes <= DETERMINISM_MAX_NODES && steps <= DETERMINISM_MAX_STEPS
+}
+
+/// Why a run stopped early.
+enum Stop {
+    /// A check failed.
+    Check {
+        op_index: Option<usize>,
+        op: &'static str,
+        violation: Violation,
+    },
+    /// The target failed.
+    Failure(TargetFailure),
+}
+
+impl Stop {
+    fn into_result(self, mut report: TargetReport) -> (CaseResult, TargetReport) {
+        match self {
+            Stop::Check {
+                op_index,
+                op,
+                violation,
+            } => (
+                CaseResult::InvariantViolation {
+                    op_index,
+                    op: op.to_string(),
+                    check: violation.check.to_string(),
+                    detail: violation.detail,
+                },
+                report,
+            ),
+            Stop::Failure(failure) => {
+                // Readers of the plain reply see an engine error; the driver signs it by the
+                // failure.
+                let result = CaseResult::EngineError {
+                    op_index: failure.op_index,
+                    op: failure.op.clone(),
+                    error: failure.message.clone(),
+                    sticky: failure.process_gone(),
+                };
+                report.failure = Some(failure);
+                (result, report)
+            }
+        }
+    }
+}
+
+/// Positions as bits, so that comparisons see `-0.0` and NaN payloads.
+type Bits = Vec<[u32; 3]>;
+
+fn bits(p: &[Point]) -> Bits {
+    p.iter()
+        .map(|q| [q[0].to_bits(), q[1].to_bits(), q[2].to_bits()])
+        .collect()
+}
+
+/// The first node whose bits differ, described, if any.
+fn first_difference(a: &Bits, b: &Bits) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} positions, then {}", a.len(), b.len()));
+    }
+    let i = a.iter().zip(b).position(|(x, y)| x != y)?;
+    let f = |x: [u32; 3]| x.map(f32::from_bits);
+    Some(format!("node {i} at {:?}, then at {:?}", f(a[i]), f(b[i])))
+}
+
+/// The positions after each op that ran (index `None`: after `create`), in order.
+type Trace = Vec<(Option<usize>, Bits)>;
+
+/// One run of a case.
+struct Run<'a> {
+    target: &'a mut dyn Target,
+    caps: &'a Capabilities,
+    report: &'a mut TargetReport,
+    /// The first run's trace, in the determinism run.
+    expect: Option<&'a Trace>,
+    trace: Trace,
+    /// The live count the accepted ops leave.
+    nodes: u64,
+    /// The edge multiset the accepted ops leave, in insertion order.
+    edges: Vec<forcefield::Edge>,
+    /// Positions after the last op, and counts when the target reports them.
+    positions: Bits,
+    counts: Option<forcefield_target::Counts>,
+    /// An injected fault is armed: an `Internal` error is then the fault's, and must change nothing.
+    armed: bool,
+    checkpoints: usize,
+}
+
+/// What an op's call came to, when the run goes on.
+enum Answer<T> {
+    Done(T),
+    Refused(String),
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        target: &'a mut dyn Target,
+        caps: &'a Capabilities,
+        report: &'a mut TargetReport,
+        expect: Option<&'a Trace>,
+    ) -> Self {
+        Run {
+            target,
+            caps,
+            report,
+            expect,
+            trace: Vec::new(),
+            nodes: 0,
+            edges: Vec::new(),
+            positions: Vec::new(),
+            counts: None,
+            armed: false,
+            checkpoints: 0,
+        }
+    }
+
+    fn ran(&mut self, check: &str) {
+        if !self.report.checks_run.contains(check) {
+            self.report.checks_run.insert(check.to_string());
+        }
+    }
+
+    /// An op's answer: a refusal goes on (and is checked), anything else but success stops.
+    fn answer<T>(
+        &mut self,
+        at: Option<usize>,
+        op: &'static str,
+        r: Result<T, TargetError>,
+    ) -> Result<Answer<T>, Stop> {
+        match r {
+            Ok(v) => Ok(Answer::Done(v)),
+            Err(TargetError::Rejected(m)) => Ok(Answer::Refused(m)),
+            Err(TargetError::Internal(m)) if self.armed => Ok(Answer::Refused(m)),
+            Err(e) => Err(Stop::Failure(TargetFailure::of(&e, at, op))),
+        }
+    }
+
+    /// A call made by a check (positions, counts, checkpoint): any error stops the run.
+    fn must<T>(
+        &mut self,
+        at: Option<usize>,
+        op: &'static str,
+        r: Result<T, TargetError>,
+    ) -> Result<T, Stop> {
+        r.map_err(|e| Stop::Failure(TargetFailure::of(&e, at, op)))
+    }
+
+    fn go(mut self, case: &Case, on_op: &mut dyn FnMut(Breadcrumb)) -> Result<Trace, Stop> {
+        on_op(Breadcrumb {
+            op_index: None,
+            op: INIT_OP,
+            rerun: self.expect.is_some(),
+        });
+        let graph = Graph {
+            num_nodes: case.graph.num_nodes,
+            edges: case.graph.edges.iter().map(to_target_edge).collect(),
+            positions: case.graph.positions.clone(),
+        };
+        // A case's parameters are Forcefield's: the target starts from its own defaults.
+        let created = self.target.create(&graph, None);
+        match self.answer(None, INIT_OP, created)? {
+            Answer::Done(()) => {}
+            // A target that cannot hold the graph has nothing to run the ops on.
+            Answer::Refused(_) => {
+                self.report.rejected_ops += 1;
+                return Ok(self.trace);
+            }
+        }
+        self.nodes = case.graph.num_nodes;
+        self.edges = case.graph.edges.clone();
+        self.observe(None, INIT_OP)?;
+        for (index, op) in case.ops.iter().enumerate() {
+            if let Some(reason) = skip_reason(op, self.caps) {
+                // Counted once, in the first run.
+                if self.expect.is_none() {
+                    *self
+                        .report
+                        .skipped_ops
+                        .entry(reason.to_string())
+                        .or_default() += 1;
+                }
+                continue;
+            }
+            on_op(Breadcrumb {
+                op_index: Some(index),
+                op: op.name(),
+                rerun: self.expect.is_some(),
+            });
+            self.op(index, op)?;
+        }
+        Ok(self.trace)
+    }
+
+    fn op(&mut self, index: usize, op: &Op) -> Result<(), Stop> {
+        let at = Some(index);
+        let name = op.name();
+        let mut distances = None;
+        let called: Result<(), TargetError> = match op {
+            Op::AddNodes { count, positions } => {
+                self.target.add_nodes(*count, positions.as_deref())
+            }
+            Op::RemoveNodes { ids } => self.target.remove_nodes(ids),
+            Op::AddEdges { edges } => {
+                let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
+                self.target.add_edges(&edges)
+            }
+            Op::RemoveEdges { pairs } => self.target.remove_edges(pairs),
+            Op::Step { count } => self.target.step(*count),
+            Op::ReadPositions => Ok(()),
+            Op::Reserve { nodes, edges } => self.target.reserve(*nodes, *edges),
+            Op::ShrinkToFit => self.target.shrink_to_fit(),
+            Op::Sssp { source } => self.target.sssp(*source).map(|d| {
+                distances = Some((*source, d));
+            }),
+            Op::SetPositionConstraint {
+                node,
+                target,
+                stiffness,
+            } => self
+                .target
+                .set_position_constraint(*node, *target, *stiffness),
+            Op::SetDistanceConstraint { u, v, distance } => {
+                self.target.set_distance_constraint(*u, *v, *distance)
+            }
+            Op::ClearConstraints => self.target.clear_constraints(),
+            Op::Inject { fault } => self
+                .target
+                .inject(&to_target_fault(fault))
+                .map(|()| self.armed = true),
+            // Never sent (see `skip_reason`).
+            Op::SetParams { .. } => Ok(()),
+        };
+        match self.answer(at, name, called)? {
+            Answer::Done(()) => {
+                self.apply(op);
+                self.observe(at, name)?;
+                if let Some((source, d)) = distances {
+                    self.ran(checks::SSSP_DIJKSTRA);
+                    let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+                    oracle::check_sssp(n, &self.edges, source, &d)
+                        .map_err(|violation| check_failed(at, name, violation))?;
+                }
+                if matches!(op, Op::Step { .. }) {
+                    self.checkpoint_round_trip(at, name)?;
+                }
+            }
+            Answer::Refused(message) => {
+                self.report.rejected_ops += u64::from(self.expect.is_none());
+                let before = (self.positions.clone(), self.counts);
+                // Compared before `observe`, whose count check would otherwise speak first.
+                let read = self.target.positions();
+                let after = bits(&self.must(at, name, read)?);
+                self.ran(checks::REJECTED_UNCHANGED);
+                let mut changed = first_difference(&before.0, &after);
+                if changed.is_none() {
+                    self.observe(at, name)?;
+                }
+                if changed.is_none() && before.1 != self.counts {
+                    changed = Some(format!("counts {:?}, then {:?}", before.1, self.counts));
+                }
+                if let Some(what) = changed {
+                    return Err(check_failed(
+                        at,
+                        name,
+                        Violation {
+                            check: checks::REJECTED_UNCHANGED,
+                            detail: format!("refused ({}) but changed: {what}", one_line(&message)),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an accepted op to the live count and the edge multiset, as the case format defines
+    /// them.
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::AddNodes { count, .. } => self.nodes += count,
+            Op::RemoveNodes { ids } => {
+                let n = usize::try_from(self.nodes).unwrap_or(usize::MAX);
+                let mut gone = vec![false; n];
+                for &i in ids {
+                    if let Some(g) = gone.get_mut(i as usize) {
+                        *g = true;
+                    }
+                }
+                let mut renumber = vec![u32::MAX; n];
+                let mut next = 0u32;
+                for (slot, &g) in renumber.iter_mut().zip(&gone) {
+                    if !g {
+                        *slot = next;
+                        next += 1;
+                    }
+                }
+                self.nodes = u64::from(next);
+                self.edges = self
+                    .edges
+                    .iter()
+                    .filter_map(|e| {
+                        let (u, v) = (*renumber.get(e.u as usize)?, *renumber.get(e.v as usize)?);
+                        (u != u32::MAX && v != u32::MAX).then_some(forcefield::Edge {
+                            u,
+                            v,
+                            w: e.w,
+                        })
+                    })
+                    .collect();
+            }
+            Op::AddEdges { edges } => self.edges.extend_from_slice(edges),
+            Op::RemoveEdges { pairs } => self.edges.retain(|e| {
+                !pairs
+                    .iter()
+                    .any(|&(a, b)| (e.u, e.v) == (a, b) || (e.u, e.v) == (b, a))
+            }),
+            _ => {}
+        }
+    }
+
+    /// Reads positions (and counts) after an op and runs the state checks on them.
+    fn observe(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
+        let read = self.target.positions();
+        let positions = self.must(at, op, read)?;
+        self.ran(checks::POSITIONS_COUNT);
+        if positions.len() as u64 != self.nodes {
+            return Err(check_failed(
+                at,
+                op,
+                Violation {
+                    check: checks::POSITIONS_COUNT,
+                    detail: format!(
+                        "{} positions for {} live nodes",
+                        positions.len(),
+                        self.nodes
+                    ),
+                },
+            ));
+        }
+        self.ran(checks::POSITIONS_FINITE);
+        oracle::check_positions_finite(&positions).map_err(|v| check_failed(at, op, v))?;
+        self.positions = bits(&positions);
+        if self.caps.has(Capability::Counts) {
+            let read = self.target.counts();
+            let counts = self.must(at, op, read)?;
+            self.ran(checks::COUNTS_CONSISTENT);
+            self.counts = Some(counts);
+            let live_edges = self.edges.len() as u64;
+            let wrong = if counts.nodes != self.nodes || counts.edges != live_edges {
+                Some(format!(
+                    "counts say {} nodes and {} edges; the ops leave {} and {live_edges}",
+                    counts.nodes, counts.edges, self.nodes
+                ))
+            } else if counts.node_capacity.is_some_and(|c| c < counts.nodes) {
+                Some(format!(
+                    "{} nodes in a capacity of {:?}",
+                    counts.nodes, counts.node_capacity
+                ))
+            } else if counts.edge_capacity.is_some_and(|c| c < counts.edges) {
+                Some(format!(
+                    "{} edges in a capacity of {:?}",
+                    counts.edges, counts.edge_capacity
+                ))
+            } else {
+                None
+            };
+            if let Some(detail) = wrong {
+                return Err(check_failed(
+                    at,
+                    op,
+                    Violation {
+                        check: checks::COUNTS_CONSISTENT,
+                        detail,
+                    },
+                ));
+            }
+        }
+        if let Some(expect) = self.expect {
+            let k = self.trace.len();
+            let first = expect.get(k).filter(|(i, _)| *i == at);
+            let differs = match first {
+                Some((_, b)) => first_difference(b, &self.positions),
+                None => Some("the first run did not reach this op".to_string()),
+            };
+            if let Some(what) = differs {
+                return Err(check_failed(
+                    at,
+                    op,
+                    Violation {
+                        check: checks::DETERMINISM,
+                        detail: format!("a second run from create differs: {what}"),
+                    },
+                ));
+            }
+        }
+        self.trace.push((at, self.positions.clone()));
+        Ok(())
+    }
+
+    /// `checkpoint-round-trip` after one of the first step ops: checkpoint, step, restore, step
+    /// again: the restored positions are those checkpointed and the two steps agree. The layout
+    /// is restored to the checkpoint at the end, so the case goes on as if nothing happened.
+    fn checkpoint_round_trip(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
+        if !self.caps.has(Capability::Checkpoint) || self.checkpoints >= CHECKPOINT_SAMPLES {
+            return Ok(());
+        }
+        self.checkpoints += 1;
+        self.ran(checks::CHECKPOINT_ROUND_TRIP);
+        let fail = |detail: String| {
+            check_failed(
+                at,
+                op,
+                Violation {
+                    check: checks::CHECKPOINT_ROUND_TRIP,
+                    detail,
+                },
+            )
+        };
+        let r = self.target.checkpoint();
+        let state = self.must(at, "checkpoint", r)?;
+        let r = self.target.step(1);
+        self.must(at, op, r)?;
+        let r = self.target.positions();
+        let stepped = bits(&self.must(at, op, r)?);
+        let r = self.target.restore(&state);
+        match self.answer(at, "restore", r)? {
+            Answer::Done(()) => {}
+            Answer::Refused(m) => {
+                return Err(fail(format!("restore refused its own checkpoint: {m}")))
+            }
+        }
+        let r = self.target.positions();
+        let restored = bits(&self.must(at, "restore", r)?);
+        if let Some(what) = first_difference(&self.positions, &restored) {
+            return Err(fail(format!(
+                "restore gives other positions than checkpointed: {what}"
+            )));
+        }
+        let r = self.target.step(1);
+        self.must(at, op, r)?;
+        let r = self.target.positions();
+        let again = bits(&self.must(at, op, r)?);
+        if let Some(what) = first_difference(&stepped, &again) {
+            return Err(fail(format!(
+                "a step from the restored checkpoint differs from one from the original: {what}"
+            )));
+        }
+        let r = self.target.restore(&state);
+        self.must(at, "restore", r)
+    }
+}
+
+fn check_failed(op_index: Option<usize>, op: &'static str, violation: Violation) -> Stop {
+    Stop::Check {
+        op_index,
+        op,
+        violation,
+    }
+}
+
+fn to_target_edge(e: &forcefield::Edge) -> forcefield_target::Edge {
+    forcefield_target::Edge {
+        u: e.u,
+        v: e.v,
+        w: e.w,
+    }
+}
+
+fn to_target_fault(f: &forcefield::EnvFault) -> forcefield_target::EnvFault {
+    use forcefield_target::EnvFault as T;
+    match *f {
+        forcefield::EnvFault::FailAlloc { nth } => T::FailAlloc { nth },
+        forcefield::EnvFault::FailCopy { nth } => T::FailCopy { nth },
+        forcefield::EnvFault::FailLaunch { nth } => T::FailLaunch { nth },
+        forcefield::EnvFault::LoseContext { nth } => T::LoseContext { nth },
+    }
+}
+
+#[cfg(test)]
+mod tests;

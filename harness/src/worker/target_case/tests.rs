@@ -1,0 +1,309 @@
+//! The target executor against small in-process targets, each with one defect the generic checks
+//! must find (and a clean one they must pass).
+
+use forcefield_target::{
+    Capabilities, Capability, Counts, Death, Edge, ExitKind, Graph, Params, Point, Result, Target,
+    TargetError, TargetInfo,
+};
+
+use super::*;
+use crate::case::Case;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Bug {
+    None,
+    /// `step` fails with an exception once there are more than 4 nodes.
+    InternalOnBigStep,
+    /// `remove_nodes` keeps the removed nodes' positions.
+    StaleRemove,
+    /// `step` depends on how many steps the process ever took.
+    Nondeterministic,
+    /// A refused `add_nodes` still adds one node.
+    RejectButChange,
+    /// `counts` reports one edge too many.
+    WrongCounts,
+    /// `step` puts node 0 at infinity.
+    Infinite,
+}
+
+/// Nodes on a line pulled halfway to the origin by each step.
+struct Line {
+    points: Vec<Point>,
+    edges: Vec<Edge>,
+    bug: Bug,
+    steps_ever: u64,
+}
+
+impl Line {
+    fn new(bug: Bug) -> Self {
+        Line {
+            points: Vec::new(),
+            edges: Vec::new(),
+            bug,
+            steps_ever: 0,
+        }
+    }
+}
+
+const LIMIT: usize = 100;
+
+impl Target for Line {
+    fn info(&self) -> TargetInfo {
+        TargetInfo {
+            name: "line".into(),
+            version: "1".into(),
+            capabilities: Capabilities::from([Capability::Counts]),
+        }
+    }
+    fn create(&mut self, graph: &Graph, _params: Option<&Params>) -> Result<()> {
+        let n = graph.num_nodes as usize;
+        self.points = match &graph.positions {
+            Some(p) => p.clone(),
+            None => (0..n).map(|i| [i as f32, 0.0, 0.0]).collect(),
+        };
+        self.edges = graph.edges.clone();
+        Ok(())
+    }
+    fn add_nodes(&mut self, count: u64, positions: Option<&[Point]>) -> Result<()> {
+        if self.points.len() + count as usize > LIMIT {
+            if self.bug == Bug::RejectButChange {
+                self.points.push([0.0; 3]);
+            }
+            return Err(TargetError::Rejected("too many nodes".into()));
+        }
+        let start = self.points.len();
+        for i in 0..count as usize {
+            let p = positions.map_or([(start + i) as f32, 0.0, 0.0], |p| p[i]);
+            self.points.push(p);
+        }
+        Ok(())
+    }
+    fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
+        if self.bug == Bug::StaleRemove {
+            return Ok(());
+        }
+        let mut i = 0;
+        self.points.retain(|_| {
+            i += 1;
+            !ids.contains(&(i - 1))
+        });
+        let gone = |x: u32| ids.contains(&x);
+        // Duplicates count once.
+        let mut distinct = ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let renumber = |x: u32| x - distinct.iter().filter(|&&g| g < x).count() as u32;
+        self.edges = self
+            .edges
+            .iter()
+            .filter(|e| !gone(e.u) && !gone(e.v))
+            .map(|e| Edge {
+                u: renumber(e.u),
+                v: renumber(e.v),
+                w: e.w,
+            })
+            .collect();
+        Ok(())
+    }
+    fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
+        self.edges.extend_from_slice(edges);
+        Ok(())
+    }
+    fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<()> {
+        self.edges.retain(|e| {
+            !pairs
+                .iter()
+                .any(|&(a, b)| (e.u, e.v) == (a, b) || (e.u, e.v) == (b, a))
+        });
+        Ok(())
+    }
+    fn step(&mut self, count: u64) -> Result<()> {
+        if self.bug == Bug::InternalOnBigStep && self.points.len() > 4 {
+            return Err(TargetError::Internal(format!(
+                "ValueError('shapes ({},3) (4,3)')",
+                self.points.len()
+            )));
+        }
+        for _ in 0..count {
+            self.steps_ever += 1;
+            let drift = if self.bug == Bug::Nondeterministic {
+                self.steps_ever as f32 * 1e-3
+            } else {
+                0.0
+            };
+            for p in &mut self.points {
+                p[0] = p[0] * 0.5 + drift;
+            }
+        }
+        if self.bug == Bug::Infinite {
+            if let Some(p) = self.points.first_mut() {
+                p[1] = f32::INFINITY;
+            }
+        }
+        Ok(())
+    }
+    fn positions(&mut self) -> Result<Vec<Point>> {
+        Ok(self.points.clone())
+    }
+    fn counts(&mut self) -> Result<Counts> {
+        Ok(Counts {
+            nodes: self.points.len() as u64,
+            edges: self.edges.len() as u64 + u64::from(self.bug == Bug::WrongCounts),
+            node_capacity: None,
+            edge_capacity: None,
+        })
+    }
+}
+
+/// Adds and removes nodes and edges, steps, and has ops the line target lacks (SSSP, params).
+fn case() -> Case {
+    Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "graph": { "num_nodes": 3, "edges": [ { "u": 0, "v": 1, "w": 1.0 } ] },
+             "ops": [ { "op": "step", "count": 2 },
+                      { "op": "add_nodes", "count": 3 },
+                      { "op": "add_edges", "edges": [ { "u": 4, "v": 5, "w": 2.0 }, { "u": 1, "v": 4, "w": 1.0 } ] },
+                      { "op": "sssp", "source": 0 },
+                      { "op": "set_params", "params": {} },
+                      { "op": "remove_nodes", "ids": [1, 1] },
+                      { "op": "remove_edges", "pairs": [[3, 4]] },
+                      { "op": "step", "count": 3 },
+                      { "op": "add_nodes", "count": 200 },
+                      { "op": "read_positions" } ] }"#,
+    )
+    .expect("a valid case")
+}
+
+fn run(bug: Bug) -> (CaseResult, TargetReport) {
+    let mut target = Line::new(bug);
+    run_target_case(&mut target, &case(), &mut |_| {})
+}
+
+fn check_of(result: &CaseResult) -> (String, String) {
+    match result {
+        CaseResult::InvariantViolation { check, op, .. } => (check.clone(), op.clone()),
+        other => panic!("expected a broken check, got {other}"),
+    }
+}
+
+#[test]
+fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
+    let (result, report) = run(Bug::None);
+    assert_eq!(result, CaseResult::Pass);
+    assert_eq!(report.failure, None);
+    assert_eq!(report.skipped_ops.get("sssp (needs sssp)"), Some(&1));
+    assert_eq!(
+        report
+            .skipped_ops
+            .get("set_params (Forcefield's own parameters)"),
+        Some(&1)
+    );
+    // The 200 nodes over the target's limit: refused, once (not again in the determinism run).
+    assert_eq!(report.rejected_ops, 1);
+    for check in [
+        checks::POSITIONS_FINITE,
+        checks::POSITIONS_COUNT,
+        checks::REJECTED_UNCHANGED,
+        checks::DETERMINISM,
+        checks::COUNTS_CONSISTENT,
+    ] {
+        assert!(report.checks_run.contains(check), "{check}: {report:?}");
+    }
+    let (run_checks, skipped) = plan_checks(&Capabilities::from([Capability::Counts]));
+    assert!(run_checks
+        .iter()
+        .any(|c| c.name == checks::COUNTS_CONSISTENT));
+    let skipped: Vec<_> = skipped.iter().map(|c| c.name).collect();
+    assert_eq!(
+        skipped,
+        [checks::SSSP_DIJKSTRA, checks::CHECKPOINT_ROUND_TRIP]
+    );
+}
+
+#[test]
+fn each_defect_is_found_by_its_generic_check_at_its_op() {
+    assert_eq!(
+        check_of(&run(Bug::StaleRemove).0),
+        ("positions-count".into(), "remove_nodes".into())
+    );
+    assert_eq!(
+        check_of(&run(Bug::Nondeterministic).0),
+        ("determinism".into(), "step".into())
+    );
+    assert_eq!(
+        check_of(&run(Bug::RejectButChange).0),
+        ("rejected-unchanged".into(), "add_nodes".into())
+    );
+    assert_eq!(
+        check_of(&run(Bug::WrongCounts).0),
+        ("counts-consistent".into(), "init".into())
+    );
+    assert_eq!(
+        check_of(&run(Bug::Infinite).0),
+        ("positions-finite".into(), "step".into())
+    );
+}
+
+#[test]
+fn an_internal_error_is_a_failure_signed_by_its_kind_and_op() {
+    let (result, report) = run(Bug::InternalOnBigStep);
+    let failure = report.failure.expect("a failure");
+    assert_eq!(
+        (failure.class.as_str(), failure.detail.as_str()),
+        ("engine-error", "ValueError")
+    );
+    assert_eq!((failure.op_index, failure.op.as_str()), (Some(7), "step"));
+    assert!(!failure.process_gone());
+    assert!(matches!(
+        result,
+        CaseResult::EngineError {
+            op_index: Some(7),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn deaths_are_signed_by_signal_panic_location_or_exit_code() {
+    let died = |exit: ExitKind, tail: &[&str]| {
+        TargetFailure::of(
+            &TargetError::Died(Death {
+                op: "step".into(),
+                exit,
+                stderr_tail: tail.iter().map(|s| s.to_string()).collect(),
+            }),
+            Some(2),
+            "step",
+        )
+    };
+    let segv = died(ExitKind::Signal("SIGSEGV".into()), &[]);
+    assert_eq!(
+        (segv.class.as_str(), segv.detail.as_str()),
+        ("signal", "SIGSEGV")
+    );
+    assert!(segv.process_gone());
+    let panic = died(
+        ExitKind::Code(101),
+        &[
+            "thread 'main' panicked at /home/u/.cargo/registry/src/x/fa2-0.3.0/src/layout.rs:81:22:",
+            "index out of bounds",
+        ],
+    );
+    assert_eq!(
+        (panic.class.as_str(), panic.detail.as_str()),
+        ("panic", "fa2-0.3.0/src/layout.rs:81:22")
+    );
+    let exit = died(ExitKind::Code(3), &["bye"]);
+    assert_eq!((exit.class.as_str(), exit.detail.as_str()), ("exit", "3"));
+    let hung = TargetFailure::of(
+        &TargetError::Hung {
+            op: "step".into(),
+            timeout: std::time::Duration::from_secs(1),
+        },
+        Some(0),
+        "step",
+    );
+    assert_eq!((hung.class.as_str(), hung.op.as_str()), ("hang", "step"));
+    assert_eq!(error_kind("KeyError: 'u'"), "KeyError");
+    assert_eq!(error_kind("the buffer is 3 long"), "internal");
+}
