@@ -100,6 +100,12 @@ pub struct RunArgs {
     /// --sanitizer-rerun (tools slow kernels down 10-100 times).
     #[arg(long, value_parser = super::parse_duration, default_value = "10m")]
     pub sanitizer_timeout: Duration,
+    /// Cases each worker runs side by side, each on its own thread and engine, in one request
+    /// (default 1: one at a time). When a worker dies (a crash, an abort, a hang, a lost
+    /// context) with cases of its batch unanswered, each of them is re-run alone, and only that
+    /// run decides its outcome and signature.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub cases_per_worker: u64,
 }
 
 /// Whether `forcefield run` re-runs its findings under compute-sanitizer (`--sanitizer-rerun`).
@@ -167,6 +173,7 @@ impl RunArgs {
                 ..GenConfig::default()
             },
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            cases_per_worker: self.cases_per_worker as usize,
         })
     }
 }

@@ -179,6 +179,7 @@ pub fn hunt(
             watchdog: Arc::clone(&watchdog),
             limit: Arc::clone(&limit),
             stop: Arc::clone(&stop),
+            cases_per_worker: 1,
         },
     );
 
@@ -695,6 +696,7 @@ pub fn run_selftest(config: &SelftestConfig, interrupt: Arc<AtomicBool>) -> Self
                 sanitize: config.sanitize,
                 generator: generator_for(config, &[]),
                 progress: config.progress,
+                cases_per_worker: 1,
             },
             Arc::clone(&interrupt),
         );
