@@ -632,6 +632,37 @@ fn run_watched(
     }
 }
 
+/// Runs `cases` side by side in one request of `slot`'s worker as a campaign's thread does under
+/// `--cases-per-worker`, limits and confirmations from `watchdog`: each case's verdict and
+/// execution, in order. A case the batch answered has its own reply's verdict; when the worker
+/// died, every case's is that of its run alone.
+pub fn run_side_by_side_watched(
+    slot: &mut WorkerSlot,
+    watchdog: Arc<Watchdog>,
+    cases: Vec<Case>,
+    capacity_invariance: bool,
+) -> Vec<(Verdict, Option<Execution>)> {
+    let feed = CaseFeed {
+        seed: 0,
+        shard: Shard::default(),
+        generator: GenConfig::default(),
+        capacity_invariance,
+        watchdog,
+        limit: Arc::new(AtomicU64::new(u64::MAX)),
+        stop: Arc::new(AtomicBool::new(false)),
+        cases_per_worker: cases.len(),
+    };
+    let indexed = cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, case)| (i as u64, case, 0.0))
+        .collect();
+    run_side_by_side(slot, &feed, indexed)
+        .into_iter()
+        .map(|o| (o.verdict, o.execution))
+        .collect()
+}
+
 /// Runs `cases` (index, case, seconds to generate it) side by side in one request of `slot`'s
 /// worker, under the limit of the slowest; the answered ones are their own outcomes (a passing
 /// one teaches the watchdog its time on its thread), every other one runs alone under the

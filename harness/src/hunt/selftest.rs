@@ -248,7 +248,8 @@ pub fn minimize_first(
     interrupt: &AtomicBool,
 ) -> (Case, MinimizeReport) {
     let generator = generator_for(config, faults);
-    let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+    let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default())
+        .with_idle_limit(first.watchdog.config().idle_limit);
     let how = FindingMinimizer {
         generator: &generator,
         capacity_invariance: config.capacity_invariance,
