@@ -39,13 +39,13 @@ fn cases() -> (Vec<Case>, Case) {
         case(
             "",
             &format!(
-                r#""graph":{{"num_nodes":{n},"edges":[{{"u":0,"v":1}}]}},"ops":[{{"op":"step","count":{steps}}},{{"op":"add_nodes","count":5}},{{"op":"step","count":3}}]"#
+                r#""graph":{{"num_nodes":{n},"edges":[{{"u":0,"v":1,"w":1.0}}]}},"ops":[{{"op":"step","count":{steps}}},{{"op":"add_nodes","count":5}},{{"op":"step","count":3}}]"#
             ),
         )
     };
     let deduplicated = case(
         r#""add-edges-deduplicated""#,
-        r#""graph":{"num_nodes":4,"edges":[{"u":0,"v":1}]},"ops":[{"op":"add_edges","edges":[{"u":0,"v":1}]},{"op":"step","count":2}]"#,
+        r#""graph":{"num_nodes":4,"edges":[{"u":0,"v":1,"w":1.0}]},"ops":[{"op":"add_edges","edges":[{"u":0,"v":1,"w":1.0}]},{"op":"step","count":2}]"#,
     );
     let crash = case(
         r#""sort-count-unclamped""#,
@@ -83,7 +83,7 @@ fn watchdog() -> Arc<Watchdog> {
 fn a_batch_answers_each_case_with_its_own_reply() {
     let (cases, _) = cases();
     let solo = solo_signatures(&cases);
-    assert_eq!(solo[1], "invariant:model-edges:add_edges", "{solo:?}");
+    assert_eq!(solo[1], "invariant:model-counts:add_edges", "{solo:?}");
     let mut slot = slot();
     let BatchRun::Answered {
         cases: answers,
