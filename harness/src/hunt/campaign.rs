@@ -664,7 +664,7 @@ pub fn run_side_by_side_watched(
 }
 
 /// Runs `cases` (index, case, seconds to generate it) side by side in one request of `slot`'s
-/// worker, under the limit of the slowest; the answered ones are their own outcomes (a passing
+/// worker, under the batch's limit ([`Watchdog::batch_deadline`]); the answered ones are their own outcomes (a passing
 /// one teaches the watchdog its time on its thread), every other one runs alone under the
 /// watchdog — all of them when the worker died, so that no death is pinned on the wrong case.
 fn run_side_by_side(
