@@ -208,6 +208,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         sanitize: args.sanitize,
         generator: GenConfig::default(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        cases_per_worker: 1,
     };
     eprintln!(
         "campaign: {} on {}, seed {}",

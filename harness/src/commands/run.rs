@@ -106,6 +106,12 @@ pub struct RunArgs {
     /// and written to target.json with --out).
     #[arg(long)]
     pub target: Option<String>,
+    /// Cases each worker runs side by side, each on its own thread and engine, in one request
+    /// (default 1: one at a time). When a worker dies (a crash, an abort, a hang, a lost
+    /// context) with cases of its batch unanswered, each of them is re-run alone, and only that
+    /// run decides its outcome and signature.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub cases_per_worker: u64,
 }
 
 /// The case generator of a campaign against a target: smaller graphs than for Forcefield's own
@@ -187,6 +193,7 @@ impl RunArgs {
                 ..GenConfig::default()
             },
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            cases_per_worker: self.cases_per_worker as usize,
         })
     }
 
@@ -206,6 +213,10 @@ impl RunArgs {
         }
         if self.backend != BackendChoice::Cpu || !self.gpus.is_empty() {
             return refuse("--backend/--gpus");
+        }
+        if self.cases_per_worker > 1 {
+            // A worker keeps one target process, which answers one request at a time.
+            return refuse("--cases-per-worker above 1");
         }
         let mut config = self.config()?;
         config.worker = super::worker_command(1)?.arg("--target").arg(command);

@@ -24,6 +24,7 @@ use crate::case::generate::GenConfig;
 use crate::case::minimize::{minimize, CaseSize, MinimizeLimits, MinimizeReport};
 use crate::case::shrink::{generated_case, shrink_generated};
 use crate::case::{BackendKind, Case};
+use crate::client::batch;
 use crate::client::signature::{Signature, Verdict};
 use crate::hunt::campaign_dir::{CampaignDir, OutDirError, Record, JOURNAL_FORMAT};
 use crate::hunt::time_split::{CaseTimes, TimeSplit};
@@ -102,6 +103,9 @@ pub struct CampaignConfig {
     pub generator: GenConfig,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Cases each worker runs side by side in one request (`--cases-per-worker`; 1: one at a
+    /// time). A worker that dies with cases of a batch unanswered has each of them run alone.
+    pub cases_per_worker: usize,
 }
 
 impl CampaignConfig {
@@ -504,12 +508,15 @@ pub(crate) struct CaseFeed {
     pub limit: Arc<AtomicU64>,
     /// Set by the caller (budget spent, Ctrl-C): threads take no new case.
     pub stop: Arc<AtomicBool>,
+    /// Cases a worker runs side by side in one request (1: one at a time, as before batches).
+    pub cases_per_worker: usize,
 }
 
 /// Starts one thread per worker command, each driving one isolated worker through the cases of
-/// `feed`, taken in turn; each outcome goes to the returned channel. A thread ends at the limit,
-/// at `stop`, when the channel closes, or after an environment error (its worker cannot run
-/// cases). Join the threads after the channel disconnects.
+/// `feed`, taken [`CaseFeed::cases_per_worker`] at a time; each outcome goes to the returned
+/// channel, a batch's in case order. A thread ends at the limit, at `stop`, when the channel
+/// closes, or after an environment error (its worker cannot run cases). Join the threads after
+/// the channel disconnects.
 pub(crate) fn start_case_threads(
     commands: Vec<WorkerCommand>,
     feed: CaseFeed,
@@ -523,67 +530,46 @@ pub(crate) fn start_case_threads(
             let (tx, next, feed) = (tx.clone(), Arc::clone(&next), Arc::clone(&feed));
             std::thread::spawn(move || {
                 // The slot lives on this thread: workers die with the thread that started them.
-                let mut slot = WorkerSlot::new(command, SupervisorConfig::default());
+                let mut slot = WorkerSlot::new(command, SupervisorConfig::default())
+                    .with_idle_limit(feed.watchdog.config().idle_limit);
+                let per_worker = feed.cases_per_worker.max(1) as u64;
                 while !feed.stop.load(Ordering::Relaxed) {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= feed.limit.load(Ordering::Relaxed) {
+                    let first = next.fetch_add(per_worker, Ordering::Relaxed);
+                    let end = first
+                        .saturating_add(per_worker)
+                        .min(feed.limit.load(Ordering::Relaxed));
+                    if first >= end {
                         break;
                     }
-                    let index = k * feed.shard.count + feed.shard.index;
-                    let generating = Instant::now();
-                    let Some(case) = generated_case(case_seed(feed.seed, index), &feed.generator)
-                    else {
-                        continue;
-                    };
-                    let generate = generating.elapsed().as_secs_f64();
-                    let began = Instant::now();
-                    let mut run = |limit: Duration| {
-                        let began = Instant::now();
-                        let (verdict, execution) =
-                            run_isolated(&mut slot, &case, feed.capacity_invariance, limit);
-                        let seconds = began.elapsed().as_secs_f64();
-                        Attempt {
-                            verdict,
-                            execution,
-                            seconds,
+                    let mut cases = Vec::new();
+                    for k in first..end {
+                        let index = k * feed.shard.count + feed.shard.index;
+                        let generating = Instant::now();
+                        if let Some(case) =
+                            generated_case(case_seed(feed.seed, index), &feed.generator)
+                        {
+                            cases.push((index, case, generating.elapsed().as_secs_f64()));
                         }
+                    }
+                    let outcomes = if cases.len() == 1 {
+                        cases
+                            .pop()
+                            .map(|(index, case, generate)| {
+                                vec![run_watched(&mut slot, &feed, index, case, generate, 0.0)]
+                            })
+                            .unwrap_or_default()
+                    } else {
+                        run_side_by_side(&mut slot, &feed, cases)
                     };
-                    let watched = watch(&feed.watchdog, &case, feed.capacity_invariance, &mut run);
-                    let seconds = began.elapsed().as_secs_f64();
-                    let confirm = watched
-                        .confirmation
-                        .map_or(0.0, |_| watched.attempt.seconds);
-                    let times =
-                        CaseTimes {
-                            generate,
-                            round_trip: seconds - confirm,
-                            // After a confirmation the worker's reply is the re-run's.
-                            worker: match watched.confirmation {
-                                Some(_) => None,
-                                None => watched.attempt.execution.as_ref().and_then(|e| {
-                                    match &e.outcome {
-                                        crate::isolate::Outcome::Reply { payload } => {
-                                            crate::worker::job::worker_seconds(payload)
-                                        }
-                                        _ => None,
-                                    }
-                                }),
-                            },
-                            confirm,
-                        };
-                    let Attempt {
-                        verdict, execution, ..
-                    } = watched.attempt;
-                    let environment = matches!(verdict, Verdict::Environment { .. });
-                    let outcome = Outcome {
-                        index,
-                        case,
-                        verdict,
-                        execution,
-                        seconds,
-                        times,
-                    };
-                    if tx.send(outcome).is_err() || environment {
+                    let mut stop = false;
+                    for outcome in outcomes {
+                        let environment = matches!(outcome.verdict, Verdict::Environment { .. });
+                        if tx.send(outcome).is_err() || environment {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    if stop {
                         break;
                     }
                 }
@@ -592,6 +578,176 @@ pub(crate) fn start_case_threads(
         })
         .collect();
     (rx, threads)
+}
+
+/// Runs one case alone under the watchdog (with its confirmation re-run); `lost` is its share of
+/// a batch that died before answering it.
+fn run_watched(
+    slot: &mut WorkerSlot,
+    feed: &CaseFeed,
+    index: u64,
+    case: Case,
+    generate: f64,
+    lost: f64,
+) -> Outcome {
+    let began = Instant::now();
+    let mut run = |limit: Duration| {
+        let began = Instant::now();
+        let (verdict, execution) = run_isolated(slot, &case, feed.capacity_invariance, limit);
+        let seconds = began.elapsed().as_secs_f64();
+        Attempt {
+            verdict,
+            execution,
+            seconds,
+        }
+    };
+    let watched = watch(&feed.watchdog, &case, feed.capacity_invariance, &mut run);
+    let seconds = began.elapsed().as_secs_f64();
+    let confirm = watched
+        .confirmation
+        .map_or(0.0, |_| watched.attempt.seconds);
+    // After a confirmation the worker's reply is the re-run's.
+    let reply = match watched.confirmation {
+        Some(_) => None,
+        None => watched.attempt.execution.as_ref(),
+    };
+    let times = CaseTimes {
+        generate,
+        round_trip: seconds - confirm,
+        worker: reply.and_then(batch::worker_seconds),
+        confirm,
+        capacity_rerun: reply.and_then(batch::capacity_rerun_seconds),
+        lost,
+    };
+    let Attempt {
+        verdict, execution, ..
+    } = watched.attempt;
+    Outcome {
+        index,
+        case,
+        verdict,
+        execution,
+        seconds: seconds + lost,
+        times,
+    }
+}
+
+/// Runs `cases` side by side in one request of `slot`'s worker as a campaign's thread does under
+/// `--cases-per-worker`, limits and confirmations from `watchdog`: each case's verdict and
+/// execution, in order. A case the batch answered has its own reply's verdict; when the worker
+/// died, every case's is that of its run alone.
+pub fn run_side_by_side_watched(
+    slot: &mut WorkerSlot,
+    watchdog: Arc<Watchdog>,
+    cases: Vec<Case>,
+    capacity_invariance: bool,
+) -> Vec<(Verdict, Option<Execution>)> {
+    let feed = CaseFeed {
+        seed: 0,
+        shard: Shard::default(),
+        generator: GenConfig::default(),
+        capacity_invariance,
+        watchdog,
+        limit: Arc::new(AtomicU64::new(u64::MAX)),
+        stop: Arc::new(AtomicBool::new(false)),
+        cases_per_worker: cases.len(),
+    };
+    let indexed = cases
+        .into_iter()
+        .enumerate()
+        .map(|(i, case)| (i as u64, case, 0.0))
+        .collect();
+    run_side_by_side(slot, &feed, indexed)
+        .into_iter()
+        .map(|o| (o.verdict, o.execution))
+        .collect()
+}
+
+/// Runs `cases` (index, case, seconds to generate it) side by side in one request of `slot`'s
+/// worker, under the batch's limit ([`Watchdog::batch_deadline`]); the answered ones are their own outcomes (a passing
+/// one teaches the watchdog its time on its thread), every other one runs alone under the
+/// watchdog — all of them when the worker died, so that no death is pinned on the wrong case.
+fn run_side_by_side(
+    slot: &mut WorkerSlot,
+    feed: &CaseFeed,
+    cases: Vec<(u64, Case, f64)>,
+) -> Vec<Outcome> {
+    let plain: Vec<Case> = cases.iter().map(|(_, case, _)| case.clone()).collect();
+    let Some(deadline) = feed
+        .watchdog
+        .batch_deadline(&plain, feed.capacity_invariance)
+    else {
+        return Vec::new();
+    };
+    let began = Instant::now();
+    let run = batch::run_batch(slot, &plain, feed.capacity_invariance, deadline.limit);
+    let round_trip = began.elapsed().as_secs_f64();
+    let share = round_trip / cases.len() as f64;
+    match run {
+        batch::BatchRun::Answered {
+            cases: answers,
+            worker_seconds,
+        } => {
+            let worker_share = worker_seconds.map(|w| w / cases.len() as f64);
+            cases
+                .into_iter()
+                .zip(answers)
+                .map(|((index, case, generate), answer)| match answer {
+                    Some(answer) => {
+                        let seconds = answer.worker_seconds.unwrap_or(share);
+                        if matches!(answer.verdict, Verdict::Pass) {
+                            feed.watchdog
+                                .observe(CaseCost::of(&case, feed.capacity_invariance), seconds);
+                        }
+                        Outcome {
+                            index,
+                            case,
+                            verdict: answer.verdict,
+                            execution: Some(answer.execution),
+                            seconds,
+                            times: CaseTimes {
+                                generate,
+                                round_trip: share,
+                                worker: worker_share,
+                                confirm: 0.0,
+                                capacity_rerun: answer.capacity_rerun_seconds,
+                                lost: 0.0,
+                            },
+                        }
+                    }
+                    // Its process was poisoned, or its reply not understood: alone, from the start.
+                    None => {
+                        let mut alone = run_watched(slot, feed, index, case, generate, 0.0);
+                        alone.times.round_trip += share;
+                        alone.times.worker =
+                            alone.times.worker.map(|w| w + worker_share.unwrap_or(0.0));
+                        alone
+                    }
+                })
+                .collect()
+        }
+        batch::BatchRun::Died { .. } => cases
+            .into_iter()
+            .map(|(index, case, generate)| run_watched(slot, feed, index, case, generate, share))
+            .collect(),
+        batch::BatchRun::Environment { message } => cases
+            .into_iter()
+            .map(|(index, case, generate)| Outcome {
+                index,
+                case,
+                verdict: Verdict::Environment {
+                    message: message.clone(),
+                },
+                execution: None,
+                seconds: share,
+                times: CaseTimes {
+                    generate,
+                    round_trip: share,
+                    ..CaseTimes::default()
+                },
+            })
+            .collect(),
+    }
 }
 
 /// Re-runs of a finding before it is minimized, by default.
@@ -669,7 +825,8 @@ fn start_minimizer(
     let (event_tx, event_rx) = mpsc::channel();
     let config = config.clone();
     let thread = std::thread::spawn(move || {
-        let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+        let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default())
+            .with_idle_limit(watchdog.config().idle_limit);
         let generator = config.case_generator();
         // A run that a stop cut short (its worker killed by a forced stop) says nothing.
         let stopped = || stop.load(Ordering::SeqCst) || interrupt.load(Ordering::SeqCst);
@@ -962,6 +1119,7 @@ pub fn run_campaign_into(
                 Budget::Time(_) => u64::MAX,
             })),
             stop: Arc::clone(&stop),
+            cases_per_worker: config.cases_per_worker,
         },
     );
     // Set when the minimizer must stop: the budget, a stop, a write error.

@@ -177,6 +177,7 @@ pub fn hunt(
             watchdog: Arc::clone(&watchdog),
             limit: Arc::clone(&limit),
             stop: Arc::clone(&stop),
+            cases_per_worker: 1,
         },
     );
 
@@ -244,7 +245,8 @@ pub fn minimize_first(
     interrupt: &AtomicBool,
 ) -> (Case, MinimizeReport) {
     let generator = generator_for(config, faults);
-    let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default());
+    let mut slot = WorkerSlot::new(config.worker.clone(), SupervisorConfig::default())
+        .with_idle_limit(first.watchdog.config().idle_limit);
     let how = FindingMinimizer {
         generator: &generator,
         capacity_invariance: config.capacity_invariance,
@@ -687,6 +689,7 @@ pub fn run_selftest(config: &SelftestConfig, interrupt: Arc<AtomicBool>) -> Self
                 sanitize: config.sanitize,
                 generator: generator_for(config, &[]),
                 progress: config.progress,
+                cases_per_worker: 1,
             },
             Arc::clone(&interrupt),
         );

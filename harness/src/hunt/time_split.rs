@@ -4,9 +4,11 @@ Where a campaign's time goes: the numbers that show the next bottleneck.
 The case-running threads each report, per case, how long they spent generating it, the round trip
 of running it in a worker, how much of that the worker itself reports as spent on the case, and
 how much went to the watchdog's confirmation re-runs. [`TimeSplit`] sums them over a campaign:
-*case work* (the worker's own time: the engine, the oracles, the CPU shadow and the capacity
-re-run), *isolation* (the round trip minus the worker's time: spawning workers, framing and
-parsing requests and replies, killing hung ones), *generation*, *confirmation re-runs*, and *idle*
+*case work* (the worker's own time: the engine, the oracles and the CPU shadow; the capacity
+re-run, which workers time from its first op, is shown as its part), *isolation* (the round trip minus the worker's time: spawning workers, framing and
+parsing requests and replies, killing hung ones), *generation*, *confirmation re-runs*, *lost
+batches* (a batch of cases run side by side in one worker that died: its cases then ran alone,
+and the batch's time bought nothing), and *idle*
 (what is left of threads × wall time: waiting for the coordinator, starting and stopping), then
 *minimization*, which the driver does after the cases. Thread-seconds, not wall seconds: with two
 workers a 60-second campaign has 120 of them.
@@ -26,6 +28,11 @@ pub struct CaseTimes {
     pub worker: Option<f64>,
     /// Round trips of the watchdog's confirmation re-run.
     pub confirm: f64,
+    /// Of `worker`, the capacity re-run's seconds, when the worker reported them.
+    pub capacity_rerun: Option<f64>,
+    /// This case's share of a batch whose worker died before answering (the case then ran alone:
+    /// that run is `round_trip`).
+    pub lost: f64,
 }
 
 /// A campaign's time, summed over its case-running threads (`summary.json`'s `time`).
@@ -45,6 +52,12 @@ pub struct TimeSplit {
     pub generation_seconds: f64,
     /// The watchdog's confirmation re-runs.
     pub confirmation_seconds: f64,
+    /// Of the case work, the capacity re-runs (as workers report them).
+    #[serde(default)]
+    pub capacity_rerun_seconds: f64,
+    /// Batches whose worker died before answering, their cases then run alone.
+    #[serde(default)]
+    pub lost_batch_seconds: f64,
     /// Minimizing findings, after the cases (driver wall time).
     pub minimization_seconds: f64,
 }
@@ -66,6 +79,8 @@ impl TimeSplit {
         self.isolation_seconds += case.round_trip - work;
         self.generation_seconds += case.generate;
         self.confirmation_seconds += case.confirm;
+        self.capacity_rerun_seconds += case.capacity_rerun.unwrap_or(0.0).min(work);
+        self.lost_batch_seconds += case.lost;
     }
 
     /// Thread-seconds of the case phase not accounted for by the parts.
@@ -75,7 +90,8 @@ impl TimeSplit {
             - self.case_work_seconds
             - self.isolation_seconds
             - self.generation_seconds
-            - self.confirmation_seconds)
+            - self.confirmation_seconds
+            - self.lost_batch_seconds)
             .max(0.0)
     }
 
@@ -96,19 +112,21 @@ impl TimeSplit {
         };
         format!(
             "pace: {:.1} cases/s over {:.1} s of cases; minimization {:.1} s (its own worker, beside the cases)\n\
-             time of {} worker thread(s) x {:.1} s: {}, {}, {}, {}, {}\n",
+             time of {} worker thread(s) x {:.1} s: {} (of which {}), {}, {}, {}, {}, {}\n",
             self.cases_per_second(),
             self.case_phase_seconds,
             self.minimization_seconds,
             self.workers,
             self.case_phase_seconds,
             part(
-                "case work (engine, oracles, shadow, capacity re-run)",
+                "case work (engine with its oracles and shadow)",
                 self.case_work_seconds
             ),
+            part("capacity re-run", self.capacity_rerun_seconds),
             part("isolation", self.isolation_seconds),
             part("generation", self.generation_seconds),
             part("confirmation re-runs", self.confirmation_seconds),
+            part("lost batches", self.lost_batch_seconds),
             part("idle", self.idle_seconds()),
         )
     }
@@ -127,6 +145,8 @@ mod tests {
             round_trip: 4.0,
             worker: Some(3.0),
             confirm: 0.0,
+            capacity_rerun: Some(1.0),
+            lost: 0.0,
         });
         // A crash: no reply, the round trip was the case's.
         split.add(CaseTimes {
@@ -134,6 +154,8 @@ mod tests {
             round_trip: 2.0,
             worker: None,
             confirm: 6.0,
+            capacity_rerun: None,
+            lost: 0.0,
         });
         // A worker clock that disagrees never makes isolation negative.
         split.add(CaseTimes {
@@ -141,13 +163,17 @@ mod tests {
             round_trip: 1.0,
             worker: Some(1.5),
             confirm: 0.0,
+            capacity_rerun: None,
+            lost: 2.0,
         });
         assert_eq!(split.cases, 3);
         assert_eq!(split.case_work_seconds, 6.0);
         assert_eq!(split.isolation_seconds, 1.0);
         assert_eq!(split.generation_seconds, 1.0);
         assert_eq!(split.confirmation_seconds, 6.0);
-        assert_eq!(split.idle_seconds(), 20.0 - 14.0);
+        assert_eq!(split.capacity_rerun_seconds, 1.0);
+        assert_eq!(split.lost_batch_seconds, 2.0);
+        assert_eq!(split.idle_seconds(), 20.0 - 16.0);
         assert_eq!(split.cases_per_second(), 0.3);
         let lines = split.lines();
         assert!(
@@ -155,6 +181,11 @@ mod tests {
             "{lines}"
         );
         assert!(lines.contains("isolation 1.0 s (5%)"), "{lines}");
-        assert!(lines.contains("idle 6.0 s (30%)"), "{lines}");
+        assert!(
+            lines.contains("(of which capacity re-run 1.0 s (5%))"),
+            "{lines}"
+        );
+        assert!(lines.contains("lost batches 2.0 s (10%)"), "{lines}");
+        assert!(lines.contains("idle 4.0 s (20%)"), "{lines}");
     }
 }

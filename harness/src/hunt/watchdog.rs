@@ -236,6 +236,10 @@ pub struct WatchdogConfig {
     pub warm_up: u64,
     /// Multiplies every limit but the upper bound: a sanitizer's slowdown is not a hang.
     pub slowdown: u32,
+    /// A worker that uses no CPU time this long while it runs a case is hung, whatever its limit
+    /// ([`crate::isolate::WorkerSlot::with_idle_limit`]): a deadlock sleeps, a slow case computes.
+    /// `None` on CUDA, where a worker waiting for its kernels sleeps too.
+    pub idle_limit: Option<Duration>,
 }
 
 /// The adaptive limit's floor on the CPU backend.
@@ -251,6 +255,12 @@ pub const CONFIRM_FACTOR: f64 = 4.0;
 pub const CONFIRM_FLOOR: Duration = Duration::from_secs(2);
 /// Default warm-up, in passing cases.
 pub const WARM_UP: u64 = 8;
+/// How long a CPU worker may use no CPU time while it runs a case before it is hung. A CPU case
+/// computes from its request to its reply (its kernels' threads are joined, never waited for
+/// idly), and a process that is runnable gets the CPU many times a second even at a load of six
+/// per core, so a second without a single clock tick is a process blocked for good: the
+/// `logger-relock` deadlock waits on a mutex it holds.
+pub const CPU_IDLE_LIMIT: Duration = Duration::from_secs(1);
 /// Default prior: 0.15 µs per unit. Measured on a 2-core machine at load 12 (650 cases of
 /// `run --inject`): 5th percentile 0.13 µs per unit, median 0.38, 95th percentile 2.9, 99th 14.5,
 /// largest 21. A quieter machine is faster, and a loaded one raises the rate with its first cases.
@@ -272,6 +282,10 @@ impl WatchdogConfig {
             prior_seconds_per_unit: PRIOR_SECONDS_PER_UNIT,
             warm_up: WARM_UP,
             slowdown: slowdown.max(1),
+            idle_limit: match backend {
+                BackendKind::Cpu => Some(CPU_IDLE_LIMIT),
+                BackendKind::Cuda => None,
+            },
         }
     }
 }
@@ -402,6 +416,30 @@ impl Watchdog {
         deadline
     }
 
+    /// The limit of a batch of `cases` run side by side (each twice with `capacity_invariance`):
+    /// the sum of the cases' limits, at most the upper bound, with the basis of the slowest case.
+    /// Not the slowest case's alone: the threads share the worker's cores, so on a two-core
+    /// machine four cases side by side take about as long as one after another, and a batch of
+    /// small cases under one case's floor can fire; with the slowest case's limit a clean 20 s
+    /// campaign at load 8 lost 6% of its time to batches re-run alone. On the CPU a deadlock is
+    /// still found by the idle check, not by this limit. Each case is counted in the report as
+    /// [`Self::deadline_for`] counts it.
+    pub fn batch_deadline(&self, cases: &[Case], capacity_invariance: bool) -> Option<Deadline> {
+        let deadlines: Vec<Deadline> = cases
+            .iter()
+            .map(|case| self.deadline_for(case, capacity_invariance))
+            .collect();
+        let slowest = deadlines.iter().max_by(|a, b| a.limit.cmp(&b.limit))?;
+        let sum = deadlines.iter().map(|d| d.limit).sum::<Duration>();
+        Some(Deadline {
+            limit: sum.min(self.config.upper_bound),
+            basis: slowest.basis,
+            cost: CaseCost {
+                units: deadlines.iter().map(|d| d.cost.units).sum(),
+            },
+        })
+    }
+
     /// The limit that confirms a hang after `first` fired: [`WatchdogConfig::confirm_factor`]
     /// times it, at least the confirmation floor, at most the upper bound; `None` when `first`
     /// was the upper bound already (a case past `--case-timeout` is a hang, by definition).
@@ -440,6 +478,7 @@ impl Watchdog {
             rate_cases: state.estimator.observed(),
             warm_up: c.warm_up,
             seconds_per_unit: state.estimator.seconds_per_unit(),
+            idle_limit_seconds: c.idle_limit.map(|d| d.as_secs_f64()),
             counts: state.counts.clone(),
         }
     }
@@ -467,6 +506,9 @@ pub struct WatchdogReport {
     /// The rate at the end, seconds per unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_per_unit: Option<f64>,
+    /// A worker using no CPU time this long while it ran a case was hung (CPU backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_limit_seconds: Option<f64>,
     /// What happened.
     pub counts: WatchCounts,
 }
@@ -490,6 +532,11 @@ impl WatchdogReport {
         );
         if self.slowdown > 1 {
             s.push_str(&format!(" (limits x{} for the sanitizer)", self.slowdown));
+        }
+        if let Some(idle) = self.idle_limit_seconds {
+            s.push_str(&format!(
+                "; a worker idle (no CPU time) for {idle} s is hung"
+            ));
         }
         let c = &self.counts;
         if c.fired > 0 {

@@ -173,6 +173,19 @@ pub(crate) fn reap_in_background(pid: u32) {
     drop(spawned);
 }
 
+/// CPU time (user and system, every thread, exited threads included) process `pid` has used, in
+/// clock ticks, from `/proc/<pid>/stat`; `None` when it cannot be read (the process is gone).
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After the name: state (3), ..., utime (14), stime (15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Reads whatever is available from a non-blocking descriptor.
 pub(crate) enum ReadResult {
     /// Some bytes.

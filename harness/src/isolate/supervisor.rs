@@ -164,6 +164,7 @@ pub struct WorkerSlot {
     worker: Option<Worker>,
     next_request_id: u64,
     spawns: u64,
+    idle_limit: Option<Duration>,
 }
 
 impl WorkerSlot {
@@ -175,7 +176,17 @@ impl WorkerSlot {
             worker: None,
             next_request_id: 1,
             spawns: 0,
+            idle_limit: None,
         }
+    }
+
+    /// This slot, ending a request as a hang as soon as its worker has used no CPU time for
+    /// `limit`, before its deadline: a deadlocked worker sleeps, a slow one computes, so a
+    /// deadlock is found in `limit` rather than at the deadline. Only for workers that compute on
+    /// the CPU while they work: one waiting for a GPU kernel sleeps too.
+    pub fn with_idle_limit(mut self, limit: Option<Duration>) -> Self {
+        self.idle_limit = limit;
+        self
     }
 
     /// Runs `payload` on this slot's worker, starting one first if there is none (or if the last
@@ -202,7 +213,7 @@ impl WorkerSlot {
         };
         let id = self.next_request_id;
         self.next_request_id += 1;
-        let execution = worker.run(id, payload, deadline);
+        let execution = worker.run(id, payload, deadline, self.idle_limit);
         if worker.is_gone() {
             self.worker = None;
         } else if context_lost(&execution.outcome) {
@@ -259,6 +270,8 @@ enum Event {
     ChannelClosed,
     /// The deadline passed first.
     DeadlinePassed,
+    /// The worker used no CPU time for the idle limit.
+    Idle,
     /// The channel carried something that is not a valid message, or failed.
     Broken(String),
 }
@@ -377,6 +390,7 @@ impl Worker {
         let event = self.exchange(
             nothing,
             deadline_after(started, self.config.startup_timeout),
+            None,
         );
         let outcome = match event {
             Event::Message(WorkerMessage::Ready(ready)) if ready.protocol == PROTOCOL_VERSION => {
@@ -419,7 +433,13 @@ impl Worker {
     }
 
     /// Runs one request to its outcome.
-    fn run(&mut self, id: u64, payload: impl serde::Serialize, deadline: Duration) -> Execution {
+    fn run(
+        &mut self,
+        id: u64,
+        payload: impl serde::Serialize,
+        deadline: Duration,
+        idle_limit: Option<Duration>,
+    ) -> Execution {
         let started = Instant::now();
         let frame = match protocol::encode_request(&Request { id, payload }) {
             Ok(frame) => frame,
@@ -431,7 +451,7 @@ impl Worker {
                 return self.execution(id, outcome, started);
             }
         };
-        let outcome = match self.exchange(frame, deadline_after(started, deadline)) {
+        let outcome = match self.exchange(frame, deadline_after(started, deadline), idle_limit) {
             Event::Message(WorkerMessage::Reply(reply)) if reply.id == id => {
                 self.drain_output_now();
                 Outcome::Reply {
@@ -491,7 +511,7 @@ impl Worker {
                     }
                 }
             }
-            Event::DeadlinePassed => {
+            Event::DeadlinePassed | Event::Idle => {
                 let after = started.elapsed();
                 self.terminate();
                 Outcome::Hang { after }
@@ -559,12 +579,20 @@ impl Worker {
         self.life = Life::Gone;
     }
 
-    /// Waits for one message, the worker's exit or the deadline, while writing `outgoing` to the
-    /// worker and capturing its output.
-    fn exchange(&mut self, mut outgoing: OutgoingFrame, deadline: Instant) -> Event {
+    /// Waits for one message, the worker's exit, the deadline or (with `idle_limit`) that long
+    /// without the worker using CPU time, while writing `outgoing` to the worker and capturing
+    /// its output.
+    fn exchange(
+        &mut self,
+        mut outgoing: OutgoingFrame,
+        deadline: Instant,
+        idle_limit: Option<Duration>,
+    ) -> Event {
         let mut sent = 0;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut next_liveness_check = Instant::now() + LIVENESS_INTERVAL;
+        // CPU ticks last seen, and when they last changed.
+        let mut busy = (os::cpu_ticks(self.pid), Instant::now());
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(body)) => {
@@ -583,6 +611,14 @@ impl Worker {
             if now >= next_liveness_check {
                 if let Some(death) = os::exited_without_reaping(self.pid) {
                     return Event::Exited(death);
+                }
+                if let Some(limit) = idle_limit {
+                    let ticks = os::cpu_ticks(self.pid);
+                    if ticks != busy.0 || ticks.is_none() {
+                        busy = (ticks, now);
+                    } else if now.duration_since(busy.1) >= limit {
+                        return Event::Idle;
+                    }
                 }
                 next_liveness_check = now + LIVENESS_INTERVAL;
             }

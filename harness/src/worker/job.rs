@@ -52,6 +52,16 @@ pub enum Job {
         /// Where to continue.
         resume: Box<ResumePoint>,
     },
+    /// Run several cases at once, each on its own thread and engine; the reply is a
+    /// [`BatchReply`]. The breadcrumbs of such a worker do not say which case a kernel belonged
+    /// to, so when it dies the driver re-runs the unanswered cases alone.
+    Batch {
+        /// The cases, answered in this order.
+        cases: Vec<Case>,
+        /// Also re-run each under another growth policy and compare.
+        #[serde(default)]
+        capacity_invariance: bool,
+    },
     /// Start a soak session: an engine holding the case's graph, params and faults (ops ignored).
     SoakStart {
         /// The initial state.
@@ -103,11 +113,18 @@ pub struct JobReply {
 /// reading it to its reply.
 pub const WORKER_SECONDS: &str = "worker_seconds";
 
-/// The seconds a worker reported spending on a request ([`WORKER_SECONDS`]), if it replied.
-pub fn worker_seconds(reply: &serde_json::Value) -> Option<f64> {
-    reply
-        .get(WORKER_SECONDS)
-        .and_then(serde_json::Value::as_f64)
+/// The reply field (beside [`JobReply`]'s) with the seconds of a case's capacity re-run, part of
+/// [`WORKER_SECONDS`]; absent from older workers' replies and when there was none.
+pub const CAPACITY_RERUN_SECONDS: &str = "capacity_rerun_seconds";
+
+/// The answer to a [`Job::Batch`]: one reply per case, in the request's order, each as a single
+/// case's reply (a [`JobReply`] with its own [`WORKER_SECONDS`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchReply {
+    /// The cases' replies.
+    pub batch: Vec<serde_json::Value>,
+    /// Whether any case lost the device context: the driver retires this worker.
+    pub context_lost: bool,
 }
 
 /// Opens the backend a case asks for, unchecked.
@@ -197,7 +214,62 @@ pub fn resume_payload(
     })
 }
 
+/// One case's reply as a value: the [`JobReply`] with its [`WORKER_SECONDS`] and, when it had
+/// one, its [`CAPACITY_RERUN_SECONDS`].
+fn case_reply_value(reply: &JobReply, seconds: f64, rerun: Option<f64>) -> serde_json::Value {
+    let mut value = serde_json::to_value(reply).unwrap_or_else(|e| {
+        serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
+    });
+    if let Some(object) = value.as_object_mut() {
+        object.insert(WORKER_SECONDS.to_string(), serde_json::json!(seconds));
+        if let Some(rerun) = rerun {
+            object.insert(CAPACITY_RERUN_SECONDS.to_string(), serde_json::json!(rerun));
+        }
+    }
+    value
+}
+
 type Hook = Box<dyn FnMut(&'static str) + Send>;
+
+/// [`Handler::case_job`] for a whole case, and the seconds of its capacity re-run (from its
+/// first breadcrumb to the end), if it had one.
+fn timed_case_job(
+    case: &Case,
+    capacity_invariance: bool,
+    threads: usize,
+    sanitize: SanitizeMode,
+    crumbs: &Arc<Breadcrumbs>,
+) -> (JobReply, Option<f64>) {
+    let opts = ExecOptions {
+        check_capacity_invariance: capacity_invariance,
+        threads,
+        reference_model: std::env::var_os(NO_MODEL_ENV).is_none(),
+    };
+    let mut rerun_started = None;
+    let mut on_op = |b: Breadcrumb| {
+        if b.rerun && rerun_started.is_none() {
+            rerun_started = Some(std::time::Instant::now());
+        }
+        crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
+    };
+    let make = || traced_backend(case.backend, threads, sanitize, crumbs);
+    let reply = resume_case(case, &opts, None, &make, &mut on_op);
+    (reply, rerun_started.map(|t| t.elapsed().as_secs_f64()))
+}
+
+/// A backend of `kind` that writes the running kernel into `crumbs`.
+fn traced_backend(
+    kind: BackendKind,
+    threads: usize,
+    sanitize: SanitizeMode,
+    crumbs: &Arc<Breadcrumbs>,
+) -> Result<TracedBackend<Hook>, String> {
+    let inner = open_backend_with(kind, threads, sanitize)?;
+    let crumbs = Arc::clone(crumbs);
+    let hook: Hook = Box::new(move |kernel| crumbs.set_kernel(kernel));
+    Ok(TracedBackend::new(inner, Trace(hook)))
+}
+
 type SoakEngine = Engine<Recorded<TracedBackend<Hook>>>;
 
 /// The state a worker keeps between requests.
@@ -275,6 +347,33 @@ impl Handler {
     ) -> serde_json::Value {
         let started = std::time::Instant::now();
         let reply = match job {
+            Ok(Job::Batch {
+                cases,
+                capacity_invariance,
+            }) => {
+                let mut value = self.batch_job(&cases, capacity_invariance, crumbs);
+                if let Some(object) = value.as_object_mut() {
+                    object.insert(
+                        WORKER_SECONDS.to_string(),
+                        serde_json::json!(started.elapsed().as_secs_f64()),
+                    );
+                }
+                return value;
+            }
+            // Timed apart from `run`, so that its reply says what its capacity re-run took.
+            Ok(Job::Case {
+                case,
+                capacity_invariance,
+            }) => {
+                let (reply, rerun) = timed_case_job(
+                    &case,
+                    capacity_invariance,
+                    self.threads,
+                    self.sanitize,
+                    crumbs,
+                );
+                return case_reply_value(&reply, started.elapsed().as_secs_f64(), rerun);
+            }
             Ok(job) => self.run(job, crumbs),
             Err(e) => JobReply {
                 result: CaseResult::Invalid {
@@ -298,15 +397,59 @@ impl Handler {
         value
     }
 
+    /// The cases of a batch, each on a thread of its own with its own engines, answered together
+    /// in their order. A case that kills the process (a signal, an abort, a deadlock the driver
+    /// kills) takes the whole batch with it; the driver then runs each unanswered case alone.
+    fn batch_job(
+        &self,
+        cases: &[Case],
+        capacity_invariance: bool,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> serde_json::Value {
+        let (threads, sanitize) = (self.threads, self.sanitize);
+        let replies: Vec<serde_json::Value> = std::thread::scope(|scope| {
+            let threads: Vec<_> = cases
+                .iter()
+                .map(|case| {
+                    scope.spawn(move || {
+                        let started = std::time::Instant::now();
+                        let (reply, rerun) =
+                            timed_case_job(case, capacity_invariance, threads, sanitize, crumbs);
+                        case_reply_value(&reply, started.elapsed().as_secs_f64(), rerun)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| {
+                    // A panic aborts the worker (its panic hook) before a join could see it.
+                    thread.join().unwrap_or_else(|_| {
+                        serde_json::json!({
+                            "result": {"result": "environment", "message": "a case thread panicked"},
+                            "context_lost": true,
+                        })
+                    })
+                })
+                .collect()
+        });
+        let context_lost = replies
+            .iter()
+            .any(|r| r.get("context_lost") == Some(&serde_json::Value::Bool(true)));
+        serde_json::to_value(BatchReply {
+            batch: replies,
+            context_lost,
+        })
+        .unwrap_or_else(|e| {
+            serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
+        })
+    }
+
     fn traced(
         &self,
         kind: BackendKind,
         crumbs: &Arc<Breadcrumbs>,
     ) -> Result<TracedBackend<Hook>, String> {
-        let inner = open_backend_with(kind, self.threads, self.sanitize)?;
-        let crumbs = Arc::clone(crumbs);
-        let hook: Hook = Box::new(move |kernel| crumbs.set_kernel(kernel));
-        Ok(TracedBackend::new(inner, Trace(hook)))
+        traced_backend(kind, self.threads, self.sanitize, crumbs)
     }
 
     /// A whole case, or its continuation from `resume`, on fresh traced backends.
@@ -340,6 +483,15 @@ impl Handler {
                 capacity_invariance,
                 resume,
             } => self.case_job(&case, capacity_invariance, Some(&resume), crumbs),
+            // Answered by `batch_job` before a single reply is built.
+            Job::Batch { .. } => JobReply {
+                result: CaseResult::Invalid {
+                    message: "a batch inside a batch".to_string(),
+                },
+                context_lost: false,
+                soak: None,
+                sanitizer: None,
+            },
             Job::SoakStart { case } => {
                 self.soak = None;
                 self.soak_log = ViolationLog::default();
