@@ -19,5 +19,5 @@ pub(crate) mod input;
 pub(crate) mod interrupt;
 pub mod isolate;
 pub mod sanitizers;
-pub(crate) mod svg;
+pub mod svg;
 pub mod worker;
