@@ -923,6 +923,29 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_gets_the_sum_of_its_cases_limits_under_the_upper_bound() {
+        let w = Watchdog::new(config(30));
+        let small = steps(10, 2);
+        let floor = w.limit_for(CaseCost::of(&small, false)).limit;
+        assert_eq!(floor, CPU_FLOOR);
+        let batch = w
+            .batch_deadline(&[small.clone(), small.clone(), small.clone()], false)
+            .unwrap();
+        assert_eq!(batch.limit, 3 * CPU_FLOOR);
+        assert_eq!(batch.basis, Basis::Floor);
+        // Every case counted, as one at a time.
+        assert_eq!(w.report().counts.floor, 3);
+        // Two cases each under an upper bound of 3 s, together over it.
+        let tight = Watchdog::new(config(3));
+        let big = steps(6000, 20);
+        let one = tight.limit_for(CaseCost::of(&big, false)).limit;
+        assert!(one < Duration::from_secs(3) && 2 * one > Duration::from_secs(3));
+        let capped = tight.batch_deadline(&[big.clone(), big], false).unwrap();
+        assert_eq!(capped.limit, Duration::from_secs(3));
+        assert_eq!(w.batch_deadline(&[], false), None);
+    }
+
+    #[test]
     fn a_case_past_the_upper_bound_is_a_hang_without_a_rerun() {
         let w = Watchdog::new(config(1));
         let mut limits = Vec::new();
@@ -940,7 +963,7 @@ mod tests {
         assert_eq!(
             line,
             "watchdog: adaptive, floor 0.5 s, margin 8x, rate measured from 8 case(s); \
-             --case-timeout 30 s upper bound"
+             --case-timeout 30 s upper bound; a worker idle (no CPU time) for 1 s is hung"
         );
         let cold = Watchdog::new(config(10)).report().line();
         assert!(
