@@ -78,6 +78,11 @@ impl TargetHandler {
             Ok(Job::SoakStart { .. } | Job::SoakOps { .. }) => plain(CaseResult::Invalid {
                 message: "a target worker runs cases, not soak sessions".into(),
             }),
+            // Its one target process answers one request at a time (`run` refuses
+            // --cases-per-worker above 1 with --target).
+            Ok(Job::Batch { .. }) => plain(CaseResult::Invalid {
+                message: "a target worker runs one case at a time, not batches".into(),
+            }),
             Err(e) => plain(CaseResult::Invalid {
                 message: format!("not a job: {e}"),
             }),
