@@ -38,9 +38,10 @@ fn a_sleeping_worker_is_a_hang_before_its_deadline() {
 
 #[test]
 fn a_computing_worker_outlives_a_short_idle_limit() {
-    // A few seconds of stepping: many times the idle limit, all of it on the CPU.
+    // Seconds of stepping (0.34 s for 40 steps on an idle 2-core machine, so 300 here): many
+    // times the idle limit, all of it on the CPU.
     let case = Case::from_json(
-        r#"{"format":"forcefield-case/1","graph":{"num_nodes":3000,"edges":[]},"ops":[{"op":"step","count":40}]}"#,
+        r#"{"format":"forcefield-case/1","graph":{"num_nodes":3000,"edges":[]},"ops":[{"op":"step","count":300}]}"#,
     )
     .unwrap();
     let mut slot = WorkerSlot::new(worker(), SupervisorConfig::default())
