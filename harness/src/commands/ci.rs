@@ -209,6 +209,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         generator: GenConfig::default(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         cases_per_worker: 1,
+        idle_check: true,
     };
     eprintln!(
         "campaign: {} on {}, seed {}",

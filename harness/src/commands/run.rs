@@ -194,6 +194,7 @@ impl RunArgs {
             },
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             cases_per_worker: self.cases_per_worker as usize,
+            idle_check: true,
         })
     }
 
@@ -223,6 +224,8 @@ impl RunArgs {
         config.generator = target_generator(config.generator.inject_rate);
         // A target has no growth policy of ours to compare.
         config.capacity_invariance = false;
+        // The worker sleeps while its target computes: its CPU time says nothing.
+        config.idle_check = false;
         Ok(config)
     }
 }

@@ -106,6 +106,10 @@ pub struct CampaignConfig {
     /// Cases each worker runs side by side in one request (`--cases-per-worker`; 1: one at a
     /// time). A worker that dies with cases of a batch unanswered has each of them run alone.
     pub cases_per_worker: usize,
+    /// Whether a worker that uses no CPU time for a while is hung (the watchdog's idle check, on
+    /// the CPU backend). Off when the work happens in another process than the worker: a worker
+    /// hosting a `--target` program sleeps while its target computes.
+    pub idle_check: bool,
 }
 
 impl CampaignConfig {
@@ -1101,11 +1105,14 @@ pub fn run_campaign_into(
             vec![config.worker.clone(); config.jobs.max(1)]
         };
     let workers = commands.len();
-    let watchdog = Arc::new(campaign_watchdog(
-        config.backend,
-        config.case_deadline,
-        config.sanitize,
-    ));
+    let mut watchdog = campaign_watchdog(config.backend, config.case_deadline, config.sanitize);
+    if !config.idle_check {
+        watchdog = Watchdog::new(WatchdogConfig {
+            idle_limit: None,
+            ..watchdog.config().clone()
+        });
+    }
+    let watchdog = Arc::new(watchdog);
     let (rx, threads) = start_case_threads(
         commands,
         CaseFeed {

@@ -690,6 +690,7 @@ pub fn run_selftest(config: &SelftestConfig, interrupt: Arc<AtomicBool>) -> Self
                 generator: generator_for(config, &[]),
                 progress: config.progress,
                 cases_per_worker: 1,
+                idle_check: true,
             },
             Arc::clone(&interrupt),
         );
