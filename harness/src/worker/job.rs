@@ -270,6 +270,25 @@ fn traced_backend(
     Ok(TracedBackend::new(inner, Trace(hook)))
 }
 
+/// A reply as the payload sent back, with the seconds since `started` under [`WORKER_SECONDS`]
+/// (the driver subtracts them from its round trip to see what isolation costs). A reply that does
+/// not serialize is answered as an invalid case, never left unanswered.
+pub(crate) fn reply_payload(
+    reply: &impl Serialize,
+    started: std::time::Instant,
+) -> serde_json::Value {
+    let mut value = serde_json::to_value(reply).unwrap_or_else(|e| {
+        serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
+    });
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            WORKER_SECONDS.to_string(),
+            serde_json::json!(started.elapsed().as_secs_f64()),
+        );
+    }
+    value
+}
+
 type SoakEngine = Engine<Recorded<TracedBackend<Hook>>>;
 
 /// The state a worker keeps between requests.
@@ -384,17 +403,7 @@ impl Handler {
                 sanitizer: None,
             },
         };
-        let mut value = serde_json::to_value(&reply).unwrap_or_else(|e| {
-            serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
-        });
-        // The driver subtracts this from its round trip to see what isolation costs.
-        if let Some(object) = value.as_object_mut() {
-            object.insert(
-                WORKER_SECONDS.to_string(),
-                serde_json::json!(started.elapsed().as_secs_f64()),
-            );
-        }
-        value
+        reply_payload(&reply, started)
     }
 
     /// The cases of a batch, each on a thread of its own with its own engines, answered together

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::isolate::Breadcrumbs;
 use crate::worker::execute::{Breadcrumb, CaseResult};
-use crate::worker::job::{Job, WORKER_SECONDS};
+use crate::worker::job::{reply_payload, Job};
 use crate::worker::target_case::{run_target_case, TargetReport};
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
@@ -87,16 +87,7 @@ impl TargetHandler {
                 message: format!("not a job: {e}"),
             }),
         };
-        let mut value = serde_json::to_value(&reply).unwrap_or_else(|e| {
-            serde_json::json!({"result": {"result": "invalid", "message": e.to_string()}, "context_lost": false})
-        });
-        if let Some(object) = value.as_object_mut() {
-            object.insert(
-                WORKER_SECONDS.to_string(),
-                serde_json::json!(started.elapsed().as_secs_f64()),
-            );
-        }
-        value
+        reply_payload(&reply, started)
     }
 
     fn case(&mut self, case: &crate::case::Case, crumbs: &Arc<Breadcrumbs>) -> TargetJobReply {
