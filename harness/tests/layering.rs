@@ -273,10 +273,55 @@ fn expand_tree(prefix: &[String], tree: &str, out: &mut Vec<Vec<String>>) {
     out.push(path);
 }
 
+/// The child modules a file declares with `mod name;` (any visibility, attributes aside): the
+/// names a plain relative path (`use name::X`, the 2018 edition's way) may start with.
+fn child_modules(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for statement in code.split([';', '{', '}']) {
+        // Attributes (`#[cfg(test)]`) before the item are no part of its name.
+        let item = statement.rsplit(']').next().unwrap_or(statement);
+        let words: Vec<&str> = item.split_whitespace().collect();
+        // `mod name`, `pub mod name`, `pub(crate) mod name`, `pub(in …) mod name`.
+        if let Some(at) = words.iter().position(|w| *w == "mod") {
+            let visibility_only = words[..at]
+                .iter()
+                .all(|w| w.starts_with("pub") || w.ends_with(')'));
+            if let (true, Some(name)) = (visibility_only, words.get(at + 1)) {
+                if words.len() == at + 2 {
+                    found.insert((*name).to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A use tree with its whitespace removed except the single space on each side of `as` (a
+/// renaming), so `crate::case::{Case as C}` stays `crate::case::{Case as C}` and no name that
+/// merely contains the letters `as` (`case`, `classify`) is cut.
+fn squeeze_use_tree(tree: &str) -> String {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(tree.len());
+    let mut pending_space = false;
+    for c in tree.chars() {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space && word(c) && out.ends_with(word) {
+            out.push(' ');
+        }
+        pending_space = false;
+        out.push(c);
+    }
+    out
+}
+
 /// Every crate-relative path of a file's code, with its line, as absolute module segments.
 fn paths_of(file: &str, src: &str) -> Vec<(usize, Vec<String>)> {
     let code = code_only(src);
     let here = module_of(file);
+    let children = child_modules(&code);
     let absolute = |path: &[String]| -> Option<Vec<String>> {
         let mut segs = path.iter().peekable();
         let mut base = match segs.peek().map(|s| s.as_str()) {
@@ -289,6 +334,8 @@ fn paths_of(file: &str, src: &str) -> Vec<(usize, Vec<String>)> {
                 here.clone()
             }
             Some("super") => here.clone(),
+            // A plain relative path into a child module this file declares.
+            Some(name) if children.contains(name) => here.clone(),
             _ => return None,
         };
         while segs.peek().map(|s| s.as_str()) == Some("super") {
@@ -312,11 +359,7 @@ fn paths_of(file: &str, src: &str) -> Vec<(usize, Vec<String>)> {
         let Some(end) = code[start..].find(';') else {
             break;
         };
-        let tree: String = code[start + 4..start + end]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let tree = tree.replace("as", " as ");
+        let tree = squeeze_use_tree(&code[start + 4..start + end]);
         let mut paths = Vec::new();
         expand_tree(&[], &tree, &mut paths);
         for path in paths {
@@ -358,13 +401,58 @@ fn is_test_module(file: &str) -> bool {
     file == "tests.rs" || file.ends_with("/tests.rs")
 }
 
+/// The modules declared with a `#[path = "file.rs"] mod name;` attribute in `file`, as (module
+/// path, file relative to `src/`): such a module is named for its declaration, not its file.
+fn path_attribute_modules(file: &str, src: &str) -> Vec<(Vec<String>, String)> {
+    let dir = file.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = src[from..].find("#[path") {
+        let start = from + at;
+        from = start + 1;
+        let rest = &src[start..];
+        let (Some(open), Some(close)) = (rest.find('"'), rest.find("\"]")) else {
+            continue;
+        };
+        if open >= close {
+            continue;
+        }
+        let target = &rest[open + 1..close];
+        let item = &rest[close + 2..];
+        let Some(decl) = item.split(';').next() else {
+            continue;
+        };
+        let words: Vec<&str> = decl.split_whitespace().collect();
+        if let Some(at) = words.iter().position(|w| *w == "mod") {
+            if let Some(name) = words.get(at + 1) {
+                let mut module = module_of(file);
+                module.push((*name).to_string());
+                let path = if dir.is_empty() {
+                    target.to_string()
+                } else {
+                    format!("{dir}/{target}")
+                };
+                found.push((module, path));
+            }
+        }
+    }
+    found
+}
+
 /// Every import between two different files of `files` (path relative to `src/` → text).
 fn imports(files: &BTreeMap<String, String>) -> Vec<Import> {
-    let modules: BTreeMap<Vec<String>, &str> = files
+    let mut modules: BTreeMap<Vec<String>, &str> = files
         .keys()
         .filter(|f| f.as_str() != "main.rs")
         .map(|f| (module_of(f), f.as_str()))
         .collect();
+    for (file, src) in files {
+        for (module, path) in path_attribute_modules(file, src) {
+            if let Some((known, _)) = files.get_key_value(&path) {
+                modules.insert(module, known.as_str());
+            }
+        }
+    }
     let mut all = Vec::new();
     for (file, src) in files {
         if is_test_module(file) {
@@ -701,4 +789,95 @@ fn a_file_outside_every_layer_fails() {
     let problems = check(&files);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("src/misc.rs is in no layer"));
+}
+
+#[test]
+fn a_parent_importing_its_children_by_plain_paths_closes_their_cycle() {
+    // The children reach the parent through `super::`; the parent reaches them by plain relative
+    // paths (`use a::X`, `pub use b::Y`), which name a child declared by `mod a;` in that file.
+    let files = tree(&[
+        ("lib.rs", "pub mod worker;\n"),
+        ("worker/mod.rs", "pub mod exec;\n"),
+        (
+            "worker/exec/mod.rs",
+            "mod a;\npub(crate) mod b;\n#[cfg(test)]\nmod c;\n\nuse a::A;\npub use b::{B, self as bee};\nuse c::C;\npub struct Shared;\n",
+        ),
+        ("worker/exec/a.rs", "use super::{Shared, b::B};\n"),
+        ("worker/exec/b.rs", "use super::Shared;\nuse super::c::C;\n"),
+        ("worker/exec/c.rs", "use super::Shared;\n"),
+    ]);
+    let problems = check(&files);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        problems[0],
+        "an import cycle of 4 files (at most 3): worker/exec/a.rs, worker/exec/b.rs, worker/exec/c.rs, worker/exec/mod.rs",
+    );
+    // A plain path whose first name is no child of the file (an outside crate) is no edge.
+    let outside = tree(&[
+        ("lib.rs", ""),
+        ("worker/mod.rs", "use serde::Serialize;\nuse exec::X;\n"),
+        ("worker/exec.rs", "use super::Y;\n"),
+    ]);
+    assert_eq!(
+        imports(&outside)
+            .iter()
+            .map(|i| format!("{} -> {}", i.from, i.to))
+            .collect::<Vec<_>>(),
+        ["worker/exec.rs -> worker/mod.rs"],
+    );
+}
+
+#[test]
+fn names_that_contain_as_are_whole_and_renamings_are_followed() {
+    // `case` and `classify` contain the letters `as`: the path must not be cut there.
+    let files = tree(&[
+        ("lib.rs", ""),
+        (
+            "isolate/mod.rs",
+            "use crate::case::{Case as C, classify};\n",
+        ),
+        ("case/mod.rs", ""),
+        ("worker/mod.rs", "use crate::client::classify as decide;\n"),
+        ("client/mod.rs", ""),
+        ("client/classify.rs", ""),
+    ]);
+    let problems = check(&files);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with("src/isolate/mod.rs:1 imports crate::case::Case (src/case/mod.rs)"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[1].starts_with(
+            "src/worker/mod.rs:1 imports crate::client::classify (src/client/classify.rs)"
+        ),
+        "{}",
+        problems[1]
+    );
+}
+
+#[test]
+fn a_module_declared_with_a_path_attribute_is_its_file() {
+    // `super::os` names `isolate/linux.rs`, not the folder's `mod.rs`: no cycle through `mod.rs`.
+    let files = tree(&[
+        ("lib.rs", ""),
+        (
+            "isolate/mod.rs",
+            "#[path = \"linux.rs\"]\nmod os;\nmod group;\npub use group::run;\n",
+        ),
+        ("isolate/linux.rs", ""),
+        ("isolate/group.rs", "use super::os;\n"),
+    ]);
+    let edges: Vec<String> = imports(&files)
+        .iter()
+        .map(|i| format!("{} -> {}", i.from, i.to))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            "isolate/group.rs -> isolate/linux.rs",
+            "isolate/mod.rs -> isolate/group.rs",
+        ],
+    );
 }

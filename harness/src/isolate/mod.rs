@@ -53,13 +53,7 @@ pub use breadcrumbs::{Breadcrumb, BreadcrumbError, Breadcrumbs};
 pub use capture::CapturedOutput;
 pub(crate) use group::{run_in_group, GroupEnd, GroupLimits};
 pub use outcome::{Execution, Outcome};
+pub use protocol::{ENV_WORKER_FDS, ENV_WORKER_PARENT};
 pub use supervisor::{SpawnError, SupervisorConfig, WorkerCommand, WorkerSlot};
+pub use test_modes::ENV_WORKER_TEST_MODES;
 pub use worker::worker_main;
-
-/// Names the worker's inherited descriptors: `request_read,reply_write,breadcrumbs`.
-pub const ENV_WORKER_FDS: &str = "FORCEFIELD_WORKER_FDS";
-/// The driver's process id, so a worker started after its driver died exits at once.
-pub const ENV_WORKER_PARENT: &str = "FORCEFIELD_WORKER_PARENT";
-/// Set to `1` in a worker's environment to let requests select the test-only behaviours of
-/// [`test_modes`] (crash, hang, flood ...). Never set it for real campaigns.
-pub const ENV_WORKER_TEST_MODES: &str = "FORCEFIELD_WORKER_TEST_MODES";

@@ -33,7 +33,7 @@ Driver to worker:
 The driver sends a request only after the previous reply arrived: one request in flight at a time.
 Closing the driver-to-worker channel asks the worker to exit with status 0. A worker written in
 another language needs only this section, the channel file descriptors named in
-[`super::ENV_WORKER_FDS`], and [`super::breadcrumbs`]'s record layout (optional).
+[`ENV_WORKER_FDS`], and [`super::breadcrumbs`]'s record layout (optional).
 */
 
 use std::fs::File;
@@ -45,6 +45,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::os;
+
+/// Names the worker's inherited descriptors: `request_read,reply_write,breadcrumbs`.
+pub const ENV_WORKER_FDS: &str = "FORCEFIELD_WORKER_FDS";
+/// The driver's process id, so a worker started after its driver died exits at once.
+pub const ENV_WORKER_PARENT: &str = "FORCEFIELD_WORKER_PARENT";
 
 /// The protocol version a worker announces in [`Ready`]; the driver refuses any other.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -54,9 +54,9 @@ use super::group::{deadline_after, terminate_group};
 use super::os::{self, ReadResult};
 use super::outcome::{classify_death, Death, Execution, Outcome};
 use super::protocol::{
-    self, CodecError, FrameDecoder, OutgoingFrame, Request, WorkerMessage, PROTOCOL_VERSION,
+    self, CodecError, FrameDecoder, OutgoingFrame, Request, WorkerMessage, ENV_WORKER_FDS,
+    ENV_WORKER_PARENT, PROTOCOL_VERSION,
 };
-use super::{ENV_WORKER_FDS, ENV_WORKER_PARENT};
 
 /// How often the driver checks that a worker is alive while waiting for its reply (a process the
 /// worker started could keep the reply channel open after the worker died).

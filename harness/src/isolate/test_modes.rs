@@ -3,7 +3,7 @@ Test-only worker behaviours: ways for a worker to die on purpose, so that tests 
 is survived and classified right.
 
 This module is responsible for misbehaving on request. A worker obeys only when it was started with
-[`ENV_WORKER_TEST_MODES`](super::ENV_WORKER_TEST_MODES)` = 1`, so a case file can never crash a
+[`ENV_WORKER_TEST_MODES`]` = 1`, so a case file can never crash a
 production worker through these. A request selects a mode with `"test_mode"`; before acting, the
 worker writes the optional `"breadcrumb": {"op_index": N, "op": "...", "kernel": "..."}` so tests
 can check what the driver reads after the death.
@@ -32,6 +32,10 @@ use nix::sys::signal::{raise, signal, SigHandler, Signal};
 use serde_json::Value;
 
 use super::breadcrumbs::Breadcrumbs;
+
+/// Set to `1` in a worker's environment to let requests select the test-only behaviours of
+/// this module (crash, hang, flood ...). Never set it for real campaigns.
+pub const ENV_WORKER_TEST_MODES: &str = "FORCEFIELD_WORKER_TEST_MODES";
 
 /// Acts on the request's `test_mode`, if any. Returns only for modes that end in a normal reply.
 pub(crate) fn act(payload: &Value, crumbs: &Breadcrumbs) {

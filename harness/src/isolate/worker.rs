@@ -29,13 +29,15 @@ use std::sync::Arc;
 use super::breadcrumbs::{BreadcrumbError, Breadcrumbs};
 use super::os;
 use super::outcome::{PanicRecord, PANIC_PREFIX};
-use super::protocol::{self, CodecError, Ready, Reply, Request, WorkerMessage, PROTOCOL_VERSION};
+use super::protocol::{
+    self, CodecError, Ready, Reply, Request, WorkerMessage, ENV_WORKER_FDS, ENV_WORKER_PARENT,
+    PROTOCOL_VERSION,
+};
 
 /// What a worker does with a request: its payload (raw JSON text, to be parsed into whatever the
 /// handler expects) and the breadcrumbs to mark progress in; returns the reply payload.
 pub type RequestHandler<'a> = &'a mut dyn FnMut(&RawValue, &Arc<Breadcrumbs>) -> Value;
-use super::test_modes;
-use super::{ENV_WORKER_FDS, ENV_WORKER_PARENT, ENV_WORKER_TEST_MODES};
+use super::test_modes::{self, ENV_WORKER_TEST_MODES};
 use crate::exit;
 
 /// The longest panic message reported, in bytes; the line must stay well inside the captured

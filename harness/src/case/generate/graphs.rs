@@ -5,9 +5,9 @@ use forcefield::Edge;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::config::GenConfig;
 use super::params::ParamTweak;
 use super::plans::OpPlan;
-use super::GenConfig;
 use crate::case::CaseGraph;
 
 /// A family of initial graphs.

@@ -25,18 +25,22 @@ Two more choices are drawn after all of those, so that they never change the res
 Every case produced here passes [`Case::validate`].
 */
 
-use forcefield::{EnvFault, Fault};
+use forcefield::EnvFault;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::case::{BackendKind, Case};
+use crate::case::Case;
 
+mod assemble;
+mod config;
 mod graphs;
 mod params;
 mod plans;
 mod strategies;
 
+pub use assemble::build_case;
+pub use config::{GenConfig, DEFAULT_INJECT_RATE, RESIZE_INJECT_WEIGHT, SMALL_GRID_CAPS};
 use graphs::bounded_cost;
 pub use graphs::{
     generate_graph, wide_neighbourhoods, Family, MAX_STACK, MAX_WIDE_NEIGHBOURHOOD_NODES,
@@ -54,104 +58,6 @@ pub use strategies::{
     case_strategy, case_strategy_with, constraint_plan_strategy, env_fault_strategy, plan_strategy,
     tweak_strategy,
 };
-
-/// Sizes and probabilities of generation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenConfig {
-    /// Most graphs have 2..=this many nodes.
-    pub max_small_nodes: u32,
-    /// The occasional large graph has up to this many nodes.
-    pub max_large_nodes: u32,
-    /// Probability of a large graph.
-    pub large_probability: f64,
-    /// Most plans per case (a plan may give more than one op).
-    pub max_plans: usize,
-    /// Most steps per `step` op.
-    pub max_step_count: u32,
-    /// Growth stops at this many live nodes.
-    pub max_live_nodes: u32,
-    /// Growth stops at this many live edges.
-    pub max_live_edges: u32,
-    /// Probability that the initial parameters carry extreme tweaks.
-    pub extreme_params_probability: f64,
-    /// Planted faults written into every case.
-    pub faults: Vec<Fault>,
-    /// Backend written into every case.
-    pub backend: BackendKind,
-    /// Probability of an `inject` op before a plan (times [`RESIZE_INJECT_WEIGHT`] before a
-    /// resize); 0 generates none.
-    pub inject_rate: f64,
-    /// Probability that a case caps the engine's grid at a small number of cells.
-    pub small_grid_cap_probability: f64,
-    /// Probability of a constraint op (set a position or distance constraint, clear them all)
-    /// before a plan; 0 generates none.
-    pub constraint_rate: f64,
-}
-
-/// How much likelier an injected fault is before a resize plan than before any other.
-pub const RESIZE_INJECT_WEIGHT: f64 = 4.0;
-/// The `inject_rate` that `forcefield run --inject` uses.
-pub const DEFAULT_INJECT_RATE: f64 = 0.1;
-/// Smallest and largest generated grid-cell caps.
-pub const SMALL_GRID_CAPS: (u32, u32) = (8, 4096);
-
-impl Default for GenConfig {
-    fn default() -> Self {
-        GenConfig {
-            max_small_nodes: 64,
-            max_large_nodes: 3000,
-            large_probability: 0.03,
-            max_plans: 16,
-            max_step_count: 20,
-            max_live_nodes: 6000,
-            max_live_edges: 24_000,
-            extreme_params_probability: 0.2,
-            faults: Vec::new(),
-            backend: BackendKind::Cpu,
-            inject_rate: 0.0,
-            small_grid_cap_probability: 0.15,
-            constraint_rate: 0.15,
-        }
-    }
-}
-
-impl GenConfig {
-    /// Small cases only: for tests that must run quickly in debug builds.
-    pub fn small() -> Self {
-        GenConfig {
-            max_small_nodes: 24,
-            max_large_nodes: 24,
-            large_probability: 0.0,
-            max_plans: 10,
-            max_step_count: 4,
-            max_live_nodes: 96,
-            max_live_edges: 384,
-            ..GenConfig::default()
-        }
-    }
-}
-
-/// Builds a case from its blocks: the graph of `family` with `nodes` nodes (choices seeded by
-/// `graph_salt`), the defaults with `tweaks` (none: no `params` in the file), and `plans` realized
-/// in order.
-pub fn build_case(
-    family: Family,
-    nodes: u32,
-    graph_salt: u64,
-    tweaks: &[ParamTweak],
-    plans: &[OpPlan],
-    cfg: &GenConfig,
-) -> Case {
-    let graph = generate_graph(&mut ChaCha8Rng::seed_from_u64(graph_salt), family, nodes);
-    let mut model = Model::new(&graph, cfg);
-    let ops = plans.iter().flat_map(|p| realize(p, &mut model)).collect();
-    let mut case = Case::new(graph);
-    case.params = (!tweaks.is_empty()).then(|| params_with(tweaks));
-    case.ops = ops;
-    case.faults = cfg.faults.clone();
-    case.backend = cfg.backend;
-    case
-}
 
 /// A random case: a graph of a random family (2..=`max_small_nodes` nodes mostly, occasionally up to
 /// `max_large_nodes`), possibly extreme parameters, and up to `max_plans` plans weighted toward resize

@@ -7,9 +7,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::config::{GenConfig, RESIZE_INJECT_WEIGHT, SMALL_GRID_CAPS};
 use super::graphs::{positions_in, spread, EXTREME_WEIGHTS, MAX_STACK};
 use super::params::{params_with, random_tweaks, ParamTweak};
-use super::{GenConfig, RESIZE_INJECT_WEIGHT, SMALL_GRID_CAPS};
 use crate::case::{CaseEngine, CaseGraph, Op};
 
 /// Edge weights of generated edges.

@@ -5,13 +5,14 @@ use forcefield::EnvFault;
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
+use super::assemble::build_case;
+use super::config::{GenConfig, RESIZE_INJECT_WEIGHT};
 use super::graphs::{bounded_cost, wide_neighbourhoods, Family};
 use super::params::ParamTweak;
 use super::plans::{
     engine_section, env_fault, small_grid_cap, with_constraints, with_constraints_aligned,
     with_injects, OpPlan, WeightKind,
 };
-use super::{build_case, GenConfig, RESIZE_INJECT_WEIGHT};
 use crate::case::Case;
 
 /// A [`ParamTweak`].

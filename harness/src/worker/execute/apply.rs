@@ -2,7 +2,7 @@
 
 use forcefield::{Backend, Engine, EngineError, GraphError};
 
-use super::{CaseResult, Stop};
+use super::result::{CaseResult, Stop};
 use crate::case::Op;
 use crate::worker::oracle::{self, AfterOp, EngineCheckError};
 

@@ -5,10 +5,14 @@
 use forcefield::{Backend, Checkpoint, Engine, EngineError, EnvFault, InjectionCounts};
 
 use super::apply::apply;
+use super::result::{tolerance, CaseResult, Stop};
 use super::wire::bits3;
-use super::{tolerance, CaseResult, Stop, MAX_ATTEMPTS};
 use crate::case::Op;
 use crate::worker::oracle::{AfterOp, EngineCheckError};
+
+/// Most attempts of one op while injected faults keep failing it (at most one fault of each of the
+/// four kinds can be armed, so five attempts always suffice for a tolerant engine).
+const MAX_ATTEMPTS: usize = 5;
 
 /// Injected faults armed by the case and not fired yet, as the fired count of their kind when they
 /// were armed (the engine replaces a fault of a kind already armed, and so does this).

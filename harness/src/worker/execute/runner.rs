@@ -9,8 +9,8 @@ use forcefield::{
 
 use super::apply::{check, check_retrying};
 use super::fault_tolerance::{apply_tolerating, with_read_retry, Armed, State};
+use super::result::{tolerance, Breadcrumb, CaseResult, Run, Stop, END_OP, INIT_OP};
 use super::sampled_checks::differential;
-use super::{tolerance, Breadcrumb, CaseResult, Run, Stop, END_OP, INIT_OP};
 use crate::case::{BackendKind, Case, Op, MAX_CASE_EDGES, MAX_CASE_NODES};
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::AfterOp;

@@ -5,13 +5,21 @@ use forcefield::{Backend, Checkpoint, Engine, EngineError};
 
 use super::apply::{apply_op, engine_stop};
 use super::fault_tolerance::with_read_retry;
+use super::result::{CaseResult, Stop};
 use super::runner::Runner;
-use super::{
-    CaseResult, Stop, PHYSICS_SAMPLES, RESTART_FIRST_STEPS, RESTART_MAX_NODES, RESTART_MAX_SAMPLES,
-};
 use crate::case::{BackendKind, Op};
 use crate::worker::oracle::{self, checks, Violation};
 use crate::worker::physics;
+
+/// Step ops of a run always checked for restart equivalence.
+pub const RESTART_FIRST_STEPS: usize = 2;
+/// Most step ops of a run checked for restart equivalence.
+pub const RESTART_MAX_SAMPLES: usize = 6;
+/// Most live nodes of an engine whose step ops are checked for restart equivalence.
+pub const RESTART_MAX_NODES: u32 = 1024;
+/// Step ops of a run checked by the physics reference (each costs an engine rebuilt from the
+/// checkpoint and one step).
+pub const PHYSICS_SAMPLES: usize = 2;
 
 impl<'a, Bk: Backend> Runner<'a, Bk> {
     /// The checkpoint to rebuild an engine from before a step op sampled for restart equivalence,
