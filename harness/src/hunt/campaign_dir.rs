@@ -37,7 +37,8 @@ use crate::artifacts::{check_dir_writable, write_atomically, write_json, Missing
 use crate::case::minimize::MinimizeReport;
 use crate::case::{BackendKind, Expectation, Provenance};
 use crate::client::signature::Signature;
-use crate::hunt::campaign::{Finding, Reproduction, Shard, SlowCase, Summary, WallClock};
+use crate::hunt::campaign::config::Shard;
+use crate::hunt::campaign::summary::{Finding, Reproduction, SlowCase, Summary, WallClock};
 
 /// The lock file's name.
 pub const LOCK_FILE: &str = "campaign.lock";
@@ -433,7 +434,7 @@ pub fn rebuild(records: impl IntoIterator<Item = Record>) -> Option<Summary> {
             } => {
                 findings.clear();
                 summary = Some(Summary {
-                    format: crate::hunt::campaign::SUMMARY_FORMAT.to_string(),
+                    format: crate::hunt::campaign::summary::SUMMARY_FORMAT.to_string(),
                     backend,
                     seed,
                     shards,

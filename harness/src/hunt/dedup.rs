@@ -22,7 +22,8 @@ use std::sync::atomic::Ordering;
 use crate::case::Case;
 use crate::client::run::run_isolated;
 use crate::client::signature::Signature;
-use crate::hunt::campaign::{Finding, FindingMinimizer};
+use crate::hunt::campaign::minimizer::FindingMinimizer;
+use crate::hunt::campaign::summary::Finding;
 use crate::hunt::watchdog::CaseCost;
 use crate::isolate::WorkerSlot;
 
