@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use forcefield::Edge;
 
 /// Colours of node classes, cycled when there are more classes (colour-blind-safe Okabe-Ito set).
-pub const PALETTE: [&str; 8] = [
+pub(crate) const PALETTE: [&str; 8] = [
     "#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000",
 ];
 
 /// Colour of nodes without a class.
-pub const UNCLASSED: &str = "#555555";
+pub(crate) const UNCLASSED: &str = "#555555";
 
 /// Size and stroke settings of a picture.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,7 +102,7 @@ fn is_drawable(p: &[f32; 3]) -> bool {
 }
 
 /// The colour of a node of class `class`.
-pub fn class_colour(class: Option<usize>) -> &'static str {
+pub(crate) fn class_colour(class: Option<usize>) -> &'static str {
     match class {
         Some(c) => PALETTE[c % PALETTE.len()],
         None => UNCLASSED,

@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 8;
 
 /// Why criterion's results cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub enum CriterionError {
+pub(crate) enum CriterionError {
     /// The directory does not exist or cannot be listed.
     #[error("cannot read criterion results in {}: {source}", path.display())]
     Dir {
@@ -41,7 +41,7 @@ pub enum CriterionError {
 
 /// Throughput criterion was told of, per iteration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Throughput {
+pub(crate) struct Throughput {
     /// `elements` or `bytes`.
     pub unit: String,
     /// How many per iteration.
@@ -50,7 +50,7 @@ pub struct Throughput {
 
 /// One benchmark's samples.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CriterionResult {
+pub(crate) struct CriterionResult {
     /// Criterion's full id, e.g. `cpu_step/10k`.
     pub id: String,
     /// Nanoseconds per iteration, one value per sample.
@@ -77,7 +77,7 @@ struct SampleJson {
 }
 
 /// Every benchmark in criterion directory `dir`, sorted by id.
-pub fn read_dir(dir: &Path) -> Result<Vec<CriterionResult>, CriterionError> {
+pub(crate) fn read_dir(dir: &Path) -> Result<Vec<CriterionResult>, CriterionError> {
     std::fs::read_dir(dir).map_err(|source| CriterionError::Dir {
         path: dir.to_path_buf(),
         source,
@@ -125,7 +125,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Criterion
 }
 
 /// Reads one `new/` directory.
-pub fn read_result(new_dir: &Path) -> Result<CriterionResult, CriterionError> {
+pub(crate) fn read_result(new_dir: &Path) -> Result<CriterionResult, CriterionError> {
     let bench_path = new_dir.join("benchmark.json");
     let sample_path = new_dir.join("sample.json");
     let bench: BenchmarkJson = read_json(&bench_path)?;

@@ -336,7 +336,7 @@ fn reduce_nodes(s: &mut Search, case: Case) -> Case {
 }
 
 /// The case with only the initial nodes `keep` (ascending), ids renumbered.
-pub fn keep_initial_nodes(case: &Case, keep: &[u32]) -> Option<Case> {
+pub(crate) fn keep_initial_nodes(case: &Case, keep: &[u32]) -> Option<Case> {
     let n0 = case.graph.num_nodes;
     let removed = n0 - keep.len() as u64;
     let mut map = vec![None; n0 as usize];

@@ -68,19 +68,19 @@ pub const FORMAT: &str = "forcefield-case/1";
 
 /// Harness cap on live nodes at any point of a case (tighter than the engine's [`MAX_NODES`], so that
 /// a case stays runnable in a worker's memory).
-pub const MAX_CASE_NODES: u64 = crate::input::MAX_INPUT_NODES as u64;
+pub(crate) const MAX_CASE_NODES: u64 = crate::input::MAX_INPUT_NODES as u64;
 /// Harness cap on the undirected edges a case creates in all (initial graph plus every `add_edges`).
-pub const MAX_CASE_EDGES: u64 = crate::input::MAX_INPUT_EDGES as u64;
+pub(crate) const MAX_CASE_EDGES: u64 = crate::input::MAX_INPUT_EDGES as u64;
 /// Harness cap on the steps a case takes in all.
-pub const MAX_CASE_STEPS: u64 = 1_000_000;
+pub(crate) const MAX_CASE_STEPS: u64 = 1_000_000;
 /// Harness cap on the number of operations.
-pub const MAX_CASE_OPS: usize = 100_000;
+pub(crate) const MAX_CASE_OPS: usize = 100_000;
 /// Largest case file accepted, in bytes.
-pub const MAX_CASE_BYTES: usize = 256 << 20;
+pub(crate) const MAX_CASE_BYTES: usize = 256 << 20;
 /// Largest `nth` of an injected fault: beyond it a fault would rarely fire within a case.
-pub const MAX_INJECT_NTH: u32 = 64;
+pub(crate) const MAX_INJECT_NTH: u32 = 64;
 /// Largest grid-cell cap a case may set (twice the engine's default).
-pub const MAX_CASE_GRID_CELLS: u64 = 2 * DEFAULT_MAX_GRID_CELLS as u64;
+pub(crate) const MAX_CASE_GRID_CELLS: u64 = 2 * DEFAULT_MAX_GRID_CELLS as u64;
 
 /// Which engine backend a case runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

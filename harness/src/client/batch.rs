@@ -19,7 +19,7 @@ use crate::isolate::{Execution, Outcome, WorkerSlot};
 use crate::worker::job::{BatchReply, Job, JobReply, CAPACITY_RERUN_SECONDS, WORKER_SECONDS};
 
 /// The payload asking a worker to run `cases` side by side.
-pub fn batch_payload(cases: &[Case], capacity_invariance: bool) -> Job {
+pub(crate) fn batch_payload(cases: &[Case], capacity_invariance: bool) -> Job {
     Job::Batch {
         cases: cases.to_vec(),
         capacity_invariance,
@@ -131,7 +131,7 @@ fn reply_seconds(payload: &serde_json::Value, field: &str) -> Option<f64> {
 
 /// The seconds a worker reported spending on the request of `execution` (its
 /// [`WORKER_SECONDS`]), if it replied.
-pub fn worker_seconds(execution: &Execution) -> Option<f64> {
+pub(crate) fn worker_seconds(execution: &Execution) -> Option<f64> {
     match &execution.outcome {
         Outcome::Reply { payload } => reply_seconds(payload, WORKER_SECONDS),
         _ => None,
@@ -140,7 +140,7 @@ pub fn worker_seconds(execution: &Execution) -> Option<f64> {
 
 /// The seconds of the capacity re-run a worker reported for the case of `execution`, if it
 /// replied and there was one.
-pub fn capacity_rerun_seconds(execution: &Execution) -> Option<f64> {
+pub(crate) fn capacity_rerun_seconds(execution: &Execution) -> Option<f64> {
     match &execution.outcome {
         Outcome::Reply { payload } => reply_seconds(payload, CAPACITY_RERUN_SECONDS),
         _ => None,

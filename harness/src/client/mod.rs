@@ -11,7 +11,7 @@ a reply, and below that `case`, `sanitizers`, `isolate` and the base files. It n
 */
 
 pub mod batch;
-pub mod run;
+pub(crate) mod run;
 pub mod signature;
-pub mod start;
-pub mod target_verdict;
+pub(crate) mod start;
+pub(crate) mod target_verdict;

@@ -186,7 +186,7 @@ pub fn classify_result(result: &CaseResult) -> Verdict {
 }
 
 /// Classifies a worker's reply: its sanitizer finding if it has one, else its case result.
-pub fn classify_reply(reply: &JobReply) -> Verdict {
+pub(crate) fn classify_reply(reply: &JobReply) -> Verdict {
     match &reply.sanitizer {
         Some(finding) => classify_sanitizer(finding, &reply.result),
         None => classify_result(&reply.result),
@@ -195,7 +195,7 @@ pub fn classify_reply(reply: &JobReply) -> Verdict {
 
 /// The verdict of a sanitizer finding made while running to `result`: `sanitizer:<kind>:<kernel>`,
 /// summarized in compute-sanitizer's words with the op it happened in.
-pub fn classify_sanitizer(finding: &SanitizerFinding, result: &CaseResult) -> Verdict {
+pub(crate) fn classify_sanitizer(finding: &SanitizerFinding, result: &CaseResult) -> Verdict {
     let during = match result {
         CaseResult::EngineError { op_index, op, .. }
         | CaseResult::InvariantViolation { op_index, op, .. } => match op_index {

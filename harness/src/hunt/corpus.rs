@@ -31,7 +31,7 @@ use crate::client::signature::{Signature, Verdict};
 use crate::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
 
 /// The subdirectory of a corpus directory that holds the regression entries.
-pub const REGRESSIONS: &str = "regressions";
+pub(crate) const REGRESSIONS: &str = "regressions";
 
 /// Most files tried by [`write_entry`] for one signature (`<id>.json`, `<id>-2.json`, ...), so a
 /// directory full of colliding names is an error rather than an endless loop.
@@ -132,7 +132,7 @@ impl Entry {
 }
 
 /// The regression directory of a corpus directory: `corpus/regressions`.
-pub fn regressions_dir(corpus: &Path) -> PathBuf {
+pub(crate) fn regressions_dir(corpus: &Path) -> PathBuf {
     corpus.join(REGRESSIONS)
 }
 
@@ -146,7 +146,7 @@ fn is_entry_file(path: &Path) -> bool {
 }
 
 /// Reads and validates one entry file.
-pub fn read_entry(path: &Path) -> Result<Entry, CorpusError> {
+pub(crate) fn read_entry(path: &Path) -> Result<Entry, CorpusError> {
     let read_err = |source| CorpusError::Read {
         path: path.to_path_buf(),
         source,
@@ -230,7 +230,7 @@ fn same_entry(a: &Case, b: &Case) -> bool {
 
 /// The path a new entry for `signature` would get in `dir` now: the first of `<id>.json`,
 /// `<id>-2.json`, ... that does not exist. Used to print the command that adds a finding.
-pub fn free_entry_path(dir: &Path, signature: &Signature) -> PathBuf {
+pub(crate) fn free_entry_path(dir: &Path, signature: &Signature) -> PathBuf {
     let id = signature.id();
     (1..=MAX_NAME_SUFFIX)
         .map(|n| dir.join(entry_file_name(&id, n)))
@@ -319,7 +319,7 @@ impl ReplayStatus {
 }
 
 /// Judges one run of a case against its expectation.
-pub fn judge(expectation: &Expectation, verdict: &Verdict) -> ReplayStatus {
+pub(crate) fn judge(expectation: &Expectation, verdict: &Verdict) -> ReplayStatus {
     let broken = |reason: String| ReplayStatus::Broken { reason };
     match (expectation, verdict) {
         (_, Verdict::Environment { message }) => ReplayStatus::Environment {

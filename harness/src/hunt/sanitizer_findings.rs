@@ -255,7 +255,7 @@ pub fn rerun_findings_with(
 
 /// The `compute-sanitizer.md` of a finding: a title naming it, the case run, each tool's verdict
 /// in one line ([`ToolReport::verdict`]), then [`render_markdown`].
-pub fn finding_markdown(
+pub(crate) fn finding_markdown(
     finding: &FindingCase,
     backend: BackendKind,
     reports: &[ToolReport],

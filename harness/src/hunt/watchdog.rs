@@ -164,19 +164,19 @@ impl CaseCost {
 /// maximum, because a machine that just got slower (another job started) must raise the limits
 /// with the next case, not after a window's worth of them.
 #[derive(Clone, Debug, Default)]
-pub struct RateEstimator {
+pub(crate) struct RateEstimator {
     recent: VecDeque<f64>,
     decaying_max: f64,
     observed: u64,
 }
 
 /// Observations the quantile is taken over.
-pub const RATE_WINDOW: usize = 256;
+pub(crate) const RATE_WINDOW: usize = 256;
 /// The quantile of the window that the estimate follows.
-pub const RATE_QUANTILE: f64 = 0.95;
+pub(crate) const RATE_QUANTILE: f64 = 0.95;
 /// Factor the running maximum loses per observation (a slow outlier's weight halves in about 70
 /// cases).
-pub const RATE_DECAY: f64 = 0.99;
+pub(crate) const RATE_DECAY: f64 = 0.99;
 
 impl RateEstimator {
     /// Records a finished case of `cost` that took `seconds`.
@@ -243,28 +243,28 @@ pub struct WatchdogConfig {
 }
 
 /// The adaptive limit's floor on the CPU backend.
-pub const CPU_FLOOR: Duration = Duration::from_millis(500);
+pub(crate) const CPU_FLOOR: Duration = Duration::from_millis(500);
 /// The adaptive limit's floor on CUDA: a fresh worker's first case creates a context and compiles
 /// the kernels (NVRTC: 130-430 ms, a context 110-180 ms), and every lost context costs a worker.
-pub const CUDA_FLOOR: Duration = Duration::from_secs(2);
+pub(crate) const CUDA_FLOOR: Duration = Duration::from_secs(2);
 /// Default margin over the predicted seconds.
-pub const MARGIN: f64 = 8.0;
+pub(crate) const MARGIN: f64 = 8.0;
 /// Default factor of the confirmation limit over the adaptive one.
-pub const CONFIRM_FACTOR: f64 = 4.0;
+pub(crate) const CONFIRM_FACTOR: f64 = 4.0;
 /// Default floor of the confirmation limit.
-pub const CONFIRM_FLOOR: Duration = Duration::from_secs(2);
+pub(crate) const CONFIRM_FLOOR: Duration = Duration::from_secs(2);
 /// Default warm-up, in passing cases.
-pub const WARM_UP: u64 = 8;
+pub(crate) const WARM_UP: u64 = 8;
 /// How long a CPU worker may use no CPU time while it runs a case before it is hung. A CPU case
 /// computes from its request to its reply (its kernels' threads are joined, never waited for
 /// idly), and a process that is runnable gets the CPU many times a second even at a load of six
 /// per core, so a second without a single clock tick is a process blocked for good: the
 /// `logger-relock` deadlock waits on a mutex it holds.
-pub const CPU_IDLE_LIMIT: Duration = Duration::from_secs(1);
+pub(crate) const CPU_IDLE_LIMIT: Duration = Duration::from_secs(1);
 /// Default prior: 0.15 µs per unit. Measured on a 2-core machine at load 12 (650 cases of
 /// `run --inject`): 5th percentile 0.13 µs per unit, median 0.38, 95th percentile 2.9, 99th 14.5,
 /// largest 21. A quieter machine is faster, and a loaded one raises the rate with its first cases.
-pub const PRIOR_SECONDS_PER_UNIT: f64 = 1.5e-7;
+pub(crate) const PRIOR_SECONDS_PER_UNIT: f64 = 1.5e-7;
 
 impl WatchdogConfig {
     /// The defaults for `backend` under the upper bound `upper_bound`, every limit but the upper
@@ -554,7 +554,7 @@ impl WatchdogReport {
 
 /// One run of a case under a limit, as the caller's runner reports it.
 #[derive(Clone, Debug)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// Its classified verdict.
     pub verdict: Verdict,
     /// The last execution, when a worker ran it.
@@ -571,18 +571,16 @@ impl Attempt {
 
 /// What came of a case under the watchdog.
 #[derive(Clone, Debug)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// The verdict: a confirmed hang, or what the confirmation run gave.
     pub attempt: Attempt,
-    /// The limit of the first run.
-    pub deadline: Deadline,
     /// What the confirmation did, if the first limit fired.
     pub confirmation: Option<Confirmation>,
 }
 
 /// A confirmation run's conclusion.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Confirmation {
+pub(crate) enum Confirmation {
     /// It hung again, under `limit`: a hang.
     Hang {
         /// The confirmation limit.
@@ -600,7 +598,7 @@ pub enum Confirmation {
 /// Runs `case` through `run` (which runs it once under the limit it is given) under the limit
 /// `watchdog` sets, confirms a fired adaptive limit with one re-run under
 /// [`Watchdog::confirm_limit`], and feeds a passing case's time back to the estimator.
-pub fn watch(
+pub(crate) fn watch(
     watchdog: &Watchdog,
     case: &Case,
     capacity_invariance: bool,
@@ -636,7 +634,6 @@ pub fn watch(
     }
     Watched {
         attempt,
-        deadline,
         confirmation,
     }
 }

@@ -27,10 +27,10 @@ language, through the documented [`protocol`]) be put under the same harness.
 The driver runs [`WorkerCommand::program`] with its arguments in a new process group, with stdin
 from `/dev/null`, stdout and stderr into one bounded capture, and these variables:
 
-* [`ENV_WORKER_FDS`] = `R,W,B`: the descriptor numbers of the request channel (a Unix stream
+* [`ENV_WORKER_FDS`](protocol::ENV_WORKER_FDS) = `R,W,B`: the descriptor numbers of the request channel (a Unix stream
   socket the worker reads), the reply channel (a pipe the worker writes) and the breadcrumb memory
   file;
-* [`ENV_WORKER_PARENT`] = the driver's process id.
+* [`ENV_WORKER_PARENT`](protocol::ENV_WORKER_PARENT) = the driver's process id.
 
 The worker must exit when the request channel closes.
 */
@@ -44,16 +44,16 @@ pub(crate) mod group;
 #[path = "linux.rs"]
 mod os;
 pub(crate) mod outcome;
-pub mod protocol;
+pub(crate) mod protocol;
 pub(crate) mod supervisor;
 pub(crate) mod test_modes;
 pub(crate) mod worker;
 
+// The types an `Execution` and `Breadcrumbs` carry or return.
 pub use breadcrumbs::{Breadcrumb, BreadcrumbError, Breadcrumbs};
 pub use capture::CapturedOutput;
 pub(crate) use group::{run_in_group, GroupEnd, GroupLimits};
 pub use outcome::{Execution, Outcome};
-pub use protocol::{ENV_WORKER_FDS, ENV_WORKER_PARENT};
 pub use supervisor::{SpawnError, SupervisorConfig, WorkerCommand, WorkerSlot};
 pub use test_modes::ENV_WORKER_TEST_MODES;
 pub use worker::worker_main;

@@ -353,7 +353,9 @@ pub fn write_message<T: Serialize>(writer: &mut impl Write, message: &T) -> Resu
 }
 
 /// Reads one frame from a blocking reader: `Ok(None)` when the channel closed cleanly between
-/// frames.
+/// frames. Only the tests read this way: the driver reads through a [`FrameDecoder`] (its channel
+/// does not block), the worker through its own loop.
+#[cfg(test)]
 pub fn read_message<T: DeserializeOwned>(reader: &mut impl Read) -> Result<Option<T>, CodecError> {
     let mut prefix = [0u8; PREFIX_BYTES];
     match read_full(reader, &mut prefix)? {
@@ -370,6 +372,7 @@ pub fn read_message<T: DeserializeOwned>(reader: &mut impl Read) -> Result<Optio
 }
 
 /// Reads until `buf` is full or the reader ends; returns the bytes read.
+#[cfg(test)]
 fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, CodecError> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -438,6 +441,7 @@ impl FrameDecoder {
     }
 
     /// Whether part of a frame is buffered (so a channel that ends now ends mid-message).
+    #[cfg(test)]
     pub fn is_mid_frame(&self) -> bool {
         !self.buffered.is_empty()
     }

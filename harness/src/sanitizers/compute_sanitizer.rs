@@ -56,7 +56,7 @@ pub const SANITIZER_EXIT_CODE: i32 = 86;
 /// The program's file name.
 pub const PROGRAM: &str = "compute-sanitizer";
 /// Where the CUDA toolkit puts it when nothing else says.
-pub const DEFAULT_CUDA_BIN: &str = "/usr/local/cuda/bin";
+pub(crate) const DEFAULT_CUDA_BIN: &str = "/usr/local/cuda/bin";
 /// The largest XML or text file read back; real ones are far smaller, because the tool stops
 /// printing at its print limit (100 errors by default).
 pub(crate) const MAX_READ_BYTES: u64 = 64 << 20;
@@ -235,7 +235,7 @@ fn is_executable_file(path: &Path) -> bool {
 
 /// The arguments between `compute-sanitizer` and the program it runs:
 /// `--tool T <strict options> --error-exitcode 86 --xml --save XML`.
-pub fn sanitizer_args(tool: Tool, xml: &Path) -> Vec<OsString> {
+pub(crate) fn sanitizer_args(tool: Tool, xml: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--tool".into(), tool.name().into()];
     args.extend(tool.strict_options().iter().map(OsString::from));
     args.extend([
@@ -278,7 +278,7 @@ pub fn worker_xml_path(dir: &Path, tool: Tool, pid: u32) -> PathBuf {
 /// worker it starts: pass [`worker_xml_pattern`] (a name with `%p`, which compute-sanitizer
 /// replaces by its own process id, the pid the slot started) so that each worker gets its own
 /// file, and find it afterwards with [`worker_xml_path`].
-pub fn wrap_worker(
+pub(crate) fn wrap_worker(
     cmd: WorkerCommand,
     tool: Tool,
     xml: &Path,
@@ -446,7 +446,7 @@ impl fmt::Display for ToolVerdict {
 
 /// One finished run of a tool: what [`summarize`] needs besides the files' contents.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ToolRun {
+pub(crate) struct ToolRun {
     /// The tool.
     pub tool: Tool,
     /// The case file run.
@@ -461,7 +461,7 @@ pub struct ToolRun {
 
 /// Builds a [`ToolReport`] from what one run left: its XML (or why there is none) and its text
 /// output. Keeps at most `max_findings` finding lines.
-pub fn summarize(
+pub(crate) fn summarize(
     run: ToolRun,
     xml: Result<SanitizerReport, ReadError>,
     text: &TextReport,
@@ -548,7 +548,7 @@ pub enum RerunError {
 /// --in-process --backend B CASE`, one after another, each under `options.timeout`, and says per
 /// tool what it reported. Errors only when nothing can run (no compute-sanitizer, no output
 /// directory).
-pub fn rerun_under_tools(
+pub(crate) fn rerun_under_tools(
     case: &Path,
     backend: BackendKind,
     tools: &[Tool],

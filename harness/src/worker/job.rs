@@ -27,7 +27,7 @@ use crate::worker::violations::{Recorded, SanitizerFinding, ViolationLog};
 
 /// Set (to anything) in a campaign's environment, the workers skip the model oracle: only to
 /// measure what it costs.
-pub const NO_MODEL_ENV: &str = "FORCEFIELD_NO_MODEL";
+pub(crate) const NO_MODEL_ENV: &str = "FORCEFIELD_NO_MODEL";
 
 /// A request to a worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,7 +76,7 @@ pub enum Job {
 
 /// Measurements a soak session reports with every reply.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SoakStats {
+pub(crate) struct SoakStats {
     /// Steps completed by this session's engine.
     pub steps: u64,
     /// Seconds spent in `step` during this request.
@@ -95,7 +95,7 @@ pub struct SoakStats {
 
 /// A worker's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobReply {
+pub(crate) struct JobReply {
     /// What happened.
     pub result: CaseResult,
     /// Whether the device context is lost: the driver retires this worker.
@@ -111,16 +111,16 @@ pub struct JobReply {
 
 /// The reply field (beside [`JobReply`]'s) with the seconds the worker spent on the request, from
 /// reading it to its reply.
-pub const WORKER_SECONDS: &str = "worker_seconds";
+pub(crate) const WORKER_SECONDS: &str = "worker_seconds";
 
 /// The reply field (beside [`JobReply`]'s) with the seconds of a case's capacity re-run, part of
 /// [`WORKER_SECONDS`]; absent from older workers' replies and when there was none.
-pub const CAPACITY_RERUN_SECONDS: &str = "capacity_rerun_seconds";
+pub(crate) const CAPACITY_RERUN_SECONDS: &str = "capacity_rerun_seconds";
 
 /// The answer to a [`Job::Batch`]: one reply per case, in the request's order, each as a single
 /// case's reply (a [`JobReply`] with its own [`WORKER_SECONDS`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BatchReply {
+pub(crate) struct BatchReply {
     /// The cases' replies.
     pub batch: Vec<serde_json::Value>,
     /// Whether any case lost the device context: the driver retires this worker.
@@ -128,12 +128,12 @@ pub struct BatchReply {
 }
 
 /// Opens the backend a case asks for, unchecked.
-pub fn open_backend(kind: BackendKind, threads: usize) -> Result<Box<dyn Backend>, String> {
+pub(crate) fn open_backend(kind: BackendKind, threads: usize) -> Result<Box<dyn Backend>, String> {
     open_backend_with(kind, threads, SanitizeMode::Off)
 }
 
 /// Opens the backend a case asks for, in its checked mode under `--sanitize checked`.
-pub fn open_backend_with(
+pub(crate) fn open_backend_with(
     kind: BackendKind,
     threads: usize,
     mode: SanitizeMode,
@@ -154,7 +154,7 @@ pub fn open_backend_with(
 /// Opens the CUDA backend for a sanitize mode: the checked build (bounds-checked kernels, red zones,
 /// poisoned fresh memory) for `checked`, the plain one otherwise (compute-sanitizer tools watch it
 /// from outside the process).
-pub fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> {
+pub(crate) fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> {
     CudaBackend::with_checked(0, mode.is_checked())
         .map(|b| Box::new(b) as Box<dyn Backend>)
         .map_err(|e| format!("no usable CUDA device: {e}"))
@@ -162,7 +162,7 @@ pub fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> {
 
 /// Runs a whole case on fresh engines whose backends `make` opens (as a worker does, or in this
 /// process), recording any sanitizer finding into the reply.
-pub fn run_case<Bk: Backend>(
+pub(crate) fn run_case<Bk: Backend>(
     case: &Case,
     opts: &ExecOptions,
     make: &dyn Fn() -> Result<Bk, String>,
@@ -172,7 +172,7 @@ pub fn run_case<Bk: Backend>(
 }
 
 /// [`run_case`], continuing from `resume` when given (a [`Job::Resume`]).
-pub fn resume_case<Bk: Backend>(
+pub(crate) fn resume_case<Bk: Backend>(
     case: &Case,
     opts: &ExecOptions,
     resume: Option<&ResumePoint>,
@@ -597,7 +597,7 @@ impl Handler {
 }
 
 /// Resident set size of this process (Linux `/proc/self/statm`), 0 where unknown.
-pub fn resident_bytes() -> u64 {
+pub(crate) fn resident_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -80,10 +80,10 @@ impl std::fmt::Display for Violation {
 }
 
 /// Result of a check.
-pub type CheckResult = Result<(), Violation>;
+pub(crate) type CheckResult = Result<(), Violation>;
 
 /// `positions-finite`.
-pub fn check_positions_finite(positions: &[[f32; 3]]) -> CheckResult {
+pub(crate) fn check_positions_finite(positions: &[[f32; 3]]) -> CheckResult {
     match positions
         .iter()
         .position(|p| p.iter().any(|c| !c.is_finite()))
@@ -97,7 +97,7 @@ pub fn check_positions_finite(positions: &[[f32; 3]]) -> CheckResult {
 }
 
 /// `positions-in-bounds`: every coordinate within `±bound` (the integrator clamps to exactly that).
-pub fn check_positions_in_bounds(positions: &[[f32; 3]], bound: f32) -> CheckResult {
+pub(crate) fn check_positions_in_bounds(positions: &[[f32; 3]], bound: f32) -> CheckResult {
     match positions
         .iter()
         // NaN is out of bounds too.
@@ -116,7 +116,7 @@ pub fn check_positions_in_bounds(positions: &[[f32; 3]], bound: f32) -> CheckRes
 
 /// Capacity-related state of an engine, as plain data.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct CapacityReport {
+pub(crate) struct CapacityReport {
     /// Live nodes.
     pub num_nodes: u64,
     /// Live undirected edges.
@@ -147,7 +147,7 @@ impl CapacityReport {
 
 /// `counts-within-capacity`: live counts within class capacities, every buffer's length within its
 /// capacity.
-pub fn check_counts(r: &CapacityReport) -> CheckResult {
+pub(crate) fn check_counts(r: &CapacityReport) -> CheckResult {
     let v = |d: String| Err(Violation::new(checks::COUNTS_WITHIN_CAPACITY, d));
     if r.num_nodes > r.allocated_nodes {
         return v(format!(
@@ -171,7 +171,7 @@ pub fn check_counts(r: &CapacityReport) -> CheckResult {
 
 /// `sort-sorted`, `sort-permutation`, `sort-pairs` and `cell-ranges` on the grid stage of the last
 /// step, in that order; the first violation is returned.
-pub fn check_grid(g: &GridInspection) -> CheckResult {
+pub(crate) fn check_grid(g: &GridInspection) -> CheckResult {
     check_sort_sorted(g)?;
     check_sort_permutation(g)?;
     check_sort_pairs(g)?;
@@ -179,7 +179,7 @@ pub fn check_grid(g: &GridInspection) -> CheckResult {
 }
 
 /// `sort-sorted`: keys (before and after the sort) below the cell count, sorted keys non-decreasing.
-pub fn check_sort_sorted(g: &GridInspection) -> CheckResult {
+pub(crate) fn check_sort_sorted(g: &GridInspection) -> CheckResult {
     let cells = g.grid.num_cells() as u64;
     let v = |d: String| Err(Violation::new(checks::SORT_SORTED, d));
     if let Some(i) = g.cell_keys.iter().position(|&k| k as u64 >= cells) {
@@ -206,7 +206,7 @@ pub fn check_sort_sorted(g: &GridInspection) -> CheckResult {
 }
 
 /// `sort-permutation`: the sorted values are each node exactly once.
-pub fn check_sort_permutation(g: &GridInspection) -> CheckResult {
+pub(crate) fn check_sort_permutation(g: &GridInspection) -> CheckResult {
     let n = g.cell_keys.len();
     let v = |d: String| Err(Violation::new(checks::SORT_PERMUTATION, d));
     if g.sorted_nodes.len() != n || g.sorted_keys.len() != n {
@@ -232,7 +232,7 @@ pub fn check_sort_permutation(g: &GridInspection) -> CheckResult {
 /// `sort-pairs`: `sorted_keys[i] == cell_keys[sorted_nodes[i]]` for every slot, i.e. the sort moved
 /// each value with its own key (a sort whose values are not what the keys were computed for passes
 /// `sort-sorted` and may pass `sort-permutation`, and still files nodes under other nodes' cells).
-pub fn check_sort_pairs(g: &GridInspection) -> CheckResult {
+pub(crate) fn check_sort_pairs(g: &GridInspection) -> CheckResult {
     let v = |d: String| Err(Violation::new(checks::SORT_PAIRS, d));
     if g.sorted_nodes.len() != g.sorted_keys.len() {
         return v(format!(
@@ -351,7 +351,7 @@ pub fn check_differential(cpu: &[[f32; 3]], other: &[[f32; 3]]) -> CheckResult {
 
 /// `cell-ranges`: every non-empty cell range `[start, end)` lies within the nodes and holds only its
 /// own key, and every sorted slot is covered exactly once.
-pub fn check_cell_ranges(g: &GridInspection) -> CheckResult {
+pub(crate) fn check_cell_ranges(g: &GridInspection) -> CheckResult {
     let n = g.sorted_keys.len();
     let cells = g.grid.num_cells();
     let v = |d: String| Err(Violation::new(checks::CELL_RANGES, d));
@@ -398,7 +398,7 @@ pub fn check_cell_ranges(g: &GridInspection) -> CheckResult {
 /// `csr-valid`: `row_offsets` has n + 1 entries from 0, non-decreasing, ending at 2·edges; every
 /// column is a node; and each row holds exactly the (neighbour, weight) entries the live edges give
 /// it, in any order.
-pub fn check_csr(csr: &CsrInspection, num_nodes: u32, edges: &[Edge]) -> CheckResult {
+pub(crate) fn check_csr(csr: &CsrInspection, num_nodes: u32, edges: &[Edge]) -> CheckResult {
     let n = num_nodes as usize;
     let entries = 2 * edges.len();
     let v = |d: String| Err(Violation::new(checks::CSR_VALID, d));
@@ -475,7 +475,7 @@ pub fn check_csr(csr: &CsrInspection, num_nodes: u32, edges: &[Edge]) -> CheckRe
 /// Sums are taken in `f32` along each path, as the engine's relaxation does. Because `f32` addition
 /// of a non-negative weight is monotone, both compute the same least fixpoint, so they agree bit for
 /// bit. Unreachable nodes get `f32::INFINITY`.
-pub fn dijkstra(num_nodes: u32, edges: &[Edge], source: u32) -> Vec<f32> {
+pub(crate) fn dijkstra(num_nodes: u32, edges: &[Edge], source: u32) -> Vec<f32> {
     #[derive(PartialEq)]
     struct Item(f32, u32);
     impl Eq for Item {}
@@ -520,7 +520,12 @@ pub fn dijkstra(num_nodes: u32, edges: &[Edge], source: u32) -> Vec<f32> {
 }
 
 /// `sssp-dijkstra`: the engine's distances from `source` equal [`dijkstra`]'s, bit for bit.
-pub fn check_sssp(num_nodes: u32, edges: &[Edge], source: u32, distances: &[f32]) -> CheckResult {
+pub(crate) fn check_sssp(
+    num_nodes: u32,
+    edges: &[Edge],
+    source: u32,
+    distances: &[f32],
+) -> CheckResult {
     let want = dijkstra(num_nodes, edges, source);
     let v = |d: String| Err(Violation::new(checks::SSSP_DIJKSTRA, d));
     if distances.len() != want.len() {
@@ -545,7 +550,7 @@ pub fn check_sssp(num_nodes: u32, edges: &[Edge], source: u32, distances: &[f32]
 
 /// `capacity-invariance`: two runs of one case under different growth policies end with the same
 /// positions, bit for bit.
-pub fn check_capacity_invariance(a: &[[f32; 3]], b: &[[f32; 3]]) -> CheckResult {
+pub(crate) fn check_capacity_invariance(a: &[[f32; 3]], b: &[[f32; 3]]) -> CheckResult {
     let v = |d: String| Err(Violation::new(checks::CAPACITY_INVARIANCE, d));
     if a.len() != b.len() {
         return v(format!(
@@ -578,7 +583,7 @@ pub enum AfterOp {
 /// What went wrong in [`check_engine`]: a broken invariant, or the engine failing to hand over the
 /// data to check.
 #[derive(Clone, Debug, PartialEq)]
-pub enum EngineCheckError {
+pub(crate) enum EngineCheckError {
     /// A check failed.
     Violation(Violation),
     /// Reading state back failed.
@@ -600,7 +605,7 @@ impl From<EngineError> for EngineCheckError {
 /// Runs the checks that apply after `after` on `engine`: counts within capacity; memory accounting;
 /// positions finite always, in bounds after a step; the grid invariants after a step or a resize
 /// (while the engine still holds the grid of its last step); the CSR against the live edges.
-pub fn check_engine<Bk: Backend>(
+pub(crate) fn check_engine<Bk: Backend>(
     engine: &mut Engine<Bk>,
     after: AfterOp,
 ) -> Result<(), EngineCheckError> {

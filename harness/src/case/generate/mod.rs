@@ -3,7 +3,7 @@ Case generation: random graphs of many families, extreme-but-valid parameters, a
 weighted toward resize sequences — the raw material of a campaign.
 
 Both generators here, [`generate_case`] (driven by a seeded `rand` generator, for campaigns) and
-[`case_strategy`] (a `proptest` strategy, for shrinking), are built from the same blocks:
+[`case_strategy_with`] (a `proptest` strategy, for shrinking), are built from the same blocks:
 
 * a [`Family`] and a node count give the initial graph ([`generate_graph`]);
 * a list of [`ParamTweak`]s, applied to the defaults, gives the parameters;
@@ -39,30 +39,23 @@ mod params;
 mod plans;
 mod strategies;
 
-pub use assemble::build_case;
-pub use config::{GenConfig, DEFAULT_INJECT_RATE, RESIZE_INJECT_WEIGHT, SMALL_GRID_CAPS};
+pub(crate) use assemble::build_case;
+pub use config::GenConfig;
+pub(crate) use config::DEFAULT_INJECT_RATE;
 use graphs::bounded_cost;
-pub use graphs::{
-    generate_graph, wide_neighbourhoods, Family, MAX_STACK, MAX_WIDE_NEIGHBOURHOOD_NODES,
-};
+pub(crate) use graphs::{wide_neighbourhoods, Family};
 use params::random_tweaks;
-pub use params::{params_with, ParamTweak};
 use plans::{
     engine_section, inject_probability, random_constraint_plans, small_grid_cap, with_constraints,
     with_constraints_aligned, with_injects,
 };
-pub use plans::{
-    random_constraint_plan, random_env_fault, random_plan, realize, Model, OpPlan, WeightKind,
-};
-pub use strategies::{
-    case_strategy, case_strategy_with, constraint_plan_strategy, env_fault_strategy, plan_strategy,
-    tweak_strategy,
-};
+pub(crate) use plans::{random_env_fault, random_plan, realize, Model, OpPlan};
+pub use strategies::case_strategy_with;
 
 /// A random case: a graph of a random family (2..=`max_small_nodes` nodes mostly, occasionally up to
 /// `max_large_nodes`), possibly extreme parameters, and up to `max_plans` plans weighted toward resize
 /// sequences.
-pub fn generate_case<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> Case {
+pub(crate) fn generate_case<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> Case {
     let family = *Family::ALL.choose(rng).unwrap_or(&Family::Path);
     let small_max = cfg.max_small_nodes.max(2);
     let nodes = if cfg.max_large_nodes > small_max && rng.gen_bool(cfg.large_probability) {

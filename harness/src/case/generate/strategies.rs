@@ -126,11 +126,6 @@ pub fn constraint_plan_strategy() -> BoxedStrategy<OpPlan> {
     .boxed()
 }
 
-/// Whole cases with the default configuration; see [`case_strategy_with`].
-pub fn case_strategy() -> BoxedStrategy<Case> {
-    case_strategy_with(GenConfig::default())
-}
-
 /// Whole cases from the same blocks as [`generate_case`]: shrinking removes plans and tweaks, lowers
 /// counts and moves the family toward the simplest, and every shrunk case is still valid.
 pub fn case_strategy_with(cfg: GenConfig) -> BoxedStrategy<Case> {

@@ -1,6 +1,7 @@
 use forcefield::SimParams;
 
-use super::graphs::EXTREME_WEIGHTS;
+use super::graphs::{generate_graph, EXTREME_WEIGHTS, MAX_STACK, MAX_WIDE_NEIGHBOURHOOD_NODES};
+use super::params::params_with;
 use super::*;
 use crate::case::{Case, Op};
 use proptest::prop_assert;

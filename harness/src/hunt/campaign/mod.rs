@@ -37,20 +37,20 @@ mod tally;
 
 pub use batch::run_side_by_side_watched;
 pub(crate) use config::campaign_watchdog;
-pub use config::{case_seed, Budget, CampaignConfig, Shard};
-pub use minimizer::{
-    minimize_generated, minimize_isolated, FindingMinimizer, HANG_MINIMIZE_DEADLINE,
-};
-pub use run::{
-    run_campaign, run_campaign_into, write_outputs, CampaignEnd, Recording, REPRODUCE_TRIES,
-    SUMMARY_INTERVAL,
-};
+pub use config::case_seed;
+pub use config::Shard;
+pub(crate) use config::{Budget, CampaignConfig};
+pub use minimizer::minimize_isolated;
+pub(crate) use minimizer::{minimize_generated, FindingMinimizer};
+pub(crate) use run::{run_campaign, run_campaign_into, write_outputs, Recording, REPRODUCE_TRIES};
 pub(crate) use slots::{start_case_threads, CaseFeed};
+// The summary format (`forcefield-summary/1`) with the types of its fields.
+pub(crate) use summary::keep_slowest;
 pub use summary::{
-    keep_slowest, Finding, FindingStatus, Reproduction, SlowCase, Summary, WallClock, SLOWEST_KEPT,
+    Finding, FindingStatus, Reproduction, SlowCase, Summary, WallClock, SLOWEST_KEPT,
     SUMMARY_FORMAT,
 };
 
 // Running one case in a worker is the client's; re-exported because campaigns and their users
 // reach it here.
-pub use crate::client::run::{case_payload, run_isolated};
+pub use crate::client::run::run_isolated;

@@ -14,9 +14,9 @@ injected faults), and the final positions must agree bit for bit.
   `uploaded` parameters set to the host's `params`, and a fresh engine built from it on a backend of
   the same kind; stepped the same count, it must reach bitwise the same positions and velocities (on
   CUDA within the differential tolerance). Each step op costs a whole extra engine, so only some are
-  sampled: the first [`RESTART_FIRST_STEPS`] step ops of a run, and the first step op after each
-  op that changed parameters or capacity, at most [`RESTART_MAX_SAMPLES`] per run, and only while
-  the engine holds at most [`RESTART_MAX_NODES`] nodes (what a restart can get wrong shows on small
+  sampled: the first [`RESTART_FIRST_STEPS`](sampled_checks::RESTART_FIRST_STEPS) step ops of a run, and the first step op after each
+  op that changed parameters or capacity, at most [`RESTART_MAX_SAMPLES`](sampled_checks::RESTART_MAX_SAMPLES) per run, and only while
+  the engine holds at most [`RESTART_MAX_NODES`](sampled_checks::RESTART_MAX_NODES) nodes (what a restart can get wrong shows on small
   graphs too, and large ones would double the time of cases that are slow already).
 * `differential` (CUDA cases): a CPU shadow engine runs the same ops (not the injected faults); after
   every step op the positions must agree within [`oracle::DIFFERENTIAL_TOLERANCE`].
@@ -54,11 +54,12 @@ mod sampled_checks;
 mod wire;
 
 pub use apply::apply_op;
-pub use result::{tolerance, Breadcrumb, CaseResult, END_OP, INIT_OP};
-pub use sampled_checks::{
-    PHYSICS_SAMPLES, RESTART_FIRST_STEPS, RESTART_MAX_NODES, RESTART_MAX_SAMPLES,
-};
-pub use wire::{bits3, floats3, ResumePoint, WireCheckpoint};
+pub use result::CaseResult;
+// The vocabulary of `CaseResult::FaultNotTolerated::failure`.
+pub use result::tolerance;
+pub(crate) use result::{Breadcrumb, END_OP, INIT_OP};
+pub(crate) use wire::floats3;
+pub use wire::{bits3, ResumePoint, WireCheckpoint};
 
 use apply::check_retrying;
 use fault_tolerance::{apply_tolerating, Armed, State};
@@ -96,7 +97,7 @@ pub fn execute(case: &Case, opts: &ExecOptions, crumbs: &mut dyn FnMut(Breadcrum
 
 /// Runs `case` in this process on backends made by `make_backend` (called once per engine; an `Err`
 /// is an environment result: the backend is unavailable here).
-pub fn execute_with<Bk: Backend>(
+pub(crate) fn execute_with<Bk: Backend>(
     case: &Case,
     opts: &ExecOptions,
     make_backend: &dyn Fn() -> Result<Bk, String>,
@@ -111,7 +112,7 @@ pub fn execute_with<Bk: Backend>(
 /// Continues `case` from `resume` (a [`CaseResult::Poisoned`] of an earlier process) on backends
 /// made by `make_backend`: the engine is rebuilt from the checkpoint, its state checked against it,
 /// the op that lost the context retried, and the case run to its end as [`execute_with`] would.
-pub fn resume_with<Bk: Backend>(
+pub(crate) fn resume_with<Bk: Backend>(
     case: &Case,
     opts: &ExecOptions,
     resume: &ResumePoint,
@@ -148,7 +149,7 @@ fn validated_spec(case: &Case) -> Result<GraphSpec, CaseResult> {
 /// `inject` op only arms its fault: checks after it would read the device and could spend an armed
 /// copy fault meant for the next op. A process that can no longer get a context ends in
 /// [`CaseResult::Poisoned`].
-pub fn apply_and_check<Bk: Backend>(
+pub(crate) fn apply_and_check<Bk: Backend>(
     engine: &mut Engine<Bk>,
     index: usize,
     op: &Op,
