@@ -3,6 +3,7 @@
 use forcefield::params::features;
 use forcefield::SimParams;
 use rand::Rng;
+use std::ops::Range;
 
 /// One extreme-but-valid change to the default parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -115,9 +116,11 @@ impl ParamTweak {
         }
     }
 
-    pub(super) fn random<R: Rng + ?Sized>(rng: &mut R) -> Self {
+    /// The tweaks without a value, in the order both generators draw them from (the seeded one
+    /// by index, so the order is part of what a seed gives).
+    pub(super) const FIXED: [ParamTweak; 22] = {
         use ParamTweak::*;
-        const FIXED: [ParamTweak; 22] = [
+        [
             TinyCellSize,
             HugeCellSize,
             HugeRepelK,
@@ -140,12 +143,21 @@ impl ParamTweak {
             LongRestLength,
             StrongGravity,
             NoWarmup,
-        ];
+        ]
+    };
+    /// The values `Noise`, `Separation` and `SsspStretch` take, in both generators.
+    pub(super) const NOISE_TEMPERATURES: Range<f32> = 0.0..10.0;
+    pub(super) const SEPARATION_RADII: Range<f32> = 0.0..5.0;
+    pub(super) const SSSP_STRETCHES: Range<f32> = 0.0..2.0;
+
+    pub(super) fn random<R: Rng + ?Sized>(rng: &mut R) -> Self {
+        use ParamTweak::*;
+        const FIXED: [ParamTweak; 22] = ParamTweak::FIXED;
         match rng.gen_range(0..30) {
             0 => Features(rng.gen_range(0..=features::ALL)),
-            1 => Noise(rng.gen_range(0.0..10.0)),
-            2 => Separation(rng.gen_range(0.0..5.0)),
-            3 => SsspStretch(rng.gen_range(0.0..2.0)),
+            1 => Noise(rng.gen_range(Self::NOISE_TEMPERATURES)),
+            2 => Separation(rng.gen_range(Self::SEPARATION_RADII)),
+            3 => SsspStretch(rng.gen_range(Self::SSSP_STRETCHES)),
             4 => IterationNearWrap,
             5..=7 => Seed(rng.gen()),
             k => FIXED[(k - 8) % FIXED.len()],

@@ -23,6 +23,12 @@ pub enum WeightKind {
     Extreme,
 }
 
+impl WeightKind {
+    /// Every kind, in the order both generators draw them from.
+    pub(super) const ALL: [WeightKind; 3] =
+        [WeightKind::One, WeightKind::Uniform, WeightKind::Extreme];
+}
+
 /// An operation relative to the state it meets; [`realize`] makes it concrete. `salt` seeds the
 /// choices (which nodes, which positions).
 #[derive(Clone, Debug, PartialEq)]
@@ -586,9 +592,7 @@ pub fn random_plan<R: Rng + ?Sized>(rng: &mut R, cfg: &GenConfig) -> OpPlan {
         },
         68..=74 => OpPlan::AddEdges {
             count: rng.gen_range(1..=8),
-            weights: *[WeightKind::One, WeightKind::Uniform, WeightKind::Extreme]
-                .choose(rng)
-                .unwrap_or(&WeightKind::One),
+            weights: *WeightKind::ALL.choose(rng).unwrap_or(&WeightKind::One),
             salt: rng.gen(),
         },
         75..=79 => OpPlan::GrowEdgesPastCapacity {

@@ -18,37 +18,17 @@ use crate::case::Case;
 /// A [`ParamTweak`].
 pub fn tweak_strategy() -> BoxedStrategy<ParamTweak> {
     use ParamTweak::*;
-    let fixed = prop::sample::select(vec![
-        TinyCellSize,
-        HugeCellSize,
-        HugeRepelK,
-        TinyViewport,
-        HugeViewport,
-        TinyCutoff,
-        HugeCutoff,
-        TinySoftening,
-        MinimalSoftening,
-        TinyDt,
-        LargeDt,
-        NoDamping,
-        FullDamping,
-        TinyMaxForce,
-        HugeMaxForce,
-        TinyMaxVelocity,
-        HugeMaxVelocity,
-        StiffSprings,
-        ZeroRestLength,
-        LongRestLength,
-        StrongGravity,
-        NoWarmup,
-        IterationNearWrap,
-    ]);
+    // The seeded generator's fixed tweaks, and the iteration near its wrap (which the seeded one
+    // draws as a case of its own).
+    let mut fixed = ParamTweak::FIXED.to_vec();
+    fixed.push(IterationNearWrap);
+    let fixed = prop::sample::select(fixed);
     prop_oneof![
         8 => fixed,
         1 => (0..=features::ALL).prop_map(Features),
-        1 => (0.0f32..10.0).prop_map(Noise),
-        1 => (0.0f32..5.0).prop_map(Separation),
-        1 => (0.0f32..2.0).prop_map(SsspStretch),
+        1 => ParamTweak::NOISE_TEMPERATURES.prop_map(Noise),
+        1 => ParamTweak::SEPARATION_RADII.prop_map(Separation),
+        1 => ParamTweak::SSSP_STRETCHES.prop_map(SsspStretch),
         1 => any::<u64>().prop_map(Seed),
     ]
     .boxed()
@@ -57,11 +37,7 @@ pub fn tweak_strategy() -> BoxedStrategy<ParamTweak> {
 /// An [`OpPlan`], weighted toward resize sequences as [`generate_case`] is.
 pub fn plan_strategy(cfg: &GenConfig) -> BoxedStrategy<OpPlan> {
     let steps = 1..=cfg.max_step_count.max(1);
-    let weights = prop::sample::select(vec![
-        WeightKind::One,
-        WeightKind::Uniform,
-        WeightKind::Extreme,
-    ]);
+    let weights = prop::sample::select(WeightKind::ALL.to_vec());
     prop_oneof![
         22 => steps.prop_map(|count| OpPlan::Step { count }),
         14 => (0..8u32, any::<bool>(), any::<u64>()).prop_map(|(extra, positioned, salt)| {

@@ -10,7 +10,7 @@ use forcefield::{
 use super::apply::{check, check_retrying};
 use super::fault_tolerance::{apply_tolerating, with_read_retry, Armed, State};
 use super::result::{tolerance, Breadcrumb, CaseResult, Run, Stop, END_OP, INIT_OP};
-use super::sampled_checks::differential;
+use super::sampled_checks::{differential, Samples};
 use crate::case::{BackendKind, Case, Op, MAX_CASE_EDGES, MAX_CASE_NODES};
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::AfterOp;
@@ -35,12 +35,11 @@ pub(super) struct Runner<'a, Bk: Backend> {
     pub(super) armed: Armed,
     /// The CPU engine a CUDA case is compared with (checked run only).
     pub(super) shadow: Option<Engine<CpuBackend>>,
-    /// Step ops checked for restart equivalence so far.
-    pub(super) restart_samples: usize,
-    /// Whether parameters or capacity changed since the last sampled step op.
-    pub(super) restart_due: bool,
+    /// Step ops checked for restart equivalence so far, and whether parameters or capacity
+    /// changed since the last one.
+    pub(super) restart: Samples,
     /// Step ops checked by the physics reference so far.
-    pub(super) physics_samples: usize,
+    pub(super) physics: Samples,
     /// Whether to run the model oracle (checked run only).
     pub(super) use_model: bool,
     /// What the engine must hold (checked run with `use_model`).
@@ -67,9 +66,8 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             faults: FaultSet::of(&case.faults),
             armed: Armed::default(),
             shadow: None,
-            restart_samples: 0,
-            restart_due: false,
-            physics_samples: 0,
+            restart: Samples::default(),
+            physics: Samples::default(),
             use_model: false,
             model: None,
         }
@@ -137,7 +135,7 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
                     | Op::AddNodes { .. }
                     | Op::AddEdges { .. }
             ) {
-                self.restart_due = true;
+                self.restart.due = true;
             }
         }
         with_read_retry(&mut engine, |e| e.positions())

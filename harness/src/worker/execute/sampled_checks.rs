@@ -21,6 +21,46 @@ pub const RESTART_MAX_NODES: u32 = 1024;
 /// checkpoint and one step).
 pub const PHYSICS_SAMPLES: usize = 2;
 
+/// Which step ops of a checked run a costly check samples: the first `first` of them, and the first
+/// after each change that makes one due ([`Samples::due`]), at most `max` in all. Both sampled
+/// checks follow it; physics has no due samples, so its rule is the first `PHYSICS_SAMPLES`.
+#[derive(Clone, Copy)]
+struct SamplingRule {
+    first: usize,
+    max: usize,
+}
+
+const RESTART_RULE: SamplingRule = SamplingRule {
+    first: RESTART_FIRST_STEPS,
+    max: RESTART_MAX_SAMPLES,
+};
+const PHYSICS_RULE: SamplingRule = SamplingRule {
+    first: PHYSICS_SAMPLES,
+    max: PHYSICS_SAMPLES,
+};
+
+/// How far a run is through one sampled check's samples.
+#[derive(Default)]
+pub(super) struct Samples {
+    /// Step ops sampled so far.
+    taken: usize,
+    /// Whether the next step op is wanted whatever the count (after a params or capacity change).
+    pub(super) due: bool,
+}
+
+impl Samples {
+    /// Whether the step op at hand is sampled under `rule`; counts it when it is.
+    fn take(&mut self, rule: SamplingRule) -> bool {
+        let wanted = self.taken < rule.first || self.due;
+        if !wanted || self.taken >= rule.max {
+            return false;
+        }
+        self.taken += 1;
+        self.due = false;
+        true
+    }
+}
+
 impl<'a, Bk: Backend> Runner<'a, Bk> {
     /// The checkpoint to rebuild an engine from before a step op sampled for restart equivalence,
     /// with the host's parameters as the uploaded ones.
@@ -29,18 +69,12 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
         engine: &Engine<Bk>,
         op: &Op,
     ) -> Option<Checkpoint> {
-        if !self.checked()
-            || !matches!(op, Op::Step { count } if *count > 0)
+        if !self.samples_step(op)
             || engine.num_nodes() > RESTART_MAX_NODES
+            || !self.restart.take(RESTART_RULE)
         {
             return None;
         }
-        let wanted = self.restart_samples < RESTART_FIRST_STEPS || self.restart_due;
-        if !wanted || self.restart_samples >= RESTART_MAX_SAMPLES {
-            return None;
-        }
-        self.restart_samples += 1;
-        self.restart_due = false;
         let mut checkpoint = engine.checkpoint().clone();
         checkpoint.uploaded = checkpoint.params.clone();
         Some(checkpoint)
@@ -53,15 +87,19 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
         engine: &Engine<Bk>,
         op: &Op,
     ) -> Option<Checkpoint> {
-        if !self.checked()
-            || !matches!(op, Op::Step { count } if *count > 0)
-            || self.physics_samples >= PHYSICS_SAMPLES
+        if !self.samples_step(op)
             || !physics::applies(engine.params(), engine.num_nodes())
+            || !self.physics.take(PHYSICS_RULE)
         {
             return None;
         }
-        self.physics_samples += 1;
         Some(engine.checkpoint().clone())
+    }
+
+    /// Whether `op` is one a sampled check may sample: a step op of at least one step, in the
+    /// checked run.
+    fn samples_step(&self, op: &Op) -> bool {
+        self.checked() && matches!(op, Op::Step { count } if *count > 0)
     }
 
     /// `physics`: an engine rebuilt from the state before step op `index` takes one step, which
