@@ -23,6 +23,13 @@ Two more choices are drawn after all of those, so that they never change the res
   likely before a resize (growth past capacity, `reserve`, `shrink_to_fit`, a resize cycle).
 
 Every case produced here passes [`Case::validate`].
+
+# Files
+
+`config.rs` ([`GenConfig`], a leaf), `graphs.rs`, `params.rs`, `plans.rs`, `strategies.rs` (the
+blocks, and the `proptest` strategies over them), `assemble.rs` ([`build_case`], shared by both
+generators). A file imports its siblings, never this `mod.rs`, which draws a case from a seed and
+re-exports the rest.
 */
 
 use forcefield::EnvFault;

@@ -1,9 +1,10 @@
 //! Parameter extremes: [`ParamTweak`]s, extreme-but-valid changes to the default parameters.
 
+use std::ops::Range;
+
 use forcefield::params::features;
 use forcefield::SimParams;
 use rand::Rng;
-use std::ops::Range;
 
 /// One extreme-but-valid change to the default parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -39,6 +39,15 @@ cannot go on in this process: the result is [`CaseResult::Poisoned`], carrying a
 
 This module does not catch panics or signals: a crash here is a crash of the calling process, which is
 what a debugger wants; isolation is the business of the worker layer.
+
+# Files
+
+`result.rs` ([`CaseResult`], [`Breadcrumb`], the pseudo-op names, and the private `Stop` and `Run`
+the others pass up), `runner.rs` (one run op by op), `apply.rs` (one op and the state oracles after
+it), `fault_tolerance.rs`, `sampled_checks.rs` (restart, physics and the CUDA shadow, the step ops
+the first two sample decided by one rule), `wire.rs` (checkpoints as bits). A file imports its
+siblings, never this `mod.rs`, which holds the entry points and the re-exports: so the folder has
+no import cycle through its parent.
 */
 
 use forcefield::{Backend, Engine, GraphSpec};
