@@ -644,11 +644,7 @@ fn a_sticky_fault_is_reported_and_then_every_call_refused() {
         pos: [bogus(0x100), bogus(0x100), bogus(0x100)],
         cell_keys: bogus(keys.addr),
         node_order: bogus(keys.addr),
-        grid: forcefield::GridSpec {
-            origin: [0.0; 3],
-            cell_size: 1.0,
-            dims: [1, 1, 1],
-        },
+        grid: bogus(0x100),
         num_nodes: 1 << 20,
     });
     let e = b.launch(&launch).unwrap_err();
@@ -876,6 +872,16 @@ fn found(r: Result<f64, BackendError>) -> (MemoryViolation, String) {
     (v, e.message)
 }
 
+/// A device-side grid of `n` cells along x, as `grid_params` stores it.
+fn cells_along_x(n: u32) -> [u32; 8] {
+    forcefield::GridSpec {
+        origin: [0.0; 3],
+        cell_size: 1.0,
+        dims: [n, 1, 1],
+    }
+    .to_words()
+}
+
 /// A sort of 6 items whose key and value outputs hold only 4 (what the planted
 /// `sort-count-unclamped` does): three cells, so the radix kernels run.
 fn short_sort(b: &mut CudaBackend, num_cells: u32) -> SortArgs {
@@ -886,8 +892,9 @@ fn short_sort(b: &mut CudaBackend, num_cells: u32) -> SortArgs {
         keys_out: device_buffer(b, BufferName::SortedKeys, 4, &[0; 4]),
         values_out: device_buffer(b, BufferName::SortedNodes, 4, &[0; 4]),
         cell_counts: device_buffer(b, BufferName::CellCounts, 3, &[]),
+        grid: device_buffer(b, BufferName::Grid, 8, &cells_along_x(num_cells)),
         num_items: 6,
-        num_cells,
+        max_cells: num_cells,
     }
 }
 
@@ -972,8 +979,10 @@ fn checked_mode_reports_out_of_bounds_writes_and_reads_like_the_cpu() {
         sorted_keys: device_buffer(&mut b, BufferName::SortedKeys, 4, &[0, 1, 7, 7]),
         cell_start: device_buffer(&mut b, BufferName::CellStart, 4, &[0; 4]),
         cell_end: device_buffer(&mut b, BufferName::CellEnd, 4, &[0; 4]),
+        grid: device_buffer(&mut b, BufferName::Grid, 8, &cells_along_x(4)),
         num_items: 4,
-        num_cells: 8,
+        max_cells: 4,
+        over_cells: 0,
     };
     let (v, _) = found(b.launch(&Launch::CellBounds(cells)));
     assert_eq!(v.site, Site::Kernel("cell_bounds"));

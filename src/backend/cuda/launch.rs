@@ -14,7 +14,8 @@ use cudarc::driver::sys;
 
 use crate::backend::{
     BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
-    FrontierCompactArgs, GatherPositionsArgs, IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
+    FrontierCompactArgs, GatherPositionsArgs, GridParamsArgs, IntegrateArgs, Launch, SortArgs,
+    SsspRelaxArgs,
 };
 use crate::sanitize::Access;
 
@@ -65,7 +66,9 @@ pub const KERNEL_NAMES: &[&str] = &[
 pub struct Kernels {
     bounds_reduce: sys::CUfunction,
     bounds_finalize: sys::CUfunction,
+    grid_params: sys::CUfunction,
     build_grid: sys::CUfunction,
+    cell_clear: sys::CUfunction,
     sort_histogram: sys::CUfunction,
     sort_scan: sys::CUfunction,
     sort_scan_digits: sys::CUfunction,
@@ -92,7 +95,9 @@ impl Kernels {
         Ok(Kernels {
             bounds_reduce: get("bounds_reduce")?,
             bounds_finalize: get("bounds_finalize")?,
+            grid_params: get("grid_params")?,
             build_grid: get("build_grid")?,
+            cell_clear: get("cell_clear")?,
             sort_histogram: get("sort_histogram")?,
             sort_scan: get("sort_scan")?,
             sort_scan_digits: get("sort_scan_digits")?,
@@ -223,7 +228,7 @@ fn radix_passes(num_cells: u32) -> u32 {
 pub fn queued_transfers(launch: &Launch) -> Vec<(DeviceSpan, usize, Access)> {
     match launch {
         Launch::BoundsReduce(a) => vec![(a.bounds, 6, Access::Write)],
-        Launch::SortPairs(a) if a.num_items > 0 && radix_passes(a.num_cells) == 0 => {
+        Launch::SortPairs(a) if a.num_items > 0 && radix_passes(a.max_cells) == 0 => {
             let n = a.num_items as usize;
             vec![
                 (a.keys_in, n, Access::Read),
@@ -277,6 +282,7 @@ impl Queue<'_> {
     pub fn enqueue(&mut self, launch: &Launch) -> Result<(), DriverError> {
         match launch {
             Launch::BoundsReduce(a) => self.bounds_reduce(a),
+            Launch::GridParams(a) => self.grid_params(a),
             Launch::BuildGrid(a) => self.build_grid(a),
             Launch::SortPairs(a) => self.sort_pairs(a),
             Launch::GatherPositions(a) => self.gather_positions(a),
@@ -309,6 +315,20 @@ impl Queue<'_> {
         self.launch(self.kernels.bounds_finalize, 1, 32, &mut args)
     }
 
+    /// `grid_params`: one thread turns the bounding box into the grid, on the device.
+    fn grid_params(&mut self, a: &GridParamsArgs) -> Result<(), DriverError> {
+        let i = &a.inputs;
+        let mut args = kernel_args![
+            &a.bounds.addr,
+            &a.grid.addr,
+            &i.cell_size,
+            &i.cutoff,
+            &i.num_nodes,
+            &i.max_cells,
+        ];
+        self.launch(self.kernels.grid_params, 1, 32, &mut args)
+    }
+
     fn build_grid(&mut self, a: &BuildGridArgs) -> Result<(), DriverError> {
         if a.num_nodes == 0 {
             return Ok(());
@@ -319,15 +339,15 @@ impl Queue<'_> {
             &a.pos[2].addr,
             &a.cell_keys.addr,
             &a.node_order.addr,
-            &a.grid,
+            &a.grid.addr,
             &a.num_nodes,
         ];
         let blocks = blocks_for(a.num_nodes, NODE_THREADS);
         self.launch(self.kernels.build_grid, blocks, NODE_THREADS, &mut args)
     }
 
-    /// `sort_pairs`: a stable LSD radix sort over the bits of the largest key, `num_cells - 1`
-    /// (see `layout.cu`). Passes alternate between the output and scratch buffers so that the last
+    /// `sort_pairs`: a stable LSD radix sort over the bits of the largest possible key,
+    /// `max_cells - 1` (see `layout.cu`): the grid's own count stays on the device. Passes alternate between the output and scratch buffers so that the last
     /// one writes the output; the inputs are never written (the engine reads the unsorted keys
     /// back for its oracles). With a single cell every key is 0 and the sort is a copy.
     /// `cell_counts` is not used: the per-tile histograms live in scratch memory, since their size
@@ -337,7 +357,7 @@ impl Queue<'_> {
         if n == 0 {
             return Ok(());
         }
-        let passes = radix_passes(a.num_cells);
+        let passes = radix_passes(a.max_cells);
         let bytes = n as usize * 4;
         if passes == 0 {
             self.copy(a.keys_out.addr, a.keys_in.addr, bytes)?;
@@ -403,18 +423,31 @@ impl Queue<'_> {
         Ok(())
     }
 
+    /// `cell_clear` over the cell capacity (threads past the grid's cell count idle), then
+    /// `cell_bounds` over the sorted items.
     fn cell_bounds(&mut self, a: &CellBoundsArgs) -> Result<(), DriverError> {
         if a.num_items == 0 {
             return Ok(());
         }
+        let mut args = kernel_args![&a.cell_start.addr, &a.cell_end.addr, &a.grid.addr];
+        let blocks = blocks_for(a.max_cells, NODE_THREADS);
+        self.launch(self.kernels.cell_clear, blocks, NODE_THREADS, &mut args)?;
         let mut args = kernel_args![
             &a.sorted_keys.addr,
             &a.cell_start.addr,
             &a.cell_end.addr,
+            &a.grid.addr,
             &a.num_items,
-            &a.num_cells,
+            &a.max_cells,
+            &a.over_cells,
         ];
-        let blocks = blocks_for(a.num_items, NODE_THREADS);
+        // Planted `cell-bounds-over-cells` reads the item count from the grid: up to the capacity.
+        let items = if a.over_cells != 0 {
+            a.max_cells
+        } else {
+            a.num_items
+        };
+        let blocks = blocks_for(items, NODE_THREADS);
         self.launch(self.kernels.cell_bounds, blocks, NODE_THREADS, &mut args)
     }
 
@@ -467,7 +500,7 @@ impl Queue<'_> {
             &a.anchor[2].addr,
             &a.anchor_k.addr,
             &a.sssp_dist.addr,
-            &a.grid,
+            &a.grid.addr,
             &a.params,
             &a.num_nodes,
             &a.stencil_radius,
@@ -704,8 +737,9 @@ mod tests {
                 keys_out: span(BufferName::SortedKeys),
                 values_out: span(BufferName::SortedNodes),
                 cell_counts: span(BufferName::CellCounts),
+                grid: span(BufferName::Grid),
                 num_items: 8,
-                num_cells,
+                max_cells: num_cells,
             })
         };
         // One cell: the sort is two copies of 8 elements each way.
