@@ -780,8 +780,8 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
         );
         return;
     }
-    // A backend dropped clean leaves its context in the reuse pool; the loss below must not let a
-    // pooled context hide that the process is poisoned.
+    // Backends share the process's context (see `driver.rs`); the loss below must not let the
+    // shared context, or a module given back to it, hide that the process is poisoned.
     drop(cuda());
     let mut b = cuda();
     let buf = b.alloc(BufferName::Mass, 16).unwrap();
@@ -798,7 +798,7 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
             println!("trap checked: lost with `{e}`; reset gave a working context");
         }
         Err(r) => {
-            // A new backend is refused the same way: no pooled context survived the loss.
+            // A new backend is refused the same way: the lost shared context was retired.
             let other = CudaBackend::new(0).err();
             assert!(
                 other.is_some(),
@@ -813,8 +813,9 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
     let _ = buf;
 }
 
-/// Contexts are reused (see `driver.rs`): an engine on a context that another engine used and gave
-/// back lays out bit for bit as one on a new context, and starts with no memory of its own.
+/// The context and its modules are shared and reused (see `driver.rs`): an engine on a module that
+/// another engine used and gave back lays out bit for bit as the first, and starts with no memory
+/// of its own.
 #[test]
 fn a_reused_context_gives_the_same_bits_and_starts_empty() {
     require_cuda!();
@@ -825,6 +826,72 @@ fn a_reused_context_gives_the_same_bits_and_starts_empty() {
     let b = cuda();
     assert_eq!(b.bytes_allocated(), 0);
     println!("reuse checked: {} states equal", first.len());
+}
+
+/// Engines running at the same time on threads of one process share its context, each on its own
+/// stream with its own leased module: every one lays out bit for bit as an engine alone, in the
+/// default and the checked mode (whose kernels keep launch state in module globals).
+#[test]
+fn engines_running_at_once_in_one_context_keep_their_own_bits() {
+    require_cuda!();
+    for checked in [false, true] {
+        let open = || CudaBackend::with_checked(0, checked).unwrap_or_else(|e| panic!("{e}"));
+        let alone = common::scripted_bits(open());
+        let together: Vec<Vec<common::Bits>> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| common::scripted_bits(open())))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for (i, bits) in together.iter().enumerate() {
+            common::assert_same_moving_layout(&alone, bits, &format!("engine {i} of 4 at once"));
+        }
+        println!("concurrency checked (checked mode: {checked}): 4 engines at once, equal bits");
+    }
+}
+
+/// What a new backend costs (context shared, module leased) and what a small engine's life costs,
+/// the per-case overhead of a campaign:
+/// `cargo test --release --test cuda -- --ignored report_backend_creation --nocapture`.
+#[test]
+#[ignore = "prints timings; run explicitly on a GPU machine"]
+fn report_backend_creation() {
+    require_cuda!();
+    let t = std::time::Instant::now();
+    drop(cuda());
+    println!("first backend: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    for checked in [false, true] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            drop(CudaBackend::with_checked(0, checked).unwrap());
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "backend new+drop (checked: {checked}): median {:.3} ms, max {:.3} ms over 20",
+            times[10], times[19]
+        );
+    }
+    let graph = GraphSpec {
+        num_nodes: 100,
+        edges: (0..99).map(|i| Edge::new(i, i + 1)).collect(),
+        positions: None,
+    };
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let mut e = Engine::new(cuda(), &graph, SimParams::default()).unwrap();
+        e.step(10).unwrap();
+        let _ = e.positions().unwrap();
+        drop(e);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "100-node engine, 10 steps, read back, drop: median {:.3} ms, max {:.3} ms over 20",
+        times[10], times[19]
+    );
 }
 
 // ---- the checked mode ---------------------------------------------------------------------------
