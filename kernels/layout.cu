@@ -5,7 +5,8 @@
  * box, the sort) are split into several kernels launched one after another by the backend:
  *
  *   bounds_reduce   = bounds_reduce + bounds_finalize
- *   sort_pairs      = per radix pass: sort_histogram, sort_scan_digits, sort_scatter
+ *   sort_pairs      = sort_small (one block, up to one tile of items), or per radix pass:
+ *                     sort_histogram, sort_scan_digits, sort_scatter
  *
  * Launch shapes (threads per block, items per tile) are fixed here and mirrored by constants in
  * src/backend/cuda/launch.rs. Each kernel names the global buffers it accesses with BUFFERS(..),
@@ -268,23 +269,18 @@ extern "C" __global__ void sort_scan(u32* __restrict__ data, u32 len, u32* __res
     if (total != 0 && threadIdx.x == 0) ST(total, 0) = all;
 }
 
-/* Stable scatter of one tile. Items are taken in rounds of SORT_THREADS consecutive items, so
- * earlier rounds hold earlier items; within a round, an item's rank among the round's items with
- * the same digit is the count in earlier warps plus the count in earlier lanes of its own warp
- * (__match_any_sync groups the lanes by digit). */
-extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
-                                        const u32* __restrict__ values_in,
-                                        u32* __restrict__ keys_out, u32* __restrict__ values_out,
-                                        const u32* __restrict__ block_hist, u32 num_items,
-                                        u32 shift, u32 num_tiles) {
-    BUFFERS(keys_in, values_in, keys_out, values_out, block_hist);
-    __shared__ u32 next_slot[RADIX];
-    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+/* The stable scatter of one tile's items [base, base + SORT_TILE) by the digit at `shift`. Items are
+ * taken in rounds of SORT_THREADS consecutive items, so earlier rounds hold earlier items; within a
+ * round, an item's rank among the round's items with the same digit is the count in earlier warps
+ * plus the count in earlier lanes of its own warp (__match_any_sync groups the lanes by digit).
+ * `next_slot[d]` holds the first output slot of the tile's items with digit d and is advanced past
+ * them. No __restrict__: sort_small reads, in one launch, what an earlier pass wrote. */
+__device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* values_in, u32* keys_out,
+                                             u32* values_out, u64 base, u32 num_items, u32 shift,
+                                             u32* next_slot, u32 (*warp_counts)[RADIX]) {
+    BUFFERS(keys_in, values_in, keys_out, values_out);
     const u32 lane = threadIdx.x & 31u;
     const u32 warp = threadIdx.x >> 5;
-    for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
-        next_slot[d] = LD(block_hist, (u64)d * num_tiles + blockIdx.x);
-    const u64 base = (u64)blockIdx.x * SORT_TILE;
     for (u32 r = 0; r < SORT_ITEMS; ++r) {
         const u64 round_base = base + (u64)r * SORT_THREADS;
         /* Block-uniform: the whole block leaves together. */
@@ -315,6 +311,64 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
             next_slot[d] += round_count;
         }
         __syncthreads();
+    }
+}
+
+/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`. */
+extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
+                                        const u32* __restrict__ values_in,
+                                        u32* __restrict__ keys_out, u32* __restrict__ values_out,
+                                        const u32* __restrict__ block_hist, u32 num_items,
+                                        u32 shift, u32 num_tiles) {
+    BUFFERS(block_hist);
+    __shared__ u32 next_slot[RADIX];
+    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
+        next_slot[d] = LD(block_hist, (u64)d * num_tiles + blockIdx.x);
+    scatter_tile(keys_in, values_in, keys_out, values_out, (u64)blockIdx.x * SORT_TILE, num_items,
+                 shift, next_slot, warp_counts);
+}
+
+/* Digit counts of the items [0, num_items) into `counts` (shared, zeroed by the caller). */
+__device__ __forceinline__ void count_digits(const u32* keys, u32 num_items, u32 shift,
+                                             u32* counts) {
+    BUFFERS(keys);
+    for (u32 i = threadIdx.x; i < num_items; i += SORT_THREADS)
+        atomicAdd(&counts[(LD(keys, i) >> shift) & (RADIX - 1u)], 1u);
+}
+
+/* The whole sort by one block of SORT_THREADS (= RADIX) threads when the items fit one tile
+ * (num_items <= SORT_TILE, every harness case and small layouts): each pass counts the digits, scans
+ * the RADIX counts and scatters as sort_scatter does, with a barrier between passes where the large
+ * sort has three launches. Passes alternate between the output and `tmp_*` as on the host side of
+ * the large sort, so the last one writes the output and the inputs are never written. A barrier
+ * makes a pass's global writes visible to the whole block, which is all the next pass reads. */
+extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, u32* keys_out,
+                                      u32* values_out, u32* tmp_keys, u32* tmp_values,
+                                      u32 num_items, u32 passes) {
+    __shared__ u32 next_slot[RADIX];
+    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    const u32* src_keys = keys_in;
+    const u32* src_values = values_in;
+    for (u32 pass = 0; pass < passes; ++pass) {
+        const bool last_parity = (passes - 1u - pass) % 2u == 0u;
+        u32* dst_keys = last_parity ? keys_out : tmp_keys;
+        u32* dst_values = last_parity ? values_out : tmp_values;
+        const u32 shift = pass * RADIX_BITS;
+        next_slot[threadIdx.x] = 0u;
+        __syncthreads();
+        count_digits(src_keys, num_items, shift, next_slot);
+        __syncthreads();
+        const u32 count = next_slot[threadIdx.x];
+        u32 total = 0u;
+        const u32 first = block_exclusive_scan(count, &total);
+        next_slot[threadIdx.x] = first;
+        __syncthreads();
+        scatter_tile(src_keys, src_values, dst_keys, dst_values, 0, num_items, shift, next_slot,
+                     warp_counts);
+        __syncthreads();
+        src_keys = dst_keys;
+        src_values = dst_values;
     }
 }
 

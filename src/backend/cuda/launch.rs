@@ -52,6 +52,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "sort_scan",
     "sort_scan_digits",
     "sort_scatter",
+    "sort_small",
     "gather_positions",
     "cell_bounds",
     "force_pass",
@@ -73,6 +74,7 @@ pub struct Kernels {
     sort_scan: sys::CUfunction,
     sort_scan_digits: sys::CUfunction,
     sort_scatter: sys::CUfunction,
+    sort_small: sys::CUfunction,
     gather_positions: sys::CUfunction,
     cell_bounds: sys::CUfunction,
     force_pass: sys::CUfunction,
@@ -102,6 +104,7 @@ impl Kernels {
             sort_scan: get("sort_scan")?,
             sort_scan_digits: get("sort_scan_digits")?,
             sort_scatter: get("sort_scatter")?,
+            sort_small: get("sort_small")?,
             cell_bounds: get("cell_bounds")?,
             force_pass: get("force_pass")?,
             gather_positions: get("gather_positions")?,
@@ -363,6 +366,9 @@ impl Queue<'_> {
             self.copy(a.keys_out.addr, a.keys_in.addr, bytes)?;
             return self.copy(a.values_out.addr, a.values_in.addr, bytes);
         }
+        if n <= SORT_TILE {
+            return self.sort_small(a, passes);
+        }
         let tiles = blocks_for(n, SORT_TILE);
         let hist_len = RADIX * tiles;
         if self
@@ -421,6 +427,39 @@ impl Queue<'_> {
             (src_keys, src_values) = (dst_keys, dst_values);
         }
         Ok(())
+    }
+
+    /// `sort_small`: the whole sort of at most one tile of items by one block, in one launch (the
+    /// large sort's three launches and a fill per pass cost more than the sort itself there).
+    fn sort_small(&mut self, a: &SortArgs, passes: u32) -> Result<(), DriverError> {
+        let n = a.num_items;
+        let bytes = n as usize * 4;
+        if passes > 1
+            && (self.scratch.sort_keys.must_grow(bytes)
+                || self.scratch.sort_values.must_grow(bytes))
+        {
+            // As in `sort_pairs`: queued launches may still use the old scratch memory.
+            self.synchronize()?;
+        }
+        let (tmp_keys, tmp_values) = if passes > 1 {
+            (
+                self.scratch.sort_keys.ensure(bytes)?,
+                self.scratch.sort_values.ensure(bytes)?,
+            )
+        } else {
+            (0, 0)
+        };
+        let mut args = kernel_args![
+            &a.keys_in.addr,
+            &a.values_in.addr,
+            &a.keys_out.addr,
+            &a.values_out.addr,
+            &tmp_keys,
+            &tmp_values,
+            &n,
+            &passes,
+        ];
+        self.launch(self.kernels.sort_small, 1, SORT_THREADS, &mut args)
     }
 
     /// `cell_clear` over the cell capacity (threads past the grid's cell count idle), then
