@@ -374,14 +374,19 @@ extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, 
 
 /* ---- 5. cell_bounds ------------------------------------------------------------------------- */
 
-/* Every cell of the grid empty; launched over the cell capacity, threads past the grid's count idle. */
+/* Every cell of the grid empty: a grid-stride loop over the grid's cells (on the device), up to
+ * `reach`, the cell capacity rounded up to whole blocks (what one thread per cell of the capacity would
+ * cover), so that a few blocks serve a small grid and a large cap costs nothing per step. */
 extern "C" __global__ void cell_clear(u32* __restrict__ cell_start, u32* __restrict__ cell_end,
-                                      const u32* __restrict__ grid_words) {
+                                      const u32* __restrict__ grid_words, u64 reach) {
     BUFFERS(cell_start, cell_end, grid_words);
-    const u64 c = global_index();
-    if (c >= GRID_NUM_CELLS(grid_words)) return;
-    ST(cell_start, c) = 0u;
-    ST(cell_end, c) = 0u;
+    const u64 cells = GRID_NUM_CELLS(grid_words);
+    const u64 end = cells < reach ? cells : reach;
+    const u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 c = global_index(); c < end; c += stride) {
+        ST(cell_start, c) = 0u;
+        ST(cell_end, c) = 0u;
+    }
 }
 
 extern "C" __global__ void cell_bounds(const u32* __restrict__ sorted_keys,

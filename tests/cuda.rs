@@ -1193,14 +1193,14 @@ fn checked_mode_catches_the_planted_sort_count_unclamped() {
     assert!(!err.is_sticky(), "{err}");
     let v = err.violation().expect("a sanitizer finding");
     assert_eq!(
-        (v.kind, v.site, v.access),
-        (
-            ViolationKind::OutOfBounds,
-            Site::Kernel("sort_pairs"),
-            Access::Write
-        )
+        (v.kind, v.site),
+        (ViolationKind::OutOfBounds, Site::Kernel("sort_pairs"))
     );
-    // Slot `capacity` is always written, and of the two outputs sorted_keys comes first.
+    // The first pass writes past the outputs' end and, with more than one radix pass (the default
+    // cell cap has 21 bits: three), the second reads that slot back; the least access reported is
+    // then the read.
+    assert!(matches!(v.access, Access::Write | Access::Read), "{v}");
+    // Slot `capacity` is always touched, and of the two outputs sorted_keys comes first.
     assert_eq!(v.buffer, BufferName::SortedKeys);
     assert_eq!(v.index, v.capacity as u64);
     assert!((8..16).contains(&v.capacity), "{v}");

@@ -189,6 +189,24 @@ pub fn retire_shared() {
     drop(retired);
 }
 
+/// Backends allocate stream-ordered (`cuMemAllocAsync` / `cuMemFreeAsync` on their own stream):
+/// `cuMemFree` waits for the whole device, so one engine's resize stalled every engine running
+/// beside it in the process (eight cases of a batch ran no faster than one). The device's default
+/// pool keeps what is freed for the next allocation instead of returning it at every
+/// synchronization (its default threshold is zero); it is returned with the context.
+fn keep_freed_memory(device: sys::CUdevice) -> Result<(), DriverError> {
+    // SAFETY: `device` came from cuDeviceGet; the attribute takes a u64 (cuuint64_t).
+    unsafe {
+        let pool = result::device::get_default_mem_pool(device)?;
+        let mut threshold: u64 = u64::MAX;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
+}
+
 impl Context {
     /// The process's context on device `ordinal`, current on the calling thread: the shared one when
     /// there is one, else a new one, shared from now on.
@@ -230,6 +248,7 @@ impl Context {
         unsafe { sys::cuCtxCreate_v4(&mut ctx, std::ptr::null_mut(), 0, device) }
             .result()
             .map_err(init)?;
+        keep_freed_memory(device).map_err(init)?;
         Ok(Context {
             ctx,
             device,

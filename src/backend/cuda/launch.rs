@@ -27,6 +27,9 @@ const NODE_THREADS: u32 = 256;
 const FORCE_THREADS: u32 = 64;
 /// Most blocks of `bounds_reduce`, which strides over the nodes.
 const BOUNDS_MAX_BLOCKS: u32 = 1024;
+/// Most blocks of `cell_clear`, which strides over the grid's cells (eight a multiprocessor of an
+/// H100: a cap of 2M cells launched one thread a cell cost 8 µs a step whatever the grid).
+const CLEAR_MAX_BLOCKS: u32 = 1056;
 /// Bits per radix-sort pass (`RADIX_BITS` in `layout.cu`).
 const RADIX_BITS: u32 = 8;
 /// Digits per pass.
@@ -122,36 +125,36 @@ impl Kernels {
 pub struct Scratch {
     addr: u64,
     bytes: usize,
+    /// The stream the allocation is ordered on (set by the first `ensure`).
+    stream: Option<sys::CUstream>,
 }
 
 impl Scratch {
-    /// Whether [`Scratch::ensure`] of `bytes` would reallocate.
-    pub fn must_grow(&self, bytes: usize) -> bool {
-        bytes > self.bytes || self.addr == 0
-    }
-
-    /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. The stream must
-    /// be idle: the old allocation is freed at once.
-    pub fn ensure(&mut self, bytes: usize) -> Result<u64, DriverError> {
+    /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. Both the new
+    /// allocation and the release of the old one are ordered on `stream`, after the launches
+    /// queued on it (which may still use the old memory).
+    pub fn ensure(&mut self, bytes: usize, stream: sys::CUstream) -> Result<u64, DriverError> {
         if bytes > self.bytes || self.addr == 0 {
             let want = bytes.max(self.bytes + self.bytes / 2).max(256);
-            // SAFETY: a plain device allocation in the current context.
-            let addr = unsafe { result::malloc_sync(want) }?;
+            // SAFETY: a stream-ordered allocation on the backend's live stream.
+            let addr = unsafe { result::malloc_async(stream, want) }?;
             self.release();
             self.addr = addr;
             self.bytes = want;
+            self.stream = Some(stream);
         }
         Ok(self.addr)
     }
 
-    /// Frees the allocation (errors ignored: nothing can be done about them here).
+    /// Frees the allocation after the work queued on its stream (errors ignored: nothing can be
+    /// done about them here).
     pub fn release(&mut self) {
-        if self.addr != 0 {
-            // SAFETY: allocated by `ensure`, freed once.
-            let _ = unsafe { result::free_sync(self.addr) };
-            self.addr = 0;
-            self.bytes = 0;
+        if let (true, Some(stream)) = (self.addr != 0, self.stream) {
+            // SAFETY: allocated by `ensure` on `stream`, freed once.
+            let _ = unsafe { result::free_async(self.addr, stream) };
         }
+        self.addr = 0;
+        self.bytes = 0;
     }
 
     /// Bytes held.
@@ -257,11 +260,6 @@ impl Queue<'_> {
         // parameter types in its parameter order (see each caller); device addresses come from the
         // engine's registry, as on the CPU backend, which is what the harness hunts bugs in.
         unsafe { result::launch_kernel(f, (blocks, 1, 1), (threads, 1, 1), 0, self.stream, args) }
-    }
-
-    fn synchronize(&self) -> Result<(), DriverError> {
-        // SAFETY: the stream is alive while the backend is.
-        unsafe { result::stream::synchronize(self.stream) }
     }
 
     fn memset_u32(&self, dst: u64, value: u32, count: usize) -> Result<(), DriverError> {
@@ -371,26 +369,14 @@ impl Queue<'_> {
         }
         let tiles = blocks_for(n, SORT_TILE);
         let hist_len = RADIX * tiles;
-        if self
-            .scratch
-            .sort_hist
-            .must_grow((hist_len + RADIX) as usize * 4)
-            || passes > 1
-                && (self.scratch.sort_keys.must_grow(bytes)
-                    || self.scratch.sort_values.must_grow(bytes))
-        {
-            // Launches may still be queued (untimed launches do not wait) and may use the old
-            // scratch memory, which `ensure` frees at once.
-            self.synchronize()?;
-        }
         // The per-tile counts, then the RADIX per-digit totals of the pass.
         let hist_words = (hist_len + RADIX) as usize;
-        let hist = self.scratch.sort_hist.ensure(hist_words * 4)?;
+        let hist = self.scratch.sort_hist.ensure(hist_words * 4, self.stream)?;
         let totals = hist + hist_len as u64 * 4;
         let (tmp_keys, tmp_values) = if passes > 1 {
             (
-                self.scratch.sort_keys.ensure(bytes)?,
-                self.scratch.sort_values.ensure(bytes)?,
+                self.scratch.sort_keys.ensure(bytes, self.stream)?,
+                self.scratch.sort_values.ensure(bytes, self.stream)?,
             )
         } else {
             (0, 0)
@@ -434,17 +420,10 @@ impl Queue<'_> {
     fn sort_small(&mut self, a: &SortArgs, passes: u32) -> Result<(), DriverError> {
         let n = a.num_items;
         let bytes = n as usize * 4;
-        if passes > 1
-            && (self.scratch.sort_keys.must_grow(bytes)
-                || self.scratch.sort_values.must_grow(bytes))
-        {
-            // As in `sort_pairs`: queued launches may still use the old scratch memory.
-            self.synchronize()?;
-        }
         let (tmp_keys, tmp_values) = if passes > 1 {
             (
-                self.scratch.sort_keys.ensure(bytes)?,
-                self.scratch.sort_values.ensure(bytes)?,
+                self.scratch.sort_keys.ensure(bytes, self.stream)?,
+                self.scratch.sort_values.ensure(bytes, self.stream)?,
             )
         } else {
             (0, 0)
@@ -468,8 +447,10 @@ impl Queue<'_> {
         if a.num_items == 0 {
             return Ok(());
         }
-        let mut args = kernel_args![&a.cell_start.addr, &a.cell_end.addr, &a.grid.addr];
         let blocks = blocks_for(a.max_cells, NODE_THREADS);
+        let reach = u64::from(blocks) * u64::from(NODE_THREADS);
+        let mut args = kernel_args![&a.cell_start.addr, &a.cell_end.addr, &a.grid.addr, &reach];
+        let blocks = blocks.min(CLEAR_MAX_BLOCKS);
         self.launch(self.kernels.cell_clear, blocks, NODE_THREADS, &mut args)?;
         let mut args = kernel_args![
             &a.sorted_keys.addr,
@@ -601,11 +582,10 @@ impl Queue<'_> {
             return self.memset_u32(a.frontier_len.addr, 0, 1);
         }
         let tiles = blocks_for(n, COMPACT_TILE);
-        if self.scratch.compact_tiles.must_grow(tiles as usize * 4) {
-            // As in `sort_pairs`: queued launches may use the old allocation.
-            self.synchronize()?;
-        }
-        let counts = self.scratch.compact_tiles.ensure(tiles as usize * 4)?;
+        let counts = self
+            .scratch
+            .compact_tiles
+            .ensure(tiles as usize * 4, self.stream)?;
         let mut args = kernel_args![&a.flags.addr, &counts, &n];
         self.launch(
             self.kernels.frontier_count,

@@ -10,7 +10,9 @@ that run at once overlap on the device only within one context; see `driver.rs`)
 its own stream, events and allocations, and leases a module compiled from the embedded kernel
 sources (NVRTC, `-lineinfo`, no fused multiply-add; PTX cached per option set, on disk too), loaded
 once per process and concurrent user and given back when the backend drops clean.
-Device memory is raw driver allocations whose addresses are the `u64`s of the [`Backend`] trait.
+Device memory is raw driver allocations whose addresses are the `u64`s of the [`Backend`] trait,
+stream-ordered on the backend's stream (`cuMemAllocAsync`/`cuMemFreeAsync`, the device's default
+pool keeping freed memory), so that no engine's resize waits for the other engines of the process.
 All work is queued on the stream; [`Backend::launch`] brackets a kernel's launches with CUDA events
 and waits for the second, so it returns the kernel's device time and any fault surfaces at the
 launch that caused it.
@@ -372,14 +374,16 @@ impl Backend for CudaBackend {
             Some(_) => (padded + 2 * RED_ZONE, RED_ZONE as u64),
             None => (bytes.max(4), 0),
         };
-        // SAFETY: a plain device allocation in the current context.
-        let raw = unsafe { result::malloc_sync(raw_bytes) }
+        // SAFETY: a stream-ordered allocation on the backend's live stream (every use of the
+        // memory is queued on that stream or follows a synchronization of it); see
+        // `driver::keep_freed_memory` for why not `cuMemAlloc`.
+        let raw = unsafe { result::malloc_async(self.stream, raw_bytes) }
             .map_err(|e| self.fail(BackendOp::Alloc, None, e))?;
         if self.checked.is_some() {
             if let Err(e) = self.paint(raw, padded) {
                 let err = self.fail(BackendOp::Alloc, None, e);
                 // SAFETY: allocated above and not given out.
-                let _ = unsafe { result::free_sync(raw) };
+                let _ = unsafe { result::free_async(raw, self.stream) };
                 return Err(err);
             }
         }
@@ -404,13 +408,10 @@ impl Backend for CudaBackend {
         if self.ready(BackendOp::DeviceCopy).is_err() {
             return;
         }
-        // Queued copies may still read the allocation (a resize copies, then frees the old one).
-        if let Err(e) = self.sync_stream() {
-            self.fail(BackendOp::Synchronize, None, e);
-            return;
-        }
-        // SAFETY: allocated by `alloc`, removed from the map, so freed once.
-        if let Err(e) = unsafe { result::free_sync(raw) } {
+        // Ordered after the work queued on the stream, which may still read the allocation (a
+        // resize copies, then frees the old one): no wait, for this engine or any other.
+        // SAFETY: allocated by `alloc` on this stream, removed from the map, so freed once.
+        if let Err(e) = unsafe { result::free_async(raw, self.stream) } {
             self.fail(BackendOp::DeviceCopy, None, e);
         }
     }
@@ -569,16 +570,17 @@ impl Drop for CudaBackend {
         }
         let mut clean = false;
         if self.lost.is_none() {
-            let synced = self.sync_stream().is_ok();
             self.scratch.release();
             if let Some(checked) = self.checked.as_mut() {
                 checked.release();
             }
             let mut freed = true;
             for a in self.allocs.values() {
-                // SAFETY: allocated by `alloc` and not yet freed.
-                freed &= unsafe { result::free_sync(a.raw) }.is_ok();
+                // SAFETY: allocated by `alloc` on this stream and not yet freed.
+                freed &= unsafe { result::free_async(a.raw, self.stream) }.is_ok();
             }
+            // The frees, like everything else, run before the stream goes.
+            let synced = self.sync_stream().is_ok();
             clean = synced && freed;
         }
         // SAFETY: each handle was created in `create` and is destroyed once, here.
