@@ -682,11 +682,12 @@ fn a_boxed_cuda_backend_steps_and_logs_every_kernel() {
         .iter()
         .flatten()
         .all(|c| c.is_finite()));
-    // Seven kernels per step, each timed by CUDA events.
-    assert_eq!(e.kernel_log().launches(), 14);
+    // Eight kernels per step, each timed by CUDA events.
+    assert_eq!(e.kernel_log().launches(), 16);
     let records = e.kernel_log().recent();
     for name in [
         "bounds_reduce",
+        "grid_params",
         "build_grid",
         "sort_pairs",
         "gather_positions",
