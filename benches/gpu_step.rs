@@ -62,7 +62,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use forcefield::backend::{DeviceAlloc, DeviceSpan, Launch, SortArgs};
+use forcefield::backend::{DeviceAlloc, DeviceSpan, GridSpec, Launch, SortArgs, GRID_WORDS};
 use forcefield::params::features;
 use forcefield::{
     Backend, BackendError, BufferName, CheckpointCadence, CudaBackend, Engine, EngineConfig,
@@ -553,9 +553,16 @@ fn bench_sort() -> Result<(), Box<dyn std::error::Error>> {
                 keys_out: span(BufferName::SortedKeys, n as usize)?,
                 values_out: span(BufferName::SortedNodes, n as usize)?,
                 cell_counts: span(BufferName::CellCounts, num_cells as usize)?,
+                grid: span(BufferName::Grid, GRID_WORDS)?,
                 num_items: n,
-                num_cells,
+                max_cells: num_cells,
             };
+            let grid = GridSpec {
+                origin: [0.0; 3],
+                cell_size: 1.0,
+                dims: [num_cells, 1, 1],
+            };
+            b.upload(args.grid.addr, &to_bytes(&grid.to_words()))?;
             b.upload(args.keys_in.addr, &to_bytes(&keys))?;
             b.upload(args.values_in.addr, &to_bytes(&values))?;
             let mut times = Vec::new();

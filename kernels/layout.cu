@@ -5,7 +5,8 @@
  * box, the sort) are split into several kernels launched one after another by the backend:
  *
  *   bounds_reduce   = bounds_reduce + bounds_finalize
- *   sort_pairs      = per radix pass: sort_histogram, sort_scan_digits, sort_scatter
+ *   sort_pairs      = sort_small (one block, up to one tile of items), or per radix pass:
+ *                     sort_histogram, sort_scan_digits, sort_scatter
  *
  * Launch shapes (threads per block, items per tile) are fixed here and mirrored by constants in
  * src/backend/cuda/launch.rs. Each kernel names the global buffers it accesses with BUFFERS(..),
@@ -92,15 +93,92 @@ extern "C" __global__ void bounds_finalize(float* __restrict__ bounds) {
     }
 }
 
+/* ---- 2. grid_params ------------------------------------------------------------------------- */
+
+/* The device-side grid (the `grid` buffer, 8 words): origin and cell edge as float bits, dims, then
+ * the cell count as a wrapping u32 product. Written by grid_params, read by the grid stage, so that a
+ * step never waits for the host. */
+#define GRID_LOAD(w)                                                                              \
+    GridSpec {                                                                                    \
+        {__uint_as_float(LD(w, 0)), __uint_as_float(LD(w, 1)), __uint_as_float(LD(w, 2))},        \
+            __uint_as_float(LD(w, 3)), { LD(w, 4), LD(w, 5), LD(w, 6) }                           \
+    }
+#define GRID_NUM_CELLS(w) LD(w, 7)
+
+/* Cube root with IEEE-rounded operations only (the _rn intrinsics also forbid fused multiply-adds),
+ * so that it gives the bits of Rust's backend::cube_root; cbrt() is not correctly rounded. */
+__device__ double grid_cube_root(double x) {
+    if (!(x > 0.0 && isfinite(x))) return x;
+    const long long exponent = (long long)((__double_as_longlong(x) >> 52) & 0x7ff) - 1023;
+    /* Floor division by 3, as Rust's div_euclid for a positive divisor. */
+    const long long third = exponent >= 0 ? exponent / 3 : -((-exponent + 2) / 3);
+    double y = __longlong_as_double((third + 1023) << 52);
+    for (int k = 0; k < 8; ++k)
+        y = __ddiv_rn(__dadd_rn(__dmul_rn(2.0, y), __ddiv_rn(x, __dmul_rn(y, y))), 3.0);
+    return y;
+}
+
+#define GRID_AUTO_NODES_PER_CELL 2.0
+#define GRID_MAX_CELL_GROWTHS 64
+
+/* One thread: backend::grid_for_bounds, operation for operation. */
+extern "C" __global__ void grid_params(const float* __restrict__ bounds, u32* __restrict__ grid,
+                                       float cell_size, float cutoff, u32 num_nodes,
+                                       double max_cells) {
+    BUFFERS(bounds, grid);
+    if (global_index() != 0) return;
+    float lo[3];
+    double ext[3];
+    for (int k = 0; k < 3; ++k) {
+        lo[k] = LD(bounds, k);
+        ext[k] = fmax(__dsub_rn((double)LD(bounds, 3 + k), (double)lo[k]), 0.0);
+    }
+    const double cut = (double)cutoff;
+    double cell;
+    if (cell_size > 0.0f) {
+        cell = (double)cell_size;
+    } else {
+        const double floor_ = __ddiv_rn(cut, 64.0);
+        const double volume = __dmul_rn(__dmul_rn(fmax(ext[0], floor_), fmax(ext[1], floor_)),
+                                        fmax(ext[2], floor_));
+        const double nodes = (double)(num_nodes > 1u ? num_nodes : 1u);
+        const double a = grid_cube_root(__ddiv_rn(__dmul_rn(GRID_AUTO_NODES_PER_CELL, volume), nodes));
+        cell = a < floor_ ? floor_ : (a > cut ? cut : a);
+    }
+    u32 dims[3] = {1u, 1u, 1u};
+    float cell32 = __double2float_rn(cell);
+    bool fits = false;
+    for (int g = 0; g < GRID_MAX_CELL_GROWTHS && !fits; ++g) {
+        cell32 = __double2float_rn(cell);
+        double d[3];
+        for (int k = 0; k < 3; ++k)
+            d[k] = fmin(__dadd_rn(floor(__ddiv_rn(ext[k], (double)cell32)), 1.0), 4294967295.0);
+        const double total = __dmul_rn(__dmul_rn(d[0], d[1]), d[2]);
+        if (total <= max_cells) {
+            for (int k = 0; k < 3; ++k) dims[k] = (u32)d[k];
+            fits = true;
+        } else {
+            cell = __dmul_rn(cell, __dadd_rn(__dmul_rn(grid_cube_root(__ddiv_rn(total, max_cells)), 1.0001), 1e-9));
+        }
+    }
+    if (!fits) cell32 = __double2float_rn(cell);
+    for (int k = 0; k < 3; ++k) ST(grid, k) = __float_as_uint(lo[k]);
+    ST(grid, 3) = __float_as_uint(cell32);
+    for (int k = 0; k < 3; ++k) ST(grid, 4 + k) = dims[k];
+    ST(grid, 7) = dims[2] * dims[1] * dims[0];
+}
+
 /* ---- 3. build_grid -------------------------------------------------------------------------- */
 
 extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
                                       const float* __restrict__ pos_y,
                                       const float* __restrict__ pos_z, u32* __restrict__ cell_keys,
-                                      u32* __restrict__ node_order, GridSpec grid, u32 num_nodes) {
-    BUFFERS(pos_x, pos_y, pos_z, cell_keys, node_order);
+                                      u32* __restrict__ node_order,
+                                      const u32* __restrict__ grid_words, u32 num_nodes) {
+    BUFFERS(pos_x, pos_y, pos_z, cell_keys, node_order, grid_words);
     const u64 i = global_index();
     if (i >= num_nodes) return;
+    const GridSpec grid = GRID_LOAD(grid_words);
     ST(cell_keys, i) = cell_key(grid, LD(pos_x, i), LD(pos_y, i), LD(pos_z, i));
     ST(node_order, i) = (u32)i;
 }
@@ -191,23 +269,18 @@ extern "C" __global__ void sort_scan(u32* __restrict__ data, u32 len, u32* __res
     if (total != 0 && threadIdx.x == 0) ST(total, 0) = all;
 }
 
-/* Stable scatter of one tile. Items are taken in rounds of SORT_THREADS consecutive items, so
- * earlier rounds hold earlier items; within a round, an item's rank among the round's items with
- * the same digit is the count in earlier warps plus the count in earlier lanes of its own warp
- * (__match_any_sync groups the lanes by digit). */
-extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
-                                        const u32* __restrict__ values_in,
-                                        u32* __restrict__ keys_out, u32* __restrict__ values_out,
-                                        const u32* __restrict__ block_hist, u32 num_items,
-                                        u32 shift, u32 num_tiles) {
-    BUFFERS(keys_in, values_in, keys_out, values_out, block_hist);
-    __shared__ u32 next_slot[RADIX];
-    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+/* The stable scatter of one tile's items [base, base + SORT_TILE) by the digit at `shift`. Items are
+ * taken in rounds of SORT_THREADS consecutive items, so earlier rounds hold earlier items; within a
+ * round, an item's rank among the round's items with the same digit is the count in earlier warps
+ * plus the count in earlier lanes of its own warp (__match_any_sync groups the lanes by digit).
+ * `next_slot[d]` holds the first output slot of the tile's items with digit d and is advanced past
+ * them. No __restrict__: sort_small reads, in one launch, what an earlier pass wrote. */
+__device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* values_in, u32* keys_out,
+                                             u32* values_out, u64 base, u32 num_items, u32 shift,
+                                             u32* next_slot, u32 (*warp_counts)[RADIX]) {
+    BUFFERS(keys_in, values_in, keys_out, values_out);
     const u32 lane = threadIdx.x & 31u;
     const u32 warp = threadIdx.x >> 5;
-    for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
-        next_slot[d] = LD(block_hist, (u64)d * num_tiles + blockIdx.x);
-    const u64 base = (u64)blockIdx.x * SORT_TILE;
     for (u32 r = 0; r < SORT_ITEMS; ++r) {
         const u64 round_base = base + (u64)r * SORT_THREADS;
         /* Block-uniform: the whole block leaves together. */
@@ -241,12 +314,89 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
     }
 }
 
+/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`. */
+extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
+                                        const u32* __restrict__ values_in,
+                                        u32* __restrict__ keys_out, u32* __restrict__ values_out,
+                                        const u32* __restrict__ block_hist, u32 num_items,
+                                        u32 shift, u32 num_tiles) {
+    BUFFERS(block_hist);
+    __shared__ u32 next_slot[RADIX];
+    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
+        next_slot[d] = LD(block_hist, (u64)d * num_tiles + blockIdx.x);
+    scatter_tile(keys_in, values_in, keys_out, values_out, (u64)blockIdx.x * SORT_TILE, num_items,
+                 shift, next_slot, warp_counts);
+}
+
+/* Digit counts of the items [0, num_items) into `counts` (shared, zeroed by the caller). */
+__device__ __forceinline__ void count_digits(const u32* keys, u32 num_items, u32 shift,
+                                             u32* counts) {
+    BUFFERS(keys);
+    for (u32 i = threadIdx.x; i < num_items; i += SORT_THREADS)
+        atomicAdd(&counts[(LD(keys, i) >> shift) & (RADIX - 1u)], 1u);
+}
+
+/* The whole sort by one block of SORT_THREADS (= RADIX) threads when the items fit one tile
+ * (num_items <= SORT_TILE, every harness case and small layouts): each pass counts the digits, scans
+ * the RADIX counts and scatters as sort_scatter does, with a barrier between passes where the large
+ * sort has three launches. Passes alternate between the output and `tmp_*` as on the host side of
+ * the large sort, so the last one writes the output and the inputs are never written. A barrier
+ * makes a pass's global writes visible to the whole block, which is all the next pass reads. */
+extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, u32* keys_out,
+                                      u32* values_out, u32* tmp_keys, u32* tmp_values,
+                                      u32 num_items, u32 passes) {
+    __shared__ u32 next_slot[RADIX];
+    __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    const u32* src_keys = keys_in;
+    const u32* src_values = values_in;
+    for (u32 pass = 0; pass < passes; ++pass) {
+        const bool last_parity = (passes - 1u - pass) % 2u == 0u;
+        u32* dst_keys = last_parity ? keys_out : tmp_keys;
+        u32* dst_values = last_parity ? values_out : tmp_values;
+        const u32 shift = pass * RADIX_BITS;
+        next_slot[threadIdx.x] = 0u;
+        __syncthreads();
+        count_digits(src_keys, num_items, shift, next_slot);
+        __syncthreads();
+        const u32 count = next_slot[threadIdx.x];
+        u32 total = 0u;
+        const u32 first = block_exclusive_scan(count, &total);
+        next_slot[threadIdx.x] = first;
+        __syncthreads();
+        scatter_tile(src_keys, src_values, dst_keys, dst_values, 0, num_items, shift, next_slot,
+                     warp_counts);
+        __syncthreads();
+        src_keys = dst_keys;
+        src_values = dst_values;
+    }
+}
+
 /* ---- 5. cell_bounds ------------------------------------------------------------------------- */
+
+/* Every cell of the grid empty: a grid-stride loop over the grid's cells (on the device), up to
+ * `reach`, the cell capacity rounded up to whole blocks (what one thread per cell of the capacity would
+ * cover), so that a few blocks serve a small grid and a large cap costs nothing per step. */
+extern "C" __global__ void cell_clear(u32* __restrict__ cell_start, u32* __restrict__ cell_end,
+                                      const u32* __restrict__ grid_words, u64 reach) {
+    BUFFERS(cell_start, cell_end, grid_words);
+    const u64 cells = GRID_NUM_CELLS(grid_words);
+    const u64 end = cells < reach ? cells : reach;
+    const u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 c = global_index(); c < end; c += stride) {
+        ST(cell_start, c) = 0u;
+        ST(cell_end, c) = 0u;
+    }
+}
 
 extern "C" __global__ void cell_bounds(const u32* __restrict__ sorted_keys,
                                        u32* __restrict__ cell_start, u32* __restrict__ cell_end,
-                                       u32 num_items, u32 num_cells) {
-    BUFFERS(sorted_keys, cell_start, cell_end);
+                                       const u32* __restrict__ grid_words, u32 num_items,
+                                       u32 max_cells, u32 over_cells) {
+    BUFFERS(sorted_keys, cell_start, cell_end, grid_words);
+    (void)max_cells;
+    /* Planted `cell-bounds-over-cells`: as many items as cells. */
+    if (over_cells) num_items = GRID_NUM_CELLS(grid_words);
     const u64 i = global_index();
     if (i >= num_items) return;
     const u32 k = LD(sorted_keys, i);
@@ -311,13 +461,14 @@ extern "C" __global__ void force_pass(
     const float* __restrict__ weights, const float* __restrict__ edge_target,
     const float* __restrict__ anchor_x, const float* __restrict__ anchor_y,
     const float* __restrict__ anchor_z, const float* __restrict__ anchor_k,
-    const float* __restrict__ sssp_dist, GridSpec grid, KernelParams p, u32 num_nodes,
-    u32 stencil_radius) {
+    const float* __restrict__ sssp_dist, const u32* __restrict__ grid_words, KernelParams p,
+    u32 num_nodes, u32 stencil_radius) {
     BUFFERS(pos_x, pos_y, pos_z, force_x, force_y, force_z, sorted_nodes, sorted_pos_x, sorted_pos_y,
             sorted_pos_z, cell_start, cell_end, row_offsets, col_indices, weights, edge_target,
-            anchor_x, anchor_y, anchor_z, anchor_k, sssp_dist);
+            anchor_x, anchor_y, anchor_z, anchor_k, sssp_dist, grid_words);
     const u64 t = global_index();
     if (t >= num_nodes) return;
+    const GridSpec grid = GRID_LOAD(grid_words);
     const u32 i = LD(sorted_nodes, t);
     const float pix = LD(pos_x, i), piy = LD(pos_y, i), piz = LD(pos_z, i);
     float fx = 0.0f, fy = 0.0f, fz = 0.0f;

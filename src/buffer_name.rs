@@ -117,6 +117,7 @@ buffers! {
     Bounds => "bounds", Fixed, F32, 6;
     FrontierLen => "frontier_len", Fixed, U32, 1;
     FrontierSpare => "frontier_spare", Fixed, U32, 1;
+    Grid => "grid", Fixed, U32, 8;
 }
 
 impl BufferName {

@@ -59,9 +59,9 @@ a reference model of exactly this (`forcefield-harness`, `model.rs`) and compare
 use std::ops::Range;
 
 use crate::backend::{
-    Backend, BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
-    FrontierCompactArgs, GatherPositionsArgs, GridSpec, IntegrateArgs, Launch, SortArgs, Span3,
-    SsspRelaxArgs, KERNEL_DISTANCE_TARGETS,
+    grid_for_bounds, Backend, BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan,
+    ForcePassArgs, FrontierCompactArgs, GatherPositionsArgs, GridInputs, GridParamsArgs, GridSpec,
+    IntegrateArgs, Launch, SortArgs, Span3, SsspRelaxArgs, GRID_WORDS, KERNEL_DISTANCE_TARGETS,
 };
 use crate::buffer::{BufferInfo, BufferName as B, BufferRegistry, GrowthPolicy, SizeClass};
 use crate::error::{BackendError, EngineError, GraphError, Result};
@@ -75,8 +75,7 @@ use crate::perf_log::{KernelLog, KernelRecord};
 /// Default cap on the total number of grid cells.
 pub const DEFAULT_MAX_GRID_CELLS: usize = 1 << 21;
 
-/// Target mean occupancy of a cell when the cell edge is chosen automatically.
-pub const AUTO_NODES_PER_CELL: f64 = 2.0;
+pub use crate::backend::AUTO_NODES_PER_CELL;
 
 /// When the host [`Checkpoint`] is brought up to date with the device after a step or an SSSP.
 ///
@@ -1033,6 +1032,14 @@ impl<Bk: Backend> Engine<Bk> {
             self.be(r)?;
         }
         if stepped {
+            // The grid of the last step, for `grid()` and the oracles: one read per call, after the
+            // synchronization the call makes anyway, instead of one bounding box per step.
+            let words = self.download_u32(B::Grid, GRID_WORDS)?;
+            let grid = GridSpec::from_words(&words);
+            self.grid = Some(grid);
+            // Steps ran over the cap's cells; what is live is the last grid's.
+            let cells = grid.num_cells().min(self.allocated_cells);
+            self.buffers.set_live(SizeClass::Cell, cells);
             for k in 0..3 {
                 self.swap_buffers(POS_IN[k], read.0[k]);
                 self.swap_buffers(VEL_IN[k], read.1[k]);
@@ -1050,49 +1057,31 @@ impl<Bk: Backend> Engine<Bk> {
         }
     }
 
-    /// Grid dimensions from the bounding box: the cell edge from params (or auto), grown until the
-    /// total cell count respects the cap.
-    pub fn grid_for_bounds(&self, lo: [f32; 3], hi: [f32; 3]) -> GridSpec {
-        let p = &self.uploaded;
-        let ext: Vec<f64> = (0..3)
-            .map(|k| (hi[k] as f64 - lo[k] as f64).max(0.0))
-            .collect();
-        let cutoff = p.repulsion_cutoff as f64;
-        let mut cell = if p.grid_cell_size > 0.0 {
-            p.grid_cell_size as f64
-        } else {
-            // Auto: about AUTO_NODES_PER_CELL nodes per cell of the bounding volume, kept in
-            // [cutoff / 64, cutoff]. A sparse layout gets cells of the cutoff (the 27-cell stencil
-            // covers every pair within it); a dense one gets smaller cells, which bounds the
-            // candidates per node and truncates repulsion to the stencil.
-            let floor = cutoff / 64.0;
-            let volume: f64 = ext.iter().map(|e| e.max(floor)).product();
-            (AUTO_NODES_PER_CELL * volume / self.num_nodes.max(1) as f64)
-                .cbrt()
-                .clamp(floor, cutoff)
-        };
-        // Planted `grid-cap-unclamped`: the dimensions ignore the cap (the cell buffers do not).
-        let cap = if self.faults.contains(Fault::GridCapUnclamped) {
-            f64::INFINITY
-        } else {
-            self.config.max_grid_cells.max(1) as f64
-        };
-        loop {
-            let cell32 = cell as f32;
-            let dims: Vec<f64> = ext
-                .iter()
-                .map(|e| ((e / cell32 as f64).floor() + 1.0).min(u32::MAX as f64))
-                .collect();
-            let total: f64 = dims.iter().product();
-            if total <= cap {
-                return GridSpec {
-                    origin: lo,
-                    cell_size: cell32,
-                    dims: [dims[0] as u32, dims[1] as u32, dims[2] as u32],
-                };
-            }
-            cell *= (total / cap).cbrt() * 1.0001 + 1e-9;
+    /// What sizes the grid besides the bounding box, for the `grid_params` kernel.
+    fn grid_inputs(&self) -> GridInputs {
+        GridInputs {
+            cell_size: self.uploaded.grid_cell_size,
+            cutoff: self.uploaded.repulsion_cutoff,
+            num_nodes: self.num_nodes,
+            // Planted `grid-cap-unclamped`: the dimensions ignore the cap (the cell buffers do not).
+            max_cells: if self.faults.contains(Fault::GridCapUnclamped) {
+                f64::INFINITY
+            } else {
+                self.cell_cap() as f64
+            },
         }
+    }
+
+    /// The cell capacity every step uses: the configured cap, whatever the positions are, so that
+    /// no step needs the grid's dimensions on the host.
+    fn cell_cap(&self) -> usize {
+        self.config.max_grid_cells.clamp(1, u32::MAX as usize)
+    }
+
+    /// Grid dimensions from the bounding box, as the `grid_params` kernel computes them on the
+    /// device: the cell edge from params (or auto), grown until the total cell count respects the cap.
+    pub fn grid_for_bounds(&self, lo: [f32; 3], hi: [f32; 3]) -> GridSpec {
+        grid_for_bounds(lo, hi, &self.grid_inputs())
     }
 
     fn constraint_ramp(&self) -> f32 {
@@ -1112,19 +1101,23 @@ impl<Bk: Backend> Engine<Bk> {
         if n > 0 {
             let pos = self.span3(read.0)?;
             let bounds = self.span(B::Bounds)?;
-            // 1. bounding box, on the device; only its six floats come back.
+            // 1. bounding box, on the device.
             self.launch(Launch::BoundsReduce(BoundsReduceArgs {
                 pos,
                 bounds,
                 num_nodes: n,
             }))?;
-            let b = self.download_f32(B::Bounds, 6)?;
-            // 2. grid dimensions and cell buffers.
-            let grid = self.grid_for_bounds([b[0], b[1], b[2]], [b[3], b[4], b[5]]);
-            let cells = grid.num_cells();
-            let cell_buffers = cells.min(self.config.max_grid_cells.max(1));
-            self.ensure_capacity(SizeClass::Cell, cell_buffers)?;
-            self.buffers.set_live(SizeClass::Cell, cell_buffers);
+            // 2. grid dimensions, on the device too: no step reads anything back. The cell buffers
+            // have the cap's size whatever the positions are.
+            let grid = self.span(B::Grid)?;
+            self.launch(Launch::GridParams(GridParamsArgs {
+                bounds,
+                grid,
+                inputs: self.grid_inputs(),
+            }))?;
+            let cap = self.cell_cap();
+            self.ensure_capacity(SizeClass::Cell, cap)?;
+            self.buffers.set_live(SizeClass::Cell, cap);
             // 3. cell key per node, identity values.
             self.launch(Launch::BuildGrid(BuildGridArgs {
                 pos,
@@ -1149,8 +1142,9 @@ impl<Bk: Backend> Engine<Bk> {
                 keys_out: self.span(B::SortedKeys)?,
                 values_out: self.span(B::SortedNodes)?,
                 cell_counts: self.span(B::CellCounts)?,
+                grid,
                 num_items: n,
-                num_cells: cells as u32,
+                max_cells: cap as u32,
             }))?;
             // 4b. positions into sorted order, for contiguous reads in the force pass.
             self.launch(Launch::GatherPositions(GatherPositionsArgs {
@@ -1159,20 +1153,16 @@ impl<Bk: Backend> Engine<Bk> {
                 sorted_pos: self.span3(SORTED_POS)?,
                 num_nodes: n,
             }))?;
-            // 5. cell bounds, launched over nodes.
-            self.fill(B::CellStart, 0, cells, 0)?;
-            self.fill(B::CellEnd, 0, cells, 0)?;
+            // 5. cell bounds: every cell of the grid cleared, then launched over nodes.
             self.launch(Launch::CellBounds(CellBoundsArgs {
                 sorted_keys: self.span(B::SortedKeys)?,
                 cell_start: self.span(B::CellStart)?,
                 cell_end: self.span(B::CellEnd)?,
+                grid,
+                num_items: n,
+                max_cells: cap as u32,
                 // Planted `cell-bounds-over-cells`: one thread per cell instead of per node.
-                num_items: if self.faults.contains(Fault::CellBoundsOverCells) {
-                    cells as u32
-                } else {
-                    n
-                },
-                num_cells: cells as u32,
+                over_cells: u32::from(self.faults.contains(Fault::CellBoundsOverCells)),
             }))?;
             // 6. forces.
             let mut params = self
@@ -1235,7 +1225,6 @@ impl<Bk: Backend> Engine<Bk> {
                 params,
                 num_nodes: n,
             }))?;
-            self.grid = Some(grid);
         }
         self.iteration = self.iteration.wrapping_add(1);
         Ok(n > 0)

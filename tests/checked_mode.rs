@@ -45,6 +45,16 @@ fn checked() -> CpuBackend {
     CpuBackend::with_threads(1).with_checked(true)
 }
 
+/// A device-side grid of 3 cells along x.
+fn three_cells() -> [u32; 8] {
+    forcefield::GridSpec {
+        origin: [0.0; 3],
+        cell_size: 1.0,
+        dims: [3, 1, 1],
+    }
+    .to_words()
+}
+
 /// A sort of 6 items whose key and value outputs hold only 4: the planted `sort-count-unclamped`.
 fn short_sort(b: &mut CpuBackend) -> SortArgs {
     let keys = [2, 0, 1, 2, 0, 1];
@@ -54,8 +64,9 @@ fn short_sort(b: &mut CpuBackend) -> SortArgs {
         keys_out: buffer(b, BufferName::SortedKeys, 4, &[0; 4]),
         values_out: buffer(b, BufferName::SortedNodes, 4, &[0; 4]),
         cell_counts: buffer(b, BufferName::CellCounts, 3, &[]),
+        grid: buffer(b, BufferName::Grid, 8, &three_cells()),
         num_items: 6,
-        num_cells: 3,
+        max_cells: 3,
     }
 }
 

@@ -644,11 +644,7 @@ fn a_sticky_fault_is_reported_and_then_every_call_refused() {
         pos: [bogus(0x100), bogus(0x100), bogus(0x100)],
         cell_keys: bogus(keys.addr),
         node_order: bogus(keys.addr),
-        grid: forcefield::GridSpec {
-            origin: [0.0; 3],
-            cell_size: 1.0,
-            dims: [1, 1, 1],
-        },
+        grid: bogus(0x100),
         num_nodes: 1 << 20,
     });
     let e = b.launch(&launch).unwrap_err();
@@ -686,11 +682,12 @@ fn a_boxed_cuda_backend_steps_and_logs_every_kernel() {
         .iter()
         .flatten()
         .all(|c| c.is_finite()));
-    // Seven kernels per step, each timed by CUDA events.
-    assert_eq!(e.kernel_log().launches(), 14);
+    // Eight kernels per step, each timed by CUDA events.
+    assert_eq!(e.kernel_log().launches(), 16);
     let records = e.kernel_log().recent();
     for name in [
         "bounds_reduce",
+        "grid_params",
         "build_grid",
         "sort_pairs",
         "gather_positions",
@@ -784,8 +781,8 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
         );
         return;
     }
-    // A backend dropped clean leaves its context in the reuse pool; the loss below must not let a
-    // pooled context hide that the process is poisoned.
+    // Backends share the process's context (see `driver.rs`); the loss below must not let the
+    // shared context, or a module given back to it, hide that the process is poisoned.
     drop(cuda());
     let mut b = cuda();
     let buf = b.alloc(BufferName::Mass, 16).unwrap();
@@ -802,7 +799,7 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
             println!("trap checked: lost with `{e}`; reset gave a working context");
         }
         Err(r) => {
-            // A new backend is refused the same way: no pooled context survived the loss.
+            // A new backend is refused the same way: the lost shared context was retired.
             let other = CudaBackend::new(0).err();
             assert!(
                 other.is_some(),
@@ -817,8 +814,9 @@ fn a_trapped_context_is_lost_and_reset_reports_what_it_can_do() {
     let _ = buf;
 }
 
-/// Contexts are reused (see `driver.rs`): an engine on a context that another engine used and gave
-/// back lays out bit for bit as one on a new context, and starts with no memory of its own.
+/// The context and its modules are shared and reused (see `driver.rs`): an engine on a module that
+/// another engine used and gave back lays out bit for bit as the first, and starts with no memory
+/// of its own.
 #[test]
 fn a_reused_context_gives_the_same_bits_and_starts_empty() {
     require_cuda!();
@@ -829,6 +827,72 @@ fn a_reused_context_gives_the_same_bits_and_starts_empty() {
     let b = cuda();
     assert_eq!(b.bytes_allocated(), 0);
     println!("reuse checked: {} states equal", first.len());
+}
+
+/// Engines running at the same time on threads of one process share its context, each on its own
+/// stream with its own leased module: every one lays out bit for bit as an engine alone, in the
+/// default and the checked mode (whose kernels keep launch state in module globals).
+#[test]
+fn engines_running_at_once_in_one_context_keep_their_own_bits() {
+    require_cuda!();
+    for checked in [false, true] {
+        let open = || CudaBackend::with_checked(0, checked).unwrap_or_else(|e| panic!("{e}"));
+        let alone = common::scripted_bits(open());
+        let together: Vec<Vec<common::Bits>> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| common::scripted_bits(open())))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for (i, bits) in together.iter().enumerate() {
+            common::assert_same_moving_layout(&alone, bits, &format!("engine {i} of 4 at once"));
+        }
+        println!("concurrency checked (checked mode: {checked}): 4 engines at once, equal bits");
+    }
+}
+
+/// What a new backend costs (context shared, module leased) and what a small engine's life costs,
+/// the per-case overhead of a campaign:
+/// `cargo test --release --test cuda -- --ignored report_backend_creation --nocapture`.
+#[test]
+#[ignore = "prints timings; run explicitly on a GPU machine"]
+fn report_backend_creation() {
+    require_cuda!();
+    let t = std::time::Instant::now();
+    drop(cuda());
+    println!("first backend: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    for checked in [false, true] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            drop(CudaBackend::with_checked(0, checked).unwrap());
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "backend new+drop (checked: {checked}): median {:.3} ms, max {:.3} ms over 20",
+            times[10], times[19]
+        );
+    }
+    let graph = GraphSpec {
+        num_nodes: 100,
+        edges: (0..99).map(|i| Edge::new(i, i + 1)).collect(),
+        positions: None,
+    };
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let mut e = Engine::new(cuda(), &graph, SimParams::default()).unwrap();
+        e.step(10).unwrap();
+        let _ = e.positions().unwrap();
+        drop(e);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "100-node engine, 10 steps, read back, drop: median {:.3} ms, max {:.3} ms over 20",
+        times[10], times[19]
+    );
 }
 
 // ---- the checked mode ---------------------------------------------------------------------------
@@ -876,6 +940,16 @@ fn found(r: Result<f64, BackendError>) -> (MemoryViolation, String) {
     (v, e.message)
 }
 
+/// A device-side grid of `n` cells along x, as `grid_params` stores it.
+fn cells_along_x(n: u32) -> [u32; 8] {
+    forcefield::GridSpec {
+        origin: [0.0; 3],
+        cell_size: 1.0,
+        dims: [n, 1, 1],
+    }
+    .to_words()
+}
+
 /// A sort of 6 items whose key and value outputs hold only 4 (what the planted
 /// `sort-count-unclamped` does): three cells, so the radix kernels run.
 fn short_sort(b: &mut CudaBackend, num_cells: u32) -> SortArgs {
@@ -886,8 +960,9 @@ fn short_sort(b: &mut CudaBackend, num_cells: u32) -> SortArgs {
         keys_out: device_buffer(b, BufferName::SortedKeys, 4, &[0; 4]),
         values_out: device_buffer(b, BufferName::SortedNodes, 4, &[0; 4]),
         cell_counts: device_buffer(b, BufferName::CellCounts, 3, &[]),
+        grid: device_buffer(b, BufferName::Grid, 8, &cells_along_x(num_cells)),
         num_items: 6,
-        num_cells,
+        max_cells: num_cells,
     }
 }
 
@@ -972,8 +1047,10 @@ fn checked_mode_reports_out_of_bounds_writes_and_reads_like_the_cpu() {
         sorted_keys: device_buffer(&mut b, BufferName::SortedKeys, 4, &[0, 1, 7, 7]),
         cell_start: device_buffer(&mut b, BufferName::CellStart, 4, &[0; 4]),
         cell_end: device_buffer(&mut b, BufferName::CellEnd, 4, &[0; 4]),
+        grid: device_buffer(&mut b, BufferName::Grid, 8, &cells_along_x(4)),
         num_items: 4,
-        num_cells: 8,
+        max_cells: 4,
+        over_cells: 0,
     };
     let (v, _) = found(b.launch(&Launch::CellBounds(cells)));
     assert_eq!(v.site, Site::Kernel("cell_bounds"));
@@ -1117,14 +1194,14 @@ fn checked_mode_catches_the_planted_sort_count_unclamped() {
     assert!(!err.is_sticky(), "{err}");
     let v = err.violation().expect("a sanitizer finding");
     assert_eq!(
-        (v.kind, v.site, v.access),
-        (
-            ViolationKind::OutOfBounds,
-            Site::Kernel("sort_pairs"),
-            Access::Write
-        )
+        (v.kind, v.site),
+        (ViolationKind::OutOfBounds, Site::Kernel("sort_pairs"))
     );
-    // Slot `capacity` is always written, and of the two outputs sorted_keys comes first.
+    // The first pass writes past the outputs' end and, with more than one radix pass (the default
+    // cell cap has 21 bits: three), the second reads that slot back; the least access reported is
+    // then the read.
+    assert!(matches!(v.access, Access::Write | Access::Read), "{v}");
+    // Slot `capacity` is always touched, and of the two outputs sorted_keys comes first.
     assert_eq!(v.buffer, BufferName::SortedKeys);
     assert_eq!(v.index, v.capacity as u64);
     assert!((8..16).contains(&v.capacity), "{v}");

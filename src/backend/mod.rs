@@ -59,6 +59,121 @@ impl GridSpec {
     pub fn num_cells(&self) -> usize {
         self.dims.iter().map(|&d| d as usize).product()
     }
+
+    /// The grid as the `grid_params` kernel stores it on the device: origin and cell edge as float
+    /// bits, the dimensions, then the cell count as a wrapping 32-bit product (what the kernels
+    /// that run over cells read).
+    pub fn to_words(&self) -> [u32; GRID_WORDS] {
+        let [dx, dy, dz] = self.dims;
+        [
+            self.origin[0].to_bits(),
+            self.origin[1].to_bits(),
+            self.origin[2].to_bits(),
+            self.cell_size.to_bits(),
+            dx,
+            dy,
+            dz,
+            dz.wrapping_mul(dy).wrapping_mul(dx),
+        ]
+    }
+
+    /// The inverse of [`GridSpec::to_words`] (the cell count is derived, not read).
+    pub fn from_words(w: &[u32]) -> GridSpec {
+        let word = |i: usize| w.get(i).copied().unwrap_or(0);
+        GridSpec {
+            origin: [
+                f32::from_bits(word(0)),
+                f32::from_bits(word(1)),
+                f32::from_bits(word(2)),
+            ],
+            cell_size: f32::from_bits(word(3)),
+            dims: [word(4), word(5), word(6)],
+        }
+    }
+}
+
+/// Words of the device-side grid (`grid` buffer): see [`GridSpec::to_words`].
+pub const GRID_WORDS: usize = 8;
+
+/// What sizes the grid besides the bounding box: the parameters and the cell cap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GridInputs {
+    /// The cell edge from the parameters (`<= 0`: automatic).
+    pub cell_size: f32,
+    /// The repulsion cutoff.
+    pub cutoff: f32,
+    /// Live nodes.
+    pub num_nodes: u32,
+    /// Cap on the total cell count (infinite only under a planted fault).
+    pub max_cells: f64,
+}
+
+/// Target mean occupancy of a cell when the cell edge is chosen automatically.
+pub const AUTO_NODES_PER_CELL: f64 = 2.0;
+
+/// Most growths of the cell edge before the grid falls back to a single cell (a cap of at least one
+/// cell is met after a few: each growth divides the count by about the excess).
+const MAX_CELL_GROWTHS: u32 = 64;
+
+/// The cube root of `x`, computed with IEEE-rounded `+`, `*` and `/` only, so that the CUDA twin in
+/// `kernels/layout.cu` (with `__dmul_rn` and friends, which forbid fused multiply-adds) gives the same
+/// bits; a library `cbrt` is not correctly rounded and differs between the two. Newton's iteration
+/// from the power of two nearest below `x`'s exponent / 3.
+pub fn cube_root(x: f64) -> f64 {
+    if !(x > 0.0 && x.is_finite()) {
+        return x;
+    }
+    let exponent = ((x.to_bits() >> 52) & 0x7ff) as i64 - 1023;
+    let mut y = f64::from_bits(((exponent.div_euclid(3) + 1023) as u64) << 52);
+    for _ in 0..8 {
+        y = (2.0 * y + x / (y * y)) / 3.0;
+    }
+    y
+}
+
+/// Grid dimensions from the bounding box: the cell edge from the parameters (or automatic), grown
+/// until the total cell count respects the cap. The `grid_params` kernel (CPU and CUDA) computes
+/// exactly this on the device, in this order of operations.
+pub fn grid_for_bounds(lo: [f32; 3], hi: [f32; 3], inputs: &GridInputs) -> GridSpec {
+    let ext = [0, 1, 2].map(|k| (hi[k] as f64 - lo[k] as f64).max(0.0));
+    let cutoff = inputs.cutoff as f64;
+    let mut cell = if inputs.cell_size > 0.0 {
+        inputs.cell_size as f64
+    } else {
+        // Auto: about AUTO_NODES_PER_CELL nodes per cell of the bounding volume, kept in
+        // [cutoff / 64, cutoff]. A sparse layout gets cells of the cutoff (the 27-cell stencil
+        // covers every pair within it); a dense one gets smaller cells, which bounds the
+        // candidates per node and truncates repulsion to the stencil.
+        let floor = cutoff / 64.0;
+        let volume = ext[0].max(floor) * ext[1].max(floor) * ext[2].max(floor);
+        let auto = cube_root(AUTO_NODES_PER_CELL * volume / inputs.num_nodes.max(1) as f64);
+        // Comparisons rather than `clamp`, which panics on a NaN bound.
+        if auto < floor {
+            floor
+        } else if auto > cutoff {
+            cutoff
+        } else {
+            auto
+        }
+    };
+    for _ in 0..MAX_CELL_GROWTHS {
+        let cell32 = cell as f32;
+        let dims = ext.map(|e| ((e / cell32 as f64).floor() + 1.0).min(u32::MAX as f64));
+        let total = dims[0] * dims[1] * dims[2];
+        if total <= inputs.max_cells {
+            return GridSpec {
+                origin: lo,
+                cell_size: cell32,
+                dims: dims.map(|d| d as u32),
+            };
+        }
+        cell *= cube_root(total / inputs.max_cells) * 1.0001 + 1e-9;
+    }
+    GridSpec {
+        origin: lo,
+        cell_size: cell as f32,
+        dims: [1, 1, 1],
+    }
 }
 
 /// A bit of [`KernelParams::feature_flags`] that the engine sets and a user never can (user flags are
@@ -82,6 +197,18 @@ pub struct BoundsReduceArgs {
     pub num_nodes: u32,
 }
 
+/// `grid_params`: the grid of [`grid_for_bounds`] from the bounding box on the device, into the
+/// `grid` buffer ([`GRID_WORDS`] words), where the grid stage's kernels read it: no host round trip.
+#[derive(Clone, Copy, Debug)]
+pub struct GridParamsArgs {
+    /// The bounding box (from `bounds_reduce`), 6 floats.
+    pub bounds: DeviceSpan,
+    /// Output, [`GRID_WORDS`] words.
+    pub grid: DeviceSpan,
+    /// Parameters and cap.
+    pub inputs: GridInputs,
+}
+
 /// `build_grid`: cell key of each node (`z*dy*dx + y*dx + x`, clamped to the grid) and the identity
 /// permutation as sort values.
 #[derive(Clone, Copy, Debug)]
@@ -92,8 +219,8 @@ pub struct BuildGridArgs {
     pub cell_keys: DeviceSpan,
     /// Output values (identity).
     pub node_order: DeviceSpan,
-    /// The grid.
-    pub grid: GridSpec,
+    /// The grid (from `grid_params`).
+    pub grid: DeviceSpan,
     /// Live nodes.
     pub num_nodes: u32,
 }
@@ -112,10 +239,12 @@ pub struct SortArgs {
     pub values_out: DeviceSpan,
     /// Per-cell counts, then offsets.
     pub cell_counts: DeviceSpan,
+    /// The grid (from `grid_params`): its cell count is the key range.
+    pub grid: DeviceSpan,
     /// Items to sort.
     pub num_items: u32,
-    /// Cells (key range).
-    pub num_cells: u32,
+    /// The cell capacity: every key is below it (the GPU sorts as many digits as it has).
+    pub max_cells: u32,
 }
 
 /// `gather_positions`: positions copied into sorted (cell) order, so that the force pass reads the
@@ -132,8 +261,8 @@ pub struct GatherPositionsArgs {
     pub num_nodes: u32,
 }
 
-/// `cell_bounds`: `cell_start`/`cell_end` of every non-empty cell from sorted keys, launched over
-/// nodes. Empty cells keep the `start == end == 0` the engine filled in.
+/// `cell_bounds`: `start == end == 0` for every cell of the grid (`cell_clear`), then
+/// `cell_start`/`cell_end` of every non-empty cell from sorted keys, launched over nodes.
 #[derive(Clone, Copy, Debug)]
 pub struct CellBoundsArgs {
     /// Sorted keys.
@@ -142,10 +271,14 @@ pub struct CellBoundsArgs {
     pub cell_start: DeviceSpan,
     /// Output.
     pub cell_end: DeviceSpan,
-    /// Threads launched (live nodes).
+    /// The grid (from `grid_params`): its cell count bounds the clear.
+    pub grid: DeviceSpan,
+    /// Sorted items (live nodes).
     pub num_items: u32,
-    /// Cells.
-    pub num_cells: u32,
+    /// The cell capacity (the GPU launches the clear over it; threads past the grid's count idle).
+    pub max_cells: u32,
+    /// Non-zero under the planted `cell-bounds-over-cells`: the item count is the grid's cell count.
+    pub over_cells: u32,
 }
 
 /// `force_pass`: repulsion from the 27 neighbouring cells, CSR springs, centre gravity and
@@ -178,8 +311,8 @@ pub struct ForcePassArgs {
     pub anchor_k: DeviceSpan,
     /// SSSP distances (for rest-length stretching).
     pub sssp_dist: DeviceSpan,
-    /// The grid.
-    pub grid: GridSpec,
+    /// The grid (from `grid_params`).
+    pub grid: DeviceSpan,
     /// Parameters.
     pub params: KernelParams,
     /// Live nodes.
@@ -246,6 +379,8 @@ pub struct FrontierCompactArgs {
 pub enum Launch {
     /// See [`BoundsReduceArgs`].
     BoundsReduce(BoundsReduceArgs),
+    /// See [`GridParamsArgs`].
+    GridParams(GridParamsArgs),
     /// See [`BuildGridArgs`].
     BuildGrid(BuildGridArgs),
     /// See [`SortArgs`].
@@ -269,6 +404,7 @@ impl Launch {
     pub fn kernel_name(&self) -> &'static str {
         match self {
             Launch::BoundsReduce(_) => "bounds_reduce",
+            Launch::GridParams(_) => "grid_params",
             Launch::BuildGrid(_) => "build_grid",
             Launch::SortPairs(_) => "sort_pairs",
             Launch::GatherPositions(_) => "gather_positions",
@@ -289,9 +425,10 @@ impl Launch {
                 v.extend(a.pos);
                 v.push(a.bounds);
             }
+            Launch::GridParams(a) => v.extend([a.bounds, a.grid]),
             Launch::BuildGrid(a) => {
                 v.extend(a.pos);
-                v.extend([a.cell_keys, a.node_order]);
+                v.extend([a.cell_keys, a.node_order, a.grid]);
             }
             Launch::SortPairs(a) => v.extend([
                 a.keys_in,
@@ -299,13 +436,16 @@ impl Launch {
                 a.keys_out,
                 a.values_out,
                 a.cell_counts,
+                a.grid,
             ]),
             Launch::GatherPositions(a) => {
                 v.extend(a.pos);
                 v.push(a.sorted_nodes);
                 v.extend(a.sorted_pos);
             }
-            Launch::CellBounds(a) => v.extend([a.sorted_keys, a.cell_start, a.cell_end]),
+            Launch::CellBounds(a) => {
+                v.extend([a.sorted_keys, a.cell_start, a.cell_end, a.grid]);
+            }
             Launch::ForcePass(a) => {
                 v.extend(a.pos);
                 v.extend(a.force);
@@ -320,7 +460,7 @@ impl Launch {
                     a.edge_target,
                 ]);
                 v.extend(a.anchor);
-                v.extend([a.anchor_k, a.sssp_dist]);
+                v.extend([a.anchor_k, a.sssp_dist, a.grid]);
             }
             Launch::Integrate(a) => {
                 for s in [a.pos_in, a.vel_in, a.force] {
@@ -428,5 +568,44 @@ impl Backend for Box<dyn Backend> {
     }
     fn set_kernel_timing(&mut self, on: bool) {
         (**self).set_kernel_timing(on)
+    }
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn cube_root_is_within_an_ulp_or_two_of_the_library_one() {
+        for x in [1e-30, 0.5, 1.0, 2.0, 27.0, 1234.5678, 8e21, 3.3e300] {
+            let (ours, lib) = (cube_root(x), f64::cbrt(x));
+            assert!(
+                (ours - lib).abs() <= 4.0 * f64::EPSILON * lib,
+                "{x}: {ours} vs {lib}"
+            );
+        }
+        assert_eq!(cube_root(0.0), 0.0);
+        assert!(cube_root(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn the_grid_respects_the_cap_and_grows_cells_only_as_needed() {
+        let inputs = |max_cells| GridInputs {
+            cell_size: 0.0,
+            cutoff: 12.0,
+            num_nodes: 1_000_000,
+            max_cells,
+        };
+        let (lo, hi) = ([-64.0; 3], [64.0; 3]);
+        let free = grid_for_bounds(lo, hi, &inputs(f64::INFINITY));
+        assert!(free.num_cells() > 1000);
+        let capped = grid_for_bounds(lo, hi, &inputs(1000.0));
+        assert!(capped.num_cells() <= 1000 && capped.num_cells() > 100);
+        assert!(capped.cell_size > free.cell_size);
+        assert_eq!(capped.origin, lo);
+        // Words round-trip, and the count word is the wrapping product the kernels read.
+        let w = capped.to_words();
+        assert_eq!(GridSpec::from_words(&w), capped);
+        assert_eq!(w[7] as usize, capped.num_cells());
     }
 }

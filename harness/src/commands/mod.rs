@@ -60,6 +60,20 @@ pub fn jobs(requested: Option<usize>, backend: BackendKind) -> Result<usize, Cli
     }
 }
 
+/// Cases a worker runs side by side for `--cases-per-worker` (`None`: not given) on `backend`: one
+/// on the CPU backend (its workers already fill the cores), [`CUDA_CASES_PER_WORKER`] on CUDA,
+/// whose one worker would otherwise leave the device idle between one case's small launches.
+pub fn cases_per_worker(requested: Option<u64>, backend: BackendKind) -> usize {
+    match (requested, backend) {
+        (Some(k), _) => usize::try_from(k).unwrap_or(usize::MAX),
+        (None, BackendKind::Cuda) => CUDA_CASES_PER_WORKER,
+        (None, _) => 1,
+    }
+}
+
+/// The default of `--cases-per-worker` on CUDA.
+pub const CUDA_CASES_PER_WORKER: usize = 8;
+
 /// Refuses a `--gpus` list that names a device this machine does not have (`count` devices seen),
 /// or the same device twice, before any work: one line, exit 3 for a missing device (the
 /// machine's fault, as for `--backend cuda` without one), exit 2 for a repeated one.
@@ -158,6 +172,12 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(jobs(None, BackendKind::Cpu).unwrap(), cores);
         assert_eq!(jobs(Some(3), BackendKind::Cuda).unwrap(), 3);
+        assert_eq!(cases_per_worker(None, BackendKind::Cpu), 1);
+        assert_eq!(
+            cases_per_worker(None, BackendKind::Cuda),
+            CUDA_CASES_PER_WORKER
+        );
+        assert_eq!(cases_per_worker(Some(3), BackendKind::Cuda), 3);
         let e = jobs(Some(0), BackendKind::Cpu).unwrap_err();
         assert_eq!(e.exit_code(), crate::exit::BAD_INPUT);
     }

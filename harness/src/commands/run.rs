@@ -107,11 +107,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// Cases each worker runs side by side, each on its own thread and engine, in one request
-    /// (default 1: one at a time). When a worker dies (a crash, an abort, a hang, a lost
-    /// context) with cases of its batch unanswered, each of them is re-run alone, and only that
-    /// run decides its outcome and signature.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub cases_per_worker: u64,
+    /// (default: 1 on the CPU backend, where workers already fill the cores; 8 on CUDA, where the
+    /// cases of one worker share its context and overlap on the device). When a worker dies (a
+    /// crash, an abort, a hang, a lost context) with cases of its batch unanswered, each of them
+    /// is re-run alone, and only that run decides its outcome and signature.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub cases_per_worker: Option<u64>,
 }
 
 /// The case generator of a campaign against a target: smaller graphs than for Forcefield's own
@@ -193,7 +194,7 @@ impl RunArgs {
                 ..GenConfig::default()
             },
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            cases_per_worker: self.cases_per_worker as usize,
+            cases_per_worker: super::cases_per_worker(self.cases_per_worker, backend),
             idle_check: true,
         })
     }
@@ -215,7 +216,7 @@ impl RunArgs {
         if self.backend != BackendChoice::Cpu || !self.gpus.is_empty() {
             return refuse("--backend/--gpus");
         }
-        if self.cases_per_worker > 1 {
+        if self.cases_per_worker.is_some_and(|k| k > 1) {
             // A worker keeps one target process, which answers one request at a time.
             return refuse("--cases-per-worker above 1");
         }

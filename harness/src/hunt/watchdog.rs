@@ -236,8 +236,9 @@ pub struct WatchdogConfig {
     pub warm_up: u64,
     /// Multiplies every limit but the upper bound: a sanitizer's slowdown is not a hang.
     pub slowdown: u32,
-    /// A worker that uses no CPU time this long while it runs a case is hung, whatever its limit
-    /// ([`crate::isolate::WorkerSlot::with_idle_limit`]): a deadlock sleeps, a slow case computes.
+    /// A worker that uses no CPU time and launches nothing this long while it runs a case is
+    /// hung, whatever its limit ([`crate::isolate::WorkerSlot::with_idle_limit`]): a deadlock
+    /// sleeps, a slow case computes or launches kernels.
     /// `None` on CUDA, where a worker waiting for its kernels sleeps too.
     pub idle_limit: Option<Duration>,
 }
@@ -261,6 +262,11 @@ pub(crate) const WARM_UP: u64 = 8;
 /// per core, so a second without a single clock tick is a process blocked for good: the
 /// `logger-relock` deadlock waits on a mutex it holds.
 pub(crate) const CPU_IDLE_LIMIT: Duration = Duration::from_secs(1);
+/// How long a CUDA worker may use no CPU time and launch no kernel while it runs a case before it
+/// is hung. A CUDA case sleeps while it waits for a kernel, but the kernels of a case the harness
+/// generates run for micro- to milliseconds and each launch writes a breadcrumb; twice the CPU's
+/// limit leaves room for a context's creation and a module's load (110-430 ms each).
+pub(crate) const CUDA_IDLE_LIMIT: Duration = Duration::from_secs(2);
 /// Default prior: 0.15 µs per unit. Measured on a 2-core machine at load 12 (650 cases of
 /// `run --inject`): 5th percentile 0.13 µs per unit, median 0.38, 95th percentile 2.9, 99th 14.5,
 /// largest 21. A quieter machine is faster, and a loaded one raises the rate with its first cases.
@@ -284,6 +290,8 @@ impl WatchdogConfig {
             slowdown: slowdown.max(1),
             idle_limit: match backend {
                 BackendKind::Cpu => Some(CPU_IDLE_LIMIT),
+                // Under a compute-sanitizer tool one kernel may run for many seconds.
+                BackendKind::Cuda if slowdown <= 2 => Some(CUDA_IDLE_LIMIT),
                 BackendKind::Cuda => None,
             },
         }
@@ -506,7 +514,7 @@ pub struct WatchdogReport {
     /// The rate at the end, seconds per unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds_per_unit: Option<f64>,
-    /// A worker using no CPU time this long while it ran a case was hung (CPU backend).
+    /// A worker using no CPU time and launching nothing this long while it ran a case was hung.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_limit_seconds: Option<f64>,
     /// What happened.
@@ -535,7 +543,7 @@ impl WatchdogReport {
         }
         if let Some(idle) = self.idle_limit_seconds {
             s.push_str(&format!(
-                "; a worker idle (no CPU time) for {idle} s is hung"
+                "; a worker idle (no CPU time, no launch) for {idle} s is hung"
             ));
         }
         let c = &self.counts;
@@ -960,7 +968,7 @@ mod tests {
         assert_eq!(
             line,
             "watchdog: adaptive, floor 0.5 s, margin 8x, rate measured from 8 case(s); \
-             --case-timeout 30 s upper bound; a worker idle (no CPU time) for 1 s is hung"
+             --case-timeout 30 s upper bound; a worker idle (no CPU time, no launch) for 1 s is hung"
         );
         let cold = Watchdog::new(config(10)).report().line();
         assert!(

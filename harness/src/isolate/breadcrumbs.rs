@@ -206,6 +206,12 @@ impl Breadcrumbs {
         self.write(|r| store_name(&r.kernel, name));
     }
 
+    /// The seqlock's counter: it moves on every write (an operation, a kernel launch), so a
+    /// worker whose counter stands still is not launching anything.
+    pub(crate) fn sequence(&self) -> u64 {
+        self.record().seq.load(Ordering::Acquire)
+    }
+
     /// One seqlock write section.
     fn write(&self, update: impl FnOnce(&Record)) {
         let r = self.record();

@@ -180,10 +180,11 @@ impl WorkerSlot {
         }
     }
 
-    /// This slot, ending a request as a hang as soon as its worker has used no CPU time for
-    /// `limit`, before its deadline: a deadlocked worker sleeps, a slow one computes, so a
-    /// deadlock is found in `limit` rather than at the deadline. Only for workers that compute on
-    /// the CPU while they work: one waiting for a GPU kernel sleeps too.
+    /// This slot, ending a request as a hang as soon as its worker has used no CPU time and
+    /// written no breadcrumb for `limit`, before its deadline: a deadlocked worker sleeps and
+    /// launches nothing, a slow one computes or launches kernel after kernel (a CUDA worker
+    /// sleeps while it waits for one, so its breadcrumbs are what moves), so a deadlock is found
+    /// in `limit` rather than at the deadline.
     pub fn with_idle_limit(mut self, limit: Option<Duration>) -> Self {
         self.idle_limit = limit;
         self
@@ -270,7 +271,7 @@ enum Event {
     ChannelClosed,
     /// The deadline passed first.
     DeadlinePassed,
-    /// The worker used no CPU time for the idle limit.
+    /// The worker used no CPU time and wrote no breadcrumb for the idle limit.
     Idle,
     /// The channel carried something that is not a valid message, or failed.
     Broken(String),
@@ -580,7 +581,8 @@ impl Worker {
     }
 
     /// Waits for one message, the worker's exit, the deadline or (with `idle_limit`) that long
-    /// without the worker using CPU time, while writing `outgoing` to the worker and capturing
+    /// without the worker using CPU time or writing a breadcrumb (a CUDA worker waiting for its
+    /// kernels sleeps, but launches the next one soon), while writing `outgoing` to the worker and capturing
     /// its output.
     fn exchange(
         &mut self,
@@ -591,8 +593,9 @@ impl Worker {
         let mut sent = 0;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut next_liveness_check = Instant::now() + LIVENESS_INTERVAL;
-        // CPU ticks last seen, and when they last changed.
-        let mut busy = (os::cpu_ticks(self.pid), Instant::now());
+        // CPU ticks and breadcrumb writes last seen, and when either last changed.
+        let progress = |slot: &Self| (os::cpu_ticks(slot.pid), slot.crumbs.sequence());
+        let mut busy = (progress(self), Instant::now());
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(body)) => {
@@ -613,9 +616,9 @@ impl Worker {
                     return Event::Exited(death);
                 }
                 if let Some(limit) = idle_limit {
-                    let ticks = os::cpu_ticks(self.pid);
-                    if ticks != busy.0 || ticks.is_none() {
-                        busy = (ticks, now);
+                    let seen = progress(self);
+                    if seen != busy.0 || seen.0.is_none() {
+                        busy = (seen, now);
                     } else if now.duration_since(busy.1) >= limit {
                         return Event::Idle;
                     }

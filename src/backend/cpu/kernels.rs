@@ -10,8 +10,9 @@ only its own outputs, so results do not depend on the thread count (bitwise dete
 
 use super::access::{Cx, Dev};
 use crate::backend::{
-    BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, ForcePassArgs, FrontierCompactArgs,
-    GatherPositionsArgs, GridSpec, IntegrateArgs, SortArgs, SsspRelaxArgs, KERNEL_DISTANCE_TARGETS,
+    grid_for_bounds, BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
+    FrontierCompactArgs, GatherPositionsArgs, GridParamsArgs, GridSpec, IntegrateArgs, SortArgs,
+    SsspRelaxArgs, GRID_WORDS, KERNEL_DISTANCE_TARGETS,
 };
 use crate::hash::{mix3, unit_f32};
 use crate::params::{features, KernelParams};
@@ -116,13 +117,37 @@ pub fn bounds_reduce<const C: bool>(a: &BoundsReduceArgs, ctx: &Cx<'_, C>) {
     }
 }
 
+/// The grid that `grid_params` stored on the device, and its cell count (word 7).
+fn load_grid<const C: bool>(ctx: &Cx<'_, C>, span: DeviceSpan) -> (GridSpec, u32) {
+    let words = ctx.dev::<u32>(span);
+    let w: [u32; GRID_WORDS] = std::array::from_fn(|i| words.get(i));
+    (GridSpec::from_words(&w), w[7])
+}
+
+/// Step 2, `grid_params`: the grid of the bounding box, computed where the box is (one thread on
+/// the GPU), so that no step waits for the host.
+pub fn grid_params<const C: bool>(a: &GridParamsArgs, ctx: &Cx<'_, C>) {
+    let bounds = ctx.dev::<f32>(a.bounds);
+    let out = ctx.dev::<u32>(a.grid);
+    let lo = [bounds.get(0), bounds.get(1), bounds.get(2)];
+    let hi = [bounds.get(3), bounds.get(4), bounds.get(5)];
+    for (i, w) in grid_for_bounds(lo, hi, &a.inputs)
+        .to_words()
+        .into_iter()
+        .enumerate()
+    {
+        out.set(i, w);
+    }
+}
+
 /// Step 3, `build_grid`: the cell key of every node, and the identity permutation as sort values.
 pub fn build_grid<const C: bool>(a: &BuildGridArgs, ctx: &Cx<'_, C>, threads: usize) {
     let pos = dev3(ctx, &a.pos);
     let keys = ctx.dev::<u32>(a.cell_keys);
     let order = ctx.dev::<u32>(a.node_order);
+    let (grid, _) = load_grid(ctx, a.grid);
     par_for(threads, a.num_nodes as usize, |i| {
-        keys.set(i, cell_key(&a.grid, load3(&pos, i)));
+        keys.set(i, cell_key(&grid, load3(&pos, i)));
         order.set(i, i as u32);
     });
 }
@@ -135,9 +160,10 @@ pub fn sort_pairs<const C: bool>(a: &SortArgs, ctx: &Cx<'_, C>) {
     let keys_out = ctx.dev::<u32>(a.keys_out);
     let values_out = ctx.dev::<u32>(a.values_out);
     let counts = ctx.dev::<u32>(a.cell_counts);
+    let (_, num_cells) = load_grid(ctx, a.grid);
     let n = a.num_items as usize;
     // sort_histogram
-    for c in 0..a.num_cells as usize {
+    for c in 0..num_cells as usize {
         counts.set(c, 0);
     }
     for i in 0..n {
@@ -146,7 +172,7 @@ pub fn sort_pairs<const C: bool>(a: &SortArgs, ctx: &Cx<'_, C>) {
     }
     // sort_scan
     let mut running = 0u32;
-    for c in 0..a.num_cells as usize {
+    for c in 0..num_cells as usize {
         let count = counts.get(c);
         counts.set(c, running);
         running += count;
@@ -172,13 +198,24 @@ pub fn gather_positions<const C: bool>(a: &GatherPositionsArgs, ctx: &Cx<'_, C>,
     });
 }
 
-/// Step 5, `cell_bounds`: for every sorted slot that begins or ends a run of equal keys, record the run
-/// as that cell's `[start, end)`. Launched over nodes (sorted slots), not cells.
+/// Step 5, `cell_bounds`: `cell_clear` (every cell of the grid empty), then for every sorted slot
+/// that begins or ends a run of equal keys, the run as that cell's `[start, end)`. Launched over
+/// nodes (sorted slots), not cells.
 pub fn cell_bounds<const C: bool>(a: &CellBoundsArgs, ctx: &Cx<'_, C>, threads: usize) {
     let keys = ctx.dev::<u32>(a.sorted_keys);
     let start = ctx.dev::<u32>(a.cell_start);
     let end = ctx.dev::<u32>(a.cell_end);
-    let n = a.num_items as usize;
+    let (_, num_cells) = load_grid(ctx, a.grid);
+    // cell_clear
+    par_for(threads, num_cells as usize, |c| {
+        start.set(c, 0);
+        end.set(c, 0);
+    });
+    let n = if a.over_cells != 0 {
+        num_cells as usize
+    } else {
+        a.num_items as usize
+    };
     par_for(threads, n, |i| {
         let k = keys.get(i);
         if i == 0 || keys.get(i - 1) != k {
@@ -239,7 +276,7 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
     let anchor_k = ctx.dev::<f32>(a.anchor_k);
     let sssp_dist = ctx.dev::<f32>(a.sssp_dist);
     let p: &KernelParams = &a.params;
-    let grid = a.grid;
+    let (grid, _) = load_grid(ctx, a.grid);
     let radius = a.stencil_radius as i64;
     // Thread t computes node sorted_nodes[t], as on the GPU: neighbouring t scan the same cells, so
     // their candidates stay in cache. Each node's sum is the same whichever thread computes it.

@@ -283,6 +283,7 @@ impl Backend for CpuBackend {
 fn run_kernel<const C: bool>(launch: &Launch, cx: &Cx<'_, C>, t: usize) {
     match launch {
         Launch::BoundsReduce(a) => kernels::bounds_reduce(a, cx),
+        Launch::GridParams(a) => kernels::grid_params(a, cx),
         Launch::BuildGrid(a) => kernels::build_grid(a, cx, t),
         Launch::SortPairs(a) => kernels::sort_pairs(a, cx),
         Launch::GatherPositions(a) => kernels::gather_positions(a, cx, t),

@@ -673,7 +673,7 @@ impl CheckedDevice {
             }
             // Every earlier verification has finished (each launch waits for its own), so the
             // buffer may be replaced.
-            let dst = self.zone_buffer.ensure(bytes.len())?;
+            let dst = self.zone_buffer.ensure(bytes.len(), stream)?;
             // SAFETY: `dst` holds at least `bytes.len()` bytes; staged as in `prepare`.
             unsafe { result::memcpy_htod_async(dst, &bytes, stream) }?;
         }

@@ -7,8 +7,9 @@ Everything that may be the first call into a library is checked for the library'
 runs under `catch_unwind`, so that a machine without CUDA gets an error value, never a panic.
 */
 
+use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cudarc::driver::result::{self, DriverError};
 use cudarc::driver::sys;
@@ -130,75 +131,100 @@ pub fn device_count() -> usize {
     .map_or(0, |c| c.max(0) as usize)
 }
 
-/// A device context of its own (not the device's primary context), so that dropping the backend
-/// destroys everything it allocated, even after the context was lost.
+/// The process's context on one device, shared by every backend on that device, with the modules
+/// loaded into it.
 ///
-/// A separate context does not contain a sticky error: CUDA documents that after one "the process
-/// must be terminated and relaunched", and on the GPU machine (driver 580) creating a new context in
-/// the same process indeed fails with the same error. Recovery from a lost context therefore needs
-/// a new process, which is how the harness runs cases anyway.
+/// One context, not one per backend, for two reasons measured on the GPU machine: creating a
+/// context costs 110–180 ms and loading the kernels' module into it more, and the harness builds
+/// several engines per case (the capacity re-run, restart-equivalence rebuilds); and engines that
+/// run at the same time in one process (a worker running several cases) only overlap on the device
+/// when they share a context — kernels of different contexts are time-sliced, those of different
+/// streams of one context run side by side. Each backend keeps its own stream, events and
+/// allocations, so a backend that drops frees exactly what it made.
 ///
-/// Creating a context costs 110–180 ms on the GPU machine, and the harness builds several engines
-/// per case (the capacity re-run, restart-equivalence rebuilds), so contexts are reused: a backend
-/// that drops clean — every allocation freed, its stream, events and module destroyed, no sticky
-/// error — gives its empty context back ([`Context::recycle_on_drop`]) to a small process-wide
-/// pool, and [`Context::acquire`] takes from it before creating one.
+/// A separate context per backend would not contain a sticky error anyway: CUDA documents that after
+/// one "the process must be terminated and relaunched", and on the GPU machine (driver 580)
+/// creating a new context in the same process indeed fails with the same error. A sticky error
+/// therefore retires the shared context ([`retire_shared`]): the backends holding it keep failing
+/// with their error, and the next backend of the process tries a new context (and is refused by
+/// the driver).
+///
+/// It is not the device's primary context, so that destroying it (when its last holder drops)
+/// releases everything in it, even after it was lost.
 #[derive(Debug)]
 pub struct Context {
     ctx: sys::CUcontext,
     device: sys::CUdevice,
     ordinal: usize,
-    /// Go back to the pool when dropped, instead of being destroyed.
-    recycle: bool,
+    /// Modules loaded into this context and not leased to a backend, with their compile options.
+    idle_modules: Mutex<Vec<(Vec<String>, Module)>>,
 }
 
-// SAFETY: a context handle may be used from any thread once made current there, which every user
-// does first ([`Context::bind`]); the pool hands each context to one owner at a time.
+/// A loaded module, leased to one backend at a time: the checked mode's kernels keep per-launch
+/// state in module globals (`ff_spans`, `ff_record`), so two backends running at once need two
+/// modules; a module goes back to its context when its backend drops clean.
+#[derive(Debug)]
+pub struct Module(pub sys::CUmodule);
+
+// SAFETY: a context or module handle may be used from any thread once the context is made current
+// there, which every user does first ([`Context::bind`]); the driver API is thread safe. The idle
+// modules are behind a mutex, and a leased module has one owner.
 unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+unsafe impl Send for Module {}
 
-/// Empty contexts kept for reuse, at most [`POOL_CAPACITY`].
-static POOL: Mutex<Vec<Context>> = Mutex::new(Vec::new());
-/// How many empty contexts the process keeps (a few engines live at once in a worker).
-const POOL_CAPACITY: usize = 4;
+/// The shared context of each device used so far (at most one per ordinal).
+static SHARED: Mutex<Vec<Arc<Context>>> = Mutex::new(Vec::new());
 
-fn pool() -> MutexGuard<'static, Vec<Context>> {
+fn shared() -> MutexGuard<'static, Vec<Arc<Context>>> {
     // Nothing is left half-done under the lock, so a poisoned lock is usable.
-    POOL.lock().unwrap_or_else(|p| p.into_inner())
+    SHARED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Destroys the pooled contexts. Called on a sticky error: the process is poisoned then, and a
-/// pooled context would fail at its first use where a new one fails at creation.
-pub fn drain_pool() {
-    let drained = std::mem::take(&mut *pool());
-    drop(drained);
+/// Forgets the shared contexts. Called on a sticky error: the process is poisoned then, and a
+/// backend made later must not be handed the lost context as if it worked (it tries a new one,
+/// which the driver refuses in a poisoned process).
+pub fn retire_shared() {
+    let retired = std::mem::take(&mut *shared());
+    drop(retired);
+}
+
+/// Backends allocate stream-ordered (`cuMemAllocAsync` / `cuMemFreeAsync` on their own stream):
+/// `cuMemFree` waits for the whole device, so one engine's resize stalled every engine running
+/// beside it in the process (eight cases of a batch ran no faster than one). The device's default
+/// pool keeps what is freed for the next allocation instead of returning it at every
+/// synchronization (its default threshold is zero); it is returned with the context.
+fn keep_freed_memory(device: sys::CUdevice) -> Result<(), DriverError> {
+    // SAFETY: `device` came from cuDeviceGet; the attribute takes a u64 (cuuint64_t).
+    unsafe {
+        let pool = result::device::get_default_mem_pool(device)?;
+        let mut threshold: u64 = u64::MAX;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
 }
 
 impl Context {
-    /// An empty context on device `ordinal`, current on the calling thread: a pooled one when there
-    /// is one, else a new one.
-    pub fn acquire(ordinal: usize) -> Result<Self, BackendError> {
-        let pooled = {
-            let mut pool = pool();
-            let found = pool.iter().position(|c| c.ordinal == ordinal);
-            found.map(|i| pool.swap_remove(i))
-        };
-        if let Some(context) = pooled {
-            if context.bind().is_ok() {
-                return Ok(context);
-            }
-            // Unusable after all: destroyed here, and a new one made.
+    /// The process's context on device `ordinal`, current on the calling thread: the shared one when
+    /// there is one, else a new one, shared from now on.
+    pub fn shared(ordinal: usize) -> Result<Arc<Self>, BackendError> {
+        let mut shared = shared();
+        if let Some(context) = shared.iter().find(|c| c.ordinal == ordinal) {
+            context
+                .bind()
+                .map_err(|e| backend_error(BackendOp::Init, None, e))?;
+            return Ok(Arc::clone(context));
         }
-        Self::create(ordinal)
-    }
-
-    /// Keeps this context for reuse when it drops. Only for a context left empty: everything made
-    /// in it released, no sticky error seen.
-    pub fn recycle_on_drop(&mut self) {
-        self.recycle = true;
+        let context = Arc::new(Self::create(ordinal)?);
+        shared.push(Arc::clone(&context));
+        Ok(context)
     }
 
     /// A new context on device `ordinal`, current on the calling thread.
-    pub fn create(ordinal: usize) -> Result<Self, BackendError> {
+    fn create(ordinal: usize) -> Result<Self, BackendError> {
         let init = |e| backend_error(BackendOp::Init, None, e);
         let index = i32::try_from(ordinal).map_err(|_| {
             BackendError::new(
@@ -222,12 +248,36 @@ impl Context {
         unsafe { sys::cuCtxCreate_v4(&mut ctx, std::ptr::null_mut(), 0, device) }
             .result()
             .map_err(init)?;
+        keep_freed_memory(device).map_err(init)?;
         Ok(Context {
             ctx,
             device,
             ordinal,
-            recycle: false,
+            idle_modules: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A module compiled with `options` for the caller alone: an idle one loaded earlier, else
+    /// `ptx` loaded now. The context must be current.
+    pub fn lease_module(&self, options: &[String], ptx: &[u8]) -> Result<Module, DriverError> {
+        let idle = {
+            let mut idle = self.idle_modules.lock().unwrap_or_else(|p| p.into_inner());
+            let found = idle.iter().position(|(o, _)| o.as_slice() == options);
+            found.map(|i| idle.swap_remove(i).1)
+        };
+        if let Some(module) = idle {
+            return Ok(module);
+        }
+        // SAFETY: the PTX is NUL-terminated (as `compile` returns it) and outlives the call.
+        let module = unsafe { result::module::load_data(ptx.as_ptr() as *const c_void) }?;
+        Ok(Module(module))
+    }
+
+    /// Takes back a module leased with `options`, for the next backend. Only a module whose
+    /// backend saw no sticky error and left no launch running.
+    pub fn give_back_module(&self, options: Vec<String>, module: Module) {
+        let mut idle = self.idle_modules.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push((options, module));
     }
 
     /// Makes this context current on the calling thread (the backend may move between threads).
@@ -262,18 +312,9 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
-        if self.recycle {
-            let mut pool = pool();
-            if pool.len() < POOL_CAPACITY {
-                pool.push(Context {
-                    recycle: false,
-                    ..*self
-                });
-                return;
-            }
-        }
-        // SAFETY: the context was created by `create` and is destroyed once. Destroying a lost
-        // context is how its resources are released; the error, if any, cannot be acted on.
+        // SAFETY: the context was created by `create` and is destroyed once, when its last holder
+        // drops. Destroying it releases its modules and whatever a lost backend could not free;
+        // the error, if any, cannot be acted on.
         let _ = unsafe { sys::cuCtxDestroy_v2(self.ctx) };
     }
 }

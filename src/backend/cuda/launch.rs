@@ -14,7 +14,8 @@ use cudarc::driver::sys;
 
 use crate::backend::{
     BoundsReduceArgs, BuildGridArgs, CellBoundsArgs, DeviceSpan, ForcePassArgs,
-    FrontierCompactArgs, GatherPositionsArgs, IntegrateArgs, Launch, SortArgs, SsspRelaxArgs,
+    FrontierCompactArgs, GatherPositionsArgs, GridParamsArgs, IntegrateArgs, Launch, SortArgs,
+    SsspRelaxArgs,
 };
 use crate::sanitize::Access;
 
@@ -26,6 +27,9 @@ const NODE_THREADS: u32 = 256;
 const FORCE_THREADS: u32 = 64;
 /// Most blocks of `bounds_reduce`, which strides over the nodes.
 const BOUNDS_MAX_BLOCKS: u32 = 1024;
+/// Most blocks of `cell_clear`, which strides over the grid's cells (eight a multiprocessor of an
+/// H100: a cap of 2M cells launched one thread a cell cost 8 µs a step whatever the grid).
+const CLEAR_MAX_BLOCKS: u32 = 1056;
 /// Bits per radix-sort pass (`RADIX_BITS` in `layout.cu`).
 const RADIX_BITS: u32 = 8;
 /// Digits per pass.
@@ -51,6 +55,7 @@ pub const KERNEL_NAMES: &[&str] = &[
     "sort_scan",
     "sort_scan_digits",
     "sort_scatter",
+    "sort_small",
     "gather_positions",
     "cell_bounds",
     "force_pass",
@@ -65,11 +70,14 @@ pub const KERNEL_NAMES: &[&str] = &[
 pub struct Kernels {
     bounds_reduce: sys::CUfunction,
     bounds_finalize: sys::CUfunction,
+    grid_params: sys::CUfunction,
     build_grid: sys::CUfunction,
+    cell_clear: sys::CUfunction,
     sort_histogram: sys::CUfunction,
     sort_scan: sys::CUfunction,
     sort_scan_digits: sys::CUfunction,
     sort_scatter: sys::CUfunction,
+    sort_small: sys::CUfunction,
     gather_positions: sys::CUfunction,
     cell_bounds: sys::CUfunction,
     force_pass: sys::CUfunction,
@@ -92,11 +100,14 @@ impl Kernels {
         Ok(Kernels {
             bounds_reduce: get("bounds_reduce")?,
             bounds_finalize: get("bounds_finalize")?,
+            grid_params: get("grid_params")?,
             build_grid: get("build_grid")?,
+            cell_clear: get("cell_clear")?,
             sort_histogram: get("sort_histogram")?,
             sort_scan: get("sort_scan")?,
             sort_scan_digits: get("sort_scan_digits")?,
             sort_scatter: get("sort_scatter")?,
+            sort_small: get("sort_small")?,
             cell_bounds: get("cell_bounds")?,
             force_pass: get("force_pass")?,
             gather_positions: get("gather_positions")?,
@@ -114,36 +125,36 @@ impl Kernels {
 pub struct Scratch {
     addr: u64,
     bytes: usize,
+    /// The stream the allocation is ordered on (set by the first `ensure`).
+    stream: Option<sys::CUstream>,
 }
 
 impl Scratch {
-    /// Whether [`Scratch::ensure`] of `bytes` would reallocate.
-    pub fn must_grow(&self, bytes: usize) -> bool {
-        bytes > self.bytes || self.addr == 0
-    }
-
-    /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. The stream must
-    /// be idle: the old allocation is freed at once.
-    pub fn ensure(&mut self, bytes: usize) -> Result<u64, DriverError> {
+    /// The address of at least `bytes` bytes, reallocating (1.5x) when too small. Both the new
+    /// allocation and the release of the old one are ordered on `stream`, after the launches
+    /// queued on it (which may still use the old memory).
+    pub fn ensure(&mut self, bytes: usize, stream: sys::CUstream) -> Result<u64, DriverError> {
         if bytes > self.bytes || self.addr == 0 {
             let want = bytes.max(self.bytes + self.bytes / 2).max(256);
-            // SAFETY: a plain device allocation in the current context.
-            let addr = unsafe { result::malloc_sync(want) }?;
+            // SAFETY: a stream-ordered allocation on the backend's live stream.
+            let addr = unsafe { result::malloc_async(stream, want) }?;
             self.release();
             self.addr = addr;
             self.bytes = want;
+            self.stream = Some(stream);
         }
         Ok(self.addr)
     }
 
-    /// Frees the allocation (errors ignored: nothing can be done about them here).
+    /// Frees the allocation after the work queued on its stream (errors ignored: nothing can be
+    /// done about them here).
     pub fn release(&mut self) {
-        if self.addr != 0 {
-            // SAFETY: allocated by `ensure`, freed once.
-            let _ = unsafe { result::free_sync(self.addr) };
-            self.addr = 0;
-            self.bytes = 0;
+        if let (true, Some(stream)) = (self.addr != 0, self.stream) {
+            // SAFETY: allocated by `ensure` on `stream`, freed once.
+            let _ = unsafe { result::free_async(self.addr, stream) };
         }
+        self.addr = 0;
+        self.bytes = 0;
     }
 
     /// Bytes held.
@@ -223,7 +234,7 @@ fn radix_passes(num_cells: u32) -> u32 {
 pub fn queued_transfers(launch: &Launch) -> Vec<(DeviceSpan, usize, Access)> {
     match launch {
         Launch::BoundsReduce(a) => vec![(a.bounds, 6, Access::Write)],
-        Launch::SortPairs(a) if a.num_items > 0 && radix_passes(a.num_cells) == 0 => {
+        Launch::SortPairs(a) if a.num_items > 0 && radix_passes(a.max_cells) == 0 => {
             let n = a.num_items as usize;
             vec![
                 (a.keys_in, n, Access::Read),
@@ -251,11 +262,6 @@ impl Queue<'_> {
         unsafe { result::launch_kernel(f, (blocks, 1, 1), (threads, 1, 1), 0, self.stream, args) }
     }
 
-    fn synchronize(&self) -> Result<(), DriverError> {
-        // SAFETY: the stream is alive while the backend is.
-        unsafe { result::stream::synchronize(self.stream) }
-    }
-
     fn memset_u32(&self, dst: u64, value: u32, count: usize) -> Result<(), DriverError> {
         // SAFETY: as for `launch`.
         unsafe { sys::cuMemsetD32Async(dst, value, count, self.stream) }.result()
@@ -277,6 +283,7 @@ impl Queue<'_> {
     pub fn enqueue(&mut self, launch: &Launch) -> Result<(), DriverError> {
         match launch {
             Launch::BoundsReduce(a) => self.bounds_reduce(a),
+            Launch::GridParams(a) => self.grid_params(a),
             Launch::BuildGrid(a) => self.build_grid(a),
             Launch::SortPairs(a) => self.sort_pairs(a),
             Launch::GatherPositions(a) => self.gather_positions(a),
@@ -309,6 +316,20 @@ impl Queue<'_> {
         self.launch(self.kernels.bounds_finalize, 1, 32, &mut args)
     }
 
+    /// `grid_params`: one thread turns the bounding box into the grid, on the device.
+    fn grid_params(&mut self, a: &GridParamsArgs) -> Result<(), DriverError> {
+        let i = &a.inputs;
+        let mut args = kernel_args![
+            &a.bounds.addr,
+            &a.grid.addr,
+            &i.cell_size,
+            &i.cutoff,
+            &i.num_nodes,
+            &i.max_cells,
+        ];
+        self.launch(self.kernels.grid_params, 1, 32, &mut args)
+    }
+
     fn build_grid(&mut self, a: &BuildGridArgs) -> Result<(), DriverError> {
         if a.num_nodes == 0 {
             return Ok(());
@@ -319,15 +340,15 @@ impl Queue<'_> {
             &a.pos[2].addr,
             &a.cell_keys.addr,
             &a.node_order.addr,
-            &a.grid,
+            &a.grid.addr,
             &a.num_nodes,
         ];
         let blocks = blocks_for(a.num_nodes, NODE_THREADS);
         self.launch(self.kernels.build_grid, blocks, NODE_THREADS, &mut args)
     }
 
-    /// `sort_pairs`: a stable LSD radix sort over the bits of the largest key, `num_cells - 1`
-    /// (see `layout.cu`). Passes alternate between the output and scratch buffers so that the last
+    /// `sort_pairs`: a stable LSD radix sort over the bits of the largest possible key,
+    /// `max_cells - 1` (see `layout.cu`): the grid's own count stays on the device. Passes alternate between the output and scratch buffers so that the last
     /// one writes the output; the inputs are never written (the engine reads the unsorted keys
     /// back for its oracles). With a single cell every key is 0 and the sort is a copy.
     /// `cell_counts` is not used: the per-tile histograms live in scratch memory, since their size
@@ -337,34 +358,25 @@ impl Queue<'_> {
         if n == 0 {
             return Ok(());
         }
-        let passes = radix_passes(a.num_cells);
+        let passes = radix_passes(a.max_cells);
         let bytes = n as usize * 4;
         if passes == 0 {
             self.copy(a.keys_out.addr, a.keys_in.addr, bytes)?;
             return self.copy(a.values_out.addr, a.values_in.addr, bytes);
         }
+        if n <= SORT_TILE {
+            return self.sort_small(a, passes);
+        }
         let tiles = blocks_for(n, SORT_TILE);
         let hist_len = RADIX * tiles;
-        if self
-            .scratch
-            .sort_hist
-            .must_grow((hist_len + RADIX) as usize * 4)
-            || passes > 1
-                && (self.scratch.sort_keys.must_grow(bytes)
-                    || self.scratch.sort_values.must_grow(bytes))
-        {
-            // Launches may still be queued (untimed launches do not wait) and may use the old
-            // scratch memory, which `ensure` frees at once.
-            self.synchronize()?;
-        }
         // The per-tile counts, then the RADIX per-digit totals of the pass.
         let hist_words = (hist_len + RADIX) as usize;
-        let hist = self.scratch.sort_hist.ensure(hist_words * 4)?;
+        let hist = self.scratch.sort_hist.ensure(hist_words * 4, self.stream)?;
         let totals = hist + hist_len as u64 * 4;
         let (tmp_keys, tmp_values) = if passes > 1 {
             (
-                self.scratch.sort_keys.ensure(bytes)?,
-                self.scratch.sort_values.ensure(bytes)?,
+                self.scratch.sort_keys.ensure(bytes, self.stream)?,
+                self.scratch.sort_values.ensure(bytes, self.stream)?,
             )
         } else {
             (0, 0)
@@ -403,18 +415,59 @@ impl Queue<'_> {
         Ok(())
     }
 
+    /// `sort_small`: the whole sort of at most one tile of items by one block, in one launch (the
+    /// large sort's three launches and a fill per pass cost more than the sort itself there).
+    fn sort_small(&mut self, a: &SortArgs, passes: u32) -> Result<(), DriverError> {
+        let n = a.num_items;
+        let bytes = n as usize * 4;
+        let (tmp_keys, tmp_values) = if passes > 1 {
+            (
+                self.scratch.sort_keys.ensure(bytes, self.stream)?,
+                self.scratch.sort_values.ensure(bytes, self.stream)?,
+            )
+        } else {
+            (0, 0)
+        };
+        let mut args = kernel_args![
+            &a.keys_in.addr,
+            &a.values_in.addr,
+            &a.keys_out.addr,
+            &a.values_out.addr,
+            &tmp_keys,
+            &tmp_values,
+            &n,
+            &passes,
+        ];
+        self.launch(self.kernels.sort_small, 1, SORT_THREADS, &mut args)
+    }
+
+    /// `cell_clear` over the cell capacity (threads past the grid's cell count idle), then
+    /// `cell_bounds` over the sorted items.
     fn cell_bounds(&mut self, a: &CellBoundsArgs) -> Result<(), DriverError> {
         if a.num_items == 0 {
             return Ok(());
         }
+        let blocks = blocks_for(a.max_cells, NODE_THREADS);
+        let reach = u64::from(blocks) * u64::from(NODE_THREADS);
+        let mut args = kernel_args![&a.cell_start.addr, &a.cell_end.addr, &a.grid.addr, &reach];
+        let blocks = blocks.min(CLEAR_MAX_BLOCKS);
+        self.launch(self.kernels.cell_clear, blocks, NODE_THREADS, &mut args)?;
         let mut args = kernel_args![
             &a.sorted_keys.addr,
             &a.cell_start.addr,
             &a.cell_end.addr,
+            &a.grid.addr,
             &a.num_items,
-            &a.num_cells,
+            &a.max_cells,
+            &a.over_cells,
         ];
-        let blocks = blocks_for(a.num_items, NODE_THREADS);
+        // Planted `cell-bounds-over-cells` reads the item count from the grid: up to the capacity.
+        let items = if a.over_cells != 0 {
+            a.max_cells
+        } else {
+            a.num_items
+        };
+        let blocks = blocks_for(items, NODE_THREADS);
         self.launch(self.kernels.cell_bounds, blocks, NODE_THREADS, &mut args)
     }
 
@@ -467,7 +520,7 @@ impl Queue<'_> {
             &a.anchor[2].addr,
             &a.anchor_k.addr,
             &a.sssp_dist.addr,
-            &a.grid,
+            &a.grid.addr,
             &a.params,
             &a.num_nodes,
             &a.stencil_radius,
@@ -529,11 +582,10 @@ impl Queue<'_> {
             return self.memset_u32(a.frontier_len.addr, 0, 1);
         }
         let tiles = blocks_for(n, COMPACT_TILE);
-        if self.scratch.compact_tiles.must_grow(tiles as usize * 4) {
-            // As in `sort_pairs`: queued launches may use the old allocation.
-            self.synchronize()?;
-        }
-        let counts = self.scratch.compact_tiles.ensure(tiles as usize * 4)?;
+        let counts = self
+            .scratch
+            .compact_tiles
+            .ensure(tiles as usize * 4, self.stream)?;
         let mut args = kernel_args![&a.flags.addr, &counts, &n];
         self.launch(
             self.kernels.frontier_count,
@@ -704,8 +756,9 @@ mod tests {
                 keys_out: span(BufferName::SortedKeys),
                 values_out: span(BufferName::SortedNodes),
                 cell_counts: span(BufferName::CellCounts),
+                grid: span(BufferName::Grid),
                 num_items: 8,
-                num_cells,
+                max_cells: num_cells,
             })
         };
         // One cell: the sort is two copies of 8 elements each way.

@@ -5,10 +5,14 @@ The driver and NVRTC are loaded at run time (`cudarc` with dynamic loading), so 
 its tests run on machines without CUDA; [`CudaBackend::is_available`] says whether this one has a
 usable device, and [`CudaBackend::new`] fails with an error (never a panic) when it has not.
 
-Each backend owns a context of its own (an empty one given back by a backend that dropped clean is
-reused: creating one costs 110–180 ms), one stream and the module compiled from the embedded kernel
-sources (NVRTC, `-lineinfo`, no fused multiply-add; PTX cached per option set for the process).
-Device memory is raw driver allocations whose addresses are the `u64`s of the [`Backend`] trait.
+The backends of a process share one context per device (creating one costs 110–180 ms, and engines
+that run at once overlap on the device only within one context; see `driver.rs`); each backend has
+its own stream, events and allocations, and leases a module compiled from the embedded kernel
+sources (NVRTC, `-lineinfo`, no fused multiply-add; PTX cached per option set, on disk too), loaded
+once per process and concurrent user and given back when the backend drops clean.
+Device memory is raw driver allocations whose addresses are the `u64`s of the [`Backend`] trait,
+stream-ordered on the backend's stream (`cuMemAllocAsync`/`cuMemFreeAsync`, the device's default
+pool keeping freed memory), so that no engine's resize waits for the other engines of the process.
 All work is queued on the stream; [`Backend::launch`] brackets a kernel's launches with CUDA events
 and waits for the second, so it returns the kernel's device time and any fault surfaces at the
 launch that caused it.
@@ -30,8 +34,7 @@ mod compile;
 mod driver;
 mod launch;
 
-use std::ffi::c_void;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::result::{self, DriverError};
 use cudarc::driver::sys;
@@ -41,14 +44,17 @@ use crate::buffer_name::BufferName;
 use crate::error::{BackendError, BackendOp};
 use crate::sanitize::Access;
 use checked::{Allocation, Allocations, CheckedDevice, Record, SpanTable, RED_ZONE};
-use driver::{backend_error, guarded, Context};
+use driver::{backend_error, guarded, Context, Module};
 use launch::{Kernels, Queue, ScratchSet};
 
 /// The CUDA backend.
 #[derive(Debug)]
 pub struct CudaBackend {
     stream: sys::CUstream,
-    module: sys::CUmodule,
+    /// Leased from the context; `None` only while dropping.
+    module: Option<Module>,
+    /// The options `module` was compiled with, to give it back under them.
+    options: Vec<String>,
     kernels: Kernels,
     start: sys::CUevent,
     stop: sys::CUevent,
@@ -70,8 +76,9 @@ pub struct CudaBackend {
     /// Whether each launch is bracketed by events and waited for (see
     /// [`Backend::set_kernel_timing`]).
     timing: bool,
-    /// Destroyed last (see `Drop`): destroying the context frees whatever is left.
-    context: Context,
+    /// Shared with the process's other backends on this device; destroyed with the last of them
+    /// (see `Drop`), which frees whatever is left.
+    context: Arc<Context>,
 }
 
 // SAFETY: the handles are owned by this value alone, and every method makes the context current on
@@ -111,8 +118,7 @@ impl CudaBackend {
 
     fn create(ordinal: usize, checked: bool) -> Result<Self, BackendError> {
         let init = |e: DriverError| backend_error(BackendOp::Init, None, e);
-        let context = Context::acquire(ordinal)?;
-        context.bind().map_err(init)?;
+        let context = Context::shared(ordinal)?;
         let (major, minor) = context.compute_capability().map_err(init)?;
         let options = if checked {
             compile::checked_options((major, minor))
@@ -120,14 +126,12 @@ impl CudaBackend {
             compile::default_options((major, minor))
         };
         let ptx = compile::compiled_ptx(&options)?;
-        // Handles are created one by one; on failure, those made so far are released by the
-        // context's destruction when `context` drops.
-        // SAFETY: the PTX is NUL-terminated and outlives the call.
-        let module =
-            unsafe { result::module::load_data(ptx.as_ptr() as *const c_void) }.map_err(init)?;
-        let kernels = Kernels::load(module).map_err(init)?;
+        // Handles are created one by one; on failure, those made so far are released with the
+        // context (a module not given back is unloaded then).
+        let module = context.lease_module(&options, &ptx).map_err(init)?;
+        let kernels = Kernels::load(module.0).map_err(init)?;
         let checked = if checked {
-            Some(CheckedDevice::load(module)?)
+            Some(CheckedDevice::load(module.0)?)
         } else {
             None
         };
@@ -146,7 +150,8 @@ impl CudaBackend {
         );
         Ok(CudaBackend {
             stream,
-            module,
+            module: Some(module),
+            options,
             kernels,
             start,
             stop,
@@ -241,7 +246,7 @@ impl CudaBackend {
         let err = backend_error(op, kernel, e);
         if err.sticky && self.lost.is_none() {
             self.lost = Some(err.clone());
-            driver::drain_pool();
+            driver::retire_shared();
         }
         err
     }
@@ -369,14 +374,16 @@ impl Backend for CudaBackend {
             Some(_) => (padded + 2 * RED_ZONE, RED_ZONE as u64),
             None => (bytes.max(4), 0),
         };
-        // SAFETY: a plain device allocation in the current context.
-        let raw = unsafe { result::malloc_sync(raw_bytes) }
+        // SAFETY: a stream-ordered allocation on the backend's live stream (every use of the
+        // memory is queued on that stream or follows a synchronization of it); see
+        // `driver::keep_freed_memory` for why not `cuMemAlloc`.
+        let raw = unsafe { result::malloc_async(self.stream, raw_bytes) }
             .map_err(|e| self.fail(BackendOp::Alloc, None, e))?;
         if self.checked.is_some() {
             if let Err(e) = self.paint(raw, padded) {
                 let err = self.fail(BackendOp::Alloc, None, e);
                 // SAFETY: allocated above and not given out.
-                let _ = unsafe { result::free_sync(raw) };
+                let _ = unsafe { result::free_async(raw, self.stream) };
                 return Err(err);
             }
         }
@@ -401,13 +408,10 @@ impl Backend for CudaBackend {
         if self.ready(BackendOp::DeviceCopy).is_err() {
             return;
         }
-        // Queued copies may still read the allocation (a resize copies, then frees the old one).
-        if let Err(e) = self.sync_stream() {
-            self.fail(BackendOp::Synchronize, None, e);
-            return;
-        }
-        // SAFETY: allocated by `alloc`, removed from the map, so freed once.
-        if let Err(e) = unsafe { result::free_sync(raw) } {
+        // Ordered after the work queued on the stream, which may still read the allocation (a
+        // resize copies, then frees the old one): no wait, for this engine or any other.
+        // SAFETY: allocated by `alloc` on this stream, removed from the map, so freed once.
+        if let Err(e) = unsafe { result::free_async(raw, self.stream) } {
             self.fail(BackendOp::DeviceCopy, None, e);
         }
     }
@@ -534,13 +538,14 @@ impl Backend for CudaBackend {
     }
 
     fn reset(&mut self) -> Result<(), BackendError> {
-        // The new context is made first, then the lost one (and with it all its memory) destroyed.
+        // The new backend is made first: on the shared context when this one's was not lost, else
+        // on a new context (a lost one was retired by `fail`). Then the old one drops.
         let checked = self.checked.is_some();
         let fresh = guarded("resetting the CUDA backend", || {
             Self::create(self.ordinal, checked)
         })?;
-        // Dropping the old backend frees its memory, or, when its context was lost, destroys the
-        // context with everything in it.
+        // Dropping the old backend frees its memory, or, when its context was lost, lets go of
+        // that context, destroyed with everything in it once no backend holds it.
         let timing = self.timing;
         drop(std::mem::replace(self, fresh));
         self.timing = timing;
@@ -558,24 +563,25 @@ impl Backend for CudaBackend {
 
 impl Drop for CudaBackend {
     fn drop(&mut self) {
-        // Errors are ignored: a lost context fails these calls, and destroying the context (when
-        // `self.context` drops after this) releases everything anyway.
+        // Errors are ignored: a lost context fails these calls, and destroying the context (when its
+        // last backend drops) releases everything anyway.
         if self.context.bind().is_err() {
             return;
         }
-        let mut empty = false;
+        let mut clean = false;
         if self.lost.is_none() {
-            let synced = self.sync_stream().is_ok();
             self.scratch.release();
             if let Some(checked) = self.checked.as_mut() {
                 checked.release();
             }
             let mut freed = true;
             for a in self.allocs.values() {
-                // SAFETY: allocated by `alloc` and not yet freed.
-                freed &= unsafe { result::free_sync(a.raw) }.is_ok();
+                // SAFETY: allocated by `alloc` on this stream and not yet freed.
+                freed &= unsafe { result::free_async(a.raw, self.stream) }.is_ok();
             }
-            empty = synced && freed;
+            // The frees, like everything else, run before the stream goes.
+            let synced = self.sync_stream().is_ok();
+            clean = synced && freed;
         }
         // SAFETY: each handle was created in `create` and is destroyed once, here.
         unsafe {
@@ -585,10 +591,12 @@ impl Drop for CudaBackend {
             if let Some(s) = self.side_stream {
                 let _ = result::stream::destroy(s);
             }
-            let _ = result::module::unload(self.module);
         }
-        if empty {
-            self.context.recycle_on_drop();
+        // A module whose backend ended clean serves the next backend; otherwise it stays loaded
+        // until the context goes (its globals may hold a half-done launch's state).
+        if let Some(module) = self.module.take().filter(|_| clean) {
+            self.context
+                .give_back_module(std::mem::take(&mut self.options), module);
         }
     }
 }
