@@ -115,3 +115,72 @@ fn minimize_and_repro_of_the_embedded_engine_shrink_and_replay_the_bug() {
     );
     assert!(Path::new(small_path).exists());
 }
+
+/// `forcefield ci --target`: the corpus replays on the target and the campaign's findings are
+/// judged; here the target is the fixture served as a process (`serve-target`), so the same gate
+/// runs from `forcefield` as from the embedding executable.
+#[test]
+fn ci_gates_a_target_and_its_summary_totals_the_target_checks() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let regressions = dir.path().join("corpora/regressions");
+    std::fs::create_dir_all(&regressions).expect("the corpus directory");
+    std::fs::write(
+        regressions.join("small-passes.json"),
+        r#"{"format": "forcefield-case/1", "graph": {"num_nodes": 3},
+            "ops": [{"op": "step", "count": 2}], "expect": {"outcome": "pass"}}"#,
+    )
+    .expect("the entry is written");
+    let target = format!("{} serve-target", env!("CARGO_BIN_EXE_embedded-fixture"));
+    let out_dir = dir.path().join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_forcefield"))
+        .args([
+            "ci",
+            "--target",
+            &target,
+            "--corpus",
+            dir.path().join("corpora").to_str().expect("UTF-8"),
+            "--cases",
+            "12",
+            "--jobs",
+            "1",
+            "--out",
+            out_dir.to_str().expect("UTF-8"),
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("forcefield runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corpus small-passes.json: ok"), "{stderr}");
+    assert!(
+        stdout.contains("cases in ") && stdout.contains("on target springs-fixture 1, seed 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("target checks run: "), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("summary.json")).expect("summary.json"),
+    )
+    .expect("summary.json is JSON");
+    let totals = &summary["target"];
+    assert_eq!(totals["name"], "springs-fixture 1", "{summary}");
+    assert!(
+        totals["checks_skipped"]
+            .to_string()
+            .contains("sssp-dijkstra (needs sssp)"),
+        "{totals}"
+    );
+    // The capacity bug is a new finding of the gate (signed from the process's panic line, whose
+    // path is cut to its last three components): exit 1.
+    let signatures = summary["findings"].to_string();
+    assert!(
+        signatures.contains("panic:tests/fixtures/embedded_fixture.rs:"),
+        "{signatures}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        totals["checks_run"]
+            .to_string()
+            .contains("positions-finite"),
+        "{totals}"
+    );
+}

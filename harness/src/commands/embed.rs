@@ -48,7 +48,8 @@ fn main() -> std::process::ExitCode {
 ```
 
 Its subcommands are `forcefield`'s target ones, the same code: `run` (a campaign: isolation,
-signatures, minimization, `summary.json` and `findings/`), `repro`, `minimize`, `report`, `merge` and `target check`; each hunts the embedded engine unless given
+signatures, minimization, `summary.json` and `findings/`), `repro`, `minimize`, `ci` (corpus replay
+and a campaign), `report`, `merge` and `target check`; each hunts the embedded engine unless given
 `--target "CMD"`. Workers are this executable re-run as `worker`: each builds the engine in its own
 process (a fresh one per case) and calls the trait directly, so a panic, an abort or a hang of the
 engine kills a worker, never the driver, and is signed like any worker's death. `target check`
@@ -87,6 +88,8 @@ enum EmbedCommand {
     Repro(crate::commands::repro::ReproArgs),
     /// Shrink a failing case file to the smallest case with the same signature.
     Minimize(crate::commands::minimize::MinimizeArgs),
+    /// The regression gate: replay the corpus, then a time-boxed campaign; exit 1 on anything new.
+    Ci(crate::commands::ci::CiArgs),
     /// Merge the summary.json files of a sharded campaign.
     Merge(crate::commands::merge::MergeArgs),
     /// Rebuild a campaign's summary from its journal (after a kill) and print it.
@@ -135,6 +138,7 @@ fn dispatch<T: Target>(command: EmbedCommand, make: &dyn Fn() -> T) -> Result<()
         EmbedCommand::Run(args) => crate::commands::run::run(&args),
         EmbedCommand::Repro(args) => crate::commands::repro::run(&args),
         EmbedCommand::Minimize(args) => crate::commands::minimize::run(&args),
+        EmbedCommand::Ci(args) => crate::commands::ci::run(&args),
         EmbedCommand::Merge(args) => crate::commands::merge::run(&args),
         EmbedCommand::Report(args) => crate::commands::report::run(&args),
         EmbedCommand::Target(args) => crate::commands::target::run(&args),

@@ -158,6 +158,15 @@ pub struct TargetPlan {
 }
 
 impl TargetPlan {
+    /// The start of a campaign's `target` totals: who it is and what its capabilities skip.
+    pub fn totals(&self) -> crate::hunt::target_totals::TargetTotals {
+        crate::hunt::target_totals::TargetTotals {
+            name: format!("{} {}", self.name, self.version),
+            checks_skipped: self.skipped_checks.clone(),
+            ..Default::default()
+        }
+    }
+
     /// The lines printed before a campaign.
     pub fn lines(&self) -> Vec<String> {
         let none = |v: &[String]| {

@@ -110,6 +110,9 @@ pub struct CampaignConfig {
     /// the CPU backend). Off when the work happens in another process than the worker: a worker
     /// hosting a `--target` program sleeps while its target computes.
     pub idle_check: bool,
+    /// Against a target: who it is and the checks its capabilities skip, the start of the
+    /// summary's `target` totals (`None`: Forcefield's own engine).
+    pub target: Option<crate::hunt::target_totals::TargetTotals>,
 }
 
 impl CampaignConfig {
@@ -279,6 +282,9 @@ pub struct Summary {
     /// Where the time went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<TimeSplit>,
+    /// Against a target: its checks and skipped ops over the campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::hunt::target_totals::TargetTotals>,
 }
 
 /// One of a campaign's slowest cases: what to look at when choosing `--case-timeout`, or when a
@@ -321,7 +327,10 @@ impl Summary {
             self.cases,
             self.seconds,
             self.cases_per_second(),
-            self.backend.name(),
+            match &self.target {
+                Some(t) => format!("target {}", t.name),
+                None => self.backend.name().to_string(),
+            },
             self.seed,
             if self.interrupted {
                 " (interrupted)"
@@ -330,6 +339,9 @@ impl Summary {
             },
             self.findings.len()
         );
+        if let Some(target) = &self.target {
+            s.push_str(&target.markdown());
+        }
         if !self.injections.is_empty() {
             let kinds: Vec<String> = self
                 .injections
@@ -913,6 +925,8 @@ struct Tally {
     time: Option<TimeSplit>,
     /// How the case limits were set, filled in at the end.
     watchdog: Option<WatchdogReport>,
+    /// Against a target: its totals so far.
+    target: Option<crate::hunt::target_totals::TargetTotals>,
 }
 
 impl Tally {
@@ -927,6 +941,9 @@ impl Tally {
                 size: CaseSize::of(&outcome.case),
             },
         );
+        if let Some(target) = self.target.as_mut() {
+            target.add_execution(outcome.execution.as_ref());
+        }
         for op in &outcome.case.ops {
             if let crate::case::Op::Inject { fault } = op {
                 *self.injections.entry(fault.kind().to_string()).or_default() += 1;
@@ -979,6 +996,7 @@ impl Tally {
                 .collect(),
             injections: self.injections.clone(),
             slowest: self.slowest.clone(),
+            target: self.target.clone(),
         }
     }
 
@@ -1006,6 +1024,7 @@ impl Tally {
             wall: Some(wall),
             watchdog: self.watchdog.clone(),
             time: self.time.clone(),
+            target: self.target.clone(),
         }
     }
 }
@@ -1145,6 +1164,7 @@ pub fn run_campaign_into(
     let bar = progress_bar(config);
     let mut tally = Tally {
         time: Some(TimeSplit::new(workers)),
+        target: config.target.clone(),
         ..Tally::default()
     };
     let mut case_seconds: Option<f64> = None;
