@@ -4,16 +4,11 @@
 //! op; `minimize` and `repro` of the embedded executable shrink and replay it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fixture(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_embedded-fixture"))
-        .args(args)
-        // A backtrace per panicking worker would only slow the deaths down.
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the fixture runs")
-}
+mod common;
+
+use common::fixture;
 
 const SITE: &str = "panic:harness/tests/fixtures/embedded_fixture.rs:";
 

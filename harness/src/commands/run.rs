@@ -202,11 +202,7 @@ impl RunArgs {
 
     /// The campaign's configuration against `--target` (or the embedded engine): the same
     /// campaign, its workers hosting the target, its cases from [`target_generator`].
-    fn target_config(
-        &self,
-        source: &TargetSource,
-        plan: &super::target::TargetPlan,
-    ) -> Result<CampaignConfig, CliError> {
+    fn target_config(&self, source: &TargetSource) -> Result<CampaignConfig, CliError> {
         let refuse = |what: &str| {
             Err(CliError::input(anyhow::anyhow!(
                 "{what} is about Forcefield's own engine and does not apply with --target"
@@ -232,7 +228,6 @@ impl RunArgs {
         config.capacity_invariance = false;
         // The worker sleeps while its target computes: its CPU time says nothing.
         config.idle_check = false;
-        config.target = Some(plan.totals());
         Ok(config)
     }
 }
@@ -253,8 +248,10 @@ pub fn out_dir_error(e: OutDirError) -> CliError {
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let (config, plan) = match TargetSource::resolve(args.target.as_deref()) {
         Some(source) => {
+            // The flags are refused before the target is started for its handshake.
+            let mut config = args.target_config(&source)?;
             let plan = super::target::plan_target(&source)?;
-            let config = args.target_config(&source, &plan)?;
+            config.target = Some(plan.totals());
             for line in plan.lines() {
                 eprintln!("{line}");
             }
