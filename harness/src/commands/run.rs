@@ -208,7 +208,8 @@ impl RunArgs {
                 "{what} is about Forcefield's own engine and does not apply with --target"
             )))
         };
-        if !self.faults.is_empty() {
+        // Forcefield's own engine behind the trait takes planted faults (from the cases).
+        if !self.faults.is_empty() && !matches!(source, TargetSource::Builtin) {
             return refuse("--fault");
         }
         if self.sanitize != SanitizeMode::Off {

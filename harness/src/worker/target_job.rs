@@ -1,6 +1,6 @@
 /*!
 A worker that hosts another engine: `forcefield worker --target "CMD ARGS"`, or an engine built in
-this process ([`TargetSource::Embedded`]).
+this process ([`TargetSource::Embedded`], [`TargetSource::Builtin`]: Forcefield's own engine).
 
 With a command, the worker keeps one [`ProcessTarget`] (the command, speaking
 `forcefield-target/1`) alive across cases and runs each case job on it with
@@ -27,6 +27,7 @@ use forcefield_target::{ProcessOptions, ProcessTarget, Target, TargetError, Targ
 use serde::Serialize;
 
 use crate::isolate::Breadcrumbs;
+use crate::worker::engine_target::EngineTarget;
 use crate::worker::execute::{Breadcrumb, CaseResult};
 use crate::worker::job::{reply_payload, Job};
 use crate::worker::target_case::{run_target_case, TargetReport};
@@ -51,6 +52,9 @@ pub fn register_embedded(factory: Arc<TargetFactory>) -> bool {
     EMBEDDED.set(factory).is_ok()
 }
 
+/// The target word that names Forcefield's own engine behind the trait (`--target builtin`).
+pub const BUILTIN: &str = "builtin";
+
 /// Which engine a target campaign, replay or worker runs on.
 #[derive(Clone)]
 pub enum TargetSource {
@@ -58,6 +62,8 @@ pub enum TargetSource {
     Process(String),
     /// The engine this executable embeds ([`register_embedded`]).
     Embedded(Arc<TargetFactory>),
+    /// Forcefield's own engine behind the trait ([`BUILTIN`]), planted faults from each case.
+    Builtin,
 }
 
 impl std::fmt::Debug for TargetSource {
@@ -67,10 +73,12 @@ impl std::fmt::Debug for TargetSource {
 }
 
 impl TargetSource {
-    /// What `--target FLAG` (or its absence) selects: a command, or without the flag the embedded engine when this executable has one (`None`: Forcefield's own engine
+    /// What `--target FLAG` (or its absence) selects: the word [`BUILTIN`], a command, or without
+    /// the flag the embedded engine when this executable has one (`None`: Forcefield's own engine
     /// through its own executor).
     pub fn resolve(flag: Option<&str>) -> Option<TargetSource> {
         match flag {
+            Some(BUILTIN) => Some(TargetSource::Builtin),
             Some(command) => Some(TargetSource::Process(command.to_string())),
             None => EMBEDDED.get().cloned().map(TargetSource::Embedded),
         }
@@ -81,6 +89,7 @@ impl TargetSource {
     pub fn worker_args(&self) -> Vec<String> {
         match self {
             TargetSource::Process(command) => vec!["--target".into(), command.clone()],
+            TargetSource::Builtin => vec!["--target".into(), BUILTIN.into()],
             TargetSource::Embedded(_) => Vec::new(),
         }
     }
@@ -90,6 +99,7 @@ impl TargetSource {
         match self {
             TargetSource::Process(command) => command.clone(),
             TargetSource::Embedded(_) => "embedded".into(),
+            TargetSource::Builtin => BUILTIN.into(),
         }
     }
 
@@ -100,6 +110,7 @@ impl TargetSource {
                 .map(|t| Box::new(t) as Box<dyn Target>)
                 .map_err(StartTargetError::Spawn),
             TargetSource::Embedded(factory) => factory().map_err(StartTargetError::Build),
+            TargetSource::Builtin => Ok(Box::new(EngineTarget::new(forcefield::FaultSet::NONE))),
         }
     }
 
@@ -153,7 +164,7 @@ impl TargetHandler {
         };
         let process = match &source {
             TargetSource::Process(command) => ProcessTarget::spawn(command, options.clone()).ok(),
-            TargetSource::Embedded(_) => None,
+            TargetSource::Embedded(_) | TargetSource::Builtin => None,
         };
         TargetHandler {
             source,
@@ -204,6 +215,11 @@ impl TargetHandler {
                     },
                 };
                 run_target_case(target, case, &mut on_op)
+            }
+            TargetSource::Builtin => {
+                // The case's planted faults, as the engine's own executor plants them.
+                let faults = forcefield::FaultSet::of(&case.faults);
+                run_target_case(&mut EngineTarget::new(faults), case, &mut on_op)
             }
             in_process => match in_process.start(self.options.clone()) {
                 Ok(mut target) => run_target_case(target.as_mut(), case, &mut on_op),
