@@ -60,3 +60,24 @@ fn a_planted_fault_is_found_through_the_trait() {
         "{signatures}"
     );
 }
+
+/// The checks of the grid, CSR and device-memory capabilities: a leak on resize is more device
+/// memory after `shrink_to_fit` at counts seen before, a stale sort is a grid stage out of order.
+#[test]
+fn the_capability_checks_find_a_leak_and_a_stale_sort() {
+    for (fault, signature) in [
+        ("leak-on-resize", "invariant:device-memory:shrink_to_fit"),
+        ("sort-values-stale", "invariant:grid-stage:step"),
+    ] {
+        let (code, stdout, summary) =
+            campaign(&["--cases", "40", "--no-minimize", "--fault", fault]);
+        assert_eq!(code, Some(1), "{fault}: {stdout}");
+        let signatures = summary["findings"].to_string();
+        assert!(signatures.contains(signature), "{fault}: {signatures}");
+    }
+    let (_, _, summary) = campaign(&["--cases", "40"]);
+    let ran = summary["target"]["checks_run"].to_string();
+    for check in ["grid-stage", "csr-edges", "device-memory"] {
+        assert!(ran.contains(check), "{check} did not run: {ran}");
+    }
+}
