@@ -21,3 +21,7 @@ pub mod isolate;
 pub mod sanitizers;
 pub mod svg;
 pub mod worker;
+
+/// One executable that is both driver and worker of a user's engine: see
+/// [`commands::embed`].
+pub use commands::embed;

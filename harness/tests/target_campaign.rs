@@ -2,40 +2,12 @@
 //! capacity bug (velocities not grown with the graph) and minimizes it to a case of a few ops,
 //! signed by the op that failed; the clean target gives no finding.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn forcefield(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forcefield"))
-        .args(args)
-        .output()
-        .expect("forcefield runs")
-}
+mod common;
 
-fn example(name: &str) -> String {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "examples",
-        "python-target",
-        name,
-    ]
-    .iter()
-    .collect();
-    format!("python3 {}", path.display())
-}
-
-/// Whether NumPy can be imported; the tests that need it say so on stdout and return otherwise.
-fn numpy() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("skipped: numpy not installed");
-    }
-    found
-}
+use common::{example, forcefield, numpy};
 
 fn campaign(target: &str, time: &str, out: &Path) -> (Output, serde_json::Value) {
     let out_dir = out.to_str().expect("a UTF-8 temporary path");

@@ -1,40 +1,9 @@
 //! `forcefield target check` on the example targets: the NumPy layout conforms, its broken copy's
 //! capacity bug is reported in plain words, a missing program is bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn forcefield(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forcefield"))
-        .args(args)
-        .output()
-        .expect("forcefield runs")
-}
-
-fn example(name: &str) -> String {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "examples",
-        "python-target",
-        name,
-    ]
-    .iter()
-    .collect();
-    format!("python3 {}", path.display())
-}
-
-/// Whether NumPy can be imported; the tests that need it say so on stdout and return otherwise.
-fn numpy() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("skipped: numpy not installed");
-    }
-    found
-}
+use common::{example, forcefield, numpy};
 
 #[test]
 fn the_numpy_target_is_conformant() {

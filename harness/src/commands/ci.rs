@@ -9,6 +9,10 @@ Outputs, each written atomically: a markdown summary on stdout, JUnit XML (`--ju
 (`--json`) and, with `--out DIR`, the campaign's `summary.json` and `findings/` (as `forcefield run`
 writes them) along with the `cp` command that adds each new finding to the corpus. The rendering is
 [`crate::hunt::report`]'s; this module only runs things and wires them together.
+
+With `--target "CMD"` (or, in an embedding executable, by default) the gate is the same against
+another engine: the corpus entries and the campaign's cases run on workers hosting the target,
+with the target generator and checks of `forcefield run --target`.
 */
 
 use std::collections::BTreeMap;
@@ -20,6 +24,7 @@ use forcefield::{CudaBackend, Fault};
 use crate::artifacts::{write_atomically, write_json, MissingDirs};
 use crate::case::generate::GenConfig;
 use crate::case::minimize::MinimizeLimits;
+use crate::case::BackendKind;
 use crate::client::signature::Signature;
 use crate::client::start;
 use crate::commands::backend_select::BackendChoice;
@@ -28,6 +33,7 @@ use crate::hunt::campaign::{run_campaign, write_outputs, Budget, CampaignConfig,
 use crate::hunt::corpus::{self, ReplayOptions, ReplayResult};
 use crate::hunt::report::{CampaignFinding, CiReport, CiResult};
 use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::target_job::TargetSource;
 
 /// Arguments of `forcefield ci`.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,6 +83,10 @@ pub struct CiArgs {
     /// `sanitizer` findings). Corpus entries replay without one: their expectations were recorded so.
     #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
     pub sanitize: SanitizeMode,
+    /// Gate another engine: a program speaking `forcefield-target/1`, its command line as one
+    /// argument (as `forcefield run --target`).
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 /// Quotes a path for a POSIX shell when it needs it.
@@ -151,7 +161,32 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     let backend = super::backend_kind(args.backend)?;
     let jobs = super::jobs(args.jobs, backend)?;
     args.sanitize.validate(backend)?;
-    let campaign_worker = start::sanitized_worker_command(1, args.sanitize)?;
+    let target = TargetSource::resolve(args.target.as_deref());
+    let plan = match &target {
+        Some(source) => {
+            if !args.faults.is_empty() || args.sanitize != SanitizeMode::Off {
+                return Err(CliError::input(anyhow::anyhow!(
+                    "--fault and --sanitize are about Forcefield's own engine and do not apply \
+                     with a target"
+                )));
+            }
+            if backend != BackendKind::Cpu {
+                return Err(CliError::input(anyhow::anyhow!(
+                    "--backend is about Forcefield's own engine and does not apply with a target"
+                )));
+            }
+            let plan = super::target::plan_target(source)?;
+            for line in plan.lines() {
+                eprintln!("{line}");
+            }
+            Some(plan)
+        }
+        None => None,
+    };
+    let campaign_worker = match &target {
+        Some(source) => super::target_worker_command(source)?,
+        None => start::sanitized_worker_command(1, args.sanitize)?,
+    };
     // Every output is checked before the replay and the campaign, not after them.
     if let Some(dir) = &args.out {
         super::check_output_dir(dir)?;
@@ -161,8 +196,12 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
     }
     let regressions = corpus::regressions_dir(&args.corpus);
     let entries = corpus::load(&regressions).map_err(CliError::input)?;
-    let worker = super::worker_command(1)?;
-    let capacity_invariance = !args.no_capacity_check;
+    let worker = match &target {
+        Some(source) => super::target_worker_command(source)?,
+        None => super::worker_command(1)?,
+    };
+    // A target has no growth policy of ours to compare.
+    let capacity_invariance = !args.no_capacity_check && target.is_none();
     // Installed before the replay, so that Ctrl-C during it lets the replay finish and stops the
     // campaign at once, with every report still written.
     // A forced stop (SIGTERM from a CI job past its limit) kills the workers and returns here, so
@@ -206,10 +245,15 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         }),
         worker: campaign_worker,
         sanitize: args.sanitize,
-        generator: GenConfig::default(),
+        generator: match &target {
+            Some(_) => super::run::target_generator(0.0),
+            None => GenConfig::default(),
+        },
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         cases_per_worker: 1,
-        idle_check: true,
+        // A worker hosting a target process sleeps while it computes.
+        idle_check: target.is_none(),
+        target: plan.as_ref().map(|p| p.totals()),
     };
     eprintln!(
         "campaign: {} on {}, seed {}",
@@ -217,7 +261,10 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
             Budget::Cases(n) => format!("{n} cases"),
             Budget::Time(t) => humantime::format_duration(t).to_string(),
         },
-        backend.name(),
+        match &target {
+            Some(source) => format!("target {}", source.describe()),
+            None => backend.name().to_string(),
+        },
         args.seed
     );
     let summary = run_campaign(&config, interrupt);

@@ -99,7 +99,22 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    parse_and_dispatch(args, |cli: Cli| cli.command.dispatch())
+}
+
+/// Parses `args` as `P` and runs `dispatch` on it; returns the exit code. Shared by `forcefield`
+/// and an embedding executable ([`crate::commands::embed`]), which parse different subcommand sets
+/// and treat errors the same way.
+pub(crate) fn parse_and_dispatch<P, I, T>(
+    args: I,
+    dispatch: impl FnOnce(P) -> Result<(), CliError>,
+) -> i32
+where
+    P: Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match P::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // clap formats usage errors, --help and --version itself; only the code is ours.
@@ -111,7 +126,7 @@ where
             };
         }
     };
-    match cli.command.dispatch() {
+    match dispatch(cli) {
         Ok(()) => exit::OK,
         Err(e) => {
             // Ignore a closed stderr: the exit code still tells the caller what happened.

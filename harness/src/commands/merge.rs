@@ -223,6 +223,7 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         // Each shard's own summary says how its limits were set and where its time went.
         watchdog: None,
         time: None,
+        target: None,
     };
     for (path, s) in inputs {
         let differs = |what, found: String, expected: String| MergeError::Differs {
@@ -290,6 +291,12 @@ pub fn merge_summaries(inputs: &[(PathBuf, Summary)]) -> Result<Summary, MergeEr
         }
         for slow in &s.slowest {
             keep_slowest(&mut merged.slowest, slow.clone());
+        }
+        if let Some(t) = &s.target {
+            match merged.target.as_mut() {
+                Some(m) => m.merge(t),
+                None => merged.target = Some(t.clone()),
+            }
         }
         if merged.environment_message.is_none() {
             merged.environment_message = s.environment_message.clone();
@@ -442,6 +449,7 @@ mod tests {
                 wall: None,
                 watchdog: None,
                 time: None,
+                target: None,
             },
         )
     }

@@ -46,8 +46,8 @@ pub struct MinimizeArgs {
 pub fn run(args: &MinimizeArgs) -> Result<(), CliError> {
     let case = super::read_case(&args.case)?;
     let capacity_invariance = !args.no_capacity_check;
-    let worker = match &args.target {
-        Some(command) => super::worker_command(1)?.arg("--target").arg(command),
+    let worker = match crate::worker::target_job::TargetSource::resolve(args.target.as_deref()) {
+        Some(source) => super::target_worker_command(&source)?,
         None => super::worker_command(1)?,
     };
     let mut slot = WorkerSlot::new(worker, SupervisorConfig::default());

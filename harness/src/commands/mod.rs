@@ -9,6 +9,7 @@ pub(crate) mod backend_select;
 pub(crate) mod bench;
 pub(crate) mod ci;
 pub mod cli;
+pub mod embed;
 pub(crate) mod error;
 pub(crate) mod faults;
 mod flag_values;
@@ -127,6 +128,18 @@ pub fn backend_kind(choice: BackendChoice) -> Result<BackendKind, CliError> {
 /// How to start a worker of this binary: `forcefield worker --threads N`.
 pub fn worker_command(threads: usize) -> Result<WorkerCommand, CliError> {
     Ok(crate::client::start::worker_command(threads)?)
+}
+
+/// How to start a worker of this executable hosting `source` (`forcefield worker --threads 1
+/// --target CMD`; an embedding executable's worker hosts its embedded engine by default).
+pub fn target_worker_command(
+    source: &crate::worker::target_job::TargetSource,
+) -> Result<WorkerCommand, CliError> {
+    let mut command = worker_command(1)?;
+    for arg in source.worker_args() {
+        command = command.arg(arg);
+    }
+    Ok(command)
 }
 
 /// A failed writability check as a command error: input (exit 2) when the path cannot be what

@@ -55,7 +55,9 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         case.backend = super::backend_kind(choice)?;
     }
     args.sanitize.validate(case.backend)?;
-    if args.target.is_some() && args.sanitize != SanitizeMode::Off {
+    let has_target =
+        args.target.is_some() || crate::worker::target_job::TargetSource::resolve(None).is_some();
+    if has_target && args.sanitize != SanitizeMode::Off {
         return Err(CliError::input(anyhow::anyhow!(
             "--sanitize is about Forcefield's own engine and does not apply with --target"
         )));
@@ -64,6 +66,12 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         return run_under_tool(args, &case, tool);
     }
     let capacity_invariance = !args.no_capacity_check;
+    let target = crate::worker::target_job::TargetSource::resolve(args.target.as_deref());
+    if target.is_some() && args.in_process {
+        return Err(CliError::input(anyhow::anyhow!(
+            "--in-process runs Forcefield's own engine; a target's case runs in a worker"
+        )));
+    }
     let verdict = if args.in_process {
         let opts = ExecOptions {
             check_capacity_invariance: capacity_invariance,
@@ -79,8 +87,8 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
         let make = || open_backend_with(case.backend, 0, args.sanitize);
         classify_reply(&run_case(&case, &opts, &make, &mut |_| {}))
     } else {
-        let worker = match &args.target {
-            Some(command) => start::worker_command(0)?.arg("--target").arg(command),
+        let worker = match &target {
+            Some(source) => super::target_worker_command(source)?,
             None => start::sanitized_worker_command(0, args.sanitize)?,
         };
         let mut slot = WorkerSlot::new(worker, SupervisorConfig::default());

@@ -27,6 +27,7 @@ use crate::hunt::sanitizer_findings::{
 };
 use crate::sanitizers::compute_sanitizer::{find_tool, RerunError, PROGRAM};
 use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::target_job::TargetSource;
 
 /// Arguments of `forcefield run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -196,18 +197,20 @@ impl RunArgs {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             cases_per_worker: super::cases_per_worker(self.cases_per_worker, backend),
             idle_check: true,
+            target: None,
         })
     }
 
-    /// The campaign's configuration against `--target`: the same campaign, its workers hosting
-    /// the target, its cases from [`target_generator`].
-    fn target_config(&self, command: &str) -> Result<CampaignConfig, CliError> {
+    /// The campaign's configuration against `--target` (or the embedded engine): the same
+    /// campaign, its workers hosting the target, its cases from [`target_generator`].
+    fn target_config(&self, source: &TargetSource) -> Result<CampaignConfig, CliError> {
         let refuse = |what: &str| {
             Err(CliError::input(anyhow::anyhow!(
                 "{what} is about Forcefield's own engine and does not apply with --target"
             )))
         };
-        if !self.faults.is_empty() {
+        // Forcefield's own engine behind the trait takes planted faults (from the cases).
+        if !self.faults.is_empty() && !matches!(source, TargetSource::Builtin) {
             return refuse("--fault");
         }
         if self.sanitize != SanitizeMode::Off {
@@ -221,7 +224,7 @@ impl RunArgs {
             return refuse("--cases-per-worker above 1");
         }
         let mut config = self.config()?;
-        config.worker = super::worker_command(1)?.arg("--target").arg(command);
+        config.worker = super::target_worker_command(source)?;
         config.generator = target_generator(config.generator.inject_rate);
         // A target has no growth policy of ours to compare.
         config.capacity_invariance = false;
@@ -245,10 +248,12 @@ pub fn out_dir_error(e: OutDirError) -> CliError {
 /// as it goes), prints the summary, re-runs the findings under compute-sanitizer
 /// ([`should_rerun`]). Findings give exit code 1, a stop signal `128 + signal`, a write error 3.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let (config, plan) = match &args.target {
-        Some(command) => {
-            let config = args.target_config(command)?;
-            let plan = super::target::plan_target(command)?;
+    let (config, plan) = match TargetSource::resolve(args.target.as_deref()) {
+        Some(source) => {
+            // The flags are refused before the target is started for its handshake.
+            let mut config = args.target_config(&source)?;
+            let plan = super::target::plan_target(&source)?;
+            config.target = Some(plan.totals());
             for line in plan.lines() {
                 eprintln!("{line}");
             }

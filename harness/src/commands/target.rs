@@ -5,7 +5,9 @@
 `forcefield target check "CMD ARGS"` starts the command (split into words as a shell would, no shell
 run), runs the conformance script on it (twice: the second run is the determinism check), and prints
 what passed, what was skipped for want of a capability, and what the target does wrong. Exit 0 when
-it conforms, 1 with the problems listed, 2 when the command cannot be started.
+it conforms, 1 with the problems listed, 2 when the command cannot be started. In an embedding
+executable the command may be left out: the embedded engine is checked, served by this very
+executable re-run as `serve-target` (so that its panic is reported, not suffered).
 */
 
 use std::time::Duration;
@@ -15,6 +17,11 @@ use forcefield_target::{check, ProcessOptions, ProcessTarget, SpawnError, Target
 
 use crate::commands::error::CliError;
 use crate::commands::parse_duration;
+use crate::worker::target_job::TargetSource;
+
+/// The hidden subcommand of an embedding executable ([`crate::commands::embed`]) that serves its
+/// engine over `forcefield-target/1` on stdin and stdout.
+pub const SERVE_TARGET: &str = "serve-target";
 
 /// Commands about other engines' targets.
 #[derive(Debug, Args)]
@@ -33,8 +40,9 @@ pub enum TargetCommand {
 /// `forcefield target check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The target's command line, one argument: "python3 target.py --flag".
-    pub command: String,
+    /// The target's command line, one argument: "python3 target.py --flag" (in an embedding
+    /// executable, left out: the embedded engine).
+    pub command: Option<String>,
     /// Longest wait for one reply before the target counts as hung (and is killed).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -47,19 +55,43 @@ pub fn run(args: &TargetArgs) -> Result<(), CliError> {
     }
 }
 
+/// The command line `target check` starts: the one given, or this executable serving its
+/// embedded engine.
+fn check_command(args: &CheckArgs) -> Result<String, CliError> {
+    match (&args.command, TargetSource::resolve(None)) {
+        (Some(command), _) => Ok(command.clone()),
+        (None, Some(TargetSource::Embedded(_))) => {
+            let exe = std::env::current_exe().map_err(|e| {
+                CliError::environment(anyhow::anyhow!("cannot find this program: {e}"))
+            })?;
+            let exe = exe.to_str().ok_or_else(|| {
+                CliError::environment(anyhow::anyhow!(
+                    "this program's path is not UTF-8: {}",
+                    exe.display()
+                ))
+            })?;
+            Ok(format!("{} {}", shell_words::quote(exe), SERVE_TARGET))
+        }
+        (None, _) => Err(CliError::input(anyhow::anyhow!(
+            "name the target's command: forcefield target check \"CMD ARGS\""
+        ))),
+    }
+}
+
 fn run_check(args: &CheckArgs) -> Result<(), CliError> {
     if args.timeout.is_zero() {
         return Err(CliError::input(anyhow::anyhow!(
             "--timeout must be more than 0"
         )));
     }
+    let command = check_command(args)?;
     let options = ProcessOptions {
         timeout: args.timeout,
         ..ProcessOptions::default()
     };
     // The first start is made here so that a command that cannot start at all is bad input (exit
     // 2); one that starts and then fails the handshake is a problem of the target (exit 1).
-    let first = match ProcessTarget::spawn(&args.command, options.clone()) {
+    let first = match ProcessTarget::spawn(&command, options.clone()) {
         Ok(t) => Some(t),
         Err(e @ (SpawnError::CommandLine { .. } | SpawnError::Start { .. })) => {
             return Err(CliError::input(e));
@@ -73,7 +105,7 @@ fn run_check(args: &CheckArgs) -> Result<(), CliError> {
                 ..Default::default()
             };
             println!("{report}");
-            return Err(findings(&args.command, &report));
+            return Err(findings(&command, &report));
         }
     };
     let mut first = first;
@@ -81,7 +113,7 @@ fn run_check(args: &CheckArgs) -> Result<(), CliError> {
         if let Some(t) = first.take() {
             return Ok(Box::new(t));
         }
-        ProcessTarget::spawn(&args.command, options.clone())
+        ProcessTarget::spawn(&command, options.clone())
             .map(|t| Box::new(t) as Box<dyn Target>)
             .map_err(|e| match e {
                 SpawnError::Handshake { source, .. } => source,
@@ -93,7 +125,7 @@ fn run_check(args: &CheckArgs) -> Result<(), CliError> {
     if report.passed() {
         Ok(())
     } else {
-        Err(findings(&args.command, &report))
+        Err(findings(&command, &report))
     }
 }
 
@@ -126,6 +158,15 @@ pub struct TargetPlan {
 }
 
 impl TargetPlan {
+    /// The start of a campaign's `target` totals: who it is and what its capabilities skip.
+    pub fn totals(&self) -> crate::hunt::target_totals::TargetTotals {
+        crate::hunt::target_totals::TargetTotals {
+            name: format!("{} {}", self.name, self.version),
+            checks_skipped: self.skipped_checks.clone(),
+            ..Default::default()
+        }
+    }
+
     /// The lines printed before a campaign.
     pub fn lines(&self) -> Vec<String> {
         let none = |v: &[String]| {
@@ -153,15 +194,12 @@ impl TargetPlan {
     }
 }
 
-/// Starts `command` once for its handshake and says what a campaign will check on it. A command
+/// Starts the target once for its handshake and says what a campaign will check on it. A command
 /// that cannot start or fails the handshake is bad input (exit 2): no case could run.
-pub fn plan_target(command: &str) -> Result<TargetPlan, CliError> {
+pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
     use crate::case::Op;
     use crate::worker::target_case::{plan_checks, skip_reason};
-    let target =
-        ProcessTarget::spawn(command, ProcessOptions::default()).map_err(CliError::input)?;
-    let info = target.info();
-    drop(target);
+    let info = source.info().map_err(CliError::input)?;
     let (run, skipped) = plan_checks(&info.capabilities);
     // One op of each kind that a capability gates (their contents do not matter here).
     let gated = [
@@ -187,7 +225,7 @@ pub fn plan_target(command: &str) -> Result<TargetPlan, CliError> {
         },
     ];
     Ok(TargetPlan {
-        command: command.to_string(),
+        command: source.describe(),
         name: info.name,
         version: info.version,
         capabilities: info.capabilities.names(),

@@ -7,7 +7,7 @@ driver goes away.
 use crate::commands::error::CliError;
 use crate::sanitizers::mode::SanitizeMode;
 use crate::worker::job::Handler;
-use crate::worker::target_job::TargetHandler;
+use crate::worker::target_job::{TargetHandler, TargetSource};
 
 /// Arguments of `forcefield worker`.
 #[derive(Debug, Clone, clap::Args)]
@@ -19,16 +19,16 @@ pub struct WorkerArgs {
     #[arg(long, value_enum, default_value_t = SanitizeMode::Off)]
     pub sanitize: SanitizeMode,
     /// Run cases on this command's engine, a program speaking `forcefield-target/1`, instead of
-    /// Forcefield's own.
+    /// Forcefield's own (in an embedding executable, the embedded engine is the default).
     #[arg(long)]
     pub target: Option<String>,
 }
 
 /// Serves requests until the driver closes the channel.
 pub fn run(args: &WorkerArgs) -> Result<(), CliError> {
-    let code = match &args.target {
-        Some(command) => {
-            let mut handler = TargetHandler::new(command);
+    let code = match TargetSource::resolve(args.target.as_deref()) {
+        Some(source) => {
+            let mut handler = TargetHandler::new(source);
             crate::isolate::worker_main("target", &mut |payload, crumbs| {
                 handler.handle_raw(payload, crumbs)
             })

@@ -150,6 +150,9 @@ pub enum Record {
         /// The slowest cases.
         #[serde(default)]
         slowest: Vec<SlowCase>,
+        /// Against a target: its totals so far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<crate::hunt::target_totals::TargetTotals>,
     },
     /// A finding's re-runs before minimization.
     Reproduced {
@@ -450,6 +453,7 @@ pub fn rebuild(records: impl IntoIterator<Item = Record>) -> Option<Summary> {
                     wall: Some(wall),
                     watchdog: None,
                     time: None,
+                    target: None,
                 });
             }
             Record::Finding { finding } => {
@@ -463,6 +467,7 @@ pub fn rebuild(records: impl IntoIterator<Item = Record>) -> Option<Summary> {
                 counts,
                 injections,
                 slowest,
+                target,
             } => {
                 if let Some(s) = summary.as_mut() {
                     s.seconds = seconds;
@@ -471,6 +476,7 @@ pub fn rebuild(records: impl IntoIterator<Item = Record>) -> Option<Summary> {
                     s.environment_message = environment_message;
                     s.injections = injections;
                     s.slowest = slowest;
+                    s.target = target;
                     if let Some(w) = s.wall.as_mut() {
                         w.seconds = w.seconds.max(seconds);
                     }

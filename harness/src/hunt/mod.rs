@@ -17,5 +17,6 @@ pub(crate) mod report;
 pub mod sanitizer_findings;
 pub(crate) mod selftest;
 pub(crate) mod soak;
+pub mod target_totals;
 pub(crate) mod time_split;
 pub mod watchdog;

@@ -406,7 +406,10 @@ impl CiReport {
             c.cases,
             c.seconds,
             c.cases_per_second(),
-            c.backend.name(),
+            match &c.target {
+                Some(t) => format!("target {}", t.name),
+                None => c.backend.name().to_string(),
+            },
             c.seed,
             if c.faults.is_empty() {
                 String::new()
@@ -419,6 +422,9 @@ impl CiReport {
             if c.interrupted { " (interrupted)" } else { "" },
             self.findings.len(),
         ));
+        if let Some(target) = &c.target {
+            s.push_str(&target.markdown());
+        }
         if let Some(message) = self.campaign_environment_error() {
             s.push_str(&format!(
                 "\nThe campaign could not run: {}\n",
@@ -491,6 +497,7 @@ mod tests {
             wall: None,
             watchdog: None,
             time: None,
+            target: None,
         }
     }
 

@@ -691,6 +691,7 @@ pub fn run_selftest(config: &SelftestConfig, interrupt: Arc<AtomicBool>) -> Self
                 progress: config.progress,
                 cases_per_worker: 1,
                 idle_check: true,
+                target: None,
             },
             Arc::clone(&interrupt),
         );
@@ -777,6 +778,7 @@ mod tests {
             wall: None,
             watchdog: None,
             time: None,
+            target: None,
         }
     }
 

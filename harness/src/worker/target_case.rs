@@ -17,6 +17,9 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `sssp-dijkstra` | `sssp` | distances equal a Dijkstra over the edges the ops left, bit for bit |
 | `checkpoint-round-trip` | `checkpoint` | after a step, `restore` of a checkpoint gives back the positions, and a step from it the same positions as from the original (first [`CHECKPOINT_SAMPLES`] step ops) |
 | `counts-consistent` | `counts` | the reported counts are the live ones, capacities at least the counts |
+| `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
+| `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
+| `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
 
 A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
 hang it was killed for and a broken protocol are failures too ([`TargetFailure`]), signed like a
@@ -53,6 +56,12 @@ pub mod checks {
     pub const CHECKPOINT_ROUND_TRIP: &str = "checkpoint-round-trip";
     /// Reported counts and capacities agree with the live counts.
     pub const COUNTS_CONSISTENT: &str = "counts-consistent";
+    /// The grid stage is a sort of the nodes by cell key with matching cell ranges.
+    pub const GRID_STAGE: &str = "grid-stage";
+    /// The CSR holds the live edge multiset.
+    pub const CSR_EDGES: &str = "csr-edges";
+    /// Device memory after `shrink_to_fit` does not grow at the same counts.
+    pub const DEVICE_MEMORY: &str = "device-memory";
 }
 
 /// One generic check and the capability it needs.
@@ -65,7 +74,7 @@ pub struct TargetCheck {
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 7] = [
+pub const TARGET_CHECKS: [TargetCheck; 10] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
         needs: None,
@@ -93,6 +102,18 @@ pub const TARGET_CHECKS: [TargetCheck; 7] = [
     TargetCheck {
         name: checks::COUNTS_CONSISTENT,
         needs: Some(Capability::Counts),
+    },
+    TargetCheck {
+        name: checks::GRID_STAGE,
+        needs: Some(Capability::Grid),
+    },
+    TargetCheck {
+        name: checks::CSR_EDGES,
+        needs: Some(Capability::Csr),
+    },
+    TargetCheck {
+        name: checks::DEVICE_MEMORY,
+        needs: Some(Capability::DeviceMemory),
     },
 ];
 
@@ -375,6 +396,8 @@ struct Run<'a> {
     /// An injected fault is armed: an `Internal` error is then the fault's, and must change nothing.
     armed: bool,
     checkpoints: usize,
+    /// Device bytes after `shrink_to_fit`, by live (nodes, edges).
+    shrunk_bytes: BTreeMap<(u64, u64), u64>,
 }
 
 /// What an op's call came to, when the run goes on.
@@ -402,6 +425,7 @@ impl<'a> Run<'a> {
             counts: None,
             armed: false,
             checkpoints: 0,
+            shrunk_bytes: BTreeMap::new(),
         }
     }
 
@@ -460,6 +484,7 @@ impl<'a> Run<'a> {
         self.nodes = case.graph.num_nodes;
         self.edges = case.graph.edges.clone();
         self.observe(None, INIT_OP)?;
+        self.capability_checks(None, INIT_OP, None)?;
         for (index, op) in case.ops.iter().enumerate() {
             if let Some(reason) = skip_reason(op, self.caps) {
                 // Counted once, in the first run.
@@ -531,6 +556,7 @@ impl<'a> Run<'a> {
                     oracle::check_sssp(n, &self.edges, source, &d)
                         .map_err(|violation| check_failed(at, name, violation))?;
                 }
+                self.capability_checks(at, name, Some(op))?;
                 if matches!(op, Op::Step { .. }) {
                     self.checkpoint_round_trip(at, name)?;
                 }
@@ -688,6 +714,74 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The checks of the read-back capabilities after an accepted op (`None`: `create`):
+    /// `grid-stage` after a step, `csr-edges` after create and every edit, `device-memory` after
+    /// `shrink_to_fit`.
+    fn capability_checks(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        op: Option<&Op>,
+    ) -> Result<(), Stop> {
+        let fail = |check: &'static str, detail: String| {
+            Err(check_failed(at, name, Violation { check, detail }))
+        };
+        if self.caps.has(Capability::Grid) && matches!(op, Some(Op::Step { .. })) {
+            let r = self.target.grid();
+            if let Some(stage) = self.must(at, "grid", r)? {
+                self.ran(checks::GRID_STAGE);
+                if let Err(v) = check_grid_stage(&stage, self.nodes) {
+                    return fail(checks::GRID_STAGE, format!("{}: {}", v.check, v.detail));
+                }
+            }
+        }
+        let edit = matches!(
+            op,
+            None | Some(
+                Op::AddNodes { .. }
+                    | Op::RemoveNodes { .. }
+                    | Op::AddEdges { .. }
+                    | Op::RemoveEdges { .. }
+            )
+        );
+        if self.caps.has(Capability::Csr) && edit {
+            let r = self.target.csr();
+            let csr = self.must(at, "csr", r)?;
+            self.ran(checks::CSR_EDGES);
+            let inspection = forcefield::CsrInspection {
+                row_offsets: csr.row_offsets,
+                col_indices: csr.col_indices,
+                weights: csr.weights,
+            };
+            let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+            if let Err(v) = oracle::check_csr(&inspection, n, &self.edges) {
+                return fail(checks::CSR_EDGES, v.detail);
+            }
+        }
+        if self.caps.has(Capability::DeviceMemory) && matches!(op, Some(Op::ShrinkToFit)) {
+            let r = self.target.device_bytes();
+            let bytes = self.must(at, "device_bytes", r)?;
+            self.ran(checks::DEVICE_MEMORY);
+            let key = (self.nodes, self.edges.len() as u64);
+            match self.shrunk_bytes.get(&key) {
+                Some(&before) if bytes > before => {
+                    return fail(
+                        checks::DEVICE_MEMORY,
+                        format!(
+                            "{bytes} device bytes after shrink_to_fit at {} nodes and {} edges, \
+                             {before} after an earlier one at the same counts",
+                            key.0, key.1
+                        ),
+                    )
+                }
+                _ => {
+                    self.shrunk_bytes.insert(key, bytes);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `checkpoint-round-trip` after one of the first step ops: checkpoint, step, restore, step
     /// again: the restored positions are those checkpointed and the two steps agree. The layout
     /// is restored to the checkpoint at the end, so the case goes on as if nothing happened.
@@ -739,6 +833,39 @@ impl<'a> Run<'a> {
         let r = self.target.restore(&state);
         self.must(at, "restore", r)
     }
+}
+
+/// `grid-stage` over a target's grid stage of `nodes` live nodes: the engine oracles' sort and
+/// cell-range checks, with the sorted keys read through the order.
+fn check_grid_stage(stage: &forcefield_target::GridStage, nodes: u64) -> oracle::CheckResult {
+    let v = |detail: String| {
+        Err(Violation {
+            check: checks::GRID_STAGE,
+            detail,
+        })
+    };
+    if stage.keys.len() as u64 != nodes {
+        return v(format!("{} cell keys for {nodes} nodes", stage.keys.len()));
+    }
+    let inspection = forcefield::GridInspection {
+        grid: forcefield::GridSpec {
+            origin: [0.0; 3],
+            cell_size: 1.0,
+            dims: stage.dims,
+        },
+        cell_keys: stage.keys.clone(),
+        sorted_keys: stage
+            .order
+            .iter()
+            .map(|&n| stage.keys.get(n as usize).copied().unwrap_or(u32::MAX))
+            .collect(),
+        sorted_nodes: stage.order.clone(),
+        cell_start: stage.cell_start.clone(),
+        cell_end: stage.cell_end.clone(),
+    };
+    oracle::check_sort_permutation(&inspection)?;
+    oracle::check_sort_sorted(&inspection)?;
+    oracle::check_cell_ranges(&inspection)
 }
 
 fn check_failed(op_index: Option<usize>, op: &'static str, violation: Violation) -> Stop {

@@ -91,6 +91,9 @@ pub struct CampaignConfig {
     /// the CPU backend). Off when the work happens in another process than the worker: a worker
     /// hosting a `--target` program sleeps while its target computes.
     pub idle_check: bool,
+    /// Against a target: who it is and the checks its capabilities skip, the start of the
+    /// summary's `target` totals (`None`: Forcefield's own engine).
+    pub target: Option<crate::hunt::target_totals::TargetTotals>,
 }
 
 impl CampaignConfig {

@@ -174,6 +174,7 @@ pub fn run_campaign_into(
     let bar = progress_bar(config);
     let mut tally = Tally {
         time: Some(TimeSplit::new(workers)),
+        target: config.target.clone(),
         ..Tally::default()
     };
     let mut case_seconds: Option<f64> = None;

@@ -170,6 +170,9 @@ pub struct Summary {
     /// Where the time went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<TimeSplit>,
+    /// Against a target: its checks and skipped ops over the campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::hunt::target_totals::TargetTotals>,
 }
 
 /// One of a campaign's slowest cases: what to look at when choosing `--case-timeout`, or when a
@@ -212,7 +215,10 @@ impl Summary {
             self.cases,
             self.seconds,
             self.cases_per_second(),
-            self.backend.name(),
+            match &self.target {
+                Some(t) => format!("target {}", t.name),
+                None => self.backend.name().to_string(),
+            },
             self.seed,
             if self.interrupted {
                 " (interrupted)"
@@ -221,6 +227,9 @@ impl Summary {
             },
             self.findings.len()
         );
+        if let Some(target) = &self.target {
+            s.push_str(&target.markdown());
+        }
         if !self.injections.is_empty() {
             let kinds: Vec<String> = self
                 .injections

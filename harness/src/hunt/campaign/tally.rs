@@ -30,6 +30,8 @@ pub(super) struct Tally {
     pub(super) time: Option<TimeSplit>,
     /// How the case limits were set, filled in at the end.
     pub(super) watchdog: Option<WatchdogReport>,
+    /// Against a target: its totals so far.
+    pub(super) target: Option<crate::hunt::target_totals::TargetTotals>,
 }
 
 impl Tally {
@@ -44,6 +46,9 @@ impl Tally {
                 size: CaseSize::of(&outcome.case),
             },
         );
+        if let Some(target) = self.target.as_mut() {
+            target.add_execution(outcome.execution.as_ref());
+        }
         for op in &outcome.case.ops {
             if let crate::case::Op::Inject { fault } = op {
                 *self.injections.entry(fault.kind().to_string()).or_default() += 1;
@@ -96,6 +101,7 @@ impl Tally {
                 .collect(),
             injections: self.injections.clone(),
             slowest: self.slowest.clone(),
+            target: self.target.clone(),
         }
     }
 
@@ -123,6 +129,7 @@ impl Tally {
             wall: Some(wall),
             watchdog: self.watchdog.clone(),
             time: self.time.clone(),
+            target: self.target.clone(),
         }
     }
 }

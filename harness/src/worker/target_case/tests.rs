@@ -216,7 +216,13 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
     let skipped: Vec<_> = skipped.iter().map(|c| c.name).collect();
     assert_eq!(
         skipped,
-        [checks::SSSP_DIJKSTRA, checks::CHECKPOINT_ROUND_TRIP]
+        [
+            checks::SSSP_DIJKSTRA,
+            checks::CHECKPOINT_ROUND_TRIP,
+            checks::GRID_STAGE,
+            checks::CSR_EDGES,
+            checks::DEVICE_MEMORY
+        ]
     );
 }
 

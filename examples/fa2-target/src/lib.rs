@@ -1,6 +1,9 @@
 /*!
 `fa2-target`: the `fa2` crate (a Rust port of graphology's ForceAtlas2) behind Forcefield's
-[`Target`] trait, speaking `forcefield-target/1` on stdin and stdout.
+[`Target`] trait ([`Fa2Target`]), in two binaries: `fa2-target` speaks `forcefield-target/1` on
+stdin and stdout (driven by `forcefield run --target`), and `hunt` embeds the harness, one
+executable that is driver and worker (`cargo run --release -p fa2-target --bin hunt -- run --time
+60s`).
 
 An engine we did not write, adapted the way a user would adapt theirs: the adapter keeps the graph
 (fa2 can add nodes and edges but not remove them) and rebuilds fa2's data from it after an edit,
@@ -8,13 +11,14 @@ carrying positions; `step` runs fa2 epochs. ForceAtlas2 is 2-D: a given `z` is d
 as 0. Settings start from `FA2Settings::from_graph_order` (what graphology infers from the node
 count), single-threaded, so that runs are reproducible; `set_params` overrides them.
 
-Run it under the conformance check: `forcefield target check "cargo run -q -p fa2-target"`.
+Run it under the conformance check: `forcefield target check "cargo run -q -p fa2-target --bin
+fa2-target"`, or `cargo run -q -p fa2-target --bin hunt -- target check`.
 */
 
 use fa2::{FA2Data, FA2Layout, FA2Settings};
 use forcefield_target::{
-    serve_stdio, Capabilities, Capability, Counts, Edge, Graph, Params, Point, Result, Target,
-    TargetError, TargetInfo,
+    Capabilities, Capability, Counts, Edge, Graph, Params, Point, Result, Target, TargetError,
+    TargetInfo,
 };
 
 /// Most nodes accepted: the adapter's own limit, so an absurd request is refused, not an OOM.
@@ -97,8 +101,9 @@ impl Settings {
 }
 
 /// The adapter: the graph as the case format defines it, and fa2's layout built from it.
+/// fa2 behind the trait: one layout at a time, rebuilt after each edit.
 #[derive(Default)]
-struct Fa2Target {
+pub struct Fa2Target {
     positions: Vec<[f32; 2]>,
     edges: Vec<Edge>,
     /// Nodes ever added: seeds the next seeded position, so seeding does not depend on removals.
@@ -304,12 +309,5 @@ impl Target for Fa2Target {
             node_capacity: None,
             edge_capacity: None,
         })
-    }
-}
-
-fn main() {
-    if let Err(e) = serve_stdio(Fa2Target::default()) {
-        eprintln!("fa2-target: {e}");
-        std::process::exit(1);
     }
 }

@@ -1,0 +1,248 @@
+/*!
+Forcefield's own engine behind the [`Target`] trait (`--target builtin`): the same path as every
+other engine's, through [`crate::worker::target_case`] and its generic checks.
+
+It declares every capability the engine has: capacity, SSSP, constraints, counts and capacities,
+device memory, the grid stage, CSR, checkpoint/restore (a [`WireCheckpoint`], bit-exact) and
+injected environment faults. Validation errors are `Rejected` (the engine changes nothing); any
+other engine error is `Internal`, after a lost context is recovered so that the layout is as
+before the op. Planted faults come from the case, as for the engine's own executor
+([`crate::worker::execute`]); nothing here knows which one is on. The engine runs with its default
+parameters: a case's `set_params` ops are not sent to targets.
+*/
+
+use forcefield::{
+    Backend, CpuBackend, Edge as EngineEdge, Engine, EngineConfig, EngineError, FaultSet,
+    GraphSpec, SimParams,
+};
+use forcefield_target::{
+    Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage, Params, Point, Result,
+    Target, TargetError, TargetInfo,
+};
+
+use crate::worker::execute::WireCheckpoint;
+
+/// Forcefield's engine on the CPU backend (one kernel thread), as a target.
+pub struct EngineTarget {
+    faults: FaultSet,
+    engine: Option<Engine<Box<dyn Backend>>>,
+}
+
+impl EngineTarget {
+    /// An engine target with `faults` planted (none in production: the harness's own runs).
+    pub fn new(faults: FaultSet) -> Self {
+        EngineTarget {
+            faults,
+            engine: None,
+        }
+    }
+
+    fn backend() -> Box<dyn Backend> {
+        Box::new(CpuBackend::with_threads(1))
+    }
+
+    fn engine(&mut self) -> Result<&mut Engine<Box<dyn Backend>>> {
+        self.engine
+            .as_mut()
+            .ok_or_else(|| TargetError::Rejected("no layout: create one first".into()))
+    }
+
+    /// Runs `op` on the engine; a failure is mapped, after a lost context is recovered.
+    fn with<T>(
+        &mut self,
+        op: impl FnOnce(&mut Engine<Box<dyn Backend>>) -> std::result::Result<T, EngineError>,
+    ) -> Result<T> {
+        let engine = self.engine()?;
+        match op(engine) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if engine.needs_recovery() {
+                    engine
+                        .recover()
+                        .map_err(|r| TargetError::Internal(format!("{e}; recovery failed: {r}")))?;
+                }
+                Err(map_error(e))
+            }
+        }
+    }
+}
+
+fn map_error(e: EngineError) -> TargetError {
+    match e {
+        EngineError::Params(_) | EngineError::Graph(_) => TargetError::Rejected(e.to_string()),
+        other => TargetError::Internal(format!("EngineError: {other}")),
+    }
+}
+
+fn count(n: u64, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| TargetError::Rejected(format!("{n} {what} is too many")))
+}
+
+fn edges_of(edges: &[Edge]) -> Vec<EngineEdge> {
+    edges
+        .iter()
+        .map(|e| EngineEdge {
+            u: e.u,
+            v: e.v,
+            w: e.w,
+        })
+        .collect()
+}
+
+impl Target for EngineTarget {
+    fn info(&self) -> TargetInfo {
+        use Capability::*;
+        TargetInfo {
+            name: "forcefield".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Capabilities::from([
+                Capacity,
+                Sssp,
+                Constraints,
+                Counts,
+                DeviceMemory,
+                Grid,
+                Csr,
+                Checkpoint,
+                Inject,
+            ]),
+        }
+    }
+
+    fn create(&mut self, graph: &Graph, _params: Option<&Params>) -> Result<()> {
+        let spec = GraphSpec {
+            num_nodes: count(graph.num_nodes, "nodes")?,
+            edges: edges_of(&graph.edges),
+            positions: graph.positions.clone(),
+        };
+        let engine = Engine::with_config(
+            Self::backend(),
+            &spec,
+            SimParams::default(),
+            EngineConfig::default(),
+            self.faults,
+        )
+        .map_err(map_error)?;
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    fn add_nodes(&mut self, n: u64, positions: Option<&[Point]>) -> Result<()> {
+        let n = count(n, "nodes")?;
+        self.with(|e| e.add_nodes(n, positions).map(|_| ()))
+    }
+
+    fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
+        self.with(|e| e.remove_nodes(ids))
+    }
+
+    fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
+        let edges = edges_of(edges);
+        self.with(|e| e.add_edges(&edges))
+    }
+
+    fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<()> {
+        self.with(|e| e.remove_edges(pairs).map(|_| ()))
+    }
+
+    fn step(&mut self, n: u64) -> Result<()> {
+        let n = count(n, "steps")?;
+        self.with(|e| e.step(n))
+    }
+
+    fn positions(&mut self) -> Result<Vec<Point>> {
+        self.with(|e| e.positions())
+    }
+
+    fn reserve(&mut self, nodes: u64, edges: u64) -> Result<()> {
+        let (nodes, edges) = (count(nodes, "nodes")?, count(edges, "edges")?);
+        self.with(|e| e.reserve(nodes, edges))
+    }
+
+    fn shrink_to_fit(&mut self) -> Result<()> {
+        self.with(|e| e.shrink_to_fit())
+    }
+
+    fn sssp(&mut self, source: u32) -> Result<Vec<f32>> {
+        self.with(|e| e.run_sssp(source))
+    }
+
+    fn set_position_constraint(&mut self, node: u32, target: Point, stiffness: f32) -> Result<()> {
+        self.with(|e| e.set_position_constraint(node, target, stiffness))
+    }
+
+    fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
+        self.with(|e| e.set_distance_constraint(u, v, distance))
+    }
+
+    fn clear_constraints(&mut self) -> Result<()> {
+        self.with(|e| e.clear_constraints())
+    }
+
+    fn counts(&mut self) -> Result<Counts> {
+        let e = self.engine()?;
+        Ok(Counts {
+            nodes: u64::from(e.num_nodes()),
+            edges: u64::from(e.num_edges()),
+            node_capacity: Some(e.allocated_nodes() as u64),
+            edge_capacity: Some(e.allocated_edges() as u64),
+        })
+    }
+
+    fn device_bytes(&mut self) -> Result<u64> {
+        Ok(self.engine()?.device_bytes() as u64)
+    }
+
+    fn grid(&mut self) -> Result<Option<GridStage>> {
+        let inspection = self.with(|e| e.inspect_grid())?;
+        Ok(inspection.map(|g| GridStage {
+            dims: g.grid.dims,
+            keys: g.cell_keys,
+            order: g.sorted_nodes,
+            cell_start: g.cell_start,
+            cell_end: g.cell_end,
+        }))
+    }
+
+    fn csr(&mut self) -> Result<Csr> {
+        let c = self.with(|e| e.inspect_csr())?;
+        Ok(Csr {
+            row_offsets: c.row_offsets,
+            col_indices: c.col_indices,
+            weights: c.weights,
+        })
+    }
+
+    fn checkpoint(&mut self) -> Result<serde_json::Value> {
+        let checkpoint = self.with(|e| e.sync_checkpoint().cloned())?;
+        serde_json::to_value(WireCheckpoint::from(&checkpoint))
+            .map_err(|e| TargetError::Internal(format!("checkpoint: {e}")))
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let wire = WireCheckpoint::deserialize(state)
+            .map_err(|e| TargetError::Rejected(format!("not a checkpoint: {e}")))?;
+        let engine = Engine::from_checkpoint(
+            Self::backend(),
+            &wire.to_checkpoint(),
+            EngineConfig::default(),
+            self.faults,
+        )
+        .map_err(map_error)?;
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    fn inject(&mut self, fault: &EnvFault) -> Result<()> {
+        let fault = match *fault {
+            EnvFault::FailAlloc { nth } => forcefield::EnvFault::FailAlloc { nth },
+            EnvFault::FailCopy { nth } => forcefield::EnvFault::FailCopy { nth },
+            EnvFault::FailLaunch { nth } => forcefield::EnvFault::FailLaunch { nth },
+            EnvFault::LoseContext { nth } => forcefield::EnvFault::LoseContext { nth },
+        };
+        self.engine()?.inject(fault);
+        Ok(())
+    }
+}
+
+use serde::Deserialize as _;

@@ -1,0 +1,52 @@
+//! What the target tests share: running `forcefield` and the embedding fixture, naming the
+//! example targets, and whether NumPy is there for the Python ones.
+
+// Each test crate that includes this module uses some of it; the rest would warn there.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs `forcefield` with `args`.
+pub fn forcefield(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_forcefield"))
+        .args(args)
+        .output()
+        .expect("forcefield runs")
+}
+
+/// Runs the embedding fixture (`tests/fixtures/embedded_fixture.rs`) with `args`.
+pub fn fixture(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_embedded-fixture"))
+        .args(args)
+        // A backtrace per panicking worker would only slow the deaths down.
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the fixture runs")
+}
+
+/// The command line of the Python example target `name` (`target.py`, `broken_target.py`).
+pub fn example(name: &str) -> String {
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "examples",
+        "python-target",
+        name,
+    ]
+    .iter()
+    .collect();
+    format!("python3 {}", path.display())
+}
+
+/// Whether NumPy can be imported; the tests that need it say so on stdout and return otherwise.
+pub fn numpy() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("skipped: numpy not installed");
+    }
+    found
+}

@@ -1,0 +1,83 @@
+//! Forcefield's own engine behind the `Target` trait (`--target builtin`): the generic target
+//! checks run clean on it, every one of them (it declares every capability), and a planted fault
+//! is found through them, as any other engine's defect would be.
+
+mod common;
+
+use common::forcefield;
+
+fn campaign(extra: &[&str]) -> (Option<i32>, String, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out_dir = dir.path().to_str().expect("a UTF-8 temporary path");
+    let mut args = vec![
+        "run", "--target", "builtin", "--seed", "3", "--jobs", "1", "--out", out_dir,
+    ];
+    args.extend_from_slice(extra);
+    let out = forcefield(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap_or_else(|e| {
+        panic!(
+            "summary.json: {e}; {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code(),
+        stdout,
+        serde_json::from_str(&summary).expect("summary.json is JSON"),
+    )
+}
+
+#[test]
+fn the_generic_checks_run_clean_on_our_engine() {
+    let (code, stdout, summary) = campaign(&["--cases", "40"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(summary["cases"], 40, "{summary}");
+    assert_eq!(summary["findings"], serde_json::json!([]));
+    let target = &summary["target"];
+    assert_eq!(target["checks_skipped"], serde_json::json!([]), "{target}");
+    let ran = target["checks_run"].to_string();
+    for check in [
+        "positions-finite",
+        "positions-count",
+        "determinism",
+        "sssp-dijkstra",
+        "checkpoint-round-trip",
+        "counts-consistent",
+    ] {
+        assert!(ran.contains(check), "{check} did not run: {target}");
+    }
+    assert!(stdout.contains("on target forcefield "), "{stdout}");
+}
+
+#[test]
+fn a_planted_fault_is_found_through_the_trait() {
+    let (code, stdout, summary) = campaign(&["--cases", "60", "--fault", "no-softening"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let signatures = summary["findings"].to_string();
+    assert!(
+        signatures.contains("invariant:positions-finite:"),
+        "{signatures}"
+    );
+}
+
+/// The checks of the grid, CSR and device-memory capabilities: a leak on resize is more device
+/// memory after `shrink_to_fit` at counts seen before, a stale sort is a grid stage out of order.
+#[test]
+fn the_capability_checks_find_a_leak_and_a_stale_sort() {
+    for (fault, signature) in [
+        ("leak-on-resize", "invariant:device-memory:shrink_to_fit"),
+        ("sort-values-stale", "invariant:grid-stage:step"),
+    ] {
+        let (code, stdout, summary) =
+            campaign(&["--cases", "40", "--no-minimize", "--fault", fault]);
+        assert_eq!(code, Some(1), "{fault}: {stdout}");
+        let signatures = summary["findings"].to_string();
+        assert!(signatures.contains(signature), "{fault}: {signatures}");
+    }
+    let (_, _, summary) = campaign(&["--cases", "40"]);
+    let ran = summary["target"]["checks_run"].to_string();
+    for check in ["grid-stage", "csr-edges", "device-memory"] {
+        assert!(ran.contains(check), "{check} did not run: {ran}");
+    }
+}
