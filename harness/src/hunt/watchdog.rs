@@ -264,9 +264,10 @@ pub(crate) const WARM_UP: u64 = 8;
 pub(crate) const CPU_IDLE_LIMIT: Duration = Duration::from_secs(1);
 /// How long a CUDA worker may use no CPU time and launch no kernel while it runs a case before it
 /// is hung. A CUDA case sleeps while it waits for a kernel, but the kernels of a case the harness
-/// generates run for micro- to milliseconds and each launch writes a breadcrumb; twice the CPU's
-/// limit leaves room for a context's creation and a module's load (110-430 ms each).
-pub(crate) const CUDA_IDLE_LIMIT: Duration = Duration::from_secs(2);
+/// generates run for micro- to milliseconds and each launch writes a breadcrumb, and a context's
+/// creation and a module's load take 110-430 ms each. With 2 s, `logger-relock` took 6.05 s to
+/// find on an H100 (the idle limit twice: the case, then its confirmation).
+pub(crate) const CUDA_IDLE_LIMIT: Duration = Duration::from_secs(1);
 /// Default prior: 0.15 µs per unit. Measured on a 2-core machine at load 12 (650 cases of
 /// `run --inject`): 5th percentile 0.13 µs per unit, median 0.38, 95th percentile 2.9, 99th 14.5,
 /// largest 21. A quieter machine is faster, and a loaded one raises the rate with its first cases.
