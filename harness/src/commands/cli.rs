@@ -3,10 +3,11 @@ The `forcefield` command line: argument parsing, dispatch to one module per subc
 place where errors become exit codes.
 
 Responsible for nothing else: each subcommand is a variant of [`Command`] whose arguments and work
-live in its own module (`layout` in [`crate::commands::layout`]; `run`, `repro`, `minimize`, `ci`, `soak`,
-`merge`, `report`, `faults`, `worker`, `selftest` and `bench` are added the same way). A subcommand returns
-`Result<(), CliError>`; [`main_with_args`] prints the error as one line and returns its exit code
-([`crate::exit`]):
+live in its own module (`layout` in [`crate::commands::layout`]; `faults`, `soak`, `selftest` and
+`bench` are added the same way; `run`, `repro`, `minimize`, `ci`, `merge`, `report`, `target` and
+`worker`, which an embedding executable has too, are declared once in `commands/shared.rs`). A
+subcommand returns `Result<(), CliError>`; [`main_with_args`] prints the error as one line and
+returns its exit code ([`crate::exit`]):
 
 | outcome | exit | stderr |
 |---|---|---|
@@ -24,6 +25,7 @@ use std::io::Write as _;
 use clap::{Parser, Subcommand};
 
 use crate::commands::error::CliError;
+use crate::commands::shared::SharedCommand;
 use crate::exit;
 
 /// Forcefield: crash hunting and benchmarks for GPU graph-layout engines.
@@ -40,18 +42,10 @@ pub struct Cli {
 pub enum Command {
     /// Lay out a graph file; write positions (JSON) and a picture (SVG).
     Layout(crate::commands::layout::LayoutArgs),
-    /// Hunt crashes: generated cases through isolated workers; findings minimized and written.
-    Run(crate::commands::run::RunArgs),
-    /// Run one case file and print its outcome and signature.
-    Repro(crate::commands::repro::ReproArgs),
-    /// Shrink a failing case file to the smallest case with the same signature.
-    Minimize(crate::commands::minimize::MinimizeArgs),
-    /// The regression gate: replay the corpus, then a time-boxed campaign; exit 1 on anything new.
-    Ci(crate::commands::ci::CiArgs),
-    /// Merge the summary.json files of a sharded campaign.
-    Merge(crate::commands::merge::MergeArgs),
-    /// Rebuild a campaign's summary from its journal (after a kill) and print it.
-    Report(crate::commands::report::ReportArgs),
+    /// `run`, `repro`, `minimize`, `ci`, `merge`, `report`, `target` and the hidden `worker`: the
+    /// subcommands an embedding executable has too.
+    #[command(flatten)]
+    Shared(SharedCommand),
     /// List the planted faults.
     Faults,
     /// The server's life: one engine, continuous steps, mutations and resizes; crashes recorded.
@@ -60,11 +54,6 @@ pub enum Command {
     Selftest(crate::commands::selftest::SelftestArgs),
     /// Benchmarks: record results with a machine fingerprint, compare against a baseline, draw trends.
     Bench(crate::commands::bench::BenchArgs),
-    /// Check a target (another engine speaking forcefield-target/1).
-    Target(crate::commands::target::TargetArgs),
-    /// Internal: serve cases for a driver (started by forcefield itself).
-    #[command(hide = true)]
-    Worker(crate::commands::worker::WorkerArgs),
 }
 
 impl Command {
@@ -72,18 +61,11 @@ impl Command {
     pub fn dispatch(self) -> Result<(), CliError> {
         match self {
             Command::Layout(args) => crate::commands::layout::run(&args),
-            Command::Run(args) => crate::commands::run::run(&args),
-            Command::Repro(args) => crate::commands::repro::run(&args),
-            Command::Minimize(args) => crate::commands::minimize::run(&args),
-            Command::Ci(args) => crate::commands::ci::run(&args),
-            Command::Merge(args) => crate::commands::merge::run(&args),
-            Command::Report(args) => crate::commands::report::run(&args),
+            Command::Shared(command) => command.dispatch(),
             Command::Faults => crate::commands::faults::run(),
             Command::Soak(args) => crate::commands::soak::run(&args),
             Command::Selftest(args) => crate::commands::selftest::run(&args),
             Command::Bench(args) => crate::commands::bench::run(&args),
-            Command::Target(args) => crate::commands::target::run(&args),
-            Command::Worker(args) => crate::commands::worker::run(&args),
         }
     }
 }

@@ -47,10 +47,10 @@ fn main() -> std::process::ExitCode {
 }
 ```
 
-Its subcommands are `forcefield`'s target ones, the same code: `run` (a campaign: isolation,
-signatures, minimization, `summary.json` and `findings/`), `repro`, `minimize`, `ci` (corpus replay
-and a campaign), `report`, `merge` and `target check`; each hunts the embedded engine unless given
-`--target "CMD"`. Workers are this executable re-run as `worker`: each builds the engine in its own
+Its subcommands are `forcefield`'s target ones, the same declaration and code
+(`commands/shared.rs`): `run` (a campaign: isolation, signatures, minimization, `summary.json` and
+`findings/`), `repro`, `minimize`, `ci` (corpus replay and a campaign), `report`, `merge` and
+`target check`; each hunts the embedded engine unless given `--target "CMD"`. Workers are this executable re-run as `worker`: each builds the engine in its own
 process (a fresh one per case) and calls the trait directly, so a panic, an abort or a hang of the
 engine kills a worker, never the driver, and is signed like any worker's death. `target check`
 runs the conformance script on this executable re-run as `serve-target`, which speaks
@@ -65,6 +65,7 @@ use clap::{Parser, Subcommand};
 use forcefield_target::Target;
 
 use crate::commands::error::CliError;
+use crate::commands::shared::SharedCommand;
 use crate::commands::target::SERVE_TARGET;
 use crate::worker::target_job::{register_embedded, TargetFactory};
 
@@ -79,26 +80,12 @@ struct EmbedCli {
     command: EmbedCommand,
 }
 
-/// The subcommands of an embedding executable: `forcefield`'s, on the embedded engine.
+/// The subcommands of an embedding executable: `forcefield`'s shared ones, on the embedded engine,
+/// and the one that serves it.
 #[derive(Debug, Subcommand)]
 enum EmbedCommand {
-    /// Hunt crashes: generated cases through isolated workers; findings minimized and written.
-    Run(crate::commands::run::RunArgs),
-    /// Run one case file and print its outcome and signature.
-    Repro(crate::commands::repro::ReproArgs),
-    /// Shrink a failing case file to the smallest case with the same signature.
-    Minimize(crate::commands::minimize::MinimizeArgs),
-    /// The regression gate: replay the corpus, then a time-boxed campaign; exit 1 on anything new.
-    Ci(crate::commands::ci::CiArgs),
-    /// Merge the summary.json files of a sharded campaign.
-    Merge(crate::commands::merge::MergeArgs),
-    /// Rebuild a campaign's summary from its journal (after a kill) and print it.
-    Report(crate::commands::report::ReportArgs),
-    /// Check the engine (or another target) against the conformance script.
-    Target(crate::commands::target::TargetArgs),
-    /// Internal: serve cases for a driver (started by this executable itself).
-    #[command(hide = true)]
-    Worker(crate::commands::worker::WorkerArgs),
+    #[command(flatten)]
+    Shared(SharedCommand),
     /// Internal: serve the engine over forcefield-target/1 on stdin and stdout (`target check`).
     #[command(name = SERVE_TARGET, hide = true)]
     ServeTarget,
@@ -135,14 +122,7 @@ where
 
 fn dispatch<T: Target>(command: EmbedCommand, make: &dyn Fn() -> T) -> Result<(), CliError> {
     match command {
-        EmbedCommand::Run(args) => crate::commands::run::run(&args),
-        EmbedCommand::Repro(args) => crate::commands::repro::run(&args),
-        EmbedCommand::Minimize(args) => crate::commands::minimize::run(&args),
-        EmbedCommand::Ci(args) => crate::commands::ci::run(&args),
-        EmbedCommand::Merge(args) => crate::commands::merge::run(&args),
-        EmbedCommand::Report(args) => crate::commands::report::run(&args),
-        EmbedCommand::Target(args) => crate::commands::target::run(&args),
-        EmbedCommand::Worker(args) => crate::commands::worker::run(&args),
+        EmbedCommand::Shared(command) => command.dispatch(),
         EmbedCommand::ServeTarget => forcefield_target::serve_stdio(make())
             .map_err(|e| CliError::environment(anyhow::anyhow!("serving the target: {e}"))),
     }

@@ -20,6 +20,7 @@ pub(crate) mod report;
 pub(crate) mod repro;
 pub(crate) mod run;
 pub(crate) mod selftest;
+pub(crate) mod shared;
 pub(crate) mod soak;
 pub(crate) mod target;
 pub(crate) mod worker;
