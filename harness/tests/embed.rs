@@ -8,7 +8,7 @@ use std::process::Command;
 
 mod common;
 
-use common::fixture;
+use common::{assert_exit, assert_success, fixture};
 
 const SITE: &str = "panic:harness/tests/fixtures/embedded_fixture.rs:";
 
@@ -16,12 +16,7 @@ const SITE: &str = "panic:harness/tests/fixtures/embedded_fixture.rs:";
 fn the_embedded_engine_passes_target_check() {
     let out = fixture(&["target", "check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         stdout.starts_with("target: springs-fixture 1 (capabilities: counts)"),
         "{stdout}"
@@ -37,8 +32,7 @@ fn a_campaign_of_the_embedded_engine_finds_its_capacity_bug() {
     let out = fixture(&[
         "run", "--time", "4s", "--seed", "1", "--jobs", "1", "--out", out_dir,
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "findings exit 1: {stderr}");
+    assert_exit(&out, 1);
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("summary.json")).expect("summary.json"),
     )
@@ -81,12 +75,7 @@ fn minimize_and_repro_of_the_embedded_engine_shrink_and_replay_the_bug() {
     let small_path = small.to_str().expect("a UTF-8 path");
     let out = fixture(&["minimize", case, "-o", small_path, "--max-time", "60s"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(stdout.starts_with(SITE), "{stdout}");
     let minimized: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&small).expect("written")).expect("JSON");
@@ -102,7 +91,7 @@ fn minimize_and_repro_of_the_embedded_engine_shrink_and_replay_the_bug() {
     );
     let out = fixture(&["repro", small_path]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_exit(&out, 1);
     assert!(stdout.contains(&format!("signature: {SITE}")), "{stdout}");
     assert!(
         stdout.contains("expectation: still open as recorded"),
@@ -171,7 +160,7 @@ fn ci_gates_a_target_and_its_summary_totals_the_target_checks() {
         signatures.contains("panic:tests/fixtures/embedded_fixture.rs:"),
         "{signatures}"
     );
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_exit(&out, 1);
     assert!(
         totals["checks_run"]
             .to_string()

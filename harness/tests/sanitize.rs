@@ -8,6 +8,10 @@ campaign stays clean; compute-sanitizer modes say clearly why they cannot run.
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
+use common::{assert_exit, assert_success};
+
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
 const SIGNATURE: &str = "sanitizer:out-of-bounds:sort_pairs";
 
@@ -58,7 +62,7 @@ fn the_seed_bug_is_a_sanitizer_finding_naming_the_sort_and_its_scratch_buffer() 
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_exit(&out, 1);
     let summary = json(&out_dir.join("summary.json"));
     let findings = summary["findings"].as_array().unwrap();
     assert_eq!(
@@ -97,7 +101,7 @@ fn the_seed_bug_is_a_sanitizer_finding_naming_the_sort_and_its_scratch_buffer() 
         let mut args = vec!["repro", minimized, "--sanitize", "checked"];
         args.extend_from_slice(extra);
         let repro = forcefield(&args);
-        assert_eq!(repro.status.code(), Some(1), "{}", text(&repro.stderr));
+        assert_exit(&repro, 1);
         assert!(
             text(&repro.stdout).contains(&format!("signature: {SIGNATURE}")),
             "{args:?}: {}",
@@ -129,13 +133,7 @@ fn a_clean_campaign_has_no_sanitizer_findings() {
         "300s",
         "--no-minimize",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_success(&out);
 }
 
 #[test]
@@ -147,7 +145,7 @@ fn a_soak_under_the_checked_mode_records_sanitizer_crashes() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_exit(&out, 1);
     let r = json(&dir.path().join("soak.json"));
     let signatures: Vec<&str> = r["crashes"]
         .as_array()
@@ -172,7 +170,7 @@ fn compute_sanitizer_modes_explain_what_they_need() {
         "--cases",
         "1",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -181,7 +179,7 @@ fn compute_sanitizer_modes_explain_what_they_need() {
     );
     // Unknown modes are refused by the parser.
     let out = forcefield(&["run", "--sanitize", "bogus", "--cases", "1"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     for command in ["repro", "ci", "soak"] {
         let help = forcefield(&[command, "--help"]);
         assert!(

@@ -12,6 +12,10 @@ so it shows up in review. The snapshot is of the release build, which is what CI
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
+use common::{assert_exit, assert_success};
+
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
 
 /// Cases per fault: every planted fault shows within this many cases of seed [`SEED`] (the table's
@@ -90,12 +94,7 @@ fn every_planted_fault_is_detected_and_minimized_and_the_clean_engine_is_clean()
     let json = dir.path().join("selftest.json");
     let out = selftest(&json, &["--cases", CASES, "--clean-cases", CLEAN_CASES]);
     let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    assert_success(&out);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["format"], "forcefield-selftest/1");
@@ -141,7 +140,7 @@ fn a_fault_that_does_not_exist_on_the_backend_is_refused_as_input() {
     let json = dir.path().join("selftest.json");
     for fault in ["race-integrate", "slow-force-pass"] {
         let out = selftest(&json, &["--fault", fault, "--cases", "1"]);
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert_exit(&out, 2);
         assert!(text(&out.stderr).contains(fault), "{}", text(&out.stderr));
     }
     assert!(!json.exists());
@@ -164,7 +163,7 @@ fn a_missed_fault_fails_with_one_line_naming_it() {
             "1",
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_exit(&out, 1);
     let stderr = text(&out.stderr);
     let last = stderr.lines().last().unwrap();
     assert!(

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use forcefield_harness::case::{Case, Expectation};
 
+mod common;
+
+use common::{assert_exit, assert_success};
+
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
 
 fn soak(dir: &Path, extra: &[&str]) -> Output {
@@ -46,7 +50,7 @@ fn the_seed_bug_crashes_repeatedly_under_one_signature_and_its_recorders_replay(
             "3",
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_exit(&out, 1);
     assert!(
         text(&out.stdout).contains(SIGNATURE),
         "{}",
@@ -88,7 +92,7 @@ fn the_seed_bug_crashes_repeatedly_under_one_signature_and_its_recorders_replay(
         .args(["repro", shortest])
         .output()
         .unwrap();
-    assert_eq!(repro.status.code(), Some(1));
+    assert_exit(&repro, 1);
     assert!(
         text(&repro.stdout).contains(&format!("signature: {SIGNATURE}")),
         "{}",
@@ -103,7 +107,7 @@ fn the_seed_deadlock_is_killed_by_the_watchdog_and_counted_as_hangs() {
         dir.path(),
         &["--fault", "logger-relock", "--chunk-timeout", "1s"],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_exit(&out, 1);
     let r = report(dir.path());
     let crashes = r["crashes"].as_array().unwrap();
     assert!(!crashes.is_empty(), "{r}");
@@ -118,7 +122,7 @@ fn the_clean_engine_survives_and_planned_restarts_keep_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     // Small graphs and lives of at least 100 steps: several planned restarts, even in a debug build.
     let out = soak(dir.path(), &["--life-steps", "100", "--max-nodes", "64"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_success(&out);
     let r = report(dir.path());
     assert_eq!(r["crashes"].as_array().unwrap().len(), 0, "{r}");
     assert!(!dir.path().join("crashes").exists());
@@ -145,12 +149,7 @@ fn injected_faults_of_every_kind_are_tolerated_and_the_soak_goes_on() {
         &["--inject-rate", "20", "--seed", "3", "--max-nodes", "128"],
     );
     let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    assert_success(&out);
     let r = report(dir.path());
     assert_eq!(r["crashes"].as_array().unwrap().len(), 0, "{r}");
     let injections = &r["injections"];
@@ -203,7 +202,7 @@ fn ctrl_c_stops_cleanly_and_still_writes_the_report() {
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_success(&out);
     assert!(text(&out.stdout).contains("(interrupted)"));
     let r = report(dir.path());
     assert_eq!(r["interrupted"], true);

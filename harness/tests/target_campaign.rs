@@ -7,7 +7,7 @@ use std::process::Output;
 
 mod common;
 
-use common::{example, forcefield, numpy};
+use common::{assert_exit, assert_success, example, forcefield, numpy};
 
 fn campaign(target: &str, time: &str, out: &Path) -> (Output, serde_json::Value) {
     let out_dir = out.to_str().expect("a UTF-8 temporary path");
@@ -50,8 +50,7 @@ fn a_campaign_finds_and_minimizes_the_broken_targets_capacity_bug() {
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (output, summary) = campaign(&example("broken_target.py"), "6s", dir.path());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "findings exit 1: {stderr}");
+    assert_exit(&output, 1);
     let findings = summary["findings"].as_array().expect("findings");
     assert!(!findings.is_empty(), "{summary}");
     let mut minimized = 0;
@@ -93,12 +92,7 @@ fn a_campaign_against_the_clean_target_finds_nothing() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (output, summary) = campaign(&example("target.py"), "4s", dir.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     assert!(
         summary["cases"].as_u64().is_some_and(|n| n > 0),
         "{summary}"
@@ -118,7 +112,7 @@ fn a_target_that_cannot_start_is_bad_input_and_engine_flags_are_refused() {
         "--cases",
         "1",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let out = forcefield(&[
@@ -130,7 +124,7 @@ fn a_target_that_cannot_start_is_bad_input_and_engine_flags_are_refused() {
         "--cases",
         "1",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fault"));
 }
 
@@ -150,13 +144,13 @@ fn repro_and_minimize_take_a_target() {
     let case = case.to_str().expect("a UTF-8 path");
     let broken = forcefield(&["repro", "--target", &example("broken_target.py"), case]);
     let stdout = String::from_utf8_lossy(&broken.stdout);
-    assert_eq!(broken.status.code(), Some(1), "{stdout}");
+    assert_exit(&broken, 1);
     assert!(
         stdout.contains("signature: engine-error:ValueError:step"),
         "{stdout}"
     );
     let clean = forcefield(&["repro", "--target", &example("target.py"), case]);
-    assert_eq!(clean.status.code(), Some(0));
+    assert_success(&clean);
     assert!(String::from_utf8_lossy(&clean.stdout).contains("outcome: pass"));
     let small = dir.path().join("small.json");
     let out = forcefield(&[
@@ -167,12 +161,7 @@ fn repro_and_minimize_take_a_target() {
         "-o",
         small.to_str().expect("a UTF-8 path"),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let small: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&small).expect("written")).expect("JSON");
     assert_eq!(

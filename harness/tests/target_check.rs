@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{example, forcefield, numpy};
+use common::{assert_exit, assert_success, example, forcefield, numpy};
 
 #[test]
 fn the_numpy_target_is_conformant() {
@@ -12,12 +12,7 @@ fn the_numpy_target_is_conformant() {
     }
     let out = forcefield(&["target", "check", &example("target.py")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         stdout.starts_with(
             "target: numpy-layout 1.0 (capabilities: params, capacity, counts, checkpoint)"
@@ -41,7 +36,7 @@ fn the_broken_copys_capacity_bug_is_reported_in_plain_words() {
     let command = example("broken_target.py");
     let out = forcefield(&["target", "check", &command]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_exit(&out, 1);
     // The velocities were not grown with the graph: the first step after growth fails.
     let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAILED")).collect();
     assert_eq!(failed.len(), 1, "{stdout}");
@@ -58,14 +53,14 @@ fn the_broken_copys_capacity_bug_is_reported_in_plain_words() {
 #[test]
 fn a_target_that_cannot_start_is_bad_input_in_one_line() {
     let out = forcefield(&["target", "check", "no-such-engine --fast"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert!(out.stdout.is_empty());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "error: cannot start target `no-such-engine`: No such file or directory (os error 2)\n"
     );
     let out = forcefield(&["target", "check", "python3 'unclosed"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
@@ -78,7 +73,7 @@ fn a_target_that_fails_the_handshake_is_a_finding() {
         "sh -c 'echo hello there; cat >/dev/null'",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_exit(&out, 1);
     assert!(
         stdout.starts_with("FAILED  handshake: protocol violation: the target wrote a line that is not a JSON reply on stdout: `hello there`"),
         "{stdout}"

@@ -1,5 +1,6 @@
-//! What the target tests share: running `forcefield` and the embedding fixture, naming the
-//! example targets, and whether NumPy is there for the Python ones.
+//! What the end-to-end tests share: running `forcefield` and the embedding fixture, asserting a
+//! process's exit code (with its output on failure), naming the example targets, and whether NumPy
+//! is there for the Python ones.
 
 // Each test crate that includes this module uses some of it; the rest would warn there.
 #![allow(dead_code)]
@@ -49,4 +50,23 @@ pub fn numpy() -> bool {
         println!("skipped: numpy not installed");
     }
     found
+}
+
+/// Asserts that the process behind `out` exited with `code`; a failure shows its stdout and stderr,
+/// which say why.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts that the process behind `out` exited 0 (see [`assert_exit`]).
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert_exit(out, 0);
 }
