@@ -84,8 +84,9 @@ struct EmbedCli {
 /// and the one that serves it.
 #[derive(Debug, Subcommand)]
 enum EmbedCommand {
+    // Boxed: the shared set's arguments are large and `ServeTarget` carries none.
     #[command(flatten)]
-    Shared(SharedCommand),
+    Shared(Box<SharedCommand>),
     /// Internal: serve the engine over forcefield-target/1 on stdin and stdout (`target check`).
     #[command(name = SERVE_TARGET, hide = true)]
     ServeTarget,
