@@ -50,11 +50,11 @@ fn main() -> std::process::ExitCode {
 Its subcommands are `forcefield`'s target ones, the same declaration and code
 (`commands/shared.rs`): `run` (a campaign: isolation, signatures, minimization, `summary.json` and
 `findings/`), `repro`, `minimize`, `ci` (corpus replay and a campaign), `report`, `merge` and
-`target check`; each hunts the embedded engine unless given `--target "CMD"`. Workers are this executable re-run as `worker`: each builds the engine in its own
-process (a fresh one per case) and calls the trait directly, so a panic, an abort or a hang of the
-engine kills a worker, never the driver, and is signed like any worker's death. `target check`
-runs the conformance script on this executable re-run as `serve-target`, which speaks
-`forcefield-target/1` on stdin and stdout.
+`target check`; each hunts the embedded engine unless given `--target "CMD"`. Workers are this
+executable re-run as `worker`: each builds the engine in its own process (a fresh one per case) and
+calls the trait directly, so a panic, an abort or a hang of the engine kills a worker, never the
+driver, and is signed like any worker's death. `target check` runs the conformance script on this
+executable re-run as `serve-target`, which speaks `forcefield-target/1` on stdin and stdout.
 */
 
 use std::ffi::OsString;
