@@ -175,3 +175,54 @@ fn a_missed_fault_fails_with_one_line_naming_it() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["faults"][0]["detected"], false);
 }
+
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "compares with the snapshot of the release build"
+)]
+fn several_hunts_at_once_give_the_rows_of_one_at_a_time_in_catalog_order() {
+    // Hunts running side by side, the clean campaign beside them: each row is still its fault's
+    // own (the first finding in case order and its minimization), in the catalog's order, equal
+    // to the one-at-a-time snapshot's row.
+    let faults = [
+        "leak-on-resize",
+        "no-softening",
+        "cell-bounds-over-cells",
+        "sort-values-stale",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("selftest.json");
+    let mut args = vec!["--hunts", "4", "--cases", CASES, "--clean-cases", "5"];
+    for f in faults {
+        args.extend(["--fault", f]);
+    }
+    let out = selftest(&json, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["clean"]["cases"].as_u64(), Some(5));
+    let table = deterministic_table(&report);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| !l.contains("skipped"))
+        .collect();
+
+    let snapshot = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/snapshots/selftest__every_planted_fault_is_detected_and_minimized_and_the_clean_engine_is_clean.snap"
+    ))
+    .unwrap();
+    let expected: Vec<&str> = snapshot
+        .lines()
+        .filter(|l| faults.iter().any(|f| l.starts_with(&format!("{f} |"))))
+        .collect();
+    assert_eq!(expected.len(), faults.len(), "{snapshot}");
+    assert_eq!(rows, expected, "{table}");
+    // Each hunt names its fault on its progress lines, since they interleave.
+    let stderr = text(&out.stderr);
+    for f in faults {
+        assert!(stderr.contains(&format!("{f}: detected after")), "{stderr}");
+    }
+}

@@ -52,6 +52,12 @@ pub struct SelftestArgs {
     /// contend for the GPU).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Faults hunted at once, each hunt (and its minimization) with its own workers; above one,
+    /// the clean engine's campaign runs beside the hunts. Default: 4 on CUDA, where one hunt's
+    /// small cases and worker restarts leave the device mostly idle; 1 on the CPU, where `--jobs`
+    /// already fills the cores.
+    #[arg(long)]
+    pub hunts: Option<usize>,
     /// Also write the report as JSON to this file (atomically).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -125,7 +131,26 @@ impl SelftestArgs {
                 ..GenConfig::default()
             },
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            lanes: hunts_at_once(self.hunts, backend)?,
         })
+    }
+}
+
+/// Faults hunted at once on CUDA when `--hunts` is not given.
+const CUDA_HUNTS: usize = 4;
+
+/// `--hunts`, or the backend's default; 0 is refused.
+fn hunts_at_once(
+    given: Option<usize>,
+    backend: crate::case::BackendKind,
+) -> Result<usize, CliError> {
+    match given {
+        Some(0) => Err(CliError::input(anyhow::anyhow!(
+            "--hunts 0: at least one fault must be hunted at a time"
+        ))),
+        Some(n) => Ok(n),
+        None if backend == crate::case::BackendKind::Cuda => Ok(CUDA_HUNTS),
+        None => Ok(1),
     }
 }
 

@@ -5,8 +5,10 @@ For every planted fault ([`forcefield::Fault`]) of the crash kind that exists on
 seeded hunt runs generated cases through isolated workers, exactly as `forcefield run --fault F`
 would (same generator, same case seeds, same checks), and stops at the first finding, which is then
 minimized as a campaign minimizes (proptest shrinking, then delta debugging, keeping the signature).
-Then the clean engine runs a whole campaign ([`crate::hunt::campaign::run_campaign`]) with the total
-budget and must find nothing. Performance faults are skipped: only the benchmark gate can see them.
+The clean engine runs a whole campaign ([`crate::hunt::campaign::run_campaign`]) with its budget
+and must find nothing. Hunts and minimizations run one at a time, or several at once
+(`SelftestConfig::lanes`, each with its own workers: on CUDA one leaves the device mostly idle);
+with several, the clean campaign runs beside the minimizations. Performance faults are skipped: only the benchmark gate can see them.
 
 This module is responsible for
 
@@ -24,8 +26,8 @@ engine; a fault counts as detected when the harness's generic classification of 
 execution gives a finding.
 */
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +77,9 @@ pub struct SelftestConfig {
     pub generator: GenConfig,
     /// Draw progress bars (otherwise plain progress lines) on stderr.
     pub progress: bool,
+    /// Faults hunted at once, each hunt with its own `jobs` workers; above one, the clean campaign
+    /// runs beside the hunts instead of after them.
+    pub lanes: usize,
 }
 
 /// Why a fault of the catalog is not hunted on a backend; `None` when it is.
@@ -563,12 +568,16 @@ impl Progress {
     }
 }
 
-/// Runs the self-test: a hunt per fault of `config.faults`, each first finding minimized, then the
-/// clean campaign. Stops early, with the rows so far, when `interrupt` is set or cases cannot run
-/// here. Never panics on worker trouble.
+/// Runs the self-test: a hunt per fault of `config.faults`, then each first finding minimized and
+/// the clean campaign. With `config.lanes` above one, that many hunts run at once, then that many
+/// minimizations with the clean campaign beside them (the hunts, whose budget is the user's, do
+/// not share the machine with it). Stops early, with the rows so far, when `interrupt` is set or
+/// cases cannot run here. Never panics on worker trouble.
 pub fn run_selftest(config: &SelftestConfig, interrupt: Arc<AtomicBool>) -> SelftestReport {
     let start = Instant::now();
-    let mut progress = Progress::new(config.progress);
+    let lanes = config.lanes.clamp(1, config.faults.len().max(1));
+    // One lane draws a spinner; several print lines only, each naming its fault.
+    let progress = Mutex::new(Progress::new(config.progress && lanes == 1));
     let mut report = SelftestReport {
         format: SELFTEST_FORMAT.to_string(),
         backend: config.backend,
@@ -592,119 +601,260 @@ pub fn run_selftest(config: &SelftestConfig, interrupt: Arc<AtomicBool>) -> Self
         environment_message: None,
     };
     let total = config.faults.len();
-    for (i, fault) in config.faults.iter().copied().enumerate() {
-        if interrupt.load(Ordering::Relaxed) {
-            break;
-        }
-        progress.line(format!(
-            "selftest: [{}/{total}] {fault}: hunting ({} budget)",
-            i + 1,
-            budget_text(config.budget)
-        ));
-        let fault_start = Instant::now();
-        let hunted = hunt(config, &[fault], config.budget, &interrupt, &mut |cases| {
-            progress.status(format!(
-                "[{}/{total}] {fault}: {:.1} s, {cases} cases",
-                i + 1,
-                fault_start.elapsed().as_secs_f64()
-            ))
-        });
-        if let Some(message) = hunted.environment.clone() {
-            if hunted.first.is_none() {
-                report.environment_message = Some(message);
-                break;
-            }
-        }
-        let mut row = FaultRow {
-            fault,
-            detected: hunted.first.is_some(),
-            signature: None,
-            summary: None,
-            seconds_to_first: None,
-            cases: hunted.cases,
-            case_size: None,
-            minimization: None,
-            minimized: None,
-            seconds: 0.0,
-            interrupted: interrupt.load(Ordering::Relaxed),
-        };
-        match &hunted.first {
-            None => progress.line(format!(
-                "  not detected: {} cases in {:.1} s",
-                hunted.cases, hunted.seconds
-            )),
-            Some(first) => {
-                row.signature = Some(first.signature.clone());
-                row.summary = Some(first.summary.clone());
-                row.seconds_to_first = Some(first.seconds);
-                row.cases = first.index + 1;
-                row.case_size = Some(CaseSize::of(&first.case));
-                progress.line(format!(
-                    "  detected after {:.2} s, case {}: {}: {}",
-                    first.seconds, first.index, first.signature, first.summary
-                ));
-                if !interrupt.load(Ordering::Relaxed) {
-                    progress.status(format!(
-                        "[{}/{total}] {fault}: minimizing {}",
-                        i + 1,
-                        CaseSize::of(&first.case)
-                    ));
-                    let (small, minimization) = minimize_first(config, &[fault], first, &interrupt);
-                    progress.line(format!(
-                        "  minimized {} -> {} in {:.1} s ({} runs)",
-                        minimization.before,
-                        minimization.after,
-                        minimization.seconds,
-                        minimization.runs
-                    ));
-                    row.minimized = Some(small);
-                    row.minimization = Some(minimization);
-                }
-            }
-        }
-        row.seconds = fault_start.elapsed().as_secs_f64();
-        row.interrupted = interrupt.load(Ordering::Relaxed);
-        report.faults.push(row);
-    }
+    let name = |i: usize| format!("[{}/{total}] {}", i + 1, config.faults[i]);
+    let environment: Mutex<Option<String>> = Mutex::new(None);
+    let stopped = || interrupt.load(Ordering::Relaxed) || lock(&environment).is_some();
 
-    if !interrupt.load(Ordering::Relaxed) && report.environment_message.is_none() {
-        progress.line(format!(
-            "selftest: the clean engine ({} budget)",
-            budget_text(config.clean_budget)
-        ));
-        progress.finish();
-        let clean = run_campaign(
-            &CampaignConfig {
-                backend: config.backend,
-                budget: config.clean_budget,
-                seed: config.seed,
-                jobs: config.jobs.max(1),
-                gpus: Vec::new(),
-                faults: Vec::new(),
-                shard: Shard::default(),
-                case_deadline: config.case_deadline,
-                capacity_invariance: config.capacity_invariance,
-                minimize: Some(config.minimize),
-                worker: config.worker.clone(),
-                sanitize: config.sanitize,
-                generator: generator_for(config, &[]),
-                progress: config.progress,
-                cases_per_worker: 1,
-                idle_check: true,
-                target: None,
-            },
-            Arc::clone(&interrupt),
+    // The hunts. A hunt that could not run a case ends the self-test: its row is not kept.
+    let hunts: Mutex<Vec<Option<Hunt>>> = Mutex::new(vec![None; total]);
+    let panicked = in_lanes(lanes, total, &stopped, &|i| {
+        let hunted = hunt_one(config, &name(i), config.faults[i], &progress, &interrupt);
+        match (&hunted.environment, &hunted.first) {
+            (Some(message), None) => {
+                lock(&environment).get_or_insert(message.clone());
+            }
+            _ => lock(&hunts)[i] = Some(hunted),
+        }
+    });
+    if panicked {
+        lock(&environment).get_or_insert_with(|| "a hunt thread panicked (see stderr)".to_string());
+    }
+    let hunts = hunts.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    // The minimizations, and the clean campaign (beside them when there are several lanes).
+    let clean_runs = !interrupt.load(Ordering::Relaxed) && lock(&environment).is_none();
+    let minimized: Mutex<Vec<Option<(Case, MinimizeReport)>>> = Mutex::new(vec![None; total]);
+    let mut clean = None;
+    std::thread::scope(|scope| {
+        let beside = (clean_runs && lanes > 1).then(|| {
+            line(
+                &progress,
+                format!(
+                    "selftest: the clean engine ({} budget), beside the minimizations",
+                    budget_text(config.clean_budget)
+                ),
+            );
+            scope.spawn(|| run_clean(config, &interrupt, true))
+        });
+        let interrupted = || interrupt.load(Ordering::Relaxed);
+        in_lanes(lanes, total, &interrupted, &|i| {
+            let Some(first) = hunts[i].as_ref().and_then(|h| h.first.as_ref()) else {
+                return;
+            };
+            let result = minimize_one(
+                config,
+                &name(i),
+                config.faults[i],
+                first,
+                &progress,
+                &interrupt,
+            );
+            lock(&minimized)[i] = Some(result);
+        });
+        if let Some(h) = beside {
+            clean = h.join().ok();
+        }
+    });
+    let mut minimized = minimized.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.faults = hunts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, hunted)| {
+            let hunted = hunted?;
+            Some(fault_row(
+                config.faults[i],
+                hunted,
+                minimized[i].take(),
+                &interrupt,
+            ))
+        })
+        .collect();
+    report.environment_message = environment.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    if clean_runs && lanes == 1 && !interrupt.load(Ordering::Relaxed) {
+        line(
+            &progress,
+            format!(
+                "selftest: the clean engine ({} budget)",
+                budget_text(config.clean_budget)
+            ),
         );
+        lock(&progress).finish();
+        clean = Some(run_clean(config, &interrupt, false));
+    }
+    lock(&progress).finish();
+    if let Some(clean) = clean {
         if clean.cases == clean.environment_errors && clean.environment_message.is_some() {
-            report.environment_message = clean.environment_message.clone();
+            report
+                .environment_message
+                .get_or_insert_with(|| clean.environment_message.clone().unwrap_or_default());
         }
         report.clean = Some(clean);
-    } else {
-        progress.finish();
     }
     report.interrupted = interrupt.load(Ordering::Relaxed);
     report.seconds = start.elapsed().as_secs_f64();
     report
+}
+
+/// Calls `work(i)` for every `i` in `0..n`, started in order on `lanes` threads, until `stop`
+/// says to start no more; whether a thread panicked.
+fn in_lanes(
+    lanes: usize,
+    n: usize,
+    stop: &(dyn Fn() -> bool + Sync),
+    work: &(dyn Fn(usize) + Sync),
+) -> bool {
+    let next = AtomicUsize::new(0);
+    let lane = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n || stop() {
+            break;
+        }
+        work(i);
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..lanes).map(|_| scope.spawn(lane)).collect();
+        handles.into_iter().any(|h| h.join().is_err())
+    })
+}
+
+/// One fault's hunt, with its progress lines (`name` says which fault, as lanes interleave).
+fn hunt_one(
+    config: &SelftestConfig,
+    name: &str,
+    fault: Fault,
+    progress: &Mutex<Progress>,
+    interrupt: &AtomicBool,
+) -> Hunt {
+    line(
+        progress,
+        format!(
+            "selftest: {name}: hunting ({} budget)",
+            budget_text(config.budget)
+        ),
+    );
+    let began = Instant::now();
+    let hunted = hunt(config, &[fault], config.budget, interrupt, &mut |cases| {
+        lock(progress).status(format!(
+            "{name}: {:.1} s, {cases} cases",
+            began.elapsed().as_secs_f64()
+        ))
+    });
+    match &hunted.first {
+        None => line(
+            progress,
+            format!(
+                "  {name}: not detected: {} cases in {:.1} s",
+                hunted.cases, hunted.seconds
+            ),
+        ),
+        Some(first) => line(
+            progress,
+            format!(
+                "  {name}: detected after {:.2} s, case {}: {}: {}",
+                first.seconds, first.index, first.signature, first.summary
+            ),
+        ),
+    }
+    hunted
+}
+
+/// The minimization of one fault's first finding, with its progress lines.
+fn minimize_one(
+    config: &SelftestConfig,
+    name: &str,
+    fault: Fault,
+    first: &FirstFinding,
+    progress: &Mutex<Progress>,
+    interrupt: &AtomicBool,
+) -> (Case, MinimizeReport) {
+    lock(progress).status(format!("{name}: minimizing {}", CaseSize::of(&first.case)));
+    let (small, minimization) = minimize_first(config, &[fault], first, interrupt);
+    line(
+        progress,
+        format!(
+            "  {name}: minimized {} -> {} in {:.1} s ({} runs)",
+            minimization.before, minimization.after, minimization.seconds, minimization.runs
+        ),
+    );
+    (small, minimization)
+}
+
+/// A fault's row: its hunt and, when it was minimized, the minimization.
+fn fault_row(
+    fault: Fault,
+    hunted: Hunt,
+    minimized: Option<(Case, MinimizeReport)>,
+    interrupt: &AtomicBool,
+) -> FaultRow {
+    let mut row = FaultRow {
+        fault,
+        detected: hunted.first.is_some(),
+        signature: None,
+        summary: None,
+        seconds_to_first: None,
+        cases: hunted.cases,
+        case_size: None,
+        minimization: None,
+        minimized: None,
+        seconds: hunted.seconds,
+        interrupted: interrupt.load(Ordering::Relaxed),
+    };
+    if let Some(first) = hunted.first {
+        row.signature = Some(first.signature);
+        row.summary = Some(first.summary);
+        row.seconds_to_first = Some(first.seconds);
+        row.cases = first.index + 1;
+        row.case_size = Some(CaseSize::of(&first.case));
+    }
+    if let Some((small, minimization)) = minimized {
+        row.seconds += minimization.seconds;
+        row.minimized = Some(small);
+        row.minimization = Some(minimization);
+    }
+    row
+}
+
+/// The clean engine's campaign: no fault planted, the whole clean budget; `beside` the hunts, it
+/// draws no progress of its own.
+fn run_clean(
+    config: &SelftestConfig,
+    interrupt: &Arc<AtomicBool>,
+    beside: bool,
+) -> crate::hunt::campaign::Summary {
+    run_campaign(
+        &CampaignConfig {
+            backend: config.backend,
+            budget: config.clean_budget,
+            seed: config.seed,
+            jobs: config.jobs.max(1),
+            gpus: Vec::new(),
+            faults: Vec::new(),
+            shard: Shard::default(),
+            case_deadline: config.case_deadline,
+            capacity_invariance: config.capacity_invariance,
+            minimize: Some(config.minimize),
+            worker: config.worker.clone(),
+            sanitize: config.sanitize,
+            generator: generator_for(config, &[]),
+            // Beside the hunts, the campaign's own progress would interleave with theirs.
+            progress: config.progress && !beside,
+            cases_per_worker: 1,
+            idle_check: true,
+            target: None,
+        },
+        Arc::clone(interrupt),
+    )
+}
+
+/// A progress line that stays.
+fn line(progress: &Mutex<Progress>, text: String) {
+    lock(progress).line(text);
+}
+
+/// The lock, whether or not another lane panicked holding it (its data stays usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
