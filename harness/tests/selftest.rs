@@ -198,7 +198,7 @@ fn several_hunts_at_once_give_the_rows_of_one_at_a_time_in_catalog_order() {
         args.extend(["--fault", f]);
     }
     let out = selftest(&json, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_success(&out);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["clean"]["cases"].as_u64(), Some(5));
