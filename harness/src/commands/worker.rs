@@ -34,6 +34,10 @@ pub fn run(args: &WorkerArgs) -> Result<(), CliError> {
             })
         }
         None => {
+            // Cases side by side on threads of this process map and unmap the CPU backend's
+            // regions all the time (their CUDA cases' shadow engines); recycled, they no longer
+            // wait for one another on the address-space lock (see `memory`).
+            forcefield::backend::cpu::memory::recycle_freed_regions();
             let mut handler = Handler::new(args.threads).with_sanitize(args.sanitize);
             crate::isolate::worker_main("engine", &mut |payload, crumbs| {
                 handler.handle_raw(payload, crumbs)

@@ -7,13 +7,23 @@ In the checked mode a region also carries a [`Shadow`]: one byte per 4-byte word
 anything wrote it since the allocation (the initcheck analog), and its fresh bytes are poisoned
 (all ones: `u32::MAX`, a NaN as `f32`) so that a read of never-written memory that slips through is
 conspicuous rather than a plausible zero.
+
+A process may ask for freed regions to be recycled ([`recycle_freed_regions`]): kept, guard pages and
+all, and handed out again, zeroed, for a region of the same mapping length, instead of unmapped and
+mapped anew. A worker running several cases at once does: its threads' shadow engines map and unmap
+regions all the time, and `munmap` takes the process's address-space lock and interrupts every
+other core running one of its threads (a TLB shootdown), so eight threads went little faster than
+one. Out-of-bounds accesses still hit a guard page; a region that is reused reads as zeroes, like
+a fresh mapping.
 */
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
 
@@ -136,12 +146,65 @@ impl ShadowView<'_> {
     }
 }
 
+/// Whether freed regions are recycled in this process (see the module's documentation).
+static RECYCLING: AtomicBool = AtomicBool::new(false);
+
+/// The most bytes of mappings the recycling cache keeps; past it, freed regions are unmapped.
+const RECYCLED_BYTES_MAX: usize = 256 << 20;
+
+/// From now on, regions freed in this process are kept for reuse (up to 256 MiB of mappings)
+/// instead of unmapped; see the module's documentation.
+pub fn recycle_freed_regions() {
+    RECYCLING.store(true, Ordering::Relaxed);
+}
+
+/// Freed mappings by length, for reuse.
+#[derive(Debug, Default)]
+struct RegionCache {
+    /// Mapping addresses by mapping length.
+    by_len: HashMap<usize, Vec<usize>>,
+    /// Bytes of the mappings held.
+    bytes: usize,
+}
+
+impl RegionCache {
+    /// A mapping of `map_len` bytes, if one is held.
+    fn take(&mut self, map_len: usize) -> Option<usize> {
+        let map = self.by_len.get_mut(&map_len)?.pop()?;
+        self.bytes -= map_len;
+        Some(map)
+    }
+
+    /// Keeps the mapping at `map` unless that would pass `max` bytes; whether it was kept.
+    fn keep(&mut self, map: usize, map_len: usize, max: usize) -> bool {
+        if self.bytes + map_len > max {
+            return false;
+        }
+        self.bytes += map_len;
+        self.by_len.entry(map_len).or_default().push(map);
+        true
+    }
+}
+
+/// The process's cache, when recycling is on.
+fn recycled() -> Option<std::sync::MutexGuard<'static, RegionCache>> {
+    static CACHE: OnceLock<Mutex<RegionCache>> = OnceLock::new();
+    if !RECYCLING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let cache = CACHE.get_or_init(|| Mutex::new(RegionCache::default()));
+    Some(cache.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 impl GuardedRegion {
     /// Maps `len` readable and writable bytes between two guard pages; `len` may be 0.
     pub fn new(len: usize) -> nix::Result<Self> {
         let page = page_size();
         let data_pages = len.div_ceil(page);
         let map_len = (data_pages + 2) * page;
+        if let Some(map) = recycled().and_then(|mut c| c.take(map_len)) {
+            return Ok(Self::reused(map, map_len, len));
+        }
         let map_len_nz = NonZeroUsize::new(map_len).ok_or(nix::errno::Errno::EINVAL)?;
         // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
         let map = unsafe {
@@ -183,6 +246,26 @@ impl GuardedRegion {
         })
     }
 
+    /// A recycled mapping of `map_len` bytes (its guard pages and data pages as [`Self::new`] made
+    /// them) as a region of `len` bytes, its data pages zeroed like a fresh mapping's.
+    fn reused(map: usize, map_len: usize, len: usize) -> Self {
+        let page = page_size();
+        let data_bytes = map_len - 2 * page;
+        // SAFETY: `map` is a live mapping of `map_len` bytes that nothing else refers to (it left
+        // the cache); its data pages, `page..map_len - page`, are readable and writable.
+        let data_start = unsafe { (map as *mut u8).add(page) };
+        unsafe { std::ptr::write_bytes(data_start, 0, data_bytes) };
+        GuardedRegion {
+            // SAFETY: a mapping's address is not null.
+            map: unsafe { NonNull::new_unchecked(map as *mut c_void) },
+            map_len,
+            // SAFETY: inside the data pages, flush against the trailing guard page.
+            data: unsafe { data_start.add(data_bytes - len) },
+            len,
+            shadow: None,
+        }
+    }
+
     /// [`Self::new`] for the checked mode: every byte poisoned, nothing marked written.
     pub fn new_checked(len: usize, buffer: BufferName) -> nix::Result<Self> {
         let mut region = Self::new(len)?;
@@ -221,6 +304,10 @@ impl GuardedRegion {
 
 impl Drop for GuardedRegion {
     fn drop(&mut self) {
+        let map = self.map.as_ptr() as usize;
+        if recycled().is_some_and(|mut c| c.keep(map, self.map_len, RECYCLED_BYTES_MAX)) {
+            return;
+        }
         // SAFETY: unmapping the mapping this value owns, once.
         let _ = unsafe { munmap(self.map, self.map_len) };
     }
@@ -243,6 +330,32 @@ mod tests {
         assert_eq!(r.offset_of(r.addr() + 4, 6), Some(4));
         assert_eq!(r.offset_of(r.addr() + 4, 7), None);
         assert_eq!(r.offset_of(r.addr() - 1, 0), None);
+    }
+
+    #[test]
+    fn a_recycled_mapping_is_reused_zeroed_for_the_same_length_only_up_to_the_cap() {
+        let page = page_size();
+        let mut cache = RegionCache::default();
+        let first = GuardedRegion::new(10).unwrap();
+        // SAFETY: the region's 10 data bytes are mapped.
+        unsafe { std::ptr::write_bytes(first.addr() as *mut u8, 7, 10) };
+        let (map, map_len) = (first.map.as_ptr() as usize, first.map_len);
+        assert_eq!(map_len, 3 * page);
+        std::mem::forget(first);
+        assert!(cache.keep(map, map_len, 3 * page));
+        assert!(!cache.keep(map + 1, map_len, 3 * page), "past the cap");
+        assert_eq!(cache.take(4 * page), None, "another length");
+        let reused = GuardedRegion::reused(cache.take(map_len).unwrap(), map_len, 12);
+        assert_eq!(cache.bytes, 0);
+        assert_eq!(reused.map.as_ptr() as usize, map);
+        assert_eq!(
+            reused.addr() as usize,
+            map + 2 * page - 12,
+            "flush against the guard"
+        );
+        // SAFETY: the region's 12 data bytes are mapped.
+        let bytes = unsafe { std::slice::from_raw_parts(reused.addr() as *const u8, 12) };
+        assert!(bytes.iter().all(|&b| b == 0), "zeroed like a fresh mapping");
     }
 
     #[test]
