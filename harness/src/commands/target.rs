@@ -200,6 +200,7 @@ pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
     use crate::case::Op;
     use crate::worker::target_case::{plan_checks, skip_reason};
     let info = source.info().map_err(CliError::input)?;
+    let params = source.case_params();
     let (run, skipped) = plan_checks(&info.capabilities);
     // One op of each kind that a capability gates (their contents do not matter here).
     let gated = [
@@ -239,7 +240,7 @@ pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
             .collect(),
         skipped_ops: gated
             .iter()
-            .filter_map(|op| skip_reason(op, &info.capabilities).map(str::to_string))
+            .filter_map(|op| skip_reason(op, &info.capabilities, params).map(str::to_string))
             .collect(),
     })
 }

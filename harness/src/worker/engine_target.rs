@@ -2,13 +2,15 @@
 Forcefield's own engine behind the [`Target`] trait (`--target builtin`): the same path as every
 other engine's, through [`crate::worker::target_case`] and its generic checks.
 
-It declares every capability the engine has: capacity, SSSP, constraints, counts and capacities,
-device memory, the grid stage, CSR, checkpoint/restore (a [`WireCheckpoint`], bit-exact) and
-injected environment faults. Validation errors are `Rejected` (the engine changes nothing); any
-other engine error is `Internal`, after a lost context is recovered so that the layout is as
-before the op. Planted faults come from the case, as for the engine's own executor
-([`crate::worker::execute`]); nothing here knows which one is on. The engine runs with its default
-parameters: a case's `set_params` ops are not sent to targets.
+It declares every capability the engine has: parameters (a JSON object of [`SimParams`] fields,
+the others at their defaults), capacity, SSSP, constraints, counts and capacities, device memory,
+the grid stage, CSR, checkpoint/restore (a [`WireCheckpoint`], bit-exact) and injected environment
+faults. Validation errors are `Rejected` (the engine changes nothing); any other engine error is
+`Internal`, after a lost context is recovered so that the layout is as before the op. Planted
+faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
+([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
+case format's, the host runs it with [`crate::worker::target_case::CaseParams::Send`]: a case's
+initial parameters and its `set_params` ops reach it, where another engine gets neither.
 */
 
 use forcefield::{
@@ -25,6 +27,7 @@ use crate::worker::execute::WireCheckpoint;
 /// Forcefield's engine on the CPU backend (one kernel thread), as a target.
 pub struct EngineTarget {
     faults: FaultSet,
+    config: EngineConfig,
     engine: Option<Engine<Box<dyn Backend>>>,
 }
 
@@ -33,8 +36,15 @@ impl EngineTarget {
     pub fn new(faults: FaultSet) -> Self {
         EngineTarget {
             faults,
+            config: EngineConfig::default(),
             engine: None,
         }
+    }
+
+    /// This target, building its engines with `config` (a case's grid-cell cap and growth policy).
+    pub fn with_config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
     }
 
     fn backend() -> Box<dyn Backend> {
@@ -74,6 +84,14 @@ fn map_error(e: EngineError) -> TargetError {
     }
 }
 
+/// Parameters from their JSON object: the fields given, the others at their defaults. A field
+/// unknown to [`SimParams`] or a value of the wrong type is `Rejected`; values the engine refuses
+/// are its validation error, `Rejected` too.
+fn sim_params(params: &Params) -> Result<SimParams> {
+    SimParams::deserialize(serde_json::Value::Object(params.clone()))
+        .map_err(|e| TargetError::Rejected(format!("parameters: {e}")))
+}
+
 fn count(n: u64, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| TargetError::Rejected(format!("{n} {what} is too many")))
 }
@@ -96,6 +114,7 @@ impl Target for EngineTarget {
             name: "forcefield".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: Capabilities::from([
+                Params,
                 Capacity,
                 Sssp,
                 Constraints,
@@ -109,20 +128,15 @@ impl Target for EngineTarget {
         }
     }
 
-    fn create(&mut self, graph: &Graph, _params: Option<&Params>) -> Result<()> {
+    fn create(&mut self, graph: &Graph, params: Option<&Params>) -> Result<()> {
+        let params = params.map(sim_params).transpose()?.unwrap_or_default();
         let spec = GraphSpec {
             num_nodes: count(graph.num_nodes, "nodes")?,
             edges: edges_of(&graph.edges),
             positions: graph.positions.clone(),
         };
-        let engine = Engine::with_config(
-            Self::backend(),
-            &spec,
-            SimParams::default(),
-            EngineConfig::default(),
-            self.faults,
-        )
-        .map_err(map_error)?;
+        let engine = Engine::with_config(Self::backend(), &spec, params, self.config, self.faults)
+            .map_err(map_error)?;
         self.engine = Some(engine);
         Ok(())
     }
@@ -152,6 +166,11 @@ impl Target for EngineTarget {
 
     fn positions(&mut self) -> Result<Vec<Point>> {
         self.with(|e| e.positions())
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        let params = sim_params(params)?;
+        self.with(|e| e.set_params(params))
     }
 
     fn reserve(&mut self, nodes: u64, edges: u64) -> Result<()> {
@@ -225,7 +244,7 @@ impl Target for EngineTarget {
         let engine = Engine::from_checkpoint(
             Self::backend(),
             &wire.to_checkpoint(),
-            EngineConfig::default(),
+            self.config,
             self.faults,
         )
         .map_err(map_error)?;

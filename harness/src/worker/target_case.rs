@@ -4,8 +4,10 @@ checks that need nothing of the engine but what it declares.
 
 This is the executor of `forcefield run --target`: where [`crate::worker::execute`] drives
 Forcefield's own engine and reads its buffers, this one sees only the trait. Each op of the case
-goes through the trait; an op whose capability the target does not declare is skipped and counted
-(`set_params` always: a case's parameters are Forcefield's own, which no other engine reads).
+goes through the trait; an op whose capability the target does not declare is skipped and counted.
+A case's parameters (its initial ones and its `set_params` ops) are Forcefield's own, which no
+other engine reads: they reach only a target run with [`CaseParams::Send`] (Forcefield's engine,
+[`crate::worker::engine_target`]); for any other, `set_params` is skipped and `create` gets none.
 After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the target has:
 
 | check | needs | what must hold |
@@ -132,11 +134,32 @@ pub const DETERMINISM_MAX_NODES: u64 = 512;
 /// cheap cases pay it (and a minimized case, being smaller, is still sampled).
 pub const DETERMINISM_MAX_STEPS: u64 = 400;
 
+/// Whether a case's parameters reach the target: they are [`forcefield::SimParams`], whose fields
+/// only Forcefield's engine reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaseParams {
+    /// Neither `create` nor `set_params` gets them (any engine but Forcefield's).
+    #[default]
+    Skip,
+    /// `create` gets the case's initial parameters and every `set_params` op is sent, as a JSON
+    /// object of `SimParams` fields (the target must declare [`Capability::Params`]).
+    Send,
+}
+
+impl CaseParams {
+    /// Whether a target with `caps` gets the case's parameters.
+    fn sent(self, caps: &Capabilities) -> bool {
+        self == CaseParams::Send && caps.has(Capability::Params)
+    }
+}
+
 /// Why an op of a case is not sent to a target, when it is not.
-pub fn skip_reason(op: &Op, caps: &Capabilities) -> Option<&'static str> {
+pub fn skip_reason(op: &Op, caps: &Capabilities, params: CaseParams) -> Option<&'static str> {
     let needs = |c: Capability, reason: &'static str| (!caps.has(c)).then_some(reason);
     match op {
-        Op::SetParams { .. } => Some("set_params (Forcefield's own parameters)"),
+        Op::SetParams { .. } => {
+            (!params.sent(caps)).then_some("set_params (Forcefield's own parameters)")
+        }
         Op::Reserve { .. } => needs(Capability::Capacity, "reserve (needs capacity)"),
         Op::ShrinkToFit => needs(Capability::Capacity, "shrink_to_fit (needs capacity)"),
         Op::Sssp { .. } => needs(Capability::Sssp, "sssp (needs sssp)"),
@@ -272,15 +295,25 @@ pub struct TargetReport {
 }
 
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
-/// op to `on_op` before it is sent.
+/// op to `on_op` before it is sent. The case's parameters are not sent ([`CaseParams::Skip`]).
 pub fn run_target_case(
     target: &mut dyn Target,
     case: &Case,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> (CaseResult, TargetReport) {
+    run_target_case_with(target, case, CaseParams::Skip, on_op)
+}
+
+/// [`run_target_case`], sending the case's parameters when `params` says so.
+pub fn run_target_case_with(
+    target: &mut dyn Target,
+    case: &Case,
+    params: CaseParams,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> (CaseResult, TargetReport) {
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
-    let first = Run::new(target, &caps, &mut report, None).go(case, on_op);
+    let first = Run::new(target, &caps, params, &mut report, None).go(case, on_op);
     let trace = match first {
         Ok(trace) => trace,
         Err(stop) => return stop.into_result(report),
@@ -288,7 +321,7 @@ pub fn run_target_case(
     if !determinism_sampled(case) {
         return (CaseResult::Pass, report);
     }
-    let second = Run::new(target, &caps, &mut report, Some(&trace)).go(case, on_op);
+    let second = Run::new(target, &caps, params, &mut report, Some(&trace)).go(case, on_op);
     match second {
         Ok(_) => {
             report.checks_run.insert(checks::DETERMINISM.to_string());
@@ -382,6 +415,8 @@ type Trace = Vec<(Option<usize>, Bits)>;
 struct Run<'a> {
     target: &'a mut dyn Target,
     caps: &'a Capabilities,
+    /// Whether the case's parameters are sent ([`CaseParams::sent`]).
+    params: CaseParams,
     report: &'a mut TargetReport,
     /// The first run's trace, in the determinism run.
     expect: Option<&'a Trace>,
@@ -410,12 +445,14 @@ impl<'a> Run<'a> {
     fn new(
         target: &'a mut dyn Target,
         caps: &'a Capabilities,
+        params: CaseParams,
         report: &'a mut TargetReport,
         expect: Option<&'a Trace>,
     ) -> Self {
         Run {
             target,
             caps,
+            params,
             report,
             expect,
             trace: Vec::new(),
@@ -471,8 +508,13 @@ impl<'a> Run<'a> {
             edges: case.graph.edges.iter().map(to_target_edge).collect(),
             positions: case.graph.positions.clone(),
         };
-        // A case's parameters are Forcefield's: the target starts from its own defaults.
-        let created = self.target.create(&graph, None);
+        // A case's parameters are Forcefield's: unless they are sent, the target starts from its
+        // own defaults.
+        let params = match &case.params {
+            Some(p) if self.params.sent(self.caps) => Some(params_object(p)),
+            _ => None,
+        };
+        let created = self.target.create(&graph, params.as_ref());
         match self.answer(None, INIT_OP, created)? {
             Answer::Done(()) => {}
             // A target that cannot hold the graph has nothing to run the ops on.
@@ -486,7 +528,7 @@ impl<'a> Run<'a> {
         self.observe(None, INIT_OP)?;
         self.capability_checks(None, INIT_OP, None)?;
         for (index, op) in case.ops.iter().enumerate() {
-            if let Some(reason) = skip_reason(op, self.caps) {
+            if let Some(reason) = skip_reason(op, self.caps, self.params) {
                 // Counted once, in the first run.
                 if self.expect.is_none() {
                     *self
@@ -543,8 +585,8 @@ impl<'a> Run<'a> {
                 .target
                 .inject(&to_target_fault(fault))
                 .map(|()| self.armed = true),
-            // Never sent (see `skip_reason`).
-            Op::SetParams { .. } => Ok(()),
+            // Sent only under `CaseParams::Send` (see `skip_reason`).
+            Op::SetParams { params } => self.target.set_params(&params_object(params)),
         };
         match self.answer(at, name, called)? {
             Answer::Done(()) => {
@@ -866,6 +908,17 @@ fn check_grid_stage(stage: &forcefield_target::GridStage, nodes: u64) -> oracle:
     oracle::check_sort_permutation(&inspection)?;
     oracle::check_sort_sorted(&inspection)?;
     oracle::check_cell_ranges(&inspection)
+}
+
+/// Parameters as the JSON object a target's `set_params` takes: every field of `SimParams` (a
+/// field the case left out is its default there too). Non-finite values, which JSON lacks, become
+/// `null`, which the engine refuses as it would refuse the values.
+fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
+    match serde_json::to_value(params) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        // `SimParams` is a struct of numbers: it always serializes to an object.
+        _ => forcefield_target::Params::new(),
+    }
 }
 
 fn check_failed(op_index: Option<usize>, op: &'static str, violation: Violation) -> Stop {

@@ -30,7 +30,7 @@ use crate::isolate::Breadcrumbs;
 use crate::worker::engine_target::EngineTarget;
 use crate::worker::execute::{Breadcrumb, CaseResult};
 use crate::worker::job::{reply_payload, Job};
-use crate::worker::target_case::{run_target_case, TargetReport};
+use crate::worker::target_case::{run_target_case, run_target_case_with, CaseParams, TargetReport};
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
 /// any campaign's per-case limit, so that the driver's watchdog, which confirms a hang with a
@@ -100,6 +100,14 @@ impl TargetSource {
             TargetSource::Process(command) => command.clone(),
             TargetSource::Embedded(_) => "embedded".into(),
             TargetSource::Builtin => BUILTIN.into(),
+        }
+    }
+
+    /// Whether cases' parameters reach this target: only Forcefield's own engine reads them.
+    pub fn case_params(&self) -> CaseParams {
+        match self {
+            TargetSource::Builtin => CaseParams::Send,
+            TargetSource::Process(_) | TargetSource::Embedded(_) => CaseParams::Skip,
         }
     }
 
@@ -217,9 +225,12 @@ impl TargetHandler {
                 run_target_case(target, case, &mut on_op)
             }
             TargetSource::Builtin => {
-                // The case's planted faults, as the engine's own executor plants them.
+                // The case's planted faults and engine settings, as the engine's own executor
+                // plants and applies them; its parameters too.
                 let faults = forcefield::FaultSet::of(&case.faults);
-                run_target_case(&mut EngineTarget::new(faults), case, &mut on_op)
+                let config = case.engine_config(forcefield::GrowthPolicy::default());
+                let mut target = EngineTarget::new(faults).with_config(config);
+                run_target_case_with(&mut target, case, CaseParams::Send, &mut on_op)
             }
             in_process => match in_process.start(self.options.clone()) {
                 Ok(mut target) => run_target_case(target.as_mut(), case, &mut on_op),

@@ -313,3 +313,109 @@ fn deaths_are_signed_by_signal_panic_location_or_exit_code() {
     assert_eq!(error_kind("KeyError: 'u'"), "KeyError");
     assert_eq!(error_kind("the buffer is 3 long"), "internal");
 }
+
+/// A small graph whose layout depends on its parameters: initial ones, then a `set_params` that
+/// changes the springs and the repulsion before more steps.
+fn params_case() -> Case {
+    Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "params": { "spring_k": 0.5 },
+             "graph": { "num_nodes": 6, "edges": [ { "u": 0, "v": 1, "w": 1.0 }, { "u": 1, "v": 2, "w": 2.0 },
+                                                    { "u": 3, "v": 4, "w": 1.0 }, { "u": 4, "v": 5, "w": 1.0 } ] },
+             "ops": [ { "op": "step", "count": 3 },
+                      { "op": "set_params", "params": { "spring_k": 2.0, "repel_k": 3.0 } },
+                      { "op": "step", "count": 4 } ] }"#,
+    )
+    .expect("a valid case")
+}
+
+/// The positions Forcefield's engine reaches on `case` applying every op, parameters included.
+fn engine_positions(case: &Case) -> Vec<[u32; 3]> {
+    let spec = case.graph.to_spec().expect("a valid graph");
+    let mut engine = forcefield::Engine::with_config(
+        forcefield::CpuBackend::with_threads(1),
+        &spec,
+        case.initial_params(),
+        case.engine_config(forcefield::GrowthPolicy::default()),
+        forcefield::FaultSet::NONE,
+    )
+    .expect("an engine");
+    for op in &case.ops {
+        crate::worker::execute::apply_op(&mut engine, op).expect("the op runs");
+    }
+    crate::worker::execute::bits3(&engine.positions().expect("positions"))
+}
+
+#[test]
+fn the_builtin_target_gets_the_case_parameters_only_when_they_are_sent() {
+    use crate::worker::engine_target::EngineTarget;
+    let case = params_case();
+    let expected = engine_positions(&case);
+    let final_positions = |params: CaseParams| {
+        let mut target = EngineTarget::new(forcefield::FaultSet::NONE)
+            .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+        let (result, report) = run_target_case_with(&mut target, &case, params, &mut |_| {});
+        assert_eq!(result, CaseResult::Pass, "{report:?}");
+        // The target holds the layout of the last run (the determinism run, the same ops).
+        (bits(&target.positions().expect("positions")), report)
+    };
+    let (sent, report) = final_positions(CaseParams::Send);
+    assert_eq!(sent, expected, "the target's layout is the engine's own");
+    assert!(report.skipped_ops.is_empty(), "{report:?}");
+    let (skipped, report) = final_positions(CaseParams::Skip);
+    assert_ne!(skipped, expected, "the parameters change the layout");
+    assert_eq!(
+        report
+            .skipped_ops
+            .get("set_params (Forcefield's own parameters)"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn the_builtin_target_refuses_bad_parameters() {
+    use crate::worker::engine_target::EngineTarget;
+    let mut target = EngineTarget::new(forcefield::FaultSet::NONE);
+    target
+        .create(
+            &Graph {
+                num_nodes: 4,
+                ..Graph::default()
+            },
+            None,
+        )
+        .expect("created");
+    let object = |json: &str| -> Params { serde_json::from_str(json).expect("a JSON object") };
+    for bad in [
+        r#"{"repel_k": 3.4e38}"#,
+        r#"{"no_such_field": 1}"#,
+        r#"{"dt": "x"}"#,
+    ] {
+        assert!(
+            matches!(
+                target.set_params(&object(bad)),
+                Err(TargetError::Rejected(_))
+            ),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        target.create(
+            &Graph {
+                num_nodes: 2,
+                ..Graph::default()
+            },
+            Some(&object(r#"{"dt": -1}"#))
+        ),
+        Err(TargetError::Rejected(_))
+    ));
+    target
+        .set_params(&object(r#"{"spring_k": 2}"#))
+        .expect("accepted");
+    // A target without the params capability never gets them, whatever the host says.
+    let mut line = Line::new(Bug::None);
+    let (result, report) =
+        run_target_case_with(&mut line, &params_case(), CaseParams::Send, &mut |_| {});
+    assert_eq!(result, CaseResult::Pass);
+    assert_eq!(report.skipped_ops.len(), 1, "{report:?}");
+}
