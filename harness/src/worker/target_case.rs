@@ -22,6 +22,7 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
 | `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
 | `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
+| `capacity-invariance` | `capacity` | when the host asks for it, a re-run with an early `reserve` (on a target it may configure to grow otherwise) ends at the same bits; an error only there is a violation |
 
 A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
 hang it was killed for and a broken protocol are failures too ([`TargetFailure`]), signed like a
@@ -39,7 +40,7 @@ use forcefield_target::{
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
-use crate::worker::execute::{Breadcrumb, CaseResult, INIT_OP};
+use crate::worker::execute::{Breadcrumb, CaseResult, END_OP, INIT_OP};
 use crate::worker::oracle::{self, Violation};
 
 /// The stable names of the target checks (they end up in signatures).
@@ -64,6 +65,8 @@ pub mod checks {
     pub const CSR_EDGES: &str = "csr-edges";
     /// Device memory after `shrink_to_fit` does not grow at the same counts.
     pub const DEVICE_MEMORY: &str = "device-memory";
+    /// A re-run under other capacities ends at the same bits (the engine executor's check).
+    pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
 }
 
 /// One generic check and the capability it needs.
@@ -76,7 +79,7 @@ pub struct TargetCheck {
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 10] = [
+pub const TARGET_CHECKS: [TargetCheck; 11] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
         needs: None,
@@ -116,6 +119,10 @@ pub const TARGET_CHECKS: [TargetCheck; 10] = [
     TargetCheck {
         name: checks::DEVICE_MEMORY,
         needs: Some(Capability::DeviceMemory),
+    },
+    TargetCheck {
+        name: checks::CAPACITY_INVARIANCE,
+        needs: Some(Capability::Capacity),
     },
 ];
 
@@ -294,23 +301,41 @@ pub struct TargetReport {
     pub checks_run: BTreeSet<String>,
 }
 
+/// How a case is run on a target, beyond the case: what the host knows of the target.
+#[derive(Default)]
+pub struct TargetRun<'a> {
+    /// Whether the case's parameters are sent.
+    pub params: CaseParams,
+    /// The target of the `capacity-invariance` re-run (`None`: no re-run), fresh, and configured
+    /// by the host to grow otherwise where it can (Forcefield's engine: growth factor 3): the case
+    /// is run on it again, with [`Case::capacity_rerun_reserve`] reserved right after `create`,
+    /// and must end at the first run's bits. Skipped when it lacks [`Capability::Capacity`].
+    pub capacity_rerun: Option<&'a mut dyn Target>,
+}
+
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
-/// op to `on_op` before it is sent. The case's parameters are not sent ([`CaseParams::Skip`]).
+/// op to `on_op` before it is sent. The case's parameters are not sent ([`CaseParams::Skip`]) and
+/// there is no capacity re-run.
 pub fn run_target_case(
     target: &mut dyn Target,
     case: &Case,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> (CaseResult, TargetReport) {
-    run_target_case_with(target, case, CaseParams::Skip, on_op)
+    run_target_case_with(target, case, TargetRun::default(), on_op)
 }
 
-/// [`run_target_case`], sending the case's parameters when `params` says so.
+/// [`run_target_case`] as `how` says: the case's parameters sent, a capacity re-run (after the
+/// first run, before the determinism run).
 pub fn run_target_case_with(
     target: &mut dyn Target,
     case: &Case,
-    params: CaseParams,
+    how: TargetRun<'_>,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> (CaseResult, TargetReport) {
+    let TargetRun {
+        params,
+        capacity_rerun,
+    } = how;
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
     let first = Run::new(target, &caps, params, &mut report, None).go(case, on_op);
@@ -318,6 +343,11 @@ pub fn run_target_case_with(
         Ok(trace) => trace,
         Err(stop) => return stop.into_result(report),
     };
+    if let (Some(other), Some((_, last))) = (capacity_rerun, trace.last()) {
+        if let Err(stop) = capacity_rerun_check(other, case, params, &mut report, last, on_op) {
+            return stop.into_result(report);
+        }
+    }
     if !determinism_sampled(case) {
         return (CaseResult::Pass, report);
     }
@@ -329,6 +359,52 @@ pub fn run_target_case_with(
         }
         Err(stop) => stop.into_result(report),
     }
+}
+
+/// `capacity-invariance`: the case again on `other` with an early reserve, no checks on the way
+/// (as the engine executor's re-run), its final positions against the first run's `first` (the
+/// engine executor's comparison, [`oracle::check_capacity_invariance`]). An engine error only
+/// there is a violation of the check at its op; a death stays a failure.
+fn capacity_rerun_check(
+    other: &mut dyn Target,
+    case: &Case,
+    params: CaseParams,
+    report: &mut TargetReport,
+    first: &Bits,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> Result<(), Stop> {
+    let caps = other.info().capabilities;
+    if !caps.has(Capability::Capacity) {
+        return Ok(());
+    }
+    let mut run = Run::new(other, &caps, params, report, None);
+    run.rerun = true;
+    let second = match run.go(case, on_op) {
+        Ok(trace) => trace,
+        Err(Stop::Failure(f)) if !f.process_gone() => {
+            return Err(Stop::Check {
+                op_index: f.op_index,
+                op: f.op,
+                violation: Violation {
+                    check: checks::CAPACITY_INVARIANCE,
+                    detail: format!("fails only under the other growth policy: {}", f.message),
+                },
+            })
+        }
+        Err(stop) => return Err(stop),
+    };
+    // A create refused in the re-run leaves nothing to compare.
+    let Some((_, second)) = second.last() else {
+        return Ok(());
+    };
+    if !report.checks_run.contains(checks::CAPACITY_INVARIANCE) {
+        report
+            .checks_run
+            .insert(checks::CAPACITY_INVARIANCE.to_string());
+    }
+    let floats = |b: &Bits| -> Vec<Point> { b.iter().map(|p| p.map(f32::from_bits)).collect() };
+    oracle::check_capacity_invariance(&floats(first), &floats(second))
+        .map_err(|v| check_failed(None, END_OP, v))
 }
 
 /// Whether the case is small enough to be run twice for `determinism`.
@@ -350,7 +426,7 @@ enum Stop {
     /// A check failed.
     Check {
         op_index: Option<usize>,
-        op: &'static str,
+        op: String,
         violation: Violation,
     },
     /// The target failed.
@@ -367,7 +443,7 @@ impl Stop {
             } => (
                 CaseResult::InvariantViolation {
                     op_index,
-                    op: op.to_string(),
+                    op,
                     check: violation.check.to_string(),
                     detail: violation.detail,
                 },
@@ -433,6 +509,9 @@ struct Run<'a> {
     checkpoints: usize,
     /// Device bytes after `shrink_to_fit`, by live (nodes, edges).
     shrunk_bytes: BTreeMap<(u64, u64), u64>,
+    /// The capacity re-run: an early reserve, no checks, the final positions as the one trace
+    /// entry.
+    rerun: bool,
 }
 
 /// What an op's call came to, when the run goes on.
@@ -463,7 +542,13 @@ impl<'a> Run<'a> {
             armed: false,
             checkpoints: 0,
             shrunk_bytes: BTreeMap::new(),
+            rerun: false,
         }
+    }
+
+    /// Whether this is the case's first run, the one whose skipped and refused ops are counted.
+    fn first_run(&self) -> bool {
+        self.expect.is_none() && !self.rerun
     }
 
     fn ran(&mut self, check: &str) {
@@ -501,7 +586,7 @@ impl<'a> Run<'a> {
         on_op(Breadcrumb {
             op_index: None,
             op: INIT_OP,
-            rerun: self.expect.is_some(),
+            rerun: !self.first_run(),
         });
         let graph = Graph {
             num_nodes: case.graph.num_nodes,
@@ -525,12 +610,18 @@ impl<'a> Run<'a> {
         }
         self.nodes = case.graph.num_nodes;
         self.edges = case.graph.edges.clone();
-        self.observe(None, INIT_OP)?;
-        self.capability_checks(None, INIT_OP, None)?;
+        if self.rerun {
+            let (nodes, edges) = case.capacity_rerun_reserve();
+            let reserved = self.target.reserve(nodes, edges);
+            self.must(None, INIT_OP, reserved)?;
+        } else {
+            self.observe(None, INIT_OP)?;
+            self.capability_checks(None, INIT_OP, None)?;
+        }
         for (index, op) in case.ops.iter().enumerate() {
             if let Some(reason) = skip_reason(op, self.caps, self.params) {
                 // Counted once, in the first run.
-                if self.expect.is_none() {
+                if self.first_run() {
                     *self
                         .report
                         .skipped_ops
@@ -542,9 +633,14 @@ impl<'a> Run<'a> {
             on_op(Breadcrumb {
                 op_index: Some(index),
                 op: op.name(),
-                rerun: self.expect.is_some(),
+                rerun: !self.first_run(),
             });
             self.op(index, op)?;
+        }
+        if self.rerun {
+            let read = self.target.positions();
+            let last = bits(&self.must(None, END_OP, read)?);
+            self.trace.push((None, last));
         }
         Ok(self.trace)
     }
@@ -589,6 +685,9 @@ impl<'a> Run<'a> {
             Op::SetParams { params } => self.target.set_params(&params_object(params)),
         };
         match self.answer(at, name, called)? {
+            // The capacity re-run only follows the ops; its final positions are compared.
+            Answer::Done(()) if self.rerun => self.apply(op),
+            Answer::Refused(_) if self.rerun => {}
             Answer::Done(()) => {
                 self.apply(op);
                 self.observe(at, name)?;
@@ -604,7 +703,7 @@ impl<'a> Run<'a> {
                 }
             }
             Answer::Refused(message) => {
-                self.report.rejected_ops += u64::from(self.expect.is_none());
+                self.report.rejected_ops += u64::from(self.first_run());
                 let before = (self.positions.clone(), self.counts);
                 // Compared before `observe`, whose count check would otherwise speak first.
                 let read = self.target.positions();
@@ -921,10 +1020,10 @@ fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
     }
 }
 
-fn check_failed(op_index: Option<usize>, op: &'static str, violation: Violation) -> Stop {
+fn check_failed(op_index: Option<usize>, op: &str, violation: Violation) -> Stop {
     Stop::Check {
         op_index,
-        op,
+        op: op.to_string(),
         violation,
     }
 }

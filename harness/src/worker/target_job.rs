@@ -30,7 +30,9 @@ use crate::isolate::Breadcrumbs;
 use crate::worker::engine_target::EngineTarget;
 use crate::worker::execute::{Breadcrumb, CaseResult};
 use crate::worker::job::{reply_payload, Job};
-use crate::worker::target_case::{run_target_case, run_target_case_with, CaseParams, TargetReport};
+use crate::worker::target_case::{
+    run_target_case, run_target_case_with, CaseParams, TargetReport, TargetRun,
+};
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
 /// any campaign's per-case limit, so that the driver's watchdog, which confirms a hang with a
@@ -190,7 +192,17 @@ impl TargetHandler {
     ) -> serde_json::Value {
         let started = std::time::Instant::now();
         let reply = match serde_json::from_str::<Job>(payload.get()) {
-            Ok(Job::Case { case, .. } | Job::Resume { case, .. }) => self.case(&case, crumbs),
+            Ok(
+                Job::Case {
+                    case,
+                    capacity_invariance,
+                }
+                | Job::Resume {
+                    case,
+                    capacity_invariance,
+                    ..
+                },
+            ) => self.case(&case, capacity_invariance, crumbs),
             Ok(Job::SoakStart { .. } | Job::SoakOps { .. }) => plain(CaseResult::Invalid {
                 message: "a target worker runs cases, not soak sessions".into(),
             }),
@@ -206,7 +218,14 @@ impl TargetHandler {
         reply_payload(&reply, started)
     }
 
-    fn case(&mut self, case: &crate::case::Case, crumbs: &Arc<Breadcrumbs>) -> TargetJobReply {
+    /// One case; `capacity_invariance`: with the capacity re-run where the host can configure a
+    /// second target to grow otherwise (Forcefield's engine; the driver asks for it only there).
+    fn case(
+        &mut self,
+        case: &crate::case::Case,
+        capacity_invariance: bool,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> TargetJobReply {
         let mut on_op =
             |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
         let (result, report) = match &self.source {
@@ -230,7 +249,13 @@ impl TargetHandler {
                 let faults = forcefield::FaultSet::of(&case.faults);
                 let config = case.engine_config(forcefield::GrowthPolicy::default());
                 let mut target = EngineTarget::new(faults).with_config(config);
-                run_target_case_with(&mut target, case, CaseParams::Send, &mut on_op)
+                let mut other = EngineTarget::new(faults)
+                    .with_config(case.engine_config(crate::case::Case::OTHER_GROWTH));
+                let how = TargetRun {
+                    params: CaseParams::Send,
+                    capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
+                };
+                run_target_case_with(&mut target, case, how, &mut on_op)
             }
             in_process => match in_process.start(self.options.clone()) {
                 Ok(mut target) => run_target_case(target.as_mut(), case, &mut on_op),

@@ -24,6 +24,8 @@ enum Bug {
     WrongCounts,
     /// `step` puts node 0 at infinity.
     Infinite,
+    /// `step` moves nodes by an amount that depends on the reserved capacity.
+    CapacityShows,
 }
 
 /// Nodes on a line pulled halfway to the origin by each step.
@@ -32,6 +34,9 @@ struct Line {
     edges: Vec<Edge>,
     bug: Bug,
     steps_ever: u64,
+    /// Whether it declares the capacity capability.
+    capacity: bool,
+    reserved: u64,
 }
 
 impl Line {
@@ -41,7 +46,15 @@ impl Line {
             edges: Vec::new(),
             bug,
             steps_ever: 0,
+            capacity: false,
+            reserved: 0,
         }
+    }
+
+    /// This target, declaring the capacity capability.
+    fn with_capacity(mut self) -> Self {
+        self.capacity = true;
+        self
     }
 }
 
@@ -52,8 +65,20 @@ impl Target for Line {
         TargetInfo {
             name: "line".into(),
             version: "1".into(),
-            capabilities: Capabilities::from([Capability::Counts]),
+            capabilities: if self.capacity {
+                Capabilities::from([Capability::Counts, Capability::Capacity])
+            } else {
+                Capabilities::from([Capability::Counts])
+            },
         }
+    }
+    fn reserve(&mut self, nodes: u64, _edges: u64) -> Result<()> {
+        self.reserved = self.reserved.max(nodes);
+        Ok(())
+    }
+    fn shrink_to_fit(&mut self) -> Result<()> {
+        self.reserved = self.points.len() as u64;
+        Ok(())
     }
     fn create(&mut self, graph: &Graph, _params: Option<&Params>) -> Result<()> {
         let n = graph.num_nodes as usize;
@@ -131,8 +156,13 @@ impl Target for Line {
             } else {
                 0.0
             };
+            let shows = if self.bug == Bug::CapacityShows {
+                self.reserved as f32 * 1e-3
+            } else {
+                0.0
+            };
             for p in &mut self.points {
-                p[0] = p[0] * 0.5 + drift;
+                p[0] = p[0] * 0.5 + drift + shows;
             }
         }
         if self.bug == Bug::Infinite {
@@ -221,7 +251,8 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
             checks::CHECKPOINT_ROUND_TRIP,
             checks::GRID_STAGE,
             checks::CSR_EDGES,
-            checks::DEVICE_MEMORY
+            checks::DEVICE_MEMORY,
+            checks::CAPACITY_INVARIANCE
         ]
     );
 }
@@ -354,7 +385,11 @@ fn the_builtin_target_gets_the_case_parameters_only_when_they_are_sent() {
     let final_positions = |params: CaseParams| {
         let mut target = EngineTarget::new(forcefield::FaultSet::NONE)
             .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
-        let (result, report) = run_target_case_with(&mut target, &case, params, &mut |_| {});
+        let how = TargetRun {
+            params,
+            ..TargetRun::default()
+        };
+        let (result, report) = run_target_case_with(&mut target, &case, how, &mut |_| {});
         assert_eq!(result, CaseResult::Pass, "{report:?}");
         // The target holds the layout of the last run (the determinism run, the same ops).
         (bits(&target.positions().expect("positions")), report)
@@ -414,8 +449,65 @@ fn the_builtin_target_refuses_bad_parameters() {
         .expect("accepted");
     // A target without the params capability never gets them, whatever the host says.
     let mut line = Line::new(Bug::None);
-    let (result, report) =
-        run_target_case_with(&mut line, &params_case(), CaseParams::Send, &mut |_| {});
+    let (result, report) = run_target_case_with(
+        &mut line,
+        &params_case(),
+        TargetRun {
+            params: CaseParams::Send,
+            ..TargetRun::default()
+        },
+        &mut |_| {},
+    );
     assert_eq!(result, CaseResult::Pass);
     assert_eq!(report.skipped_ops.len(), 1, "{report:?}");
+}
+
+#[test]
+fn the_capacity_rerun_compares_final_bits_when_both_targets_manage_capacity() {
+    let rerun = |bug: Bug| {
+        let mut first = Line::new(bug).with_capacity();
+        let mut other = Line::new(bug).with_capacity();
+        let how = TargetRun {
+            capacity_rerun: Some(&mut other),
+            ..TargetRun::default()
+        };
+        run_target_case_with(&mut first, &case(), how, &mut |_| {})
+    };
+    let (result, report) = rerun(Bug::None);
+    assert_eq!(result, CaseResult::Pass, "{report:?}");
+    assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+    // Counted once, in the first run, whatever the re-run skips or refuses.
+    assert_eq!(report.rejected_ops, 1);
+    let (result, _) = rerun(Bug::CapacityShows);
+    assert_eq!(
+        check_of(&result),
+        ("capacity-invariance".into(), "end".into())
+    );
+    // Without the capability on the re-run's target there is nothing to compare.
+    let mut first = Line::new(Bug::CapacityShows).with_capacity();
+    let mut other = Line::new(Bug::CapacityShows);
+    let how = TargetRun {
+        capacity_rerun: Some(&mut other),
+        ..TargetRun::default()
+    };
+    let (result, report) = run_target_case_with(&mut first, &case(), how, &mut |_| {});
+    assert_eq!(result, CaseResult::Pass);
+    assert!(!report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+}
+
+#[test]
+fn the_builtin_target_passes_the_capacity_rerun_under_the_other_growth_policy() {
+    use crate::worker::engine_target::EngineTarget;
+    let case = params_case();
+    let mut first = EngineTarget::new(forcefield::FaultSet::NONE)
+        .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+    let mut other = EngineTarget::new(forcefield::FaultSet::NONE)
+        .with_config(case.engine_config(Case::OTHER_GROWTH));
+    let how = TargetRun {
+        params: CaseParams::Send,
+        capacity_rerun: Some(&mut other),
+    };
+    let (result, report) = run_target_case_with(&mut first, &case, how, &mut |_| {});
+    assert_eq!(result, CaseResult::Pass, "{report:?}");
+    assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
 }
