@@ -83,3 +83,22 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
         assert!(ran.contains(check), "{check} did not run: {ran}");
     }
 }
+
+/// A crash of our engine behind the trait is signed by the kernel it died in, as without
+/// `--target`: the builtin target's backends write the running kernel into the breadcrumbs.
+#[test]
+fn a_crash_is_signed_by_its_kernel() {
+    let (code, stdout, summary) = campaign(&[
+        "--cases",
+        "60",
+        "--no-minimize",
+        "--fault",
+        "sort-count-unclamped",
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let signatures = summary["findings"].to_string();
+    assert!(
+        signatures.contains("signal:SIGSEGV:sort_pairs"),
+        "{signatures}"
+    );
+}

@@ -24,10 +24,15 @@ use forcefield_target::{
 
 use crate::worker::execute::WireCheckpoint;
 
-/// Forcefield's engine on the CPU backend (one kernel thread), as a target.
+/// Opens the backend of each engine a target builds (`Err`: why there is none here).
+pub type BackendFactory = dyn Fn() -> std::result::Result<Box<dyn Backend>, String>;
+
+/// Forcefield's engine as a target, on the CPU backend (one kernel thread) unless given other
+/// backends.
 pub struct EngineTarget {
     faults: FaultSet,
     config: EngineConfig,
+    make_backend: Box<BackendFactory>,
     engine: Option<Engine<Box<dyn Backend>>>,
 }
 
@@ -37,8 +42,16 @@ impl EngineTarget {
         EngineTarget {
             faults,
             config: EngineConfig::default(),
+            make_backend: Box::new(|| Ok(Box::new(CpuBackend::with_threads(1)))),
             engine: None,
         }
+    }
+
+    /// This target, opening each engine's backend with `make` (a worker's: the case's backend,
+    /// traced into the breadcrumbs, so that a crash is signed by its kernel as without the trait).
+    pub fn with_backends(mut self, make: Box<BackendFactory>) -> Self {
+        self.make_backend = make;
+        self
     }
 
     /// This target, building its engines with `config` (a case's grid-cell cap and growth policy).
@@ -47,8 +60,9 @@ impl EngineTarget {
         self
     }
 
-    fn backend() -> Box<dyn Backend> {
-        Box::new(CpuBackend::with_threads(1))
+    /// A backend for a new engine; none here is the environment's failure, not a rejection.
+    fn backend(&self) -> Result<Box<dyn Backend>> {
+        (self.make_backend)().map_err(|e| TargetError::Internal(format!("no backend: {e}")))
     }
 
     fn engine(&mut self) -> Result<&mut Engine<Box<dyn Backend>>> {
@@ -135,7 +149,7 @@ impl Target for EngineTarget {
             edges: edges_of(&graph.edges),
             positions: graph.positions.clone(),
         };
-        let engine = Engine::with_config(Self::backend(), &spec, params, self.config, self.faults)
+        let engine = Engine::with_config(self.backend()?, &spec, params, self.config, self.faults)
             .map_err(map_error)?;
         self.engine = Some(engine);
         Ok(())
@@ -242,7 +256,7 @@ impl Target for EngineTarget {
         let wire = WireCheckpoint::deserialize(state)
             .map_err(|e| TargetError::Rejected(format!("not a checkpoint: {e}")))?;
         let engine = Engine::from_checkpoint(
-            Self::backend(),
+            self.backend()?,
             &wire.to_checkpoint(),
             self.config,
             self.faults,

@@ -27,9 +27,12 @@ use forcefield_target::{ProcessOptions, ProcessTarget, Target, TargetError, Targ
 use serde::Serialize;
 
 use crate::isolate::Breadcrumbs;
-use crate::worker::engine_target::EngineTarget;
+use forcefield::Backend;
+
+use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::engine_target::{BackendFactory, EngineTarget};
 use crate::worker::execute::{Breadcrumb, CaseResult};
-use crate::worker::job::{reply_payload, Job};
+use crate::worker::job::{reply_payload, traced_backend, Job};
 use crate::worker::target_case::{
     run_target_case, run_target_case_with, CaseParams, TargetReport, TargetRun,
 };
@@ -246,11 +249,23 @@ impl TargetHandler {
             TargetSource::Builtin => {
                 // The case's planted faults and engine settings, as the engine's own executor
                 // plants and applies them; its parameters too.
+                // Its backends are the case's, traced into the breadcrumbs as the engine's own
+                // worker traces them, so that a crash is signed by its kernel.
                 let faults = forcefield::FaultSet::of(&case.faults);
+                let traced = || -> Box<BackendFactory> {
+                    let (kind, crumbs) = (case.backend, Arc::clone(crumbs));
+                    Box::new(move || {
+                        traced_backend(kind, 1, SanitizeMode::Off, &crumbs)
+                            .map(|b| Box::new(b) as Box<dyn Backend>)
+                    })
+                };
                 let config = case.engine_config(forcefield::GrowthPolicy::default());
-                let mut target = EngineTarget::new(faults).with_config(config);
+                let mut target = EngineTarget::new(faults)
+                    .with_config(config)
+                    .with_backends(traced());
                 let mut other = EngineTarget::new(faults)
-                    .with_config(case.engine_config(crate::case::Case::OTHER_GROWTH));
+                    .with_config(case.engine_config(crate::case::Case::OTHER_GROWTH))
+                    .with_backends(traced());
                 let how = TargetRun {
                     params: CaseParams::Send,
                     capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
