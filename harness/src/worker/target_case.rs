@@ -22,6 +22,7 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
 | `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
 | `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
+| `differential` | — | when the host gives a shadow target (Forcefield's CPU engine beside a CUDA case's), the shadow applies every accepted op but `inject`, and after each step the positions agree within [`oracle::DIFFERENTIAL_TOLERANCE`] |
 | `capacity-invariance` | `capacity` | when the host asks for it, a re-run with an early `reserve` (on a target it may configure to grow otherwise) ends at the same bits; an error only there is a violation |
 
 A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
@@ -67,6 +68,8 @@ pub mod checks {
     pub const DEVICE_MEMORY: &str = "device-memory";
     /// A re-run under other capacities ends at the same bits (the engine executor's check).
     pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
+    /// Positions agree with a shadow target's after every step (the engine executor's CUDA check).
+    pub const DIFFERENTIAL: &str = crate::worker::oracle::checks::DIFFERENTIAL;
 }
 
 /// One generic check and the capability it needs.
@@ -311,6 +314,9 @@ pub struct TargetRun<'a> {
     /// is run on it again, with [`Case::capacity_rerun_reserve`] reserved right after `create`,
     /// and must end at the first run's bits. Skipped when it lacks [`Capability::Capacity`].
     pub capacity_rerun: Option<&'a mut dyn Target>,
+    /// The target of the `differential` check (`None`: none): a reference the host trusts
+    /// (Forcefield's CPU engine beside a CUDA case's engine), fed the same ops in the first run.
+    pub shadow: Option<&'a mut dyn Target>,
 }
 
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
@@ -335,10 +341,14 @@ pub fn run_target_case_with(
     let TargetRun {
         params,
         capacity_rerun,
+        mut shadow,
     } = how;
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
-    let first = Run::new(target, &caps, params, &mut report, None).go(case, on_op);
+    let mut run = Run::new(target, &caps, params, &mut report, None);
+    // Reborrowed for the first run only, its object's lifetime shortened to the run's.
+    run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
+    let first = run.go(case, on_op);
     let trace = match first {
         Ok(trace) => trace,
         Err(stop) => return stop.into_result(report),
@@ -512,6 +522,8 @@ struct Run<'a> {
     /// The capacity re-run: an early reserve, no checks, the final positions as the one trace
     /// entry.
     rerun: bool,
+    /// The `differential` check's shadow target (first run only).
+    shadow: Option<&'a mut dyn Target>,
 }
 
 /// What an op's call came to, when the run goes on.
@@ -543,6 +555,7 @@ impl<'a> Run<'a> {
             checkpoints: 0,
             shrunk_bytes: BTreeMap::new(),
             rerun: false,
+            shadow: None,
         }
     }
 
@@ -600,6 +613,11 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let created = self.target.create(&graph, params.as_ref());
+        if let (Some(shadow), Ok(())) = (self.shadow.as_mut(), &created) {
+            shadow
+                .create(&graph, params.as_ref())
+                .map_err(|e| shadow_failed(None, INIT_OP, format!("the CPU engine fails: {e}")))?;
+        }
         match self.answer(None, INIT_OP, created)? {
             Answer::Done(()) => {}
             // A target that cannot hold the graph has nothing to run the ops on.
@@ -698,6 +716,7 @@ impl<'a> Run<'a> {
                         .map_err(|violation| check_failed(at, name, violation))?;
                 }
                 self.capability_checks(at, name, Some(op))?;
+                self.check_shadow(at, name, op)?;
                 if matches!(op, Op::Step { .. }) {
                     self.checkpoint_round_trip(at, name)?;
                 }
@@ -923,6 +942,41 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// `differential`: the shadow applies `op` (not an injected fault: those are the device's);
+    /// after a step its positions must agree with the target's (read by `observe`).
+    fn check_shadow(&mut self, at: Option<usize>, name: &'static str, op: &Op) -> Result<(), Stop> {
+        let Some(shadow) = self.shadow.as_mut() else {
+            return Ok(());
+        };
+        if matches!(op, Op::Inject { .. }) {
+            return Ok(());
+        }
+        send_to_shadow(&mut **shadow, op).map_err(|e| {
+            shadow_failed(
+                at,
+                name,
+                format!("the CPU engine fails where the device passed: {e}"),
+            )
+        })?;
+        if !matches!(op, Op::Step { .. }) {
+            return Ok(());
+        }
+        let cpu = shadow
+            .positions()
+            .map_err(|e| shadow_failed(at, name, format!("the CPU engine fails: {e}")))?;
+        if !self.report.checks_run.contains(checks::DIFFERENTIAL) {
+            self.report
+                .checks_run
+                .insert(checks::DIFFERENTIAL.to_string());
+        }
+        let device: Vec<Point> = self
+            .positions
+            .iter()
+            .map(|p| p.map(f32::from_bits))
+            .collect();
+        oracle::check_differential(&cpu, &device).map_err(|v| check_failed(at, name, v))
+    }
+
     /// `checkpoint-round-trip` after one of the first step ops: checkpoint, step, restore, step
     /// again: the restored positions are those checkpointed and the two steps agree. The layout
     /// is restored to the checkpoint at the end, so the case goes on as if nothing happened.
@@ -1017,6 +1071,47 @@ fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
         Ok(serde_json::Value::Object(fields)) => fields,
         // `SimParams` is a struct of numbers: it always serializes to an object.
         _ => forcefield_target::Params::new(),
+    }
+}
+
+/// A shadow's own failure: a `differential` violation, as the engine executor signs it.
+fn shadow_failed(op_index: Option<usize>, op: &str, detail: String) -> Stop {
+    check_failed(
+        op_index,
+        op,
+        Violation {
+            check: checks::DIFFERENTIAL,
+            detail,
+        },
+    )
+}
+
+/// An op, sent to a shadow target (whatever it answers, as the op was accepted by the target
+/// under test).
+fn send_to_shadow(shadow: &mut dyn Target, op: &Op) -> Result<(), TargetError> {
+    match op {
+        Op::AddNodes { count, positions } => shadow.add_nodes(*count, positions.as_deref()),
+        Op::RemoveNodes { ids } => shadow.remove_nodes(ids),
+        Op::AddEdges { edges } => {
+            let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
+            shadow.add_edges(&edges)
+        }
+        Op::RemoveEdges { pairs } => shadow.remove_edges(pairs),
+        Op::Step { count } => shadow.step(*count),
+        Op::Reserve { nodes, edges } => shadow.reserve(*nodes, *edges),
+        Op::ShrinkToFit => shadow.shrink_to_fit(),
+        Op::Sssp { source } => shadow.sssp(*source).map(|_| ()),
+        Op::SetPositionConstraint {
+            node,
+            target,
+            stiffness,
+        } => shadow.set_position_constraint(*node, *target, *stiffness),
+        Op::SetDistanceConstraint { u, v, distance } => {
+            shadow.set_distance_constraint(*u, *v, *distance)
+        }
+        Op::ClearConstraints => shadow.clear_constraints(),
+        Op::SetParams { params } => shadow.set_params(&params_object(params)),
+        Op::ReadPositions | Op::Inject { .. } => Ok(()),
     }
 }
 

@@ -266,9 +266,13 @@ impl TargetHandler {
                 let mut other = EngineTarget::new(faults)
                     .with_config(case.engine_config(crate::case::Case::OTHER_GROWTH))
                     .with_backends(traced());
+                // A CUDA case's CPU shadow, as the engine's own executor keeps one.
+                let mut cpu = EngineTarget::new(faults).with_config(config);
+                let cuda = case.backend == crate::case::BackendKind::Cuda;
                 let how = TargetRun {
                     params: CaseParams::Send,
                     capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
+                    shadow: cuda.then_some(&mut cpu as &mut dyn Target),
                 };
                 run_target_case_with(&mut target, case, how, &mut on_op)
             }

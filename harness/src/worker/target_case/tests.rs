@@ -506,8 +506,39 @@ fn the_builtin_target_passes_the_capacity_rerun_under_the_other_growth_policy() 
     let how = TargetRun {
         params: CaseParams::Send,
         capacity_rerun: Some(&mut other),
+        ..TargetRun::default()
     };
     let (result, report) = run_target_case_with(&mut first, &case, how, &mut |_| {});
     assert_eq!(result, CaseResult::Pass, "{report:?}");
     assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+}
+
+#[test]
+fn the_shadow_must_agree_after_every_step() {
+    let with_shadow = |bug: Bug, shadow_bug: Bug| {
+        let mut target = Line::new(bug);
+        let mut shadow = Line::new(shadow_bug);
+        let how = TargetRun {
+            shadow: Some(&mut shadow),
+            ..TargetRun::default()
+        };
+        run_target_case_with(&mut target, &case(), how, &mut |_| {})
+    };
+    let (result, report) = with_shadow(Bug::None, Bug::None);
+    assert_eq!(result, CaseResult::Pass, "{report:?}");
+    assert!(report.checks_run.contains(checks::DIFFERENTIAL));
+    // The target drifts from its shadow from the first step on.
+    let (result, _) = with_shadow(Bug::Nondeterministic, Bug::None);
+    assert_eq!(check_of(&result), ("differential".into(), "step".into()));
+    // The shadow failing where the target passed is the same check's violation.
+    let (result, _) = with_shadow(Bug::None, Bug::InternalOnBigStep);
+    match result {
+        CaseResult::InvariantViolation {
+            check, op, detail, ..
+        } => {
+            assert_eq!((check.as_str(), op.as_str()), ("differential", "step"));
+            assert!(detail.contains("fails where the device passed"), "{detail}");
+        }
+        other => panic!("expected a differential violation, got {other}"),
+    }
 }
