@@ -70,6 +70,12 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     for (fault, signature) in [
         ("leak-on-resize", "invariant:device-memory:shrink_to_fit"),
         ("sort-values-stale", "invariant:grid-stage:step"),
+        // The checkpoint holds the parameters set: restored, they step otherwise than the stale
+        // ones the kernels kept.
+        (
+            "params-not-uploaded",
+            "invariant:checkpoint-round-trip:step",
+        ),
     ] {
         let (code, stdout, summary) =
             campaign(&["--cases", "40", "--no-minimize", "--fault", fault]);

@@ -247,7 +247,12 @@ impl Target for EngineTarget {
     }
 
     fn checkpoint(&mut self) -> Result<serde_json::Value> {
-        let checkpoint = self.with(|e| e.sync_checkpoint().cloned())?;
+        let mut checkpoint = self.with(|e| e.sync_checkpoint().cloned())?;
+        // The state is the parameters set, not those the kernels happen to hold: an engine
+        // restored from it runs them, so one whose kernels kept stale ones (a set_params that
+        // never reached the device) steps differently from it. The engine executor's
+        // restart-equivalence check builds its fresh engine the same way.
+        checkpoint.uploaded = checkpoint.params.clone();
         serde_json::to_value(WireCheckpoint::from(&checkpoint))
             .map_err(|e| TargetError::Internal(format!("checkpoint: {e}")))
     }
