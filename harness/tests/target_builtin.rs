@@ -44,6 +44,8 @@ fn the_generic_checks_run_clean_on_our_engine() {
         "sssp-dijkstra",
         "checkpoint-round-trip",
         "counts-consistent",
+        // On a second engine growing otherwise, as without `--target`.
+        "capacity-invariance",
     ] {
         assert!(ran.contains(check), "{check} did not run: {target}");
     }
@@ -68,6 +70,12 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     for (fault, signature) in [
         ("leak-on-resize", "invariant:device-memory:shrink_to_fit"),
         ("sort-values-stale", "invariant:grid-stage:step"),
+        // The checkpoint holds the parameters set: restored, they step otherwise than the stale
+        // ones the kernels kept.
+        (
+            "params-not-uploaded",
+            "invariant:checkpoint-round-trip:step",
+        ),
     ] {
         let (code, stdout, summary) =
             campaign(&["--cases", "40", "--no-minimize", "--fault", fault]);
@@ -80,4 +88,23 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     for check in ["grid-stage", "csr-edges", "device-memory"] {
         assert!(ran.contains(check), "{check} did not run: {ran}");
     }
+}
+
+/// A crash of our engine behind the trait is signed by the kernel it died in, as without
+/// `--target`: the builtin target's backends write the running kernel into the breadcrumbs.
+#[test]
+fn a_crash_is_signed_by_its_kernel() {
+    let (code, stdout, summary) = campaign(&[
+        "--cases",
+        "60",
+        "--no-minimize",
+        "--fault",
+        "sort-count-unclamped",
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let signatures = summary["findings"].to_string();
+    assert!(
+        signatures.contains("signal:SIGSEGV:sort_pairs"),
+        "{signatures}"
+    );
 }

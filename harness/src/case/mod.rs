@@ -584,6 +584,20 @@ impl Case {
         }
     }
 
+    /// The growth policy of a case's capacity re-run: another factor than the default's, so that
+    /// every growth happens at other counts.
+    pub(crate) const OTHER_GROWTH: GrowthPolicy = GrowthPolicy { factor: 3.0 };
+
+    /// The capacity the capacity re-run reserves right after construction, `(nodes, edges)`:
+    /// capacity that no op of the checked run had, so that every later growth happens at other
+    /// counts than before. Both executors (the engine's own and the one over the target trait)
+    /// reserve this.
+    pub(crate) fn capacity_rerun_reserve(&self) -> (u64, u64) {
+        let nodes = (self.graph.num_nodes.saturating_mul(3) / 2 + 3).min(MAX_CASE_NODES);
+        let edges = ((self.graph.edges.len() as u64).saturating_mul(3) / 2 + 3).min(MAX_CASE_EDGES);
+        (nodes, edges)
+    }
+
     /// `(nodes, edges, ops)`: nodes and edges the case creates in all (initial graph plus every
     /// `add_nodes`/`add_edges`) and its number of operations — the size minimization reports.
     pub fn size(&self) -> (u64, u64, usize) {

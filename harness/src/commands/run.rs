@@ -226,8 +226,11 @@ impl RunArgs {
         let mut config = self.config()?;
         config.worker = super::target_worker_command(source)?;
         config.generator = target_generator(config.generator.inject_rate);
-        // A target has no growth policy of ours to compare.
-        config.capacity_invariance = false;
+        // A target has no growth policy of ours to compare; ours behind the trait has (its
+        // worker runs the capacity re-run on a second engine growing otherwise).
+        if !matches!(source, TargetSource::Builtin) {
+            config.capacity_invariance = false;
+        }
         // The worker sleeps while its target computes: its CPU time says nothing.
         config.idle_check = false;
         Ok(config)

@@ -198,9 +198,16 @@ impl TargetPlan {
 /// that cannot start or fails the handshake is bad input (exit 2): no case could run.
 pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
     use crate::case::Op;
-    use crate::worker::target_case::{plan_checks, skip_reason};
+    use crate::worker::target_case::{checks, plan_checks, skip_reason, CaseParams};
     let info = source.info().map_err(CliError::input)?;
-    let (run, skipped) = plan_checks(&info.capabilities);
+    let params = source.case_params();
+    let (mut run, skipped) = plan_checks(&info.capabilities);
+    // The capacity re-run runs on a second engine the worker builds to grow otherwise: only ours
+    // (the target whose parameters are the case's) has one.
+    let rerun_only_ours = checks::CAPACITY_INVARIANCE;
+    let ours = params == CaseParams::Send;
+    let not_ours = run.iter().any(|c| c.name == rerun_only_ours) && !ours;
+    run.retain(|c| ours || c.name != rerun_only_ours);
     // One op of each kind that a capability gates (their contents do not matter here).
     let gated = [
         Op::SetParams {
@@ -236,10 +243,11 @@ pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
                 Some(cap) => format!("{} (needs {cap})", c.name),
                 None => c.name.to_string(),
             })
+            .chain(not_ours.then(|| format!("{rerun_only_ours} (Forcefield's engine only)")))
             .collect(),
         skipped_ops: gated
             .iter()
-            .filter_map(|op| skip_reason(op, &info.capabilities).map(str::to_string))
+            .filter_map(|op| skip_reason(op, &info.capabilities, params).map(str::to_string))
             .collect(),
     })
 }

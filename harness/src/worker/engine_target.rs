@@ -2,13 +2,15 @@
 Forcefield's own engine behind the [`Target`] trait (`--target builtin`): the same path as every
 other engine's, through [`crate::worker::target_case`] and its generic checks.
 
-It declares every capability the engine has: capacity, SSSP, constraints, counts and capacities,
-device memory, the grid stage, CSR, checkpoint/restore (a [`WireCheckpoint`], bit-exact) and
-injected environment faults. Validation errors are `Rejected` (the engine changes nothing); any
-other engine error is `Internal`, after a lost context is recovered so that the layout is as
-before the op. Planted faults come from the case, as for the engine's own executor
-([`crate::worker::execute`]); nothing here knows which one is on. The engine runs with its default
-parameters: a case's `set_params` ops are not sent to targets.
+It declares every capability the engine has: parameters (a JSON object of [`SimParams`] fields,
+the others at their defaults), capacity, SSSP, constraints, counts and capacities, device memory,
+the grid stage, CSR, checkpoint/restore (a [`WireCheckpoint`], bit-exact) and injected environment
+faults. Validation errors are `Rejected` (the engine changes nothing); any other engine error is
+`Internal`, after a lost context is recovered so that the layout is as before the op. Planted
+faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
+([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
+case format's, the host runs it with [`crate::worker::target_case::CaseParams::Send`]: a case's
+initial parameters and its `set_params` ops reach it, where another engine gets neither.
 */
 
 use forcefield::{
@@ -22,9 +24,15 @@ use forcefield_target::{
 
 use crate::worker::execute::WireCheckpoint;
 
-/// Forcefield's engine on the CPU backend (one kernel thread), as a target.
+/// Opens the backend of each engine a target builds (`Err`: why there is none here).
+pub type BackendFactory = dyn Fn() -> std::result::Result<Box<dyn Backend>, String>;
+
+/// Forcefield's engine as a target, on the CPU backend (one kernel thread) unless given other
+/// backends.
 pub struct EngineTarget {
     faults: FaultSet,
+    config: EngineConfig,
+    make_backend: Box<BackendFactory>,
     engine: Option<Engine<Box<dyn Backend>>>,
 }
 
@@ -33,12 +41,28 @@ impl EngineTarget {
     pub fn new(faults: FaultSet) -> Self {
         EngineTarget {
             faults,
+            config: EngineConfig::default(),
+            make_backend: Box::new(|| Ok(Box::new(CpuBackend::with_threads(1)))),
             engine: None,
         }
     }
 
-    fn backend() -> Box<dyn Backend> {
-        Box::new(CpuBackend::with_threads(1))
+    /// This target, opening each engine's backend with `make` (a worker's: the case's backend,
+    /// traced into the breadcrumbs, so that a crash is signed by its kernel as without the trait).
+    pub fn with_backends(mut self, make: Box<BackendFactory>) -> Self {
+        self.make_backend = make;
+        self
+    }
+
+    /// This target, building its engines with `config` (a case's grid-cell cap and growth policy).
+    pub fn with_config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A backend for a new engine; none here is the environment's failure, not a rejection.
+    fn backend(&self) -> Result<Box<dyn Backend>> {
+        (self.make_backend)().map_err(|e| TargetError::Internal(format!("no backend: {e}")))
     }
 
     fn engine(&mut self) -> Result<&mut Engine<Box<dyn Backend>>> {
@@ -74,6 +98,14 @@ fn map_error(e: EngineError) -> TargetError {
     }
 }
 
+/// Parameters from their JSON object: the fields given, the others at their defaults. A field
+/// unknown to [`SimParams`] or a value of the wrong type is `Rejected`; values the engine refuses
+/// are its validation error, `Rejected` too.
+fn sim_params(params: &Params) -> Result<SimParams> {
+    SimParams::deserialize(serde_json::Value::Object(params.clone()))
+        .map_err(|e| TargetError::Rejected(format!("parameters: {e}")))
+}
+
 fn count(n: u64, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| TargetError::Rejected(format!("{n} {what} is too many")))
 }
@@ -96,6 +128,7 @@ impl Target for EngineTarget {
             name: "forcefield".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             capabilities: Capabilities::from([
+                Params,
                 Capacity,
                 Sssp,
                 Constraints,
@@ -109,20 +142,15 @@ impl Target for EngineTarget {
         }
     }
 
-    fn create(&mut self, graph: &Graph, _params: Option<&Params>) -> Result<()> {
+    fn create(&mut self, graph: &Graph, params: Option<&Params>) -> Result<()> {
+        let params = params.map(sim_params).transpose()?.unwrap_or_default();
         let spec = GraphSpec {
             num_nodes: count(graph.num_nodes, "nodes")?,
             edges: edges_of(&graph.edges),
             positions: graph.positions.clone(),
         };
-        let engine = Engine::with_config(
-            Self::backend(),
-            &spec,
-            SimParams::default(),
-            EngineConfig::default(),
-            self.faults,
-        )
-        .map_err(map_error)?;
+        let engine = Engine::with_config(self.backend()?, &spec, params, self.config, self.faults)
+            .map_err(map_error)?;
         self.engine = Some(engine);
         Ok(())
     }
@@ -152,6 +180,11 @@ impl Target for EngineTarget {
 
     fn positions(&mut self) -> Result<Vec<Point>> {
         self.with(|e| e.positions())
+    }
+
+    fn set_params(&mut self, params: &Params) -> Result<()> {
+        let params = sim_params(params)?;
+        self.with(|e| e.set_params(params))
     }
 
     fn reserve(&mut self, nodes: u64, edges: u64) -> Result<()> {
@@ -214,7 +247,12 @@ impl Target for EngineTarget {
     }
 
     fn checkpoint(&mut self) -> Result<serde_json::Value> {
-        let checkpoint = self.with(|e| e.sync_checkpoint().cloned())?;
+        let mut checkpoint = self.with(|e| e.sync_checkpoint().cloned())?;
+        // The state is the parameters set, not those the kernels happen to hold: an engine
+        // restored from it runs them, so one whose kernels kept stale ones (a set_params that
+        // never reached the device) steps differently from it. The engine executor's
+        // restart-equivalence check builds its fresh engine the same way.
+        checkpoint.uploaded = checkpoint.params.clone();
         serde_json::to_value(WireCheckpoint::from(&checkpoint))
             .map_err(|e| TargetError::Internal(format!("checkpoint: {e}")))
     }
@@ -223,9 +261,9 @@ impl Target for EngineTarget {
         let wire = WireCheckpoint::deserialize(state)
             .map_err(|e| TargetError::Rejected(format!("not a checkpoint: {e}")))?;
         let engine = Engine::from_checkpoint(
-            Self::backend(),
+            self.backend()?,
             &wire.to_checkpoint(),
-            EngineConfig::default(),
+            self.config,
             self.faults,
         )
         .map_err(map_error)?;

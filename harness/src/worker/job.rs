@@ -258,7 +258,7 @@ fn timed_case_job(
 }
 
 /// A backend of `kind` that writes the running kernel into `crumbs`.
-fn traced_backend(
+pub(crate) fn traced_backend(
     kind: BackendKind,
     threads: usize,
     sanitize: SanitizeMode,

@@ -4,8 +4,10 @@ checks that need nothing of the engine but what it declares.
 
 This is the executor of `forcefield run --target`: where [`crate::worker::execute`] drives
 Forcefield's own engine and reads its buffers, this one sees only the trait. Each op of the case
-goes through the trait; an op whose capability the target does not declare is skipped and counted
-(`set_params` always: a case's parameters are Forcefield's own, which no other engine reads).
+goes through the trait; an op whose capability the target does not declare is skipped and counted.
+A case's parameters (its initial ones and its `set_params` ops) are Forcefield's own, which no
+other engine reads: they reach only a target run with [`CaseParams::Send`] (Forcefield's engine,
+[`crate::worker::engine_target`]); for any other, `set_params` is skipped and `create` gets none.
 After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the target has:
 
 | check | needs | what must hold |
@@ -20,6 +22,8 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
 | `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
 | `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
+| `differential` | — | when the host gives a shadow target (Forcefield's CPU engine beside a CUDA case's), the shadow applies every accepted op but `inject`, and after each step the positions agree within [`oracle::DIFFERENTIAL_TOLERANCE`] |
+| `capacity-invariance` | `capacity` | when the host asks for it, a re-run with an early `reserve` (on a target it may configure to grow otherwise) ends at the same bits; an error only there is a violation |
 
 A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
 hang it was killed for and a broken protocol are failures too ([`TargetFailure`]), signed like a
@@ -37,7 +41,7 @@ use forcefield_target::{
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
-use crate::worker::execute::{Breadcrumb, CaseResult, INIT_OP};
+use crate::worker::execute::{Breadcrumb, CaseResult, END_OP, INIT_OP};
 use crate::worker::oracle::{self, Violation};
 
 /// The stable names of the target checks (they end up in signatures).
@@ -62,6 +66,10 @@ pub mod checks {
     pub const CSR_EDGES: &str = "csr-edges";
     /// Device memory after `shrink_to_fit` does not grow at the same counts.
     pub const DEVICE_MEMORY: &str = "device-memory";
+    /// A re-run under other capacities ends at the same bits (the engine executor's check).
+    pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
+    /// Positions agree with a shadow target's after every step (the engine executor's CUDA check).
+    pub const DIFFERENTIAL: &str = crate::worker::oracle::checks::DIFFERENTIAL;
 }
 
 /// One generic check and the capability it needs.
@@ -74,7 +82,7 @@ pub struct TargetCheck {
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 10] = [
+pub const TARGET_CHECKS: [TargetCheck; 11] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
         needs: None,
@@ -115,6 +123,10 @@ pub const TARGET_CHECKS: [TargetCheck; 10] = [
         name: checks::DEVICE_MEMORY,
         needs: Some(Capability::DeviceMemory),
     },
+    TargetCheck {
+        name: checks::CAPACITY_INVARIANCE,
+        needs: Some(Capability::Capacity),
+    },
 ];
 
 /// The checks a target with `caps` gets, and those skipped for want of a capability.
@@ -132,11 +144,32 @@ pub const DETERMINISM_MAX_NODES: u64 = 512;
 /// cheap cases pay it (and a minimized case, being smaller, is still sampled).
 pub const DETERMINISM_MAX_STEPS: u64 = 400;
 
+/// Whether a case's parameters reach the target: they are [`forcefield::SimParams`], whose fields
+/// only Forcefield's engine reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaseParams {
+    /// Neither `create` nor `set_params` gets them (any engine but Forcefield's).
+    #[default]
+    Skip,
+    /// `create` gets the case's initial parameters and every `set_params` op is sent, as a JSON
+    /// object of `SimParams` fields (the target must declare [`Capability::Params`]).
+    Send,
+}
+
+impl CaseParams {
+    /// Whether a target with `caps` gets the case's parameters.
+    fn sent(self, caps: &Capabilities) -> bool {
+        self == CaseParams::Send && caps.has(Capability::Params)
+    }
+}
+
 /// Why an op of a case is not sent to a target, when it is not.
-pub fn skip_reason(op: &Op, caps: &Capabilities) -> Option<&'static str> {
+pub fn skip_reason(op: &Op, caps: &Capabilities, params: CaseParams) -> Option<&'static str> {
     let needs = |c: Capability, reason: &'static str| (!caps.has(c)).then_some(reason);
     match op {
-        Op::SetParams { .. } => Some("set_params (Forcefield's own parameters)"),
+        Op::SetParams { .. } => {
+            (!params.sent(caps)).then_some("set_params (Forcefield's own parameters)")
+        }
         Op::Reserve { .. } => needs(Capability::Capacity, "reserve (needs capacity)"),
         Op::ShrinkToFit => needs(Capability::Capacity, "shrink_to_fit (needs capacity)"),
         Op::Sssp { .. } => needs(Capability::Sssp, "sssp (needs sssp)"),
@@ -271,24 +304,64 @@ pub struct TargetReport {
     pub checks_run: BTreeSet<String>,
 }
 
+/// How a case is run on a target, beyond the case: what the host knows of the target.
+#[derive(Default)]
+pub struct TargetRun<'a> {
+    /// Whether the case's parameters are sent.
+    pub params: CaseParams,
+    /// The target of the `capacity-invariance` re-run (`None`: no re-run), fresh, and configured
+    /// by the host to grow otherwise where it can (Forcefield's engine: growth factor 3): the case
+    /// is run on it again, with [`Case::capacity_rerun_reserve`] reserved right after `create`,
+    /// and must end at the first run's bits. Skipped when it lacks [`Capability::Capacity`].
+    pub capacity_rerun: Option<&'a mut dyn Target>,
+    /// The target of the `differential` check (`None`: none): a reference the host trusts
+    /// (Forcefield's CPU engine beside a CUDA case's engine), fed the same ops in the first run.
+    pub shadow: Option<&'a mut dyn Target>,
+}
+
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
-/// op to `on_op` before it is sent.
+/// op to `on_op` before it is sent. The case's parameters are not sent ([`CaseParams::Skip`]) and
+/// there is no capacity re-run.
 pub fn run_target_case(
     target: &mut dyn Target,
     case: &Case,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> (CaseResult, TargetReport) {
+    run_target_case_with(target, case, TargetRun::default(), on_op)
+}
+
+/// [`run_target_case`] as `how` says: the case's parameters sent, a capacity re-run (after the
+/// first run, before the determinism run).
+pub fn run_target_case_with(
+    target: &mut dyn Target,
+    case: &Case,
+    how: TargetRun<'_>,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> (CaseResult, TargetReport) {
+    let TargetRun {
+        params,
+        capacity_rerun,
+        mut shadow,
+    } = how;
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
-    let first = Run::new(target, &caps, &mut report, None).go(case, on_op);
+    let mut run = Run::new(target, &caps, params, &mut report, None);
+    // Reborrowed for the first run only, its object's lifetime shortened to the run's.
+    run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
+    let first = run.go(case, on_op);
     let trace = match first {
         Ok(trace) => trace,
         Err(stop) => return stop.into_result(report),
     };
+    if let (Some(other), Some((_, last))) = (capacity_rerun, trace.last()) {
+        if let Err(stop) = capacity_rerun_check(other, case, params, &mut report, last, on_op) {
+            return stop.into_result(report);
+        }
+    }
     if !determinism_sampled(case) {
         return (CaseResult::Pass, report);
     }
-    let second = Run::new(target, &caps, &mut report, Some(&trace)).go(case, on_op);
+    let second = Run::new(target, &caps, params, &mut report, Some(&trace)).go(case, on_op);
     match second {
         Ok(_) => {
             report.checks_run.insert(checks::DETERMINISM.to_string());
@@ -296,6 +369,52 @@ pub fn run_target_case(
         }
         Err(stop) => stop.into_result(report),
     }
+}
+
+/// `capacity-invariance`: the case again on `other` with an early reserve, no checks on the way
+/// (as the engine executor's re-run), its final positions against the first run's `first` (the
+/// engine executor's comparison, [`oracle::check_capacity_invariance`]). An engine error only
+/// there is a violation of the check at its op; a death stays a failure.
+fn capacity_rerun_check(
+    other: &mut dyn Target,
+    case: &Case,
+    params: CaseParams,
+    report: &mut TargetReport,
+    first: &Bits,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> Result<(), Stop> {
+    let caps = other.info().capabilities;
+    if !caps.has(Capability::Capacity) {
+        return Ok(());
+    }
+    let mut run = Run::new(other, &caps, params, report, None);
+    run.rerun = true;
+    let second = match run.go(case, on_op) {
+        Ok(trace) => trace,
+        Err(Stop::Failure(f)) if !f.process_gone() => {
+            return Err(Stop::Check {
+                op_index: f.op_index,
+                op: f.op,
+                violation: Violation {
+                    check: checks::CAPACITY_INVARIANCE,
+                    detail: format!("fails only under the other growth policy: {}", f.message),
+                },
+            })
+        }
+        Err(stop) => return Err(stop),
+    };
+    // A create refused in the re-run leaves nothing to compare.
+    let Some((_, second)) = second.last() else {
+        return Ok(());
+    };
+    if !report.checks_run.contains(checks::CAPACITY_INVARIANCE) {
+        report
+            .checks_run
+            .insert(checks::CAPACITY_INVARIANCE.to_string());
+    }
+    let floats = |b: &Bits| -> Vec<Point> { b.iter().map(|p| p.map(f32::from_bits)).collect() };
+    oracle::check_capacity_invariance(&floats(first), &floats(second))
+        .map_err(|v| check_failed(None, END_OP, v))
 }
 
 /// Whether the case is small enough to be run twice for `determinism`.
@@ -317,7 +436,7 @@ enum Stop {
     /// A check failed.
     Check {
         op_index: Option<usize>,
-        op: &'static str,
+        op: String,
         violation: Violation,
     },
     /// The target failed.
@@ -334,7 +453,7 @@ impl Stop {
             } => (
                 CaseResult::InvariantViolation {
                     op_index,
-                    op: op.to_string(),
+                    op,
                     check: violation.check.to_string(),
                     detail: violation.detail,
                 },
@@ -382,6 +501,8 @@ type Trace = Vec<(Option<usize>, Bits)>;
 struct Run<'a> {
     target: &'a mut dyn Target,
     caps: &'a Capabilities,
+    /// Whether the case's parameters are sent ([`CaseParams::sent`]).
+    params: CaseParams,
     report: &'a mut TargetReport,
     /// The first run's trace, in the determinism run.
     expect: Option<&'a Trace>,
@@ -398,6 +519,11 @@ struct Run<'a> {
     checkpoints: usize,
     /// Device bytes after `shrink_to_fit`, by live (nodes, edges).
     shrunk_bytes: BTreeMap<(u64, u64), u64>,
+    /// The capacity re-run: an early reserve, no checks, the final positions as the one trace
+    /// entry.
+    rerun: bool,
+    /// The `differential` check's shadow target (first run only).
+    shadow: Option<&'a mut dyn Target>,
 }
 
 /// What an op's call came to, when the run goes on.
@@ -410,12 +536,14 @@ impl<'a> Run<'a> {
     fn new(
         target: &'a mut dyn Target,
         caps: &'a Capabilities,
+        params: CaseParams,
         report: &'a mut TargetReport,
         expect: Option<&'a Trace>,
     ) -> Self {
         Run {
             target,
             caps,
+            params,
             report,
             expect,
             trace: Vec::new(),
@@ -426,7 +554,14 @@ impl<'a> Run<'a> {
             armed: false,
             checkpoints: 0,
             shrunk_bytes: BTreeMap::new(),
+            rerun: false,
+            shadow: None,
         }
+    }
+
+    /// Whether this is the case's first run, the one whose skipped and refused ops are counted.
+    fn first_run(&self) -> bool {
+        self.expect.is_none() && !self.rerun
     }
 
     fn ran(&mut self, check: &str) {
@@ -464,15 +599,25 @@ impl<'a> Run<'a> {
         on_op(Breadcrumb {
             op_index: None,
             op: INIT_OP,
-            rerun: self.expect.is_some(),
+            rerun: !self.first_run(),
         });
         let graph = Graph {
             num_nodes: case.graph.num_nodes,
             edges: case.graph.edges.iter().map(to_target_edge).collect(),
             positions: case.graph.positions.clone(),
         };
-        // A case's parameters are Forcefield's: the target starts from its own defaults.
-        let created = self.target.create(&graph, None);
+        // A case's parameters are Forcefield's: unless they are sent, the target starts from its
+        // own defaults.
+        let params = match &case.params {
+            Some(p) if self.params.sent(self.caps) => Some(params_object(p)),
+            _ => None,
+        };
+        let created = self.target.create(&graph, params.as_ref());
+        if let (Some(shadow), Ok(())) = (self.shadow.as_mut(), &created) {
+            shadow
+                .create(&graph, params.as_ref())
+                .map_err(|e| shadow_failed(None, INIT_OP, format!("the CPU engine fails: {e}")))?;
+        }
         match self.answer(None, INIT_OP, created)? {
             Answer::Done(()) => {}
             // A target that cannot hold the graph has nothing to run the ops on.
@@ -483,12 +628,18 @@ impl<'a> Run<'a> {
         }
         self.nodes = case.graph.num_nodes;
         self.edges = case.graph.edges.clone();
-        self.observe(None, INIT_OP)?;
-        self.capability_checks(None, INIT_OP, None)?;
+        if self.rerun {
+            let (nodes, edges) = case.capacity_rerun_reserve();
+            let reserved = self.target.reserve(nodes, edges);
+            self.must(None, INIT_OP, reserved)?;
+        } else {
+            self.observe(None, INIT_OP)?;
+            self.capability_checks(None, INIT_OP, None)?;
+        }
         for (index, op) in case.ops.iter().enumerate() {
-            if let Some(reason) = skip_reason(op, self.caps) {
+            if let Some(reason) = skip_reason(op, self.caps, self.params) {
                 // Counted once, in the first run.
-                if self.expect.is_none() {
+                if self.first_run() {
                     *self
                         .report
                         .skipped_ops
@@ -500,9 +651,14 @@ impl<'a> Run<'a> {
             on_op(Breadcrumb {
                 op_index: Some(index),
                 op: op.name(),
-                rerun: self.expect.is_some(),
+                rerun: !self.first_run(),
             });
             self.op(index, op)?;
+        }
+        if self.rerun {
+            let read = self.target.positions();
+            let last = bits(&self.must(None, END_OP, read)?);
+            self.trace.push((None, last));
         }
         Ok(self.trace)
     }
@@ -543,10 +699,13 @@ impl<'a> Run<'a> {
                 .target
                 .inject(&to_target_fault(fault))
                 .map(|()| self.armed = true),
-            // Never sent (see `skip_reason`).
-            Op::SetParams { .. } => Ok(()),
+            // Sent only under `CaseParams::Send` (see `skip_reason`).
+            Op::SetParams { params } => self.target.set_params(&params_object(params)),
         };
         match self.answer(at, name, called)? {
+            // The capacity re-run only follows the ops; its final positions are compared.
+            Answer::Done(()) if self.rerun => self.apply(op),
+            Answer::Refused(_) if self.rerun => {}
             Answer::Done(()) => {
                 self.apply(op);
                 self.observe(at, name)?;
@@ -557,12 +716,13 @@ impl<'a> Run<'a> {
                         .map_err(|violation| check_failed(at, name, violation))?;
                 }
                 self.capability_checks(at, name, Some(op))?;
+                self.check_shadow(at, name, op)?;
                 if matches!(op, Op::Step { .. }) {
                     self.checkpoint_round_trip(at, name)?;
                 }
             }
             Answer::Refused(message) => {
-                self.report.rejected_ops += u64::from(self.expect.is_none());
+                self.report.rejected_ops += u64::from(self.first_run());
                 let before = (self.positions.clone(), self.counts);
                 // Compared before `observe`, whose count check would otherwise speak first.
                 let read = self.target.positions();
@@ -782,6 +942,41 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// `differential`: the shadow applies `op` (not an injected fault: those are the device's);
+    /// after a step its positions must agree with the target's (read by `observe`).
+    fn check_shadow(&mut self, at: Option<usize>, name: &'static str, op: &Op) -> Result<(), Stop> {
+        let Some(shadow) = self.shadow.as_mut() else {
+            return Ok(());
+        };
+        if matches!(op, Op::Inject { .. }) {
+            return Ok(());
+        }
+        send_to_shadow(&mut **shadow, op).map_err(|e| {
+            shadow_failed(
+                at,
+                name,
+                format!("the CPU engine fails where the device passed: {e}"),
+            )
+        })?;
+        if !matches!(op, Op::Step { .. }) {
+            return Ok(());
+        }
+        let cpu = shadow
+            .positions()
+            .map_err(|e| shadow_failed(at, name, format!("the CPU engine fails: {e}")))?;
+        if !self.report.checks_run.contains(checks::DIFFERENTIAL) {
+            self.report
+                .checks_run
+                .insert(checks::DIFFERENTIAL.to_string());
+        }
+        let device: Vec<Point> = self
+            .positions
+            .iter()
+            .map(|p| p.map(f32::from_bits))
+            .collect();
+        oracle::check_differential(&cpu, &device).map_err(|v| check_failed(at, name, v))
+    }
+
     /// `checkpoint-round-trip` after one of the first step ops: checkpoint, step, restore, step
     /// again: the restored positions are those checkpointed and the two steps agree. The layout
     /// is restored to the checkpoint at the end, so the case goes on as if nothing happened.
@@ -868,10 +1063,62 @@ fn check_grid_stage(stage: &forcefield_target::GridStage, nodes: u64) -> oracle:
     oracle::check_cell_ranges(&inspection)
 }
 
-fn check_failed(op_index: Option<usize>, op: &'static str, violation: Violation) -> Stop {
-    Stop::Check {
+/// Parameters as the JSON object a target's `set_params` takes: every field of `SimParams` (a
+/// field the case left out is its default there too). Non-finite values, which JSON lacks, become
+/// `null`, which the engine refuses as it would refuse the values.
+fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
+    match serde_json::to_value(params) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        // `SimParams` is a struct of numbers: it always serializes to an object.
+        _ => forcefield_target::Params::new(),
+    }
+}
+
+/// A shadow's own failure: a `differential` violation, as the engine executor signs it.
+fn shadow_failed(op_index: Option<usize>, op: &str, detail: String) -> Stop {
+    check_failed(
         op_index,
         op,
+        Violation {
+            check: checks::DIFFERENTIAL,
+            detail,
+        },
+    )
+}
+
+/// An op, sent to a shadow target (whatever it answers, as the op was accepted by the target
+/// under test).
+fn send_to_shadow(shadow: &mut dyn Target, op: &Op) -> Result<(), TargetError> {
+    match op {
+        Op::AddNodes { count, positions } => shadow.add_nodes(*count, positions.as_deref()),
+        Op::RemoveNodes { ids } => shadow.remove_nodes(ids),
+        Op::AddEdges { edges } => {
+            let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
+            shadow.add_edges(&edges)
+        }
+        Op::RemoveEdges { pairs } => shadow.remove_edges(pairs),
+        Op::Step { count } => shadow.step(*count),
+        Op::Reserve { nodes, edges } => shadow.reserve(*nodes, *edges),
+        Op::ShrinkToFit => shadow.shrink_to_fit(),
+        Op::Sssp { source } => shadow.sssp(*source).map(|_| ()),
+        Op::SetPositionConstraint {
+            node,
+            target,
+            stiffness,
+        } => shadow.set_position_constraint(*node, *target, *stiffness),
+        Op::SetDistanceConstraint { u, v, distance } => {
+            shadow.set_distance_constraint(*u, *v, *distance)
+        }
+        Op::ClearConstraints => shadow.clear_constraints(),
+        Op::SetParams { params } => shadow.set_params(&params_object(params)),
+        Op::ReadPositions | Op::Inject { .. } => Ok(()),
+    }
+}
+
+fn check_failed(op_index: Option<usize>, op: &str, violation: Violation) -> Stop {
+    Stop::Check {
+        op_index,
+        op: op.to_string(),
         violation,
     }
 }

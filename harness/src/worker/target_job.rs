@@ -27,10 +27,15 @@ use forcefield_target::{ProcessOptions, ProcessTarget, Target, TargetError, Targ
 use serde::Serialize;
 
 use crate::isolate::Breadcrumbs;
-use crate::worker::engine_target::EngineTarget;
+use forcefield::Backend;
+
+use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::engine_target::{BackendFactory, EngineTarget};
 use crate::worker::execute::{Breadcrumb, CaseResult};
-use crate::worker::job::{reply_payload, Job};
-use crate::worker::target_case::{run_target_case, TargetReport};
+use crate::worker::job::{reply_payload, traced_backend, Job};
+use crate::worker::target_case::{
+    run_target_case, run_target_case_with, CaseParams, TargetReport, TargetRun,
+};
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
 /// any campaign's per-case limit, so that the driver's watchdog, which confirms a hang with a
@@ -100,6 +105,14 @@ impl TargetSource {
             TargetSource::Process(command) => command.clone(),
             TargetSource::Embedded(_) => "embedded".into(),
             TargetSource::Builtin => BUILTIN.into(),
+        }
+    }
+
+    /// Whether cases' parameters reach this target: only Forcefield's own engine reads them.
+    pub fn case_params(&self) -> CaseParams {
+        match self {
+            TargetSource::Builtin => CaseParams::Send,
+            TargetSource::Process(_) | TargetSource::Embedded(_) => CaseParams::Skip,
         }
     }
 
@@ -182,7 +195,17 @@ impl TargetHandler {
     ) -> serde_json::Value {
         let started = std::time::Instant::now();
         let reply = match serde_json::from_str::<Job>(payload.get()) {
-            Ok(Job::Case { case, .. } | Job::Resume { case, .. }) => self.case(&case, crumbs),
+            Ok(
+                Job::Case {
+                    case,
+                    capacity_invariance,
+                }
+                | Job::Resume {
+                    case,
+                    capacity_invariance,
+                    ..
+                },
+            ) => self.case(&case, capacity_invariance, crumbs),
             Ok(Job::SoakStart { .. } | Job::SoakOps { .. }) => plain(CaseResult::Invalid {
                 message: "a target worker runs cases, not soak sessions".into(),
             }),
@@ -198,7 +221,14 @@ impl TargetHandler {
         reply_payload(&reply, started)
     }
 
-    fn case(&mut self, case: &crate::case::Case, crumbs: &Arc<Breadcrumbs>) -> TargetJobReply {
+    /// One case; `capacity_invariance`: with the capacity re-run where the host can configure a
+    /// second target to grow otherwise (Forcefield's engine; the driver asks for it only there).
+    fn case(
+        &mut self,
+        case: &crate::case::Case,
+        capacity_invariance: bool,
+        crumbs: &Arc<Breadcrumbs>,
+    ) -> TargetJobReply {
         let mut on_op =
             |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
         let (result, report) = match &self.source {
@@ -217,9 +247,34 @@ impl TargetHandler {
                 run_target_case(target, case, &mut on_op)
             }
             TargetSource::Builtin => {
-                // The case's planted faults, as the engine's own executor plants them.
+                // The case's planted faults and engine settings, as the engine's own executor
+                // plants and applies them; its parameters too.
+                // Its backends are the case's, traced into the breadcrumbs as the engine's own
+                // worker traces them, so that a crash is signed by its kernel.
                 let faults = forcefield::FaultSet::of(&case.faults);
-                run_target_case(&mut EngineTarget::new(faults), case, &mut on_op)
+                let traced = || -> Box<BackendFactory> {
+                    let (kind, crumbs) = (case.backend, Arc::clone(crumbs));
+                    Box::new(move || {
+                        traced_backend(kind, 1, SanitizeMode::Off, &crumbs)
+                            .map(|b| Box::new(b) as Box<dyn Backend>)
+                    })
+                };
+                let config = case.engine_config(forcefield::GrowthPolicy::default());
+                let mut target = EngineTarget::new(faults)
+                    .with_config(config)
+                    .with_backends(traced());
+                let mut other = EngineTarget::new(faults)
+                    .with_config(case.engine_config(crate::case::Case::OTHER_GROWTH))
+                    .with_backends(traced());
+                // A CUDA case's CPU shadow, as the engine's own executor keeps one.
+                let mut cpu = EngineTarget::new(faults).with_config(config);
+                let cuda = case.backend == crate::case::BackendKind::Cuda;
+                let how = TargetRun {
+                    params: CaseParams::Send,
+                    capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
+                    shadow: cuda.then_some(&mut cpu as &mut dyn Target),
+                };
+                run_target_case_with(&mut target, case, how, &mut on_op)
             }
             in_process => match in_process.start(self.options.clone()) {
                 Ok(mut target) => run_target_case(target.as_mut(), case, &mut on_op),

@@ -11,7 +11,7 @@ use super::apply::{check, check_retrying};
 use super::fault_tolerance::{apply_tolerating, with_read_retry, Armed, State};
 use super::result::{tolerance, Breadcrumb, CaseResult, Run, Stop, END_OP, INIT_OP};
 use super::sampled_checks::{differential, Samples};
-use crate::case::{BackendKind, Case, Op, MAX_CASE_EDGES, MAX_CASE_NODES};
+use crate::case::{BackendKind, Case, Op};
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::AfterOp;
 
@@ -55,7 +55,7 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
     ) -> Self {
         let growth = match which {
             Run::Checked => GrowthPolicy::default(),
-            Run::OtherCapacity => GrowthPolicy { factor: 3.0 },
+            Run::OtherCapacity => Case::OTHER_GROWTH,
         };
         Runner {
             case,
@@ -154,11 +154,12 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
         )
         .map_err(fail_init)?;
         if self.which == Run::OtherCapacity {
-            // Capacity that no op of the checked run had, so that every later growth happens at
-            // other counts than before.
-            let nodes = (spec.num_nodes as u64 * 3 / 2 + 3).min(MAX_CASE_NODES) as u32;
-            let edges = (spec.edges.len() as u64 * 3 / 2 + 3).min(MAX_CASE_EDGES) as u32;
-            engine.reserve(nodes, edges).map_err(fail_init)?;
+            // Below the case limits, which are below u32::MAX.
+            let (nodes, edges) = self.case.capacity_rerun_reserve();
+            let to_u32 = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+            engine
+                .reserve(to_u32(nodes), to_u32(edges))
+                .map_err(fail_init)?;
         }
         if self.checked() {
             if self.case.backend == BackendKind::Cuda {

@@ -24,6 +24,8 @@ enum Bug {
     WrongCounts,
     /// `step` puts node 0 at infinity.
     Infinite,
+    /// `step` moves nodes by an amount that depends on the reserved capacity.
+    CapacityShows,
 }
 
 /// Nodes on a line pulled halfway to the origin by each step.
@@ -32,6 +34,9 @@ struct Line {
     edges: Vec<Edge>,
     bug: Bug,
     steps_ever: u64,
+    /// Whether it declares the capacity capability.
+    capacity: bool,
+    reserved: u64,
 }
 
 impl Line {
@@ -41,7 +46,15 @@ impl Line {
             edges: Vec::new(),
             bug,
             steps_ever: 0,
+            capacity: false,
+            reserved: 0,
         }
+    }
+
+    /// This target, declaring the capacity capability.
+    fn with_capacity(mut self) -> Self {
+        self.capacity = true;
+        self
     }
 }
 
@@ -52,8 +65,20 @@ impl Target for Line {
         TargetInfo {
             name: "line".into(),
             version: "1".into(),
-            capabilities: Capabilities::from([Capability::Counts]),
+            capabilities: if self.capacity {
+                Capabilities::from([Capability::Counts, Capability::Capacity])
+            } else {
+                Capabilities::from([Capability::Counts])
+            },
         }
+    }
+    fn reserve(&mut self, nodes: u64, _edges: u64) -> Result<()> {
+        self.reserved = self.reserved.max(nodes);
+        Ok(())
+    }
+    fn shrink_to_fit(&mut self) -> Result<()> {
+        self.reserved = self.points.len() as u64;
+        Ok(())
     }
     fn create(&mut self, graph: &Graph, _params: Option<&Params>) -> Result<()> {
         let n = graph.num_nodes as usize;
@@ -131,8 +156,13 @@ impl Target for Line {
             } else {
                 0.0
             };
+            let shows = if self.bug == Bug::CapacityShows {
+                self.reserved as f32 * 1e-3
+            } else {
+                0.0
+            };
             for p in &mut self.points {
-                p[0] = p[0] * 0.5 + drift;
+                p[0] = p[0] * 0.5 + drift + shows;
             }
         }
         if self.bug == Bug::Infinite {
@@ -221,7 +251,8 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
             checks::CHECKPOINT_ROUND_TRIP,
             checks::GRID_STAGE,
             checks::CSR_EDGES,
-            checks::DEVICE_MEMORY
+            checks::DEVICE_MEMORY,
+            checks::CAPACITY_INVARIANCE
         ]
     );
 }
@@ -312,4 +343,202 @@ fn deaths_are_signed_by_signal_panic_location_or_exit_code() {
     assert_eq!((hung.class.as_str(), hung.op.as_str()), ("hang", "step"));
     assert_eq!(error_kind("KeyError: 'u'"), "KeyError");
     assert_eq!(error_kind("the buffer is 3 long"), "internal");
+}
+
+/// A small graph whose layout depends on its parameters: initial ones, then a `set_params` that
+/// changes the springs and the repulsion before more steps.
+fn params_case() -> Case {
+    Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "params": { "spring_k": 0.5 },
+             "graph": { "num_nodes": 6, "edges": [ { "u": 0, "v": 1, "w": 1.0 }, { "u": 1, "v": 2, "w": 2.0 },
+                                                    { "u": 3, "v": 4, "w": 1.0 }, { "u": 4, "v": 5, "w": 1.0 } ] },
+             "ops": [ { "op": "step", "count": 3 },
+                      { "op": "set_params", "params": { "spring_k": 2.0, "repel_k": 3.0 } },
+                      { "op": "step", "count": 4 } ] }"#,
+    )
+    .expect("a valid case")
+}
+
+/// The positions Forcefield's engine reaches on `case` applying every op, parameters included.
+fn engine_positions(case: &Case) -> Vec<[u32; 3]> {
+    let spec = case.graph.to_spec().expect("a valid graph");
+    let mut engine = forcefield::Engine::with_config(
+        forcefield::CpuBackend::with_threads(1),
+        &spec,
+        case.initial_params(),
+        case.engine_config(forcefield::GrowthPolicy::default()),
+        forcefield::FaultSet::NONE,
+    )
+    .expect("an engine");
+    for op in &case.ops {
+        crate::worker::execute::apply_op(&mut engine, op).expect("the op runs");
+    }
+    crate::worker::execute::bits3(&engine.positions().expect("positions"))
+}
+
+#[test]
+fn the_builtin_target_gets_the_case_parameters_only_when_they_are_sent() {
+    use crate::worker::engine_target::EngineTarget;
+    let case = params_case();
+    let expected = engine_positions(&case);
+    let final_positions = |params: CaseParams| {
+        let mut target = EngineTarget::new(forcefield::FaultSet::NONE)
+            .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+        let how = TargetRun {
+            params,
+            ..TargetRun::default()
+        };
+        let (result, report) = run_target_case_with(&mut target, &case, how, &mut |_| {});
+        assert_eq!(result, CaseResult::Pass, "{report:?}");
+        // The target holds the layout of the last run (the determinism run, the same ops).
+        (bits(&target.positions().expect("positions")), report)
+    };
+    let (sent, report) = final_positions(CaseParams::Send);
+    assert_eq!(sent, expected, "the target's layout is the engine's own");
+    assert!(report.skipped_ops.is_empty(), "{report:?}");
+    let (skipped, report) = final_positions(CaseParams::Skip);
+    assert_ne!(skipped, expected, "the parameters change the layout");
+    assert_eq!(
+        report
+            .skipped_ops
+            .get("set_params (Forcefield's own parameters)"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn the_builtin_target_refuses_bad_parameters() {
+    use crate::worker::engine_target::EngineTarget;
+    let mut target = EngineTarget::new(forcefield::FaultSet::NONE);
+    target
+        .create(
+            &Graph {
+                num_nodes: 4,
+                ..Graph::default()
+            },
+            None,
+        )
+        .expect("created");
+    let object = |json: &str| -> Params { serde_json::from_str(json).expect("a JSON object") };
+    for bad in [
+        r#"{"repel_k": 3.4e38}"#,
+        r#"{"no_such_field": 1}"#,
+        r#"{"dt": "x"}"#,
+    ] {
+        assert!(
+            matches!(
+                target.set_params(&object(bad)),
+                Err(TargetError::Rejected(_))
+            ),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        target.create(
+            &Graph {
+                num_nodes: 2,
+                ..Graph::default()
+            },
+            Some(&object(r#"{"dt": -1}"#))
+        ),
+        Err(TargetError::Rejected(_))
+    ));
+    target
+        .set_params(&object(r#"{"spring_k": 2}"#))
+        .expect("accepted");
+    // A target without the params capability never gets them, whatever the host says.
+    let mut line = Line::new(Bug::None);
+    let (result, report) = run_target_case_with(
+        &mut line,
+        &params_case(),
+        TargetRun {
+            params: CaseParams::Send,
+            ..TargetRun::default()
+        },
+        &mut |_| {},
+    );
+    assert_eq!(result, CaseResult::Pass);
+    assert_eq!(report.skipped_ops.len(), 1, "{report:?}");
+}
+
+#[test]
+fn the_capacity_rerun_compares_final_bits_when_both_targets_manage_capacity() {
+    let rerun = |bug: Bug| {
+        let mut first = Line::new(bug).with_capacity();
+        let mut other = Line::new(bug).with_capacity();
+        let how = TargetRun {
+            capacity_rerun: Some(&mut other),
+            ..TargetRun::default()
+        };
+        run_target_case_with(&mut first, &case(), how, &mut |_| {})
+    };
+    let (result, report) = rerun(Bug::None);
+    assert_eq!(result, CaseResult::Pass, "{report:?}");
+    assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+    // Counted once, in the first run, whatever the re-run skips or refuses.
+    assert_eq!(report.rejected_ops, 1);
+    let (result, _) = rerun(Bug::CapacityShows);
+    assert_eq!(
+        check_of(&result),
+        ("capacity-invariance".into(), "end".into())
+    );
+    // Without the capability on the re-run's target there is nothing to compare.
+    let mut first = Line::new(Bug::CapacityShows).with_capacity();
+    let mut other = Line::new(Bug::CapacityShows);
+    let how = TargetRun {
+        capacity_rerun: Some(&mut other),
+        ..TargetRun::default()
+    };
+    let (result, report) = run_target_case_with(&mut first, &case(), how, &mut |_| {});
+    assert_eq!(result, CaseResult::Pass);
+    assert!(!report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+}
+
+#[test]
+fn the_builtin_target_passes_the_capacity_rerun_under_the_other_growth_policy() {
+    use crate::worker::engine_target::EngineTarget;
+    let case = params_case();
+    let mut first = EngineTarget::new(forcefield::FaultSet::NONE)
+        .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+    let mut other = EngineTarget::new(forcefield::FaultSet::NONE)
+        .with_config(case.engine_config(Case::OTHER_GROWTH));
+    let how = TargetRun {
+        params: CaseParams::Send,
+        capacity_rerun: Some(&mut other),
+        ..TargetRun::default()
+    };
+    let (result, report) = run_target_case_with(&mut first, &case, how, &mut |_| {});
+    assert_eq!(result, CaseResult::Pass, "{report:?}");
+    assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+}
+
+#[test]
+fn the_shadow_must_agree_after_every_step() {
+    let with_shadow = |bug: Bug, shadow_bug: Bug| {
+        let mut target = Line::new(bug);
+        let mut shadow = Line::new(shadow_bug);
+        let how = TargetRun {
+            shadow: Some(&mut shadow),
+            ..TargetRun::default()
+        };
+        run_target_case_with(&mut target, &case(), how, &mut |_| {})
+    };
+    let (result, report) = with_shadow(Bug::None, Bug::None);
+    assert_eq!(result, CaseResult::Pass, "{report:?}");
+    assert!(report.checks_run.contains(checks::DIFFERENTIAL));
+    // The target drifts from its shadow from the first step on.
+    let (result, _) = with_shadow(Bug::Nondeterministic, Bug::None);
+    assert_eq!(check_of(&result), ("differential".into(), "step".into()));
+    // The shadow failing where the target passed is the same check's violation.
+    let (result, _) = with_shadow(Bug::None, Bug::InternalOnBigStep);
+    match result {
+        CaseResult::InvariantViolation {
+            check, op, detail, ..
+        } => {
+            assert_eq!((check.as_str(), op.as_str()), ("differential", "step"));
+            assert!(detail.contains("fails where the device passed"), "{detail}");
+        }
+        other => panic!("expected a differential violation, got {other}"),
+    }
 }
