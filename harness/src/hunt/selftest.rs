@@ -8,7 +8,8 @@ minimized as a campaign minimizes (proptest shrinking, then delta debugging, kee
 The clean engine runs a whole campaign ([`crate::hunt::campaign::run_campaign`]) with its budget
 and must find nothing. Hunts and minimizations run one at a time, or several at once
 (`SelftestConfig::lanes`, each with its own workers: on CUDA one leaves the device mostly idle);
-with several, the clean campaign runs beside the minimizations. Performance faults are skipped: only the benchmark gate can see them.
+with several, the clean campaign runs beside the minimizations. Performance faults are skipped:
+only the benchmark gate can see them.
 
 This module is responsible for
 
@@ -77,8 +78,8 @@ pub struct SelftestConfig {
     pub generator: GenConfig,
     /// Draw progress bars (otherwise plain progress lines) on stderr.
     pub progress: bool,
-    /// Faults hunted at once, each hunt with its own `jobs` workers; above one, the clean campaign
-    /// runs beside the hunts instead of after them.
+    /// Faults hunted (then minimized) at once, each with its own `jobs` workers; above one, the
+    /// clean campaign runs beside the minimizations instead of after them.
     pub lanes: usize,
 }
 
