@@ -123,22 +123,11 @@ fn edges_of(edges: &[Edge]) -> Vec<EngineEdge> {
 
 impl Target for EngineTarget {
     fn info(&self) -> TargetInfo {
-        use Capability::*;
         TargetInfo {
             name: "forcefield".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: Capabilities::from([
-                Params,
-                Capacity,
-                Sssp,
-                Constraints,
-                Counts,
-                DeviceMemory,
-                Grid,
-                Csr,
-                Checkpoint,
-                Inject,
-            ]),
+            // The API was cut from this engine: it has every part of it.
+            capabilities: Capabilities::from(Capability::ALL),
         }
     }
 
