@@ -223,11 +223,8 @@ impl Model {
     }
 
     fn remove_edges(&mut self, pairs: &[(u32, u32)]) {
-        self.edges.retain(|e| {
-            !pairs
-                .iter()
-                .any(|&(a, b)| (e.u, e.v) == (a, b) || (e.u, e.v) == (b, a))
-        });
+        self.edges
+            .retain(|e| !pairs.iter().any(|&(a, b)| e.joins(a, b)));
     }
 
     /// Dijkstra over the model, in f64 (the target's f32 sums are compared with a tolerance).

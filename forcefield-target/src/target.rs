@@ -46,6 +46,18 @@ impl Edge {
     pub const fn new(u: u32, v: u32) -> Self {
         Edge { u, v, w: 1.0 }
     }
+
+    /// Whether the edge joins `a` and `b`, in either direction: the edges a
+    /// [`Target::remove_edges`] pair `(a, b)` removes.
+    ///
+    /// ```
+    /// use forcefield_target::Edge;
+    /// assert!(Edge::new(1, 2).joins(2, 1));
+    /// assert!(!Edge::new(1, 2).joins(1, 3));
+    /// ```
+    pub fn joins(&self, a: u32, b: u32) -> bool {
+        (self.u, self.v) == (a, b) || (self.u, self.v) == (b, a)
+    }
 }
 
 /// The graph a layout is created from: nodes `0..num_nodes`, edges, and optional positions.

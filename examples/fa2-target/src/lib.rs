@@ -253,11 +253,8 @@ impl Target for Fa2Target {
 
     fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<()> {
         self.settle();
-        self.edges.retain(|e| {
-            !pairs
-                .iter()
-                .any(|&(a, b)| (e.u, e.v) == (a, b) || (e.u, e.v) == (b, a))
-        });
+        self.edges
+            .retain(|e| !pairs.iter().any(|&(a, b)| e.joins(a, b)));
         Ok(())
     }
 

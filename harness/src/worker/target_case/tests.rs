@@ -135,11 +135,8 @@ impl Target for Line {
         Ok(())
     }
     fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<()> {
-        self.edges.retain(|e| {
-            !pairs
-                .iter()
-                .any(|&(a, b)| (e.u, e.v) == (a, b) || (e.u, e.v) == (b, a))
-        });
+        self.edges
+            .retain(|e| !pairs.iter().any(|&(a, b)| e.joins(a, b)));
         Ok(())
     }
     fn step(&mut self, count: u64) -> Result<()> {
