@@ -1,8 +1,9 @@
 /*!
 Several cases side by side in one worker (`--cases-per-worker`): every case's outcome is its own.
 A batch answered by its worker gives each case the verdict of its own reply; a batch whose worker
-died has every case re-run alone, so the crash lands on the crashing case only; and a campaign
-finds the same findings in batches of four as one case at a time.
+died has every case re-run alone, so the crash lands on the crashing case only; a campaign
+finds the same findings in batches of four as one case at a time; and when workers share a GPU
+(MPS, where another worker's fault ends this one's context) a case's verdict is its own too.
 */
 
 use std::process::Command;
@@ -11,9 +12,13 @@ use std::time::Duration;
 
 use forcefield_harness::case::{BackendKind, Case};
 use forcefield_harness::client::batch::{run_batch, BatchRun};
-use forcefield_harness::hunt::campaign::{run_isolated, run_side_by_side_watched};
+use forcefield_harness::hunt::campaign::{
+    run_isolated, run_shared_watched, run_side_by_side_watched,
+};
 use forcefield_harness::hunt::watchdog::{Watchdog, WatchdogConfig};
-use forcefield_harness::isolate::{SupervisorConfig, WorkerCommand, WorkerSlot};
+use forcefield_harness::isolate::{
+    SupervisorConfig, WorkerCommand, WorkerSlot, ENV_WORKER_TEST_CRASH_EVERY, ENV_WORKER_TEST_MODES,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
 
@@ -194,4 +199,97 @@ fn batches_of_four_find_what_one_case_at_a_time_finds() {
     );
     assert!(one.len() >= 2, "{one:?}");
     assert_eq!(one, four);
+}
+
+/// A worker that dies on every `every`th request it receives, before handling it: what a worker
+/// sharing a GPU through MPS suffers when another client's fault ends its context.
+fn sabotaged_slot(every: u32) -> WorkerSlot {
+    WorkerSlot::new(
+        WorkerCommand::new(BIN)
+            .arg("worker")
+            .arg("--threads")
+            .arg("1")
+            .env(ENV_WORKER_TEST_MODES, "1")
+            .env(ENV_WORKER_TEST_CRASH_EVERY, every.to_string()),
+        SupervisorConfig::default(),
+    )
+}
+
+#[test]
+fn under_a_shared_gpu_a_case_that_does_not_pass_is_judged_by_its_run_in_a_private_worker() {
+    let (cases, _) = cases();
+    let solo = solo_signatures(&cases);
+    let (mut shared, mut private) = (sabotaged_slot(2), slot());
+    // The shared worker answers the batch (its first request): the passes stand, the finding is
+    // re-run in the private worker.
+    let outcomes = run_shared_watched(&mut shared, &mut private, watchdog(), cases.clone(), true);
+    let signatures: Vec<String> = outcomes.iter().map(|(v, _, _)| signature(v)).collect();
+    assert_eq!(signatures, solo);
+    let private_runs: Vec<bool> = outcomes.iter().map(|(_, _, p)| *p).collect();
+    assert_eq!(private_runs, [false, true, false]);
+    // After anything but passes the shared worker is replaced (under MPS the server admits no new
+    // client while an old one lives): the next batch is its new worker's first request, answered.
+    let again = run_shared_watched(&mut shared, &mut private, watchdog(), cases, true);
+    assert_eq!(shared.spawns(), 2);
+    assert_eq!(
+        again
+            .iter()
+            .map(|(v, _, _)| signature(v))
+            .collect::<Vec<_>>(),
+        solo
+    );
+    shared.shutdown();
+    private.shutdown();
+}
+
+#[test]
+fn under_a_shared_gpu_no_death_of_a_shared_worker_lands_on_a_case() {
+    let (mut cases, crash) = cases();
+    cases.insert(1, crash);
+    let solo = solo_signatures(&cases);
+    // Without the rule, the deaths of a worker whose context others end land on cases: the batch
+    // dies (of the real crash) and its cases, run alone in the same worker, meet its deaths too.
+    let mut sabotaged = sabotaged_slot(2);
+    let unruled: Vec<String> =
+        run_side_by_side_watched(&mut sabotaged, watchdog(), cases.clone(), true)
+            .iter()
+            .map(|(v, _)| signature(v))
+            .collect();
+    sabotaged.shutdown();
+    assert_ne!(unruled, solo, "the sabotage must be able to mislead");
+    // With it: every case of the dead batch runs alone in the private worker.
+    let (mut shared, mut private) = (sabotaged_slot(2), slot());
+    let outcomes = run_shared_watched(&mut shared, &mut private, watchdog(), cases, true);
+    let signatures: Vec<String> = outcomes.iter().map(|(v, _, _)| signature(v)).collect();
+    assert_eq!(signatures, solo);
+    assert!(
+        outcomes.iter().all(|(_, _, p)| *p),
+        "the batch died: all alone"
+    );
+    let crumb = outcomes[1].1.as_ref().and_then(|e| e.breadcrumb.clone());
+    assert_eq!(crumb.and_then(|b| b.kernel).as_deref(), Some("sort_pairs"));
+    shared.shutdown();
+    private.shutdown();
+}
+
+#[test]
+fn gpu_sharing_is_refused_where_it_cannot_apply() {
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--backend",
+            "cpu",
+            "--cases",
+            "1",
+            "--gpu-share",
+            "mps",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: --gpu-share mps does not apply here: not a CUDA campaign"
+    );
 }

@@ -254,6 +254,7 @@ pub fn run(args: &CiArgs) -> Result<(), CliError> {
         // A worker hosting a target process sleeps while it computes.
         idle_check: target.is_none(),
         target: plan.as_ref().map(|p| p.totals()),
+        shared_gpu: None,
     };
     eprintln!(
         "campaign: {} on {}, seed {}",

@@ -184,6 +184,7 @@ pub fn hunt(
             limit: Arc::clone(&limit),
             stop: Arc::clone(&stop),
             cases_per_worker: 1,
+            shared_gpu: None,
         },
     );
 
@@ -843,6 +844,7 @@ fn run_clean(
             cases_per_worker: 1,
             idle_check: true,
             target: None,
+            shared_gpu: None,
         },
         Arc::clone(interrupt),
     )

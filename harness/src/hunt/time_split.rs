@@ -33,6 +33,9 @@ pub struct CaseTimes {
     /// This case's share of a batch whose worker died before answering (the case then ran alone:
     /// that run is `round_trip`).
     pub lost: f64,
+    /// Whether the verdict is that of a run alone in a private worker, the case having run first in
+    /// a worker that shares the GPU without passing there (or losing its context on purpose).
+    pub private_rerun: bool,
 }
 
 /// A campaign's time, summed over its case-running threads (`summary.json`'s `time`).
@@ -60,6 +63,10 @@ pub struct TimeSplit {
     pub lost_batch_seconds: f64,
     /// Minimizing findings, after the cases (driver wall time).
     pub minimization_seconds: f64,
+    /// Cases whose verdict came from a run alone in a private worker because the campaign's
+    /// workers share the GPU (`hunt::gpu_share`); their shared run's time is in the lost batches.
+    #[serde(default)]
+    pub private_reruns: u64,
 }
 
 impl TimeSplit {
@@ -81,6 +88,7 @@ impl TimeSplit {
         self.confirmation_seconds += case.confirm;
         self.capacity_rerun_seconds += case.capacity_rerun.unwrap_or(0.0).min(work);
         self.lost_batch_seconds += case.lost;
+        self.private_reruns += u64::from(case.private_rerun);
     }
 
     /// Thread-seconds of the case phase not accounted for by the parts.
@@ -104,7 +112,7 @@ impl TimeSplit {
         }
     }
 
-    /// Two lines for people.
+    /// Two lines for people (three when cases were re-run in private workers).
     pub fn lines(&self) -> String {
         let total = (self.workers as f64 * self.case_phase_seconds).max(f64::MIN_POSITIVE);
         let part = |name: &str, seconds: f64| {
@@ -128,6 +136,16 @@ impl TimeSplit {
             part("confirmation re-runs", self.confirmation_seconds),
             part("lost batches", self.lost_batch_seconds),
             part("idle", self.idle_seconds()),
+        ) + &self.private_line()
+    }
+
+    fn private_line(&self) -> String {
+        if self.private_reruns == 0 {
+            return String::new();
+        }
+        format!(
+            "{} case(s) re-run alone in a private worker: they did not pass in a worker sharing the GPU, or lose their context on purpose\n",
+            self.private_reruns
         )
     }
 }
@@ -147,6 +165,7 @@ mod tests {
             confirm: 0.0,
             capacity_rerun: Some(1.0),
             lost: 0.0,
+            private_rerun: false,
         });
         // A crash: no reply, the round trip was the case's.
         split.add(CaseTimes {
@@ -156,6 +175,7 @@ mod tests {
             confirm: 6.0,
             capacity_rerun: None,
             lost: 0.0,
+            private_rerun: true,
         });
         // A worker clock that disagrees never makes isolation negative.
         split.add(CaseTimes {
@@ -165,6 +185,7 @@ mod tests {
             confirm: 0.0,
             capacity_rerun: None,
             lost: 2.0,
+            private_rerun: false,
         });
         assert_eq!(split.cases, 3);
         assert_eq!(split.case_work_seconds, 6.0);
@@ -187,5 +208,10 @@ mod tests {
         );
         assert!(lines.contains("lost batches 2.0 s (10%)"), "{lines}");
         assert!(lines.contains("idle 4.0 s (20%)"), "{lines}");
+        assert_eq!(split.private_reruns, 1);
+        assert!(
+            lines.contains("1 case(s) re-run alone in a private worker"),
+            "{lines}"
+        );
     }
 }

@@ -55,5 +55,5 @@ pub use capture::CapturedOutput;
 pub(crate) use group::{run_in_group, GroupEnd, GroupLimits};
 pub use outcome::{Execution, Outcome};
 pub use supervisor::{SpawnError, SupervisorConfig, WorkerCommand, WorkerSlot};
-pub use test_modes::ENV_WORKER_TEST_MODES;
+pub use test_modes::{ENV_WORKER_TEST_CRASH_EVERY, ENV_WORKER_TEST_MODES};
 pub use worker::worker_main;

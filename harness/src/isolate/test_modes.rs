@@ -19,6 +19,11 @@ can check what the driver reads after the death.
 | `exit`         | `code` (default 1)               | exits with that status without replying        |
 | `oom`          |                                  | an allocation fails: the allocator aborts      |
 | `signal`       | `signal` (name, e.g. `SIGFPE`)   | raises that signal                             |
+
+One behaviour is chosen by the environment instead of a request: with
+[`ENV_WORKER_TEST_CRASH_EVERY`]` = N` the worker dies of SIGSEGV on receiving every `N`th request,
+before handling it — what a worker sharing a GPU through MPS suffers when another client's fault
+ends its context, for the tests of the campaign's rule about shared workers.
 */
 
 use std::io::Write;
@@ -36,6 +41,36 @@ use super::breadcrumbs::Breadcrumbs;
 /// Set to `1` in a worker's environment to let requests select the test-only behaviours of
 /// this module (crash, hang, flood ...). Never set it for real campaigns.
 pub const ENV_WORKER_TEST_MODES: &str = "FORCEFIELD_WORKER_TEST_MODES";
+
+/// With [`ENV_WORKER_TEST_MODES`]` = 1`: the worker dies of SIGSEGV on receiving every `N`th
+/// request (`N` the value), before handling it.
+pub const ENV_WORKER_TEST_CRASH_EVERY: &str = "FORCEFIELD_WORKER_TEST_CRASH_EVERY";
+
+/// The environment's [`ENV_WORKER_TEST_CRASH_EVERY`], counted over a worker's requests.
+#[derive(Debug, Default)]
+pub(crate) struct CrashEvery {
+    every: Option<u64>,
+    received: u64,
+}
+
+impl CrashEvery {
+    /// From the environment; off unless a positive count is set.
+    pub(crate) fn from_env() -> Self {
+        let every = std::env::var(ENV_WORKER_TEST_CRASH_EVERY)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&n| n > 0);
+        CrashEvery { every, received: 0 }
+    }
+
+    /// Counts a request; dies on the `N`th.
+    pub(crate) fn on_request(&mut self) {
+        self.received += 1;
+        if self.every.is_some_and(|n| self.received % n == 0) {
+            segfault();
+        }
+    }
+}
 
 /// Acts on the request's `test_mode`, if any. Returns only for modes that end in a normal reply.
 pub(crate) fn act(payload: &Value, crumbs: &Breadcrumbs) {

@@ -113,6 +113,9 @@ fn serve(backend: &str, handler: RequestHandler<'_>) -> Result<(), WorkerError> 
     drop(channels.crumbs);
     install_panic_hook();
     let test_modes = std::env::var_os(ENV_WORKER_TEST_MODES).is_some_and(|v| v == "1");
+    let mut crash_every = test_modes
+        .then(test_modes::CrashEvery::from_env)
+        .unwrap_or_default();
 
     let requests = channels.requests;
     let mut replies = File::from(channels.replies);
@@ -128,6 +131,7 @@ fn serve(backend: &str, handler: RequestHandler<'_>) -> Result<(), WorkerError> 
             serde_json::from_slice(&body).map_err(CodecError::Json)?;
         crumbs.begin_request(request.id);
         if test_modes {
+            crash_every.on_request();
             if let Ok(payload) = serde_json::from_str::<Value>(request.payload.get()) {
                 test_modes::act(&payload, &crumbs);
             }

@@ -221,11 +221,34 @@ pub fn find_tool_in(
         searched.push(dir.display().to_string());
         candidates.push(dir.to_path_buf());
     }
-    candidates
-        .into_iter()
-        .map(|dir| dir.join(PROGRAM))
+    first_executable(PROGRAM, candidates).ok_or(ToolMissing { searched })
+}
+
+/// `program` in the first of `dirs` where it is an executable regular file.
+pub(crate) fn first_executable(
+    program: &str,
+    dirs: impl IntoIterator<Item = PathBuf>,
+) -> Option<PathBuf> {
+    dirs.into_iter()
+        .map(|dir| dir.join(program))
         .find(|candidate| is_executable_file(candidate))
-        .ok_or(ToolMissing { searched })
+}
+
+/// The directories of a `PATH`-style list, then `$CUDA_HOME/bin`, then [`DEFAULT_CUDA_BIN`]: where
+/// CUDA's programs are looked for. An empty `PATH` entry (the working directory) is skipped.
+pub(crate) fn cuda_program_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|list| {
+            std::env::split_paths(&list)
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CUDA_HOME").filter(|home| !home.is_empty()) {
+        dirs.push(Path::new(&home).join("bin"));
+    }
+    dirs.push(PathBuf::from(DEFAULT_CUDA_BIN));
+    dirs
 }
 
 fn is_executable_file(path: &Path) -> bool {

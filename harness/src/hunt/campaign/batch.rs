@@ -12,6 +12,7 @@ use crate::case::Case;
 use crate::client::batch;
 use crate::client::run::run_isolated;
 use crate::client::signature::Verdict;
+use crate::hunt::gpu_share::runs_privately;
 use crate::hunt::time_split::CaseTimes;
 use crate::hunt::watchdog::{watch, Attempt, CaseCost, Watchdog};
 use crate::isolate::{Execution, WorkerSlot};
@@ -54,6 +55,7 @@ pub(super) fn run_watched(
         confirm,
         capacity_rerun: reply.and_then(batch::capacity_rerun_seconds),
         lost,
+        private_rerun: false,
     };
     let Attempt {
         verdict, execution, ..
@@ -78,7 +80,34 @@ pub fn run_side_by_side_watched(
     cases: Vec<Case>,
     capacity_invariance: bool,
 ) -> Vec<(Verdict, Option<Execution>)> {
-    let feed = CaseFeed {
+    let feed = lone_feed(watchdog, cases.len(), capacity_invariance);
+    run_side_by_side(slot, &feed, indexed(cases))
+        .into_iter()
+        .map(|o| (o.verdict, o.execution))
+        .collect()
+}
+
+/// Runs `cases` as a campaign's thread does when its workers share the GPU
+/// ([`crate::hunt::gpu_share`]): side by side in `shared`, and every case that does not pass there
+/// alone in `private`; limits and confirmations from `watchdog`. Each case's verdict and
+/// execution, in order, and whether it was re-run in `private`.
+pub fn run_shared_watched(
+    shared: &mut WorkerSlot,
+    private: &mut WorkerSlot,
+    watchdog: Arc<Watchdog>,
+    cases: Vec<Case>,
+    capacity_invariance: bool,
+) -> Vec<(Verdict, Option<Execution>, bool)> {
+    let feed = lone_feed(watchdog, cases.len(), capacity_invariance);
+    run_shared(shared, private, &feed, indexed(cases))
+        .into_iter()
+        .map(|o| (o.verdict, o.execution, o.times.private_rerun))
+        .collect()
+}
+
+/// The feed of a batch run outside a campaign.
+fn lone_feed(watchdog: Arc<Watchdog>, cases: usize, capacity_invariance: bool) -> CaseFeed {
+    CaseFeed {
         seed: 0,
         shard: Shard::default(),
         generator: GenConfig::default(),
@@ -86,17 +115,31 @@ pub fn run_side_by_side_watched(
         watchdog,
         limit: Arc::new(AtomicU64::new(u64::MAX)),
         stop: Arc::new(AtomicBool::new(false)),
-        cases_per_worker: cases.len(),
-    };
-    let indexed = cases
+        cases_per_worker: cases,
+        shared_gpu: None,
+    }
+}
+
+/// `cases` numbered from 0, generated in no time.
+fn indexed(cases: Vec<Case>) -> Vec<(u64, Case, f64)> {
+    cases
         .into_iter()
         .enumerate()
         .map(|(i, case)| (i as u64, case, 0.0))
-        .collect();
-    run_side_by_side(slot, &feed, indexed)
-        .into_iter()
-        .map(|o| (o.verdict, o.execution))
         .collect()
+}
+
+/// A case of a batch that must run alone.
+struct Unanswered {
+    index: u64,
+    case: Case,
+    /// Seconds to generate it.
+    generate: f64,
+    /// Its share of a batch whose worker died: time that bought nothing.
+    lost: f64,
+    /// Its share of a batch whose worker answered without it (a poisoned process resumes alone):
+    /// round trip and worker seconds, counted as its run's.
+    answered_share: Option<(f64, Option<f64>)>,
 }
 
 /// Runs `cases` (index, case, seconds to generate it) side by side in one request of `slot`'s
@@ -108,6 +151,105 @@ pub(super) fn run_side_by_side(
     feed: &CaseFeed,
     cases: Vec<(u64, Case, f64)>,
 ) -> Vec<Outcome> {
+    let answers = run_together(slot, feed, cases);
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(outcome) => outcome,
+            Err(alone) => run_alone(slot, feed, alone),
+        })
+        .collect()
+}
+
+/// Runs `cases` on a worker that shares the GPU ([`crate::hunt::gpu_share`]): side by side in
+/// `shared`, where only a pass counts; every other verdict, every case the batch did not answer
+/// and every case that loses its context on purpose is run alone in `private`, a worker with a
+/// context of its own, whose verdict is the case's. After anything but passes `shared`'s worker
+/// is replaced: its context may have ended with another client's fault, and the server admits no
+/// new client while one of its old ones lives.
+pub(super) fn run_shared(
+    shared: &mut WorkerSlot,
+    private: &mut WorkerSlot,
+    feed: &CaseFeed,
+    cases: Vec<(u64, Case, f64)>,
+) -> Vec<Outcome> {
+    let (first_private, together): (Vec<_>, Vec<_>) = cases
+        .into_iter()
+        .partition(|(_, case, _)| runs_privately(case));
+    let mut pending: Vec<Result<Outcome, Unanswered>> = Vec::new();
+    if !together.is_empty() {
+        pending = run_together(shared, feed, together);
+    }
+    pending.extend(first_private.into_iter().map(|(index, case, generate)| {
+        Err(Unanswered {
+            index,
+            case,
+            generate,
+            lost: 0.0,
+            answered_share: None,
+        })
+    }));
+    // The coordinator takes a thread's outcomes in case order.
+    pending.sort_by_key(|answer| match answer {
+        Ok(outcome) => outcome.index,
+        Err(alone) => alone.index,
+    });
+    let trusted = |answer: &Result<Outcome, Unanswered>| matches!(answer, Ok(outcome) if matches!(outcome.verdict, Verdict::Pass));
+    if pending.iter().any(|answer| !trusted(answer)) {
+        shared.shutdown();
+    }
+    pending
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(outcome) if matches!(outcome.verdict, Verdict::Pass) => outcome,
+            Ok(doubted) => {
+                let mut alone = run_alone(
+                    private,
+                    feed,
+                    Unanswered {
+                        index: doubted.index,
+                        case: doubted.case,
+                        generate: doubted.times.generate,
+                        lost: doubted.times.round_trip,
+                        answered_share: None,
+                    },
+                );
+                alone.times.private_rerun = true;
+                alone
+            }
+            Err(unanswered) => {
+                let mut alone = run_alone(private, feed, unanswered);
+                alone.times.private_rerun = true;
+                alone
+            }
+        })
+        .collect()
+}
+
+/// One case the batch did not answer, alone under the watchdog in `slot`.
+fn run_alone(slot: &mut WorkerSlot, feed: &CaseFeed, alone: Unanswered) -> Outcome {
+    let mut outcome = run_watched(
+        slot,
+        feed,
+        alone.index,
+        alone.case,
+        alone.generate,
+        alone.lost,
+    );
+    if let Some((round_trip, worker)) = alone.answered_share {
+        outcome.times.round_trip += round_trip;
+        outcome.times.worker = outcome.times.worker.map(|w| w + worker.unwrap_or(0.0));
+    }
+    outcome
+}
+
+/// Runs `cases` side by side in one request of `slot`'s worker: per case, in order, its outcome
+/// when the worker answered it, or that it must run alone.
+fn run_together(
+    slot: &mut WorkerSlot,
+    feed: &CaseFeed,
+    cases: Vec<(u64, Case, f64)>,
+) -> Vec<Result<Outcome, Unanswered>> {
     let plain: Vec<Case> = cases.iter().map(|(_, case, _)| case.clone()).collect();
     let Some(deadline) = feed
         .watchdog
@@ -135,7 +277,7 @@ pub(super) fn run_side_by_side(
                             feed.watchdog
                                 .observe(CaseCost::of(&case, feed.capacity_invariance), seconds);
                         }
-                        Outcome {
+                        Ok(Outcome {
                             index,
                             case,
                             verdict: answer.verdict,
@@ -145,42 +287,52 @@ pub(super) fn run_side_by_side(
                                 generate,
                                 round_trip: share,
                                 worker: worker_share,
-                                confirm: 0.0,
                                 capacity_rerun: answer.capacity_rerun_seconds,
-                                lost: 0.0,
+                                ..CaseTimes::default()
                             },
-                        }
+                        })
                     }
-                    // Its process was poisoned, or its reply not understood: alone, from the start.
-                    None => {
-                        let mut alone = run_watched(slot, feed, index, case, generate, 0.0);
-                        alone.times.round_trip += share;
-                        alone.times.worker =
-                            alone.times.worker.map(|w| w + worker_share.unwrap_or(0.0));
-                        alone
-                    }
+                    // Its process was poisoned, or its reply not understood: alone, from the
+                    // start; the batch's share counts as the run's (its worker did answer).
+                    None => Err(Unanswered {
+                        index,
+                        case,
+                        generate,
+                        lost: 0.0,
+                        answered_share: Some((share, worker_share)),
+                    }),
                 })
                 .collect()
         }
         batch::BatchRun::Died { .. } => cases
             .into_iter()
-            .map(|(index, case, generate)| run_watched(slot, feed, index, case, generate, share))
+            .map(|(index, case, generate)| {
+                Err(Unanswered {
+                    index,
+                    case,
+                    generate,
+                    lost: share,
+                    answered_share: None,
+                })
+            })
             .collect(),
         batch::BatchRun::Environment { message } => cases
             .into_iter()
-            .map(|(index, case, generate)| Outcome {
-                index,
-                case,
-                verdict: Verdict::Environment {
-                    message: message.clone(),
-                },
-                execution: None,
-                seconds: share,
-                times: CaseTimes {
-                    generate,
-                    round_trip: share,
-                    ..CaseTimes::default()
-                },
+            .map(|(index, case, generate)| {
+                Ok(Outcome {
+                    index,
+                    case,
+                    verdict: Verdict::Environment {
+                        message: message.clone(),
+                    },
+                    execution: None,
+                    seconds: share,
+                    times: CaseTimes {
+                        generate,
+                        round_trip: share,
+                        ..CaseTimes::default()
+                    },
+                })
             })
             .collect(),
     }

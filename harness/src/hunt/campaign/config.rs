@@ -94,6 +94,10 @@ pub struct CampaignConfig {
     /// Against a target: who it is and the checks its capabilities skip, the start of the
     /// summary's `target` totals (`None`: Forcefield's own engine).
     pub target: Option<crate::hunt::target_totals::TargetTotals>,
+    /// With CUDA: the workers share the GPU through MPS, and every case that does not pass in a
+    /// shared worker is re-run in a private one ([`crate::hunt::gpu_share`]). `None`: each worker
+    /// has a context of its own.
+    pub shared_gpu: Option<crate::hunt::gpu_share::SharedGpu>,
 }
 
 impl CampaignConfig {

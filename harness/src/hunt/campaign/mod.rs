@@ -35,7 +35,7 @@ mod slots;
 pub(crate) mod summary;
 mod tally;
 
-pub use batch::run_side_by_side_watched;
+pub use batch::{run_shared_watched, run_side_by_side_watched};
 pub(crate) use config::campaign_watchdog;
 pub use config::case_seed;
 pub use config::Shard;

@@ -156,6 +156,7 @@ pub fn run_campaign_into(
             })),
             stop: Arc::clone(&stop),
             cases_per_worker: config.cases_per_worker,
+            shared_gpu: config.shared_gpu.clone(),
         },
     );
     // Set when the minimizer must stop: the budget, a stop, a write error.

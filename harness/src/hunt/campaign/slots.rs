@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use super::batch::{run_side_by_side, run_watched};
+use super::batch::{run_shared, run_side_by_side, run_watched};
 use super::config::{case_seed, Shard};
 use crate::case::generate::GenConfig;
 use crate::case::shrink::generated_case;
 use crate::case::Case;
 use crate::client::signature::Verdict;
+use crate::hunt::gpu_share::SharedGpu;
 use crate::hunt::time_split::CaseTimes;
 use crate::hunt::watchdog::Watchdog;
 use crate::isolate::{Execution, SupervisorConfig, WorkerCommand, WorkerSlot};
@@ -46,6 +47,10 @@ pub(crate) struct CaseFeed {
     pub stop: Arc<AtomicBool>,
     /// Cases a worker runs side by side in one request (1: one at a time, as before batches).
     pub cases_per_worker: usize,
+    /// When the workers share the GPU through MPS: the variables of a shared worker. Each thread
+    /// then also keeps a private worker, for every case that does not pass in the shared one
+    /// ([`crate::hunt::gpu_share`]).
+    pub shared_gpu: Option<SharedGpu>,
 }
 
 /// Starts one thread per worker command, each driving one isolated worker through the cases of
@@ -65,9 +70,21 @@ pub(crate) fn start_case_threads(
         .map(|command| {
             let (tx, next, feed) = (tx.clone(), Arc::clone(&next), Arc::clone(&feed));
             std::thread::spawn(move || {
-                // The slot lives on this thread: workers die with the thread that started them.
+                // The slots live on this thread: workers die with the thread that started them.
+                let idle_limit = feed.watchdog.config().idle_limit;
+                let mut private = feed.shared_gpu.as_ref().map(|_| {
+                    WorkerSlot::new(command.clone(), SupervisorConfig::default())
+                        .with_idle_limit(idle_limit)
+                });
+                let command = match &feed.shared_gpu {
+                    Some(shared) => shared
+                        .env
+                        .iter()
+                        .fold(command, |c, (key, value)| c.env(key, value)),
+                    None => command,
+                };
                 let mut slot = WorkerSlot::new(command, SupervisorConfig::default())
-                    .with_idle_limit(feed.watchdog.config().idle_limit);
+                    .with_idle_limit(idle_limit);
                 let per_worker = feed.cases_per_worker.max(1) as u64;
                 while !feed.stop.load(Ordering::Relaxed) {
                     let first = next.fetch_add(per_worker, Ordering::Relaxed);
@@ -87,7 +104,9 @@ pub(crate) fn start_case_threads(
                             cases.push((index, case, generating.elapsed().as_secs_f64()));
                         }
                     }
-                    let outcomes = if cases.len() == 1 {
+                    let outcomes = if let Some(private) = &mut private {
+                        run_shared(&mut slot, private, &feed, cases)
+                    } else if cases.len() == 1 {
                         cases
                             .pop()
                             .map(|(index, case, generate)| {
@@ -110,6 +129,9 @@ pub(crate) fn start_case_threads(
                     }
                 }
                 slot.shutdown();
+                if let Some(private) = &mut private {
+                    private.shutdown();
+                }
             })
         })
         .collect();
