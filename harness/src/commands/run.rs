@@ -45,8 +45,8 @@ pub struct RunArgs {
     /// Campaign seed: the same seed generates the same cases.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker processes (default: one per core on the CPU backend, one on CUDA, where workers
-    /// contend for the GPU).
+    /// Worker processes (default: one per core on the CPU backend; on CUDA four when the GPU is
+    /// shared through MPS, see --gpu-share, else one, since workers without it time-slice the GPU).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// With CUDA: one worker per listed GPU, e.g. `--gpus 0,1`.
