@@ -598,6 +598,20 @@ impl Case {
         (nodes, edges)
     }
 
+    /// Whether the case injects a lost context (`{"op": "inject", "fault": {"kind":
+    /// "lose-context", ...}}`): on CUDA it ends its process's context, and the context of every
+    /// case beside it, on purpose, so campaigns run it alone.
+    pub fn injects_lost_context(&self) -> bool {
+        self.ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::Inject {
+                    fault: EnvFault::LoseContext { .. }
+                }
+            )
+        })
+    }
+
     /// `(nodes, edges, ops)`: nodes and edges the case creates in all (initial graph plus every
     /// `add_nodes`/`add_edges`) and its number of operations — the size minimization reports.
     pub fn size(&self) -> (u64, u64, usize) {

@@ -231,3 +231,24 @@ fn the_engine_section_sets_the_grid_cap() {
         r#"{"format":"forcefield-case/1","engine":{"threads":2},"graph":{"num_nodes":1}}"#;
     assert!(matches!(Case::from_json(unknown), Err(CaseError::Parse(_))));
 }
+
+#[test]
+fn only_a_case_with_an_injected_lost_context_loses_it_on_purpose() {
+    let config = crate::case::generate::GenConfig {
+        inject_rate: 1.0,
+        ..crate::case::generate::GenConfig::default()
+    };
+    let cases: Vec<Case> = (0..200)
+        .filter_map(|seed| crate::case::shrink::generated_case(seed, &config))
+        .collect();
+    let losing = cases.iter().filter(|c| c.injects_lost_context()).count();
+    assert!(
+        losing > 0 && losing < cases.len(),
+        "{losing} of {}",
+        cases.len()
+    );
+    for case in &cases {
+        let json = serde_json::to_string(&case.ops).unwrap();
+        assert_eq!(case.injects_lost_context(), json.contains("lose-context"));
+    }
+}

@@ -14,8 +14,9 @@ pass; everything else — a finding, a death, a poisoned context, a worker that 
 re-run alone in a *private* worker, one started without the variables of [`SharedGpu`], which does
 not connect to the server and has a context of its own, and that run's verdict is the case's (see
 `hunt::campaign::batch::run_shared`). The shared worker is restarted, so that the server can
-recover. A case that loses its context on purpose (an injected `lose-context`) runs privately from
-the start ([`runs_privately`]): in the shared context it would end everyone's.
+recover. A case that loses its context on purpose (an injected `lose-context`,
+`Case::injects_lost_context`) runs privately from the start: in the shared context it would end
+everyone's.
 
 [`MpsDaemon`] starts a control daemon of the campaign's own, its pipe and log directories in a
 temporary directory (so it meets no other MPS on the machine, and workers without its variables
@@ -28,9 +29,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use forcefield::inject::EnvFault;
-
-use crate::case::{Case, Op};
 use crate::sanitizers::compute_sanitizer::{cuda_program_dirs, first_executable};
 
 /// The MPS control program.
@@ -45,19 +43,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SharedGpu {
     /// Added to a shared worker's environment.
     pub env: Vec<(OsString, OsString)>,
-}
-
-/// Whether `case` must run in a private worker even when the campaign shares the GPU: it loses its
-/// context on purpose, which under MPS would end every shared worker's.
-pub fn runs_privately(case: &Case) -> bool {
-    case.ops.iter().any(|op| {
-        matches!(
-            op,
-            Op::Inject {
-                fault: EnvFault::LoseContext { .. }
-            }
-        )
-    })
 }
 
 /// Why the campaign's MPS daemon could not be started.
@@ -200,33 +185,6 @@ fn failure(output: &Output) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::generate::GenConfig;
-    use crate::case::shrink::generated_case;
-
-    #[test]
-    fn only_a_case_that_loses_its_context_on_purpose_runs_privately() {
-        let config = GenConfig {
-            inject_rate: 1.0,
-            ..GenConfig::default()
-        };
-        let cases: Vec<Case> = (0..200)
-            .filter_map(|seed| generated_case(seed, &config))
-            .collect();
-        let private = cases.iter().filter(|c| runs_privately(c)).count();
-        assert!(
-            private > 0 && private < cases.len(),
-            "{private} of {}",
-            cases.len()
-        );
-        for case in &cases {
-            let loses = case.ops.iter().any(|op| {
-                serde_json::to_string(op).is_ok_and(|json| json.contains("lose-context"))
-            });
-            assert_eq!(runs_privately(case), loses);
-        }
-        let plain = generated_case(1, &GenConfig::default());
-        assert!(plain.is_some_and(|case| !runs_privately(&case)));
-    }
 
     /// A stand-in for the control program: logs its arguments, its pipe directory and what it
     /// reads, and fails `-d` when `fail` is set.

@@ -12,7 +12,6 @@ use crate::case::Case;
 use crate::client::batch;
 use crate::client::run::run_isolated;
 use crate::client::signature::Verdict;
-use crate::hunt::gpu_share::runs_privately;
 use crate::hunt::time_split::CaseTimes;
 use crate::hunt::watchdog::{watch, Attempt, CaseCost, Watchdog};
 use crate::isolate::{Execution, WorkerSlot};
@@ -143,16 +142,17 @@ struct Unanswered {
 }
 
 /// Runs `cases` (index, case, seconds to generate it) side by side in one request of `slot`'s
-/// worker, under the batch's limit ([`Watchdog::batch_deadline`]); the answered ones are their own outcomes (a passing
-/// one teaches the watchdog its time on its thread), every other one runs alone under the
-/// watchdog — all of them when the worker died, so that no death is pinned on the wrong case.
+/// worker, under the batch's limit ([`Watchdog::batch_deadline`]); the answered ones are their own
+/// outcomes (a passing one teaches the watchdog its time on its thread), every other one runs
+/// alone under the watchdog — all of them when the worker died, so that no death is pinned on the
+/// wrong case (see [`batch`] for when an answer is not the case's own). A case that injects a lost
+/// context runs alone from the start: beside others it would end their context too.
 pub(super) fn run_side_by_side(
     slot: &mut WorkerSlot,
     feed: &CaseFeed,
     cases: Vec<(u64, Case, f64)>,
 ) -> Vec<Outcome> {
-    let answers = run_together(slot, feed, cases);
-    answers
+    run_batch_then_alone(slot, feed, cases)
         .into_iter()
         .map(|answer| match answer {
             Ok(outcome) => outcome,
@@ -163,9 +163,9 @@ pub(super) fn run_side_by_side(
 
 /// Runs `cases` on a worker that shares the GPU ([`crate::hunt::gpu_share`]): side by side in
 /// `shared`, where only a pass counts; every other verdict, every case the batch did not answer
-/// and every case that loses its context on purpose is run alone in `private`, a worker with a
-/// context of its own, whose verdict is the case's. After anything but passes `shared`'s worker
-/// is replaced: its context may have ended with another client's fault, and the server admits no
+/// and every case that injects a lost context is run alone in `private`, a worker with a context
+/// of its own, whose verdict is the case's. After anything but passes `shared`'s worker is
+/// replaced: its context may have ended with another client's fault, and the server admits no
 /// new client while one of its old ones lives.
 pub(super) fn run_shared(
     shared: &mut WorkerSlot,
@@ -173,14 +173,48 @@ pub(super) fn run_shared(
     feed: &CaseFeed,
     cases: Vec<(u64, Case, f64)>,
 ) -> Vec<Outcome> {
-    let (first_private, together): (Vec<_>, Vec<_>) = cases
-        .into_iter()
-        .partition(|(_, case, _)| runs_privately(case));
-    let mut pending: Vec<Result<Outcome, Unanswered>> = Vec::new();
-    if !together.is_empty() {
-        pending = run_together(shared, feed, together);
+    let answers = run_batch_then_alone(shared, feed, cases);
+    let trusted = |answer: &Result<Outcome, Unanswered>| matches!(answer, Ok(outcome) if matches!(outcome.verdict, Verdict::Pass));
+    if answers.iter().any(|answer| !trusted(answer)) {
+        shared.shutdown();
     }
-    pending.extend(first_private.into_iter().map(|(index, case, generate)| {
+    answers
+        .into_iter()
+        .map(|answer| {
+            let alone = match answer {
+                Ok(outcome) if matches!(outcome.verdict, Verdict::Pass) => return outcome,
+                Ok(doubted) => Unanswered {
+                    index: doubted.index,
+                    case: doubted.case,
+                    generate: doubted.times.generate,
+                    lost: doubted.times.round_trip,
+                    answered_share: None,
+                },
+                Err(unanswered) => unanswered,
+            };
+            let mut outcome = run_alone(private, feed, alone);
+            outcome.times.private_rerun = true;
+            outcome
+        })
+        .collect()
+}
+
+/// The cases that inject a lost context set aside to run alone, the others run side by side in
+/// `slot`: per case, in index order, its outcome or that it must run alone.
+fn run_batch_then_alone(
+    slot: &mut WorkerSlot,
+    feed: &CaseFeed,
+    cases: Vec<(u64, Case, f64)>,
+) -> Vec<Result<Outcome, Unanswered>> {
+    let (alone, together): (Vec<_>, Vec<_>) = cases
+        .into_iter()
+        .partition(|(_, case, _)| case.injects_lost_context());
+    let mut answers = if together.is_empty() {
+        Vec::new()
+    } else {
+        run_together(slot, feed, together)
+    };
+    answers.extend(alone.into_iter().map(|(index, case, generate)| {
         Err(Unanswered {
             index,
             case,
@@ -190,40 +224,11 @@ pub(super) fn run_shared(
         })
     }));
     // The coordinator takes a thread's outcomes in case order.
-    pending.sort_by_key(|answer| match answer {
+    answers.sort_by_key(|answer| match answer {
         Ok(outcome) => outcome.index,
         Err(alone) => alone.index,
     });
-    let trusted = |answer: &Result<Outcome, Unanswered>| matches!(answer, Ok(outcome) if matches!(outcome.verdict, Verdict::Pass));
-    if pending.iter().any(|answer| !trusted(answer)) {
-        shared.shutdown();
-    }
-    pending
-        .into_iter()
-        .map(|answer| match answer {
-            Ok(outcome) if matches!(outcome.verdict, Verdict::Pass) => outcome,
-            Ok(doubted) => {
-                let mut alone = run_alone(
-                    private,
-                    feed,
-                    Unanswered {
-                        index: doubted.index,
-                        case: doubted.case,
-                        generate: doubted.times.generate,
-                        lost: doubted.times.round_trip,
-                        answered_share: None,
-                    },
-                );
-                alone.times.private_rerun = true;
-                alone
-            }
-            Err(unanswered) => {
-                let mut alone = run_alone(private, feed, unanswered);
-                alone.times.private_rerun = true;
-                alone
-            }
-        })
-        .collect()
+    answers
 }
 
 /// One case the batch did not answer, alone under the watchdog in `slot`.
