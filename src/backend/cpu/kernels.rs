@@ -15,7 +15,7 @@ use crate::backend::{
     SsspRelaxArgs, GRID_WORDS, KERNEL_DISTANCE_TARGETS,
 };
 use crate::hash::{mix3, unit_f32};
-use crate::params::{features, KernelParams};
+use crate::params::{features, KernelParams, MAX_FORCE_LANES};
 
 /// Below this many items a kernel runs on the calling thread.
 const PAR_MIN: usize = 4096;
@@ -261,6 +261,16 @@ fn planted_extra_work(scanned: u32, per_mille: u32, node: usize, x: f32) {
 }
 
 /// Step 6, `force_pass`: the total force on every node.
+///
+/// Emulates the CUDA kernel's `L = params.lanes()` threads a node: lane `l` sums, into its own
+/// partial force, the repulsion candidates whose ordinal `k` in the node's scan has `k % L == l`
+/// (the ordinal counts every slot of the 27-cell stencil scanned, the node's own slot included, so
+/// that it does not depend on which slot is skipped; the outer cells of a wider stencil have an
+/// ordinal of their own, so that scanning them leaves the sum's order as it was), then the spring
+/// entries `e` of the node's CSR row with `(e - row_start) % L == l`. The partial forces are then
+/// added in a fixed tree, `acc[l] = acc[l] + acc[l + off]` for `off` = `L/2, L/4, …, 1` and
+/// `l < off` (the CUDA kernel's `__shfl_down_sync`), and lane 0 alone adds gravity and the
+/// constraint force. With `L = 1` this is the scan-order sum of one thread a node.
 pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: usize) {
     let pos = dev3(ctx, &a.pos);
     let force = dev3(ctx, &a.force);
@@ -278,15 +288,21 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
     let p: &KernelParams = &a.params;
     let (grid, _) = load_grid(ctx, a.grid);
     let radius = a.stencil_radius as i64;
+    let lanes = p.lanes() as usize;
+    // A power of two: `k & lane_mask` is `k % lanes`.
+    let lane_mask = lanes - 1;
     // Thread t computes node sorted_nodes[t], as on the GPU: neighbouring t scan the same cells, so
     // their candidates stay in cache. Each node's sum is the same whichever thread computes it.
     par_for(threads, a.num_nodes as usize, |t| {
         let i = sorted_nodes.get(t) as usize;
         let pi = load3(&pos, i);
-        let mut f = [0.0f32; 3];
+        // The partial force of each lane.
+        let mut acc = [[0.0f32; 3]; MAX_FORCE_LANES as usize];
 
         if p.feature_flags & features::REPULSION != 0 {
             let mut scanned = 0u32;
+            // Ordinals of the next slot among the stencil's slots and among the outer cells' ones.
+            let (mut inner_k, mut outer_k) = (0usize, 0usize);
             let cutoff2 = p.repulsion_cutoff * p.repulsion_cutoff;
             let [dx, dy, dz] = grid.dims;
             let cx = cell_coord(pi[0], grid.origin[0], grid.cell_size, dx) as i64;
@@ -303,6 +319,9 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                         let (s, e) = (cell_start.get(key), cell_end.get(key));
                         scanned = scanned.wrapping_add(e.wrapping_sub(s));
                         for slot in s..e {
+                            let ordinal = if outer { &mut outer_k } else { &mut inner_k };
+                            let lane = *ordinal & lane_mask;
+                            *ordinal += 1;
                             // Slot t holds node i itself (sorted_nodes is a permutation); the
                             // CUDA kernel compares slots to spare a load per candidate, and so
                             // does this one, so that both skip the same candidates under any
@@ -331,12 +350,13 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                                 scale += p.repel_k * (p.separation_radius - soft)
                                     / (p.separation_radius * soft);
                             }
-                            axpy(&mut f, scale, d);
+                            axpy(&mut acc[lane], scale, d);
                         }
                     }
                 }
             }
-            // Planted `slow-force-pass-<n>pct` (`slow_extra_work` is 0 otherwise).
+            // Planted `slow-force-pass-<n>pct` (`slow_extra_work` is 0 otherwise): once a node, by
+            // lane 0 on the GPU, from the node's whole scan.
             if p.slow_extra_work != 0 {
                 planted_extra_work(scanned, p.slow_extra_work, i, pi[0]);
             }
@@ -360,12 +380,27 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                     }
                 }
                 axpy(
-                    &mut f,
+                    &mut acc[(e - row.start) & lane_mask],
                     p.spring_k * (dist - rest) * weights.get(e) / dist,
                     d,
                 );
             }
         }
+
+        // The lanes' partial forces in the CUDA kernel's shuffle tree; lane 0 carries on alone.
+        let mut off = lanes / 2;
+        while off > 0 {
+            for l in 0..off {
+                let other = acc[l + off];
+                acc[l] = [
+                    acc[l][0] + other[0],
+                    acc[l][1] + other[1],
+                    acc[l][2] + other[2],
+                ];
+            }
+            off /= 2;
+        }
+        let mut f = acc[0];
 
         if p.feature_flags & features::CENTER_GRAVITY != 0 {
             axpy(&mut f, -p.center_gravity_k, pi);
