@@ -272,6 +272,36 @@ fn planted_extra_work(scanned: u32, per_mille: u32, node: usize, x: f32) {
 /// `l < off` (the CUDA kernel's `__shfl_down_sync`), and lane 0 alone adds gravity and the
 /// constraint force. With `L = 1` this is the scan-order sum of one thread a node.
 pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: usize) {
+    // One instance per lane count: with `L` a constant the lane arithmetic of `L = 1` disappears
+    // (with a run-time `L` the one-lane pass counted 27% more instructions at 1k nodes).
+    match a.params.lanes() {
+        1 => force_pass_lanes::<C, 1>(a, ctx, threads),
+        2 => force_pass_lanes::<C, 2>(a, ctx, threads),
+        4 => force_pass_lanes::<C, 4>(a, ctx, threads),
+        8 => force_pass_lanes::<C, 8>(a, ctx, threads),
+        16 => force_pass_lanes::<C, 16>(a, ctx, threads),
+        _ => force_pass_lanes::<C, { MAX_FORCE_LANES as usize }>(a, ctx, threads),
+    }
+}
+
+/// The lane of ordinal `k` among `L` lanes (a power of two): `k % L`. Spelled out for `L = 1`,
+/// which the optimizer did not fold from `k & 0` (the one-lane pass counted 19% more
+/// instructions).
+#[inline(always)]
+fn lane_of<const L: usize>(k: usize) -> usize {
+    if L == 1 {
+        0
+    } else {
+        k & (L - 1)
+    }
+}
+
+/// [`force_pass`] with `L` lanes a node.
+fn force_pass_lanes<const C: bool, const L: usize>(
+    a: &ForcePassArgs,
+    ctx: &Cx<'_, C>,
+    threads: usize,
+) {
     let pos = dev3(ctx, &a.pos);
     let force = dev3(ctx, &a.force);
     let sorted_nodes = ctx.dev::<u32>(a.sorted_nodes);
@@ -288,16 +318,13 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
     let p: &KernelParams = &a.params;
     let (grid, _) = load_grid(ctx, a.grid);
     let radius = a.stencil_radius as i64;
-    let lanes = p.lanes() as usize;
-    // A power of two: `k & lane_mask` is `k % lanes`.
-    let lane_mask = lanes - 1;
     // Thread t computes node sorted_nodes[t], as on the GPU: neighbouring t scan the same cells, so
     // their candidates stay in cache. Each node's sum is the same whichever thread computes it.
     par_for(threads, a.num_nodes as usize, |t| {
         let i = sorted_nodes.get(t) as usize;
         let pi = load3(&pos, i);
         // The partial force of each lane.
-        let mut acc = [[0.0f32; 3]; MAX_FORCE_LANES as usize];
+        let mut acc = [[0.0f32; 3]; L];
 
         if p.feature_flags & features::REPULSION != 0 {
             let mut scanned = 0u32;
@@ -318,10 +345,14 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                         let outer = (z - cz).abs() > 1 || (y - cy).abs() > 1 || (x - cx).abs() > 1;
                         let (s, e) = (cell_start.get(key), cell_end.get(key));
                         scanned = scanned.wrapping_add(e.wrapping_sub(s));
+                        // The ordinal of slot `s`; the cell's slots follow it.
+                        let ordinal = if outer { &mut outer_k } else { &mut inner_k };
+                        let first = *ordinal;
+                        if L > 1 {
+                            *ordinal += e.saturating_sub(s) as usize;
+                        }
                         for slot in s..e {
-                            let ordinal = if outer { &mut outer_k } else { &mut inner_k };
-                            let lane = *ordinal & lane_mask;
-                            *ordinal += 1;
+                            let lane = lane_of::<L>(first + (slot - s) as usize);
                             // Slot t holds node i itself (sorted_nodes is a permutation); the
                             // CUDA kernel compares slots to spare a load per candidate, and so
                             // does this one, so that both skip the same candidates under any
@@ -380,7 +411,7 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                     }
                 }
                 axpy(
-                    &mut acc[(e - row.start) & lane_mask],
+                    &mut acc[lane_of::<L>(e - row.start)],
                     p.spring_k * (dist - rest) * weights.get(e) / dist,
                     d,
                 );
@@ -388,7 +419,7 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
         }
 
         // The lanes' partial forces in the CUDA kernel's shuffle tree; lane 0 carries on alone.
-        let mut off = lanes / 2;
+        let mut off = L / 2;
         while off > 0 {
             for l in 0..off {
                 let other = acc[l + off];
