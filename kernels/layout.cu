@@ -497,10 +497,6 @@ extern "C" __global__ void force_pass(
     const u64 t = thread >> lane_shift;
     const u32 lane = (u32)thread & lane_mask;
     if (t >= num_nodes) return;
-    /* The node's lanes within the warp: the shuffles below name exactly them. */
-    const u32 group_mask = lanes == 32u
-                               ? FULL_MASK
-                               : ((1u << lanes) - 1u) << ((threadIdx.x & 31u) & ~lane_mask);
     const GridSpec grid = GRID_LOAD(grid_words);
     const u32 i = LD(sorted_nodes, t);
     const float pix = LD(pos_x, i), piy = LD(pos_y, i), piz = LD(pos_z, i);
@@ -613,6 +609,10 @@ extern "C" __global__ void force_pass(
     /* The lanes' partial forces in a fixed tree (the CPU kernel's loop over `off`): lane l adds
      * lane l + off's to its own, for off = L/2, ..., 1; lane 0 then holds the node's sum and
      * carries on alone. */
+    /* The node's lanes within the warp: the shuffles name exactly them. */
+    const u32 group_mask = lanes == 32u
+                               ? FULL_MASK
+                               : ((1u << lanes) - 1u) << ((threadIdx.x & 31u) & ~lane_mask);
     for (u32 off = lanes >> 1; off > 0u; off >>= 1) {
         fx = fx + __shfl_down_sync(group_mask, fx, off, lanes);
         fy = fy + __shfl_down_sync(group_mask, fy, off, lanes);
