@@ -203,12 +203,26 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
 #define SORT_TILE (SORT_THREADS * SORT_ITEMS)
 #define SCAN_THREADS 1024u
 
+/* Whether the radix pass at `shift` moves anything for a grid of `num_cells` cells. Every key is a
+ * cell of the grid (build_grid clamps to it), so a pass whose digit lies above the largest key's
+ * bits sees only zero digits: it is a stable copy. The backend launches the passes the cell
+ * capacity needs, a sequence fixed whatever the positions; the kernels of a pass that the grid
+ * on the device does not need copy (sort_scatter) or do nothing (sort_histogram,
+ * sort_scan_digits), so a grid of 5k cells in a capacity of 2^21 costs two passes, not three. */
+__device__ __forceinline__ bool sort_pass_needed(u32 num_cells, u32 shift) {
+    const u32 max_key = num_cells > 0u ? num_cells - 1u : 0u;
+    return shift < 32u && (max_key >> shift) != 0u;
+}
+
 /* Digit counts of one tile, and their sums over all tiles added into `digit_totals` (zeroed by the
  * backend before the launch; integer sums, so the order of the atomics does not matter). */
 extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
                                           u32* __restrict__ block_hist, u32 num_items, u32 shift,
-                                          u32 num_tiles, u32* __restrict__ digit_totals) {
-    BUFFERS(keys_in, block_hist, digit_totals);
+                                          u32 num_tiles, u32* __restrict__ digit_totals,
+                                          const u32* __restrict__ grid_words) {
+    BUFFERS(keys_in, block_hist, digit_totals, grid_words);
+    /* A pass the grid does not need: its scatter copies, reading no counts. */
+    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) return;
     __shared__ u32 counts[RADIX];
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) counts[d] = 0u;
     __syncthreads();
@@ -229,8 +243,10 @@ extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
  * counts are scanned in chunks of blockDim.x with a running carry. Every block works on its own
  * digit, so the whole scan is one launch over RADIX blocks instead of one block over all counts. */
 extern "C" __global__ void sort_scan_digits(u32* __restrict__ block_hist,
-                                            const u32* __restrict__ digit_totals, u32 num_tiles) {
-    BUFFERS(block_hist, digit_totals);
+                                            const u32* __restrict__ digit_totals, u32 num_tiles,
+                                            u32 shift, const u32* __restrict__ grid_words) {
+    BUFFERS(block_hist, digit_totals, grid_words);
+    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) return;
     const u32 digit = blockIdx.x;
     u32 below = 0u;
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
@@ -314,13 +330,26 @@ __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* valu
     }
 }
 
-/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`. */
+/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`; a copy
+ * of the tile in a pass the grid does not need (every digit 0: the scatter would copy). */
 extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
                                         const u32* __restrict__ values_in,
                                         u32* __restrict__ keys_out, u32* __restrict__ values_out,
                                         const u32* __restrict__ block_hist, u32 num_items,
-                                        u32 shift, u32 num_tiles) {
-    BUFFERS(block_hist);
+                                        u32 shift, u32 num_tiles,
+                                        const u32* __restrict__ grid_words) {
+    BUFFERS(keys_in, values_in, keys_out, values_out, block_hist, grid_words);
+    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) {
+        const u64 base = (u64)blockIdx.x * SORT_TILE;
+        for (u32 r = 0; r < SORT_ITEMS; ++r) {
+            const u64 i = base + (u64)r * SORT_THREADS + threadIdx.x;
+            if (i < num_items) {
+                ST(keys_out, i) = LD(keys_in, i);
+                ST(values_out, i) = LD(values_in, i);
+            }
+        }
+        return;
+    }
     __shared__ u32 next_slot[RADIX];
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
     for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
@@ -340,18 +369,32 @@ __device__ __forceinline__ void count_digits(const u32* keys, u32 num_items, u32
 /* The whole sort by one block of SORT_THREADS (= RADIX) threads when the items fit one tile
  * (num_items <= SORT_TILE, every harness case and small layouts): each pass counts the digits, scans
  * the RADIX counts and scatters as sort_scatter does, with a barrier between passes where the large
- * sort has three launches. Passes alternate between the output and `tmp_*` as on the host side of
- * the large sort, so the last one writes the output and the inputs are never written. A barrier
+ * sort has three launches. The passes the grid needs alternate between the output and `tmp_*` as
+ * on the host side of the large sort, so the last one writes the output and the inputs are never
+ * written. A barrier
  * makes a pass's global writes visible to the whole block, which is all the next pass reads. */
 extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, u32* keys_out,
                                       u32* values_out, u32* tmp_keys, u32* tmp_values,
-                                      u32 num_items, u32 passes) {
+                                      u32 num_items, u32 passes, const u32* grid_words) {
+    BUFFERS(keys_in, values_in, keys_out, values_out, grid_words);
     __shared__ u32 next_slot[RADIX];
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    /* The passes the grid on the device needs, a prefix of the `passes` of the cell capacity (see
+     * sort_pass_needed); the ones after it would be copies. None: the sort is one copy. */
+    const u32 num_cells = GRID_NUM_CELLS(grid_words);
+    u32 needed = 0u;
+    while (needed < passes && sort_pass_needed(num_cells, needed * RADIX_BITS)) ++needed;
+    if (needed == 0u) {
+        for (u32 i = threadIdx.x; i < num_items; i += SORT_THREADS) {
+            ST(keys_out, i) = LD(keys_in, i);
+            ST(values_out, i) = LD(values_in, i);
+        }
+        return;
+    }
     const u32* src_keys = keys_in;
     const u32* src_values = values_in;
-    for (u32 pass = 0; pass < passes; ++pass) {
-        const bool last_parity = (passes - 1u - pass) % 2u == 0u;
+    for (u32 pass = 0; pass < needed; ++pass) {
+        const bool last_parity = (needed - 1u - pass) % 2u == 0u;
         u32* dst_keys = last_parity ? keys_out : tmp_keys;
         u32* dst_values = last_parity ? values_out : tmp_values;
         const u32 shift = pass * RADIX_BITS;

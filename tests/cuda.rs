@@ -465,6 +465,24 @@ fn grid_stage_equals_the_cpu_bit_for_bit() {
         positions: Some(vec![[3.0, -1.0, 2.0]; 5_000]),
     };
     assert_grid_stage_equal("coincident nodes", &same, SimParams::default());
+    // The same within one sort tile (`sort_small`): a pass the grid does not need is left out
+    // there, and with one cell the sort is one copy.
+    let small_same = GraphSpec {
+        num_nodes: 3_000,
+        edges: vec![Edge::new(0, 1)],
+        positions: Some(vec![[3.0, -1.0, 2.0]; 3_000]),
+    };
+    assert_grid_stage_equal(
+        "coincident nodes, one tile",
+        &small_same,
+        SimParams::default(),
+    );
+    let small = GraphSpec {
+        num_nodes: 3_000,
+        edges: common::random_edges(&mut r, 3_000, 6_000, |_| 1.0),
+        positions: None,
+    };
+    assert_grid_stage_equal("auto cells, one tile", &small, SimParams::default());
 }
 
 #[test]

@@ -391,9 +391,12 @@ impl Queue<'_> {
             };
             let shift = pass * RADIX_BITS;
             self.memset_u32(totals, 0, RADIX as usize)?;
-            let mut args = kernel_args![&src_keys, &hist, &n, &shift, &tiles, &totals];
+            // Each kernel reads the grid's cell count and leaves a pass it does not need as a copy
+            // (`sort_pass_needed` in layout.cu): the launches stay those of the capacity.
+            let mut args =
+                kernel_args![&src_keys, &hist, &n, &shift, &tiles, &totals, &a.grid.addr];
             self.launch(self.kernels.sort_histogram, tiles, SORT_THREADS, &mut args)?;
-            let mut args = kernel_args![&hist, &totals, &tiles];
+            let mut args = kernel_args![&hist, &totals, &tiles, &shift, &a.grid.addr];
             self.launch(
                 self.kernels.sort_scan_digits,
                 RADIX,
@@ -409,6 +412,7 @@ impl Queue<'_> {
                 &n,
                 &shift,
                 &tiles,
+                &a.grid.addr,
             ];
             self.launch(self.kernels.sort_scatter, tiles, SORT_THREADS, &mut args)?;
             (src_keys, src_values) = (dst_keys, dst_values);
@@ -438,6 +442,7 @@ impl Queue<'_> {
             &tmp_values,
             &n,
             &passes,
+            &a.grid.addr,
         ];
         self.launch(self.kernels.sort_small, 1, SORT_THREADS, &mut args)
     }
