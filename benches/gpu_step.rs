@@ -6,6 +6,9 @@ Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
 * `gpu_step/1M_10M/<kernel>`: the same 1M-node step broken down by kernel. Before these run, the
   median of each kernel over [`BREAKDOWN_STEPS`] steps is printed to stderr as a table (for the
   smaller sizes too, where no per-kernel benchmark follows).
+* `FORCEFIELD_FORCE_LANES=<L>` (1, 2, 4, ..., 32) fixes the force pass's threads a node at every
+  size (otherwise the engine's rule, `forcefield::params::force_lanes_for`); each size's first line
+  says which ran.
 * `FORCEFIELD_GPU_STEP_PROBE=1` replaces all of this with the force pass taken apart at 1M nodes
   (`probe_force_pass`): repulsion candidates a node, and the force pass with springs or repulsion
   off.
@@ -623,6 +626,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // FORCEFIELD_FORCE_LANES fixes the force pass's threads a node for every engine (the rule
+    // otherwise): a bad value is bad input, not a set-up failure.
+    if let Err(e) = forcefield::params::force_lanes_from_env() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     if std::env::var_os("FORCEFIELD_GPU_STEP_PROBE").is_some() {
         let probed =
             Case::new(BREAKDOWN_NODES, faults).and_then(|mut case| probe_force_pass(&mut case));
@@ -644,8 +653,9 @@ fn main() {
             }
         };
         eprintln!(
-            "gpu_step/{label}: {}",
-            case.engine.backend().device_description()
+            "gpu_step/{label}: {}; force pass {} threads a node",
+            case.engine.backend().device_description(),
+            case.engine.force_lanes()
         );
         bench_size(&mut criterion, label, &mut case);
         if num_nodes == BREAKDOWN_NODES {

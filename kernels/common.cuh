@@ -17,7 +17,7 @@
 typedef unsigned int u32;
 typedef unsigned long long u64;
 
-/* Same field order as `KernelParams` (src/params.rs): 17 floats, then 5 words. */
+/* Same field order as `KernelParams` (src/params.rs): 17 floats, then 6 words. */
 struct KernelParams {
     float dt;
     float damping;
@@ -41,6 +41,7 @@ struct KernelParams {
     u32 seed_lo;
     u32 seed_hi;
     u32 slow_extra_work;
+    u32 force_lanes;
 };
 
 /* Same layout as `GridSpec` (src/backend/mod.rs). */

@@ -203,12 +203,26 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
 #define SORT_TILE (SORT_THREADS * SORT_ITEMS)
 #define SCAN_THREADS 1024u
 
+/* Whether the radix pass at `shift` moves anything for a grid of `num_cells` cells. Every key is a
+ * cell of the grid (build_grid clamps to it), so a pass whose digit lies above the largest key's
+ * bits sees only zero digits: it is a stable copy. The backend launches the passes the cell
+ * capacity needs, a sequence fixed whatever the positions; the kernels of a pass that the grid
+ * on the device does not need copy (sort_scatter) or do nothing (sort_histogram,
+ * sort_scan_digits), so a grid of 5k cells in a capacity of 2^21 costs two passes, not three. */
+__device__ __forceinline__ bool sort_pass_needed(u32 num_cells, u32 shift) {
+    const u32 max_key = num_cells > 0u ? num_cells - 1u : 0u;
+    return shift < 32u && (max_key >> shift) != 0u;
+}
+
 /* Digit counts of one tile, and their sums over all tiles added into `digit_totals` (zeroed by the
  * backend before the launch; integer sums, so the order of the atomics does not matter). */
 extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
                                           u32* __restrict__ block_hist, u32 num_items, u32 shift,
-                                          u32 num_tiles, u32* __restrict__ digit_totals) {
-    BUFFERS(keys_in, block_hist, digit_totals);
+                                          u32 num_tiles, u32* __restrict__ digit_totals,
+                                          const u32* __restrict__ grid_words) {
+    BUFFERS(keys_in, block_hist, digit_totals, grid_words);
+    /* A pass the grid does not need: its scatter copies, reading no counts. */
+    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) return;
     __shared__ u32 counts[RADIX];
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) counts[d] = 0u;
     __syncthreads();
@@ -229,8 +243,10 @@ extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
  * counts are scanned in chunks of blockDim.x with a running carry. Every block works on its own
  * digit, so the whole scan is one launch over RADIX blocks instead of one block over all counts. */
 extern "C" __global__ void sort_scan_digits(u32* __restrict__ block_hist,
-                                            const u32* __restrict__ digit_totals, u32 num_tiles) {
-    BUFFERS(block_hist, digit_totals);
+                                            const u32* __restrict__ digit_totals, u32 num_tiles,
+                                            u32 shift, const u32* __restrict__ grid_words) {
+    BUFFERS(block_hist, digit_totals, grid_words);
+    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) return;
     const u32 digit = blockIdx.x;
     u32 below = 0u;
     for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
@@ -314,13 +330,26 @@ __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* valu
     }
 }
 
-/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`. */
+/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`; a copy
+ * of the tile in a pass the grid does not need (every digit 0: the scatter would copy). */
 extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
                                         const u32* __restrict__ values_in,
                                         u32* __restrict__ keys_out, u32* __restrict__ values_out,
                                         const u32* __restrict__ block_hist, u32 num_items,
-                                        u32 shift, u32 num_tiles) {
-    BUFFERS(block_hist);
+                                        u32 shift, u32 num_tiles,
+                                        const u32* __restrict__ grid_words) {
+    BUFFERS(keys_in, values_in, keys_out, values_out, block_hist, grid_words);
+    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) {
+        const u64 base = (u64)blockIdx.x * SORT_TILE;
+        for (u32 r = 0; r < SORT_ITEMS; ++r) {
+            const u64 i = base + (u64)r * SORT_THREADS + threadIdx.x;
+            if (i < num_items) {
+                ST(keys_out, i) = LD(keys_in, i);
+                ST(values_out, i) = LD(values_in, i);
+            }
+        }
+        return;
+    }
     __shared__ u32 next_slot[RADIX];
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
     for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
@@ -340,18 +369,32 @@ __device__ __forceinline__ void count_digits(const u32* keys, u32 num_items, u32
 /* The whole sort by one block of SORT_THREADS (= RADIX) threads when the items fit one tile
  * (num_items <= SORT_TILE, every harness case and small layouts): each pass counts the digits, scans
  * the RADIX counts and scatters as sort_scatter does, with a barrier between passes where the large
- * sort has three launches. Passes alternate between the output and `tmp_*` as on the host side of
- * the large sort, so the last one writes the output and the inputs are never written. A barrier
+ * sort has three launches. The passes the grid needs alternate between the output and `tmp_*` as
+ * on the host side of the large sort, so the last one writes the output and the inputs are never
+ * written. A barrier
  * makes a pass's global writes visible to the whole block, which is all the next pass reads. */
 extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, u32* keys_out,
                                       u32* values_out, u32* tmp_keys, u32* tmp_values,
-                                      u32 num_items, u32 passes) {
+                                      u32 num_items, u32 passes, const u32* grid_words) {
+    BUFFERS(keys_in, values_in, keys_out, values_out, grid_words);
     __shared__ u32 next_slot[RADIX];
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
+    /* The passes the grid on the device needs, a prefix of the `passes` of the cell capacity (see
+     * sort_pass_needed); the ones after it would be copies. None: the sort is one copy. */
+    const u32 num_cells = GRID_NUM_CELLS(grid_words);
+    u32 needed = 0u;
+    while (needed < passes && sort_pass_needed(num_cells, needed * RADIX_BITS)) ++needed;
+    if (needed == 0u) {
+        for (u32 i = threadIdx.x; i < num_items; i += SORT_THREADS) {
+            ST(keys_out, i) = LD(keys_in, i);
+            ST(values_out, i) = LD(values_in, i);
+        }
+        return;
+    }
     const u32* src_keys = keys_in;
     const u32* src_values = values_in;
-    for (u32 pass = 0; pass < passes; ++pass) {
-        const bool last_parity = (passes - 1u - pass) % 2u == 0u;
+    for (u32 pass = 0; pass < needed; ++pass) {
+        const bool last_parity = (needed - 1u - pass) % 2u == 0u;
         u32* dst_keys = last_parity ? keys_out : tmp_keys;
         u32* dst_values = last_parity ? values_out : tmp_values;
         const u32 shift = pass * RADIX_BITS;
@@ -444,13 +487,36 @@ __device__ __forceinline__ void coincident_offset(const KernelParams& p, u32 i, 
     *dz = d[2];
 }
 
+/* The lanes a node of `p` (`KernelParams::lanes`): `force_lanes` when it is a power of two in 1..=32,
+ * else 1. */
+__device__ __forceinline__ u32 force_lanes(const KernelParams& p) {
+    const u32 l = p.force_lanes;
+    return (l != 0u && (l & (l - 1u)) == 0u && l <= 32u) ? l : 1u;
+}
+
+/* Slots `first`, `first + lanes`, ... below `end`: how many, for a count of `len` items from which
+ * this lane skips `skip` (0 when it has none, and when the range is empty or upside down, as the
+ * CPU's `s..e` is then). Counting rather than comparing the slot with `end` keeps a slot near the
+ * top of the u32 range from wrapping round to the start. */
+__device__ __forceinline__ u32 lane_items(u32 len, u32 skip, u32 lane_shift) {
+    return skip < len ? ((len - skip - 1u) >> lane_shift) + 1u : 0u;
+}
+
 /* Sums in the CPU's order: neighbour cells z, y, x ascending, slots ascending, then springs in CSR
- * order, gravity, constraints.
+ * order, gravity, constraints; with `L = force_lanes(p)` threads a node, in the CPU's emulation of
+ * them (`force_pass` in src/backend/cpu/kernels.rs): lane l sums the candidates whose ordinal in the
+ * node's scan is l modulo L (the ordinal counts every slot of the 27-cell stencil, the node's own
+ * included; a wider stencil's outer cells have an ordinal of their own) and the springs e with
+ * (e - row_begin) % L == l, then the lanes add up by shuffles in a fixed tree, and lane 0 alone adds
+ * gravity and the constraints and stores.
  *
- * Thread t computes the force on node sorted_nodes[t], not on node t: neighbouring threads then
- * work on nodes of the same cells and read the same neighbours, so their loads hit the same cache
- * lines instead of scattering over the whole position arrays. Each node's sum is unchanged (it
- * depends only on the node), so the result is the same bits as with thread t on node t. */
+ * Thread t computes the force on node sorted_nodes[t / L], not on node t / L: neighbouring threads
+ * then work on nodes of the same cells and read the same neighbours, so their loads hit the same
+ * cache lines instead of scattering over the whole position arrays. Each node's sum is unchanged
+ * (it depends only on the node), so the result is the same bits as with the node in slot order.
+ *
+ * The launch has num_nodes * L threads in blocks of a multiple of 32, so a node's L lanes are
+ * consecutive threads of one warp (L divides 32), and they are in range or out of it together. */
 extern "C" __global__ void force_pass(
     const float* __restrict__ pos_x, const float* __restrict__ pos_y,
     const float* __restrict__ pos_z, float* __restrict__ force_x, float* __restrict__ force_y,
@@ -466,11 +532,18 @@ extern "C" __global__ void force_pass(
     BUFFERS(pos_x, pos_y, pos_z, force_x, force_y, force_z, sorted_nodes, sorted_pos_x, sorted_pos_y,
             sorted_pos_z, cell_start, cell_end, row_offsets, col_indices, weights, edge_target,
             anchor_x, anchor_y, anchor_z, anchor_k, sssp_dist, grid_words);
-    const u64 t = global_index();
+    const u32 lanes = force_lanes(p);
+    const u32 lane_mask = lanes - 1u;
+    const u32 lane_shift = 31u - __clz(lanes);
+    const u64 thread = global_index();
+    /* The node's sorted slot, and this thread's lane of it. */
+    const u64 t = thread >> lane_shift;
+    const u32 lane = (u32)thread & lane_mask;
     if (t >= num_nodes) return;
     const GridSpec grid = GRID_LOAD(grid_words);
     const u32 i = LD(sorted_nodes, t);
     const float pix = LD(pos_x, i), piy = LD(pos_y, i), piz = LD(pos_z, i);
+    /* This lane's partial force. */
     float fx = 0.0f, fy = 0.0f, fz = 0.0f;
 
     if (p.feature_flags & FEATURE_REPULSION) {
@@ -484,6 +557,8 @@ extern "C" __global__ void force_pass(
         const long long y_end = cy + radius < dy - 1 ? cy + radius : dy - 1;
         const long long x_end = cx + radius < dx - 1 ? cx + radius : dx - 1;
         u32 scanned = 0;
+        /* Ordinals of the next slot among the stencil's slots and among the outer cells' ones. */
+        u32 inner_k = 0, outer_k = 0;
         for (long long z = cz - radius > 0 ? cz - radius : 0; z <= z_end; ++z) {
             for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
                 for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
@@ -494,7 +569,17 @@ extern "C" __global__ void force_pass(
                     const bool outer = llabs(z - cz) > 1 || llabs(y - cy) > 1 || llabs(x - cx) > 1;
                     const u32 s = LD(cell_start, key), e = LD(cell_end, key);
                     scanned += e - s;
-                    for (u32 slot = s; slot < e; ++slot) {
+                    const u32 len = e > s ? e - s : 0u;
+                    /* This lane's first slot of the cell: the first whose ordinal is the lane's. */
+                    const u32 skip = (lane - (outer ? outer_k : inner_k)) & lane_mask;
+                    if (outer) {
+                        outer_k += len;
+                    } else {
+                        inner_k += len;
+                    }
+                    const u32 mine = lane_items(len, skip, lane_shift);
+                    u32 slot = s + skip;
+                    for (u32 c = 0; c < mine; ++c, slot += lanes) {
                         /* Slot t holds node i itself (sorted_nodes is a permutation): comparing
                          * slots spares a load per candidate in this issue-bound loop; the
                          * candidate's id is read only for the rare coincident pair. */
@@ -522,8 +607,9 @@ extern "C" __global__ void force_pass(
             }
         }
         /* Planted `slow-force-pass-<n>pct` (slow_extra_work is 0 otherwise): the CPU's
-         * planted_extra_work, its result kept alive by an empty asm and discarded. */
-        if (p.slow_extra_work != 0u) {
+         * planted_extra_work, once a node (by lane 0, from the whole scan), its result kept alive
+         * by an empty asm and discarded. */
+        if (p.slow_extra_work != 0u && lane == 0u) {
             const u64 dither = ((u64)i * 619ull) % 1000ull;
             const u64 n = ((u64)scanned * (u64)p.slow_extra_work + dither) / 1000ull;
             float acc = 0.0f;
@@ -539,7 +625,10 @@ extern "C" __global__ void force_pass(
     const u32 row_end = LD(row_offsets, i + 1);
     if (p.feature_flags & FEATURE_SPRINGS) {
         const bool stretch = (p.feature_flags & FEATURE_SSSP_REST_LENGTH) && p.sssp_alpha > 0.0f;
-        for (u32 e = row_begin; e < row_end; ++e) {
+        const u32 row_len = row_end > row_begin ? row_end - row_begin : 0u;
+        const u32 mine = lane_items(row_len, lane, lane_shift);
+        u32 e = row_begin + lane;
+        for (u32 c = 0; c < mine; ++c, e += lanes) {
             const u32 j = LD(col_indices, e);
             const float ddx = LD(pos_x, j) - pix;
             const float ddy = LD(pos_y, j) - piy;
@@ -559,6 +648,20 @@ extern "C" __global__ void force_pass(
             fz += scale * ddz;
         }
     }
+
+    /* The lanes' partial forces in a fixed tree (the CPU kernel's loop over `off`): lane l adds
+     * lane l + off's to its own, for off = L/2, ..., 1; lane 0 then holds the node's sum and
+     * carries on alone. */
+    /* The node's lanes within the warp: the shuffles name exactly them. */
+    const u32 group_mask = lanes == 32u
+                               ? FULL_MASK
+                               : ((1u << lanes) - 1u) << ((threadIdx.x & 31u) & ~lane_mask);
+    for (u32 off = lanes >> 1; off > 0u; off >>= 1) {
+        fx = fx + __shfl_down_sync(group_mask, fx, off, lanes);
+        fy = fy + __shfl_down_sync(group_mask, fy, off, lanes);
+        fz = fz + __shfl_down_sync(group_mask, fz, off, lanes);
+    }
+    if (lane != 0u) return;
 
     if (p.feature_flags & FEATURE_CENTER_GRAVITY) {
         const float g = -p.center_gravity_k;

@@ -69,7 +69,7 @@ use crate::faults::{Fault, FaultSet};
 use crate::graph::{check_count, check_edge, check_positions, seeded_position, Edge, GraphSpec};
 use crate::graph::{MAX_EDGES, MAX_NODES};
 use crate::inject::{EnvFault, InjectingBackend, InjectionCounts};
-use crate::params::SimParams;
+use crate::params::{check_force_lanes, force_lanes_for, force_lanes_from_env, SimParams};
 use crate::perf_log::{KernelLog, KernelRecord};
 
 /// Default cap on the total number of grid cells.
@@ -213,6 +213,9 @@ pub struct Engine<Bk: Backend> {
     /// before an upload of the CSR that carries one, cleared only after an upload without one
     /// succeeded, so the force pass never skips a target the device holds.
     distance_targets_on_device: bool,
+    /// Threads a node in the force pass fixed by the caller or the environment; `None` follows the
+    /// live node count (`params::force_lanes_for`).
+    force_lanes_override: Option<u32>,
 }
 
 /// Everything needed to rebuild an engine's state on fresh device memory: taken after every
@@ -348,6 +351,7 @@ impl<Bk: Backend> Engine<Bk> {
             steps_since_sync: 0,
             kernel_timing: true,
             distance_targets_on_device: false,
+            force_lanes_override: force_lanes_from_env()?,
         };
         // The first allocation is exactly the initial counts, as in the original engine.
         engine.resize(SizeClass::Node, graph.num_nodes as usize)?;
@@ -382,6 +386,26 @@ impl<Bk: Backend> Engine<Bk> {
     }
 
     // ---- accessors -------------------------------------------------------------------------
+
+    /// The force pass's threads a node for the live graph: the override of
+    /// [`Engine::set_force_lanes`] or of `FORCEFIELD_FORCE_LANES`, else
+    /// [`crate::params::force_lanes_for`] of the live node count.
+    pub fn force_lanes(&self) -> u32 {
+        self.force_lanes_override
+            .unwrap_or_else(|| force_lanes_for(self.num_nodes))
+    }
+
+    /// Fixes the force pass's threads a node (`None`: the rule of
+    /// [`crate::params::force_lanes_for`]), for measuring the rule and for tests that compare sum
+    /// orders. A lane count that is not a power of two in 1..=32 is refused and changes nothing.
+    /// The lanes change the order of each node's force sum, so the bits of a layout.
+    pub fn set_force_lanes(&mut self, lanes: Option<u32>) -> Result<()> {
+        if let Some(l) = lanes {
+            check_force_lanes(l)?;
+        }
+        self.force_lanes_override = lanes;
+        Ok(())
+    }
 
     /// Live nodes.
     pub fn num_nodes(&self) -> u32 {
@@ -1171,6 +1195,7 @@ impl<Bk: Backend> Engine<Bk> {
             if self.distance_targets_on_device {
                 params.feature_flags |= KERNEL_DISTANCE_TARGETS;
             }
+            params.force_lanes = self.force_lanes();
             // Planted `no-softening`.
             if self.faults.contains(Fault::NoSoftening) {
                 params.softening_eps = 0.0;

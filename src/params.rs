@@ -385,8 +385,86 @@ impl SimParams {
             seed_lo: self.seed as u32,
             seed_hi: (self.seed >> 32) as u32,
             slow_extra_work: 0,
+            force_lanes: 1,
         }
     }
+}
+
+// ---- threads a node in the force pass -------------------------------------------------------------
+
+/// Most threads that compute one node's force: a warp, so that a node's lanes reduce by shuffles.
+pub const MAX_FORCE_LANES: u32 = 32;
+
+/// The environment variable that fixes the force pass's lanes a node, overriding
+/// [`force_lanes_for`]: for measuring the rule, not for tuning a deployment.
+pub const FORCE_LANES_ENV: &str = "FORCEFIELD_FORCE_LANES";
+
+/// Below this many live nodes the force pass gives each node [`SMALL_GRAPH_FORCE_LANES`] lanes.
+pub const MANY_LANES_BELOW_NODES: u32 = 200_000;
+
+/// Lanes a node of a graph below [`MANY_LANES_BELOW_NODES`] live nodes.
+pub const SMALL_GRAPH_FORCE_LANES: u32 = 8;
+
+/// The force pass's threads a node for `num_nodes` live nodes: the one rule, read by the engine
+/// before every force pass. It depends on the live count only, never on capacity (capacity is
+/// unobservable, and the lanes change the order of a node's sum, so its bits). Small graphs are
+/// latency-bound with one thread a node (10k threads are two warps a multiprocessor, each walking
+/// ~500 candidates); large ones are issue-bound, where more lanes only add the reduction.
+pub fn force_lanes_for(num_nodes: u32) -> u32 {
+    if num_nodes < MANY_LANES_BELOW_NODES {
+        SMALL_GRAPH_FORCE_LANES
+    } else {
+        1
+    }
+}
+
+/// Whether `lanes` is a valid [`KernelParams::force_lanes`]: a power of two in
+/// 1..=[`MAX_FORCE_LANES`] (a divisor of the warp, so that a node's lanes never straddle two warps).
+pub fn valid_force_lanes(lanes: u32) -> bool {
+    lanes.is_power_of_two() && lanes <= MAX_FORCE_LANES
+}
+
+/// Checks a lane count given by a caller or the environment.
+pub fn check_force_lanes(lanes: u32) -> Result<u32, ParamError> {
+    if valid_force_lanes(lanes) {
+        Ok(lanes)
+    } else {
+        Err(ParamError {
+            name: "force_lanes",
+            reason: format!("{lanes} is not a power of two in 1..={MAX_FORCE_LANES}"),
+        })
+    }
+}
+
+/// Parses the value of [`FORCE_LANES_ENV`].
+pub fn parse_force_lanes(text: &str) -> Result<u32, ParamError> {
+    let lanes = text.trim().parse::<u32>().map_err(|e| ParamError {
+        name: FORCE_LANES_ENV,
+        reason: format!("{text:?} is not a lane count: {e}"),
+    })?;
+    check_force_lanes(lanes).map_err(|e| ParamError {
+        name: FORCE_LANES_ENV,
+        reason: e.reason,
+    })
+}
+
+/// The lanes fixed by [`FORCE_LANES_ENV`] (none when it is unset or empty), read once per process:
+/// every engine of a process then sums in the same order, which the harness's re-runs and the
+/// CPU shadow of a CUDA engine compare bit for bit.
+pub fn force_lanes_from_env() -> Result<Option<u32>, ParamError> {
+    static FROM_ENV: std::sync::OnceLock<Result<Option<u32>, ParamError>> =
+        std::sync::OnceLock::new();
+    FROM_ENV
+        .get_or_init(|| match std::env::var(FORCE_LANES_ENV) {
+            Ok(v) if v.trim().is_empty() => Ok(None),
+            Ok(v) => parse_force_lanes(&v).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => Err(ParamError {
+                name: FORCE_LANES_ENV,
+                reason: e.to_string(),
+            }),
+        })
+        .clone()
 }
 
 /// The parameters as kernels see them: derived per step (warm-up blended damping, constraint ramp),
@@ -439,11 +517,43 @@ pub struct KernelParams {
     /// Dummy iterations per 1000 repulsion candidates scanned in the force pass, result discarded:
     /// 0, except under the planted graded slowdowns (`slow-force-pass-<n>pct`).
     pub slow_extra_work: u32,
+    /// Threads that compute one node's force in the force pass ([`force_lanes_for`]): a power of
+    /// two in 1..=[`MAX_FORCE_LANES`]. Lane `l` sums the repulsion candidates whose ordinal in the
+    /// node's scan is `l` modulo the lanes and the springs likewise, then the lanes' partial
+    /// forces are added in a fixed tree. 1 sums in scan order, as one thread a node did.
+    pub force_lanes: u32,
+}
+
+impl KernelParams {
+    /// [`Self::force_lanes`] as the kernels use it: a value that is not a valid lane count (the
+    /// `Default` 0) is 1, so that both backends read any params the same way.
+    pub fn lanes(&self) -> u32 {
+        if valid_force_lanes(self.force_lanes) {
+            self.force_lanes
+        } else {
+            1
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn force_lanes_are_powers_of_two_up_to_a_warp() {
+        for lanes in [1, 2, 4, 8, 16, 32] {
+            assert_eq!(parse_force_lanes(&format!(" {lanes}\n")), Ok(lanes));
+        }
+        for bad in ["0", "3", "24", "64", "-1", "eight", ""] {
+            let err = parse_force_lanes(bad).unwrap_err();
+            assert_eq!(err.name, FORCE_LANES_ENV, "{bad:?}");
+        }
+        let params = KernelParams::default();
+        assert_eq!(params.force_lanes, 0);
+        assert_eq!(params.lanes(), 1, "an unset lane count is one lane");
+        assert_eq!(SimParams::default().kernel_params(0, 1.0).force_lanes, 1);
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -262,10 +262,19 @@ fn initial_case(seed: u64, max_nodes: u32) -> (GraphSpec, SimParams) {
 }
 
 /// Runs case `seed` on both backends, comparing after every operation; returns the agreement.
-fn differential_case(seed: u64, max_nodes: u32, steps: u32, agreement: &mut Agreement) {
+/// `lanes` fixes the force pass's threads a node on both (`None`: the engine's rule).
+fn differential_case(
+    seed: u64,
+    max_nodes: u32,
+    steps: u32,
+    lanes: Option<u32>,
+    agreement: &mut Agreement,
+) {
     let (graph, params) = initial_case(seed, max_nodes);
     let mut cpu = Engine::new(CpuBackend::new(), &graph, params.clone()).unwrap();
     let mut gpu = Engine::new(cuda(), &graph, params).unwrap();
+    cpu.set_force_lanes(lanes).unwrap();
+    gpu.set_force_lanes(lanes).unwrap();
     let mut r = common::rng(seed ^ 0x5eed);
     let mut stepped = 0;
     let mut log = Vec::new();
@@ -456,6 +465,24 @@ fn grid_stage_equals_the_cpu_bit_for_bit() {
         positions: Some(vec![[3.0, -1.0, 2.0]; 5_000]),
     };
     assert_grid_stage_equal("coincident nodes", &same, SimParams::default());
+    // The same within one sort tile (`sort_small`): a pass the grid does not need is left out
+    // there, and with one cell the sort is one copy.
+    let small_same = GraphSpec {
+        num_nodes: 3_000,
+        edges: vec![Edge::new(0, 1)],
+        positions: Some(vec![[3.0, -1.0, 2.0]; 3_000]),
+    };
+    assert_grid_stage_equal(
+        "coincident nodes, one tile",
+        &small_same,
+        SimParams::default(),
+    );
+    let small = GraphSpec {
+        num_nodes: 3_000,
+        edges: common::random_edges(&mut r, 3_000, 6_000, |_| 1.0),
+        positions: None,
+    };
+    assert_grid_stage_equal("auto cells, one tile", &small, SimParams::default());
 }
 
 #[test]
@@ -463,12 +490,32 @@ fn positions_follow_the_cpu_step_by_step_through_resizes() {
     require_cuda!();
     let mut agreement = Agreement::default();
     for seed in 0..24 {
-        differential_case(seed, 400, 20, &mut agreement);
+        differential_case(seed, 400, 20, None, &mut agreement);
     }
     for seed in 100..103 {
-        differential_case(seed, 12_000, 12, &mut agreement);
+        differential_case(seed, 12_000, 12, None, &mut agreement);
     }
     agreement.report("differential");
+}
+
+/// The force pass's lanes (`KernelParams::force_lanes`): the CUDA kernel's threads a node and its
+/// shuffle tree against the CPU kernel's emulation of them, at every lane count, with node counts
+/// that leave a partial block (`num_nodes * lanes` threads in blocks of 64). The same operations in
+/// the same order, so every coordinate must be the same bits.
+#[test]
+fn positions_equal_the_cpu_bit_for_bit_at_every_lane_count() {
+    require_cuda!();
+    for lanes in [1, 2, 4, 8, 16, 32] {
+        let mut agreement = Agreement::default();
+        for seed in 200..206 {
+            differential_case(seed, 3_000, 12, Some(lanes), &mut agreement);
+        }
+        agreement.report(&format!("{lanes} lanes"));
+        assert_eq!(
+            agreement.identical, agreement.coordinates,
+            "{lanes} lanes: coordinates that are not the CPU's bits"
+        );
+    }
 }
 
 #[test]

@@ -197,6 +197,11 @@ pub fn state_bits<Bk: Backend>(engine: &mut Engine<Bk>) -> Bits {
 /// with SSSP-stretched springs and noise: one state per stepping phase. For comparing two
 /// configurations of one backend bit for bit (checked and unchecked, say).
 pub fn scripted_bits<Bk: Backend>(backend: Bk) -> Vec<Bits> {
+    scripted_bits_with_lanes(backend, None)
+}
+
+/// [`scripted_bits`] with the force pass's threads a node fixed (`None`: the engine's rule).
+pub fn scripted_bits_with_lanes<Bk: Backend>(backend: Bk, lanes: Option<u32>) -> Vec<Bits> {
     let n = 4500;
     let mut r = rng(0xC4EC);
     let edges = random_edges(&mut r, n, 2 * n as usize, |r| r.gen_range(0.5f32..=3.0));
@@ -212,6 +217,7 @@ pub fn scripted_bits<Bk: Backend>(backend: Bk) -> Vec<Bits> {
         ..SimParams::default()
     };
     let mut e = Engine::new(backend, &graph, params).expect("engine");
+    e.set_force_lanes(lanes).expect("lanes");
     let mut out = Vec::new();
     e.step(4).unwrap();
     out.push(state_bits(&mut e));

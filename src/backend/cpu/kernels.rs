@@ -15,7 +15,7 @@ use crate::backend::{
     SsspRelaxArgs, GRID_WORDS, KERNEL_DISTANCE_TARGETS,
 };
 use crate::hash::{mix3, unit_f32};
-use crate::params::{features, KernelParams};
+use crate::params::{features, KernelParams, MAX_FORCE_LANES};
 
 /// Below this many items a kernel runs on the calling thread.
 const PAR_MIN: usize = 4096;
@@ -261,7 +261,47 @@ fn planted_extra_work(scanned: u32, per_mille: u32, node: usize, x: f32) {
 }
 
 /// Step 6, `force_pass`: the total force on every node.
+///
+/// Emulates the CUDA kernel's `L = params.lanes()` threads a node: lane `l` sums, into its own
+/// partial force, the repulsion candidates whose ordinal `k` in the node's scan has `k % L == l`
+/// (the ordinal counts every slot of the 27-cell stencil scanned, the node's own slot included, so
+/// that it does not depend on which slot is skipped; the outer cells of a wider stencil have an
+/// ordinal of their own, so that scanning them leaves the sum's order as it was), then the spring
+/// entries `e` of the node's CSR row with `(e - row_start) % L == l`. The partial forces are then
+/// added in a fixed tree, `acc[l] = acc[l] + acc[l + off]` for `off` = `L/2, L/4, …, 1` and
+/// `l < off` (the CUDA kernel's `__shfl_down_sync`), and lane 0 alone adds gravity and the
+/// constraint force. With `L = 1` this is the scan-order sum of one thread a node.
 pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: usize) {
+    // One instance per lane count: with `L` a constant the lane arithmetic of `L = 1` disappears
+    // (with a run-time `L` the one-lane pass counted 27% more instructions at 1k nodes).
+    match a.params.lanes() {
+        1 => force_pass_lanes::<C, 1>(a, ctx, threads),
+        2 => force_pass_lanes::<C, 2>(a, ctx, threads),
+        4 => force_pass_lanes::<C, 4>(a, ctx, threads),
+        8 => force_pass_lanes::<C, 8>(a, ctx, threads),
+        16 => force_pass_lanes::<C, 16>(a, ctx, threads),
+        _ => force_pass_lanes::<C, { MAX_FORCE_LANES as usize }>(a, ctx, threads),
+    }
+}
+
+/// The lane of ordinal `k` among `L` lanes (a power of two): `k % L`. Spelled out for `L = 1`,
+/// which the optimizer did not fold from `k & 0` (the one-lane pass counted 19% more
+/// instructions).
+#[inline(always)]
+fn lane_of<const L: usize>(k: usize) -> usize {
+    if L == 1 {
+        0
+    } else {
+        k & (L - 1)
+    }
+}
+
+/// [`force_pass`] with `L` lanes a node.
+fn force_pass_lanes<const C: bool, const L: usize>(
+    a: &ForcePassArgs,
+    ctx: &Cx<'_, C>,
+    threads: usize,
+) {
     let pos = dev3(ctx, &a.pos);
     let force = dev3(ctx, &a.force);
     let sorted_nodes = ctx.dev::<u32>(a.sorted_nodes);
@@ -283,10 +323,13 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
     par_for(threads, a.num_nodes as usize, |t| {
         let i = sorted_nodes.get(t) as usize;
         let pi = load3(&pos, i);
-        let mut f = [0.0f32; 3];
+        // The partial force of each lane.
+        let mut acc = [[0.0f32; 3]; L];
 
         if p.feature_flags & features::REPULSION != 0 {
             let mut scanned = 0u32;
+            // Ordinals of the next slot among the stencil's slots and among the outer cells' ones.
+            let (mut inner_k, mut outer_k) = (0usize, 0usize);
             let cutoff2 = p.repulsion_cutoff * p.repulsion_cutoff;
             let [dx, dy, dz] = grid.dims;
             let cx = cell_coord(pi[0], grid.origin[0], grid.cell_size, dx) as i64;
@@ -302,7 +345,14 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                         let outer = (z - cz).abs() > 1 || (y - cy).abs() > 1 || (x - cx).abs() > 1;
                         let (s, e) = (cell_start.get(key), cell_end.get(key));
                         scanned = scanned.wrapping_add(e.wrapping_sub(s));
+                        // The ordinal of slot `s`; the cell's slots follow it.
+                        let ordinal = if outer { &mut outer_k } else { &mut inner_k };
+                        let first = *ordinal;
+                        if L > 1 {
+                            *ordinal += e.saturating_sub(s) as usize;
+                        }
                         for slot in s..e {
+                            let lane = lane_of::<L>(first + (slot - s) as usize);
                             // Slot t holds node i itself (sorted_nodes is a permutation); the
                             // CUDA kernel compares slots to spare a load per candidate, and so
                             // does this one, so that both skip the same candidates under any
@@ -331,12 +381,13 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                                 scale += p.repel_k * (p.separation_radius - soft)
                                     / (p.separation_radius * soft);
                             }
-                            axpy(&mut f, scale, d);
+                            axpy(&mut acc[lane], scale, d);
                         }
                     }
                 }
             }
-            // Planted `slow-force-pass-<n>pct` (`slow_extra_work` is 0 otherwise).
+            // Planted `slow-force-pass-<n>pct` (`slow_extra_work` is 0 otherwise): once a node, by
+            // lane 0 on the GPU, from the node's whole scan.
             if p.slow_extra_work != 0 {
                 planted_extra_work(scanned, p.slow_extra_work, i, pi[0]);
             }
@@ -360,12 +411,27 @@ pub fn force_pass<const C: bool>(a: &ForcePassArgs, ctx: &Cx<'_, C>, threads: us
                     }
                 }
                 axpy(
-                    &mut f,
+                    &mut acc[lane_of::<L>(e - row.start)],
                     p.spring_k * (dist - rest) * weights.get(e) / dist,
                     d,
                 );
             }
         }
+
+        // The lanes' partial forces in the CUDA kernel's shuffle tree; lane 0 carries on alone.
+        let mut off = L / 2;
+        while off > 0 {
+            for l in 0..off {
+                let other = acc[l + off];
+                acc[l] = [
+                    acc[l][0] + other[0],
+                    acc[l][1] + other[1],
+                    acc[l][2] + other[2],
+                ];
+            }
+            off /= 2;
+        }
+        let mut f = acc[0];
 
         if p.feature_flags & features::CENTER_GRAVITY != 0 {
             axpy(&mut f, -p.center_gravity_k, pi);

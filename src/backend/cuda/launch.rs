@@ -23,7 +23,8 @@ use crate::sanitize::Access;
 const NODE_THREADS: u32 = 256;
 /// Block size of the force pass: small blocks spread a small graph's few long-running threads over
 /// every multiprocessor (10k nodes in blocks of 256 occupy 40 of an H100's 132); at 1M nodes the
-/// occupancy is the same (registers limit it, not blocks).
+/// occupancy is the same (registers limit it, not blocks). Whole warps, so that a node's lanes
+/// (`KernelParams::force_lanes`, a divisor of 32) are in one warp.
 const FORCE_THREADS: u32 = 64;
 /// Most blocks of `bounds_reduce`, which strides over the nodes.
 const BOUNDS_MAX_BLOCKS: u32 = 1024;
@@ -390,9 +391,12 @@ impl Queue<'_> {
             };
             let shift = pass * RADIX_BITS;
             self.memset_u32(totals, 0, RADIX as usize)?;
-            let mut args = kernel_args![&src_keys, &hist, &n, &shift, &tiles, &totals];
+            // Each kernel reads the grid's cell count and leaves a pass it does not need as a copy
+            // (`sort_pass_needed` in layout.cu): the launches stay those of the capacity.
+            let mut args =
+                kernel_args![&src_keys, &hist, &n, &shift, &tiles, &totals, &a.grid.addr];
             self.launch(self.kernels.sort_histogram, tiles, SORT_THREADS, &mut args)?;
-            let mut args = kernel_args![&hist, &totals, &tiles];
+            let mut args = kernel_args![&hist, &totals, &tiles, &shift, &a.grid.addr];
             self.launch(
                 self.kernels.sort_scan_digits,
                 RADIX,
@@ -408,6 +412,7 @@ impl Queue<'_> {
                 &n,
                 &shift,
                 &tiles,
+                &a.grid.addr,
             ];
             self.launch(self.kernels.sort_scatter, tiles, SORT_THREADS, &mut args)?;
             (src_keys, src_values) = (dst_keys, dst_values);
@@ -437,6 +442,7 @@ impl Queue<'_> {
             &tmp_values,
             &n,
             &passes,
+            &a.grid.addr,
         ];
         self.launch(self.kernels.sort_small, 1, SORT_THREADS, &mut args)
     }
@@ -525,7 +531,12 @@ impl Queue<'_> {
             &a.num_nodes,
             &a.stencil_radius,
         ];
-        let blocks = blocks_for(a.num_nodes, FORCE_THREADS);
+        // `params.lanes()` threads a node, as the kernel reads them (`force_lanes` in layout.cu);
+        // a block holds whole warps, so a node's lanes never straddle two warps. At most
+        // 2^24 nodes of 32 lanes: 2^23 blocks of 64.
+        let threads = u64::from(a.num_nodes) * u64::from(a.params.lanes());
+        let blocks = threads.div_ceil(u64::from(FORCE_THREADS));
+        let blocks = blocks.min(u64::from(u32::MAX)) as u32;
         self.launch(self.kernels.force_pass, blocks, FORCE_THREADS, &mut args)
     }
 
@@ -664,6 +675,9 @@ mod tests {
         );
         // The sort's per-block shared counters are indexed by thread: one digit per thread.
         assert_eq!(RADIX, SORT_THREADS);
+        // A force-pass block is whole warps, each holding whole groups of a node's lanes.
+        assert_eq!(FORCE_THREADS % 32, 0);
+        assert_eq!(32 % crate::params::MAX_FORCE_LANES, 0);
     }
 
     /// Field names of `struct NAME { ... }` in `text`, in order (`type name;` or `pub name: type,`).
@@ -701,7 +715,7 @@ mod tests {
             fields(cuh, "struct GridSpec {"),
             fields(backend, "pub struct GridSpec {")
         );
-        assert_eq!(std::mem::size_of::<crate::params::KernelParams>(), 22 * 4);
+        assert_eq!(std::mem::size_of::<crate::params::KernelParams>(), 23 * 4);
         assert_eq!(std::mem::size_of::<crate::backend::GridSpec>(), 7 * 4);
         // The checked mode's tables and record.
         let checked = include_str!("checked.rs");
