@@ -400,19 +400,31 @@ pub const MAX_FORCE_LANES: u32 = 32;
 pub const FORCE_LANES_ENV: &str = "FORCEFIELD_FORCE_LANES";
 
 /// Below this many live nodes the force pass gives each node [`SMALL_GRAPH_FORCE_LANES`] lanes.
-pub const MANY_LANES_BELOW_NODES: u32 = 200_000;
+pub const MANY_LANES_BELOW_NODES: u32 = 32_768;
 
 /// Lanes a node of a graph below [`MANY_LANES_BELOW_NODES`] live nodes.
 pub const SMALL_GRAPH_FORCE_LANES: u32 = 8;
+
+/// Below this many live nodes (and from [`MANY_LANES_BELOW_NODES`]) each node gets
+/// [`MEDIUM_GRAPH_FORCE_LANES`] lanes; from it on, one.
+pub const SOME_LANES_BELOW_NODES: u32 = 200_000;
+
+/// Lanes a node of a graph between [`MANY_LANES_BELOW_NODES`] and [`SOME_LANES_BELOW_NODES`].
+pub const MEDIUM_GRAPH_FORCE_LANES: u32 = 4;
 
 /// The force pass's threads a node for `num_nodes` live nodes: the one rule, read by the engine
 /// before every force pass. It depends on the live count only, never on capacity (capacity is
 /// unobservable, and the lanes change the order of a node's sum, so its bits). Small graphs are
 /// latency-bound with one thread a node (10k threads are two warps a multiprocessor, each walking
 /// ~500 candidates); large ones are issue-bound, where more lanes only add the reduction.
+/// Measured on an H100 (`benches/GPU-NOTES.md`, round 6), force pass by lanes 1 / 4 / 8 / 16:
+/// 10k nodes 111.6 / 45.3 / 36.5 / 43.5 µs, 100k 159.9 / 140.6 / 183.6 / 278.7 µs, 1M 1859 /
+/// 1956 / 2522 / 3513 µs.
 pub fn force_lanes_for(num_nodes: u32) -> u32 {
     if num_nodes < MANY_LANES_BELOW_NODES {
         SMALL_GRAPH_FORCE_LANES
+    } else if num_nodes < SOME_LANES_BELOW_NODES {
+        MEDIUM_GRAPH_FORCE_LANES
     } else {
         1
     }

@@ -164,14 +164,22 @@ fn lanes_follow_the_live_count_not_the_capacity() {
         params::force_lanes_for(params::MANY_LANES_BELOW_NODES - 1),
         params::SMALL_GRAPH_FORCE_LANES
     );
-    assert_eq!(params::force_lanes_for(params::MANY_LANES_BELOW_NODES), 1);
+    assert_eq!(
+        params::force_lanes_for(params::MANY_LANES_BELOW_NODES),
+        params::MEDIUM_GRAPH_FORCE_LANES
+    );
+    assert_eq!(
+        params::force_lanes_for(params::SOME_LANES_BELOW_NODES - 1),
+        params::MEDIUM_GRAPH_FORCE_LANES
+    );
+    assert_eq!(params::force_lanes_for(params::SOME_LANES_BELOW_NODES), 1);
 
     let mut plain = coincident_engine(None, FaultSet::NONE);
     let mut reserved = coincident_engine(None, FaultSet::NONE);
     reserved
-        .reserve(params::MANY_LANES_BELOW_NODES + 1, 0)
+        .reserve(params::SOME_LANES_BELOW_NODES + 1, 0)
         .unwrap();
-    assert!(reserved.allocated_nodes() > params::MANY_LANES_BELOW_NODES as usize);
+    assert!(reserved.allocated_nodes() > params::SOME_LANES_BELOW_NODES as usize);
     assert_eq!(reserved.force_lanes(), params::SMALL_GRAPH_FORCE_LANES);
     assert_eq!(plain.force_lanes(), reserved.force_lanes());
     assert!(coincident_run(&mut plain) == coincident_run(&mut reserved));
