@@ -185,6 +185,7 @@ pub fn hunt(
             stop: Arc::clone(&stop),
             cases_per_worker: 1,
             shared_gpu: None,
+            gpu_gate: Arc::default(),
         },
     );
 

@@ -116,6 +116,7 @@ fn lone_feed(watchdog: Arc<Watchdog>, cases: usize, capacity_invariance: bool) -
         stop: Arc::new(AtomicBool::new(false)),
         cases_per_worker: cases,
         shared_gpu: None,
+        gpu_gate: Arc::default(),
     }
 }
 
@@ -166,19 +167,25 @@ pub(super) fn run_side_by_side(
 /// and every case that injects a lost context is run alone in `private`, a worker with a context
 /// of its own, whose verdict is the case's. After anything but passes `shared`'s worker is
 /// replaced: its context may have ended with another client's fault, and the server admits no
-/// new client while one of its old ones lives.
+/// new client while one of its old ones lives. The private runs hold [`CaseFeed::gpu_gate`] for
+/// writing: no shared batch runs beside a run that decides a verdict.
 pub(super) fn run_shared(
     shared: &mut WorkerSlot,
     private: &mut WorkerSlot,
     feed: &CaseFeed,
     cases: Vec<(u64, Case, f64)>,
 ) -> Vec<Outcome> {
-    let answers = run_batch_then_alone(shared, feed, cases);
+    let answers = {
+        let _batch = feed.gpu_gate.read().unwrap_or_else(|e| e.into_inner());
+        run_batch_then_alone(shared, feed, cases)
+    };
     let trusted = |answer: &Result<Outcome, Unanswered>| matches!(answer, Ok(outcome) if matches!(outcome.verdict, Verdict::Pass));
+    let mut alone_gate = None;
     if answers.iter().any(|answer| !trusted(answer)) {
         shared.shutdown();
+        alone_gate = Some(feed.gpu_gate.write().unwrap_or_else(|e| e.into_inner()));
     }
-    answers
+    let outcomes = answers
         .into_iter()
         .map(|answer| {
             let alone = match answer {
@@ -196,7 +203,9 @@ pub(super) fn run_shared(
             outcome.times.private_rerun = true;
             outcome
         })
-        .collect()
+        .collect();
+    drop(alone_gate);
+    outcomes
 }
 
 /// The cases that inject a lost context set aside to run alone, the others run side by side in

@@ -157,6 +157,7 @@ pub fn run_campaign_into(
             stop: Arc::clone(&stop),
             cases_per_worker: config.cases_per_worker,
             shared_gpu: config.shared_gpu.clone(),
+            gpu_gate: Arc::default(),
         },
     );
     // Set when the minimizer must stop: the budget, a stop, a write error.

@@ -2,7 +2,7 @@
 //! [`CaseFeed::cases_per_worker`] consecutive case indices at a time ([`start_case_threads`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::Instant;
 
 use super::batch::{run_shared, run_side_by_side, run_watched};
@@ -51,6 +51,10 @@ pub(crate) struct CaseFeed {
     /// then also keeps a private worker, for every case that does not pass in the shared one
     /// ([`crate::hunt::gpu_share`]).
     pub shared_gpu: Option<SharedGpu>,
+    /// With a shared GPU: held for reading while a thread's shared worker runs a batch, for
+    /// writing while a private worker re-runs a case, so that no shared worker's fault can reach
+    /// a re-run that decides a verdict.
+    pub gpu_gate: Arc<RwLock<()>>,
 }
 
 /// Starts one thread per worker command, each driving one isolated worker through the cases of
