@@ -76,6 +76,13 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
             "params-not-uploaded",
             "invariant:checkpoint-round-trip:step",
         ),
+        // The reference model over the velocities and attributes read-backs, and the physics
+        // reference over a checkpoint and the grid's geometry: what the engine executor finds.
+        (
+            "remove-nodes-velocities-stale",
+            "invariant:model-velocities:remove_nodes",
+        ),
+        ("repulsion-overscaled", "invariant:physics:step"),
     ] {
         let (code, stdout, summary) =
             campaign(&["--cases", "40", "--no-minimize", "--fault", fault]);
@@ -85,7 +92,13 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     }
     let (_, _, summary) = campaign(&["--cases", "40"]);
     let ran = summary["target"]["checks_run"].to_string();
-    for check in ["grid-stage", "csr-edges", "device-memory"] {
+    for check in [
+        "grid-stage",
+        "csr-edges",
+        "device-memory",
+        "model",
+        "physics",
+    ] {
         assert!(ran.contains(check), "{check} did not run: {ran}");
     }
 }
