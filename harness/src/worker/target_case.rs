@@ -1230,17 +1230,9 @@ impl<'a> Run<'a> {
         let Some(model) = self.model.as_mut() else {
             return Ok(());
         };
-        if applied {
-            model.apply(op);
-        }
-        let moved = applied && matches!(op, Op::Step { count } if *count > 0);
         model
-            .compare(&seen, moved)
-            .map_err(|v| check_failed(at, name, v))?;
-        if moved {
-            model.observe_step(&seen.positions, &seen.velocities);
-        }
-        Ok(())
+            .check_after(op, applied, &seen)
+            .map_err(|v| check_failed(at, name, v))
     }
 
     /// `physics` after one of the first [`PHYSICS_SAMPLES`] step ops whose state it applies to
