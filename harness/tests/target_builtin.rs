@@ -121,3 +121,27 @@ fn a_crash_is_signed_by_its_kernel() {
         "{signatures}"
     );
 }
+
+/// Injected environment faults through the trait: a clean engine tolerates them (an op a fault
+/// failed changes nothing and succeeds when sent again, in both growth policies' runs), and a
+/// stale capacity after a failed resize is signed as the engine executor signs it.
+#[test]
+fn injected_faults_are_tolerated_and_a_stale_resize_is_not() {
+    let (code, stdout, summary) = campaign(&["--cases", "120", "--inject"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(summary["findings"], serde_json::json!([]));
+    let (code, stdout, summary) = campaign(&[
+        "--cases",
+        "40",
+        "--inject",
+        "--no-minimize",
+        "--fault",
+        "resize-failure-stale",
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let signatures = summary["findings"].to_string();
+    assert!(
+        signatures.contains("fault-not-tolerated:state-changed:"),
+        "{signatures}"
+    );
+}
