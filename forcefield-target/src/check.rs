@@ -560,6 +560,8 @@ impl<'r> Script<'r> {
                     Capability::Grid => t.grid().map(|_| ()),
                     Capability::Csr => t.csr().map(|_| ()),
                     Capability::Checkpoint => t.checkpoint().map(|_| ()),
+                    Capability::Velocities => t.velocities().map(|_| ()),
+                    Capability::Attributes => t.attributes().map(|_| ()),
                     Capability::Inject => continue,
                 };
                 if let Err(e) = r {
@@ -710,6 +712,33 @@ impl<'r> Script<'r> {
                         &again,
                     );
                     self.must(step, "restore", t.restore(&state))?;
+                }
+                Capability::Velocities => {
+                    let v = self.must(step, "velocities", t.velocities())?;
+                    if v.len() != n as usize || v.iter().flatten().any(|x| !x.is_finite()) {
+                        self.problem(
+                            step,
+                            format!("{} velocities for {n} nodes, or one not finite", v.len()),
+                        );
+                    }
+                }
+                Capability::Attributes => {
+                    let a = self.must(step, "attributes", t.attributes())?;
+                    let entries = 2 * self.model.edges.len();
+                    if a.masses.len() != n as usize
+                        || a.anchors.len() != n as usize
+                        || a.edge_targets.len() != entries
+                    {
+                        self.problem(
+                            step,
+                            format!(
+                                "attributes should have {n} masses and anchors and {entries} edge targets; they have {}, {} and {}",
+                                a.masses.len(),
+                                a.anchors.len(),
+                                a.edge_targets.len()
+                            ),
+                        );
+                    }
                 }
                 Capability::Inject => {
                     // What a fault fails is the target's business; arming one must be accepted,

@@ -34,8 +34,8 @@ use serde_json::Value;
 
 use crate::protocol::{Hello, Reply, Request, RequestBody, PROTOCOL};
 use crate::target::{
-    Capabilities, Capability, Counts, Csr, Death, Edge, EnvFault, ExitKind, Graph, GridStage,
-    Params, Point, Result, Target, TargetError, TargetInfo,
+    Attributes, Capabilities, Capability, Counts, Csr, Death, Edge, EnvFault, ExitKind, Graph,
+    GridStage, Params, Point, Result, Target, TargetError, TargetInfo,
 };
 use crate::wire;
 
@@ -567,5 +567,12 @@ impl Target for ProcessTarget {
     }
     fn inject(&mut self, fault: &EnvFault) -> Result<()> {
         self.unit(RequestBody::Inject { fault: *fault })
+    }
+    fn velocities(&mut self) -> Result<Vec<Point>> {
+        self.call::<WirePoints>(RequestBody::Velocities)
+            .map(|p| p.0)
+    }
+    fn attributes(&mut self) -> Result<Attributes> {
+        self.call(RequestBody::Attributes)
     }
 }

@@ -140,12 +140,16 @@ pub enum RequestBody {
         /// The fault.
         fault: EnvFault,
     },
+    /// [`Target::velocities`]; the value is `[[x, y, z], ...]`.
+    Velocities,
+    /// [`Target::attributes`]; the value is a [`crate::Attributes`].
+    Attributes,
     /// The end: the target replies `ok` and exits with code 0.
     Shutdown,
 }
 
 /// Every operation name of this protocol version, as written in `"op"`.
-pub const OPS: [&str; 23] = [
+pub const OPS: [&str; 25] = [
     "hello",
     "create",
     "add_nodes",
@@ -168,6 +172,8 @@ pub const OPS: [&str; 23] = [
     "checkpoint",
     "restore",
     "inject",
+    "velocities",
+    "attributes",
     "shutdown",
 ];
 
@@ -197,6 +203,8 @@ impl RequestBody {
             RequestBody::Checkpoint => "checkpoint",
             RequestBody::Restore { .. } => "restore",
             RequestBody::Inject { .. } => "inject",
+            RequestBody::Velocities => "velocities",
+            RequestBody::Attributes => "attributes",
             RequestBody::Shutdown => "shutdown",
         }
     }
@@ -468,6 +476,11 @@ pub fn handle<T: Target + ?Sized>(target: &mut T, body: RequestBody) -> Result<V
         RequestBody::Checkpoint => target.checkpoint(),
         RequestBody::Restore { state } => null(target.restore(&state)),
         RequestBody::Inject { fault } => null(target.inject(&fault)),
+        RequestBody::Velocities => {
+            let v = target.velocities()?;
+            Ok(wire::points::serialize(&v, serde_json::value::Serializer).unwrap_or(Value::Null))
+        }
+        RequestBody::Attributes => target.attributes().map(value),
         RequestBody::Shutdown => Ok(Value::Null),
     }
 }

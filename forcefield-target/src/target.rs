@@ -123,7 +123,7 @@ pub struct Counts {
 }
 
 /// The uniform-grid stage of the last step ([`Capability::Grid`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GridStage {
     /// Cells per axis.
@@ -136,6 +136,27 @@ pub struct GridStage {
     pub cell_start: Vec<u32>,
     /// One past the last slot of each cell in `order`.
     pub cell_end: Vec<u32>,
+    /// The grid's lowest corner, where the target reports it (a reference force law needs it to
+    /// tell which cells are neighbours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Point>,
+    /// The edge of a cell, where the target reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_size: Option<f32>,
+}
+
+/// Per-node and per-edge attributes that steer a step ([`Capability::Attributes`]): what a
+/// reference model compares after every op, since no op but the one that sets them may change
+/// them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attributes {
+    /// Mass of each node, in id order.
+    pub masses: Vec<f32>,
+    /// Position constraint of each node: target `x, y, z` and stiffness (0: none).
+    pub anchors: Vec<[f32; 4]>,
+    /// Distance target of each CSR entry, in the order of [`Target::csr`] (negative: none).
+    pub edge_targets: Vec<f32>,
 }
 
 /// The edges in compressed sparse rows, as the target uses them ([`Capability::Csr`]): an
@@ -177,11 +198,15 @@ pub enum Capability {
     Checkpoint,
     /// `inject`: simulated environment faults.
     Inject,
+    /// `velocities`: every node's velocity.
+    Velocities,
+    /// `attributes`: masses, position constraints and distance targets as stored.
+    Attributes,
 }
 
 impl Capability {
     /// Every capability, in declaration order.
-    pub const ALL: [Capability; 10] = [
+    pub const ALL: [Capability; 12] = [
         Capability::Params,
         Capability::Capacity,
         Capability::Sssp,
@@ -192,6 +217,8 @@ impl Capability {
         Capability::Csr,
         Capability::Checkpoint,
         Capability::Inject,
+        Capability::Velocities,
+        Capability::Attributes,
     ];
 
     /// The name in a handshake (`"device-memory"`).
@@ -207,6 +234,8 @@ impl Capability {
             Capability::Csr => "csr",
             Capability::Checkpoint => "checkpoint",
             Capability::Inject => "inject",
+            Capability::Velocities => "velocities",
+            Capability::Attributes => "attributes",
         }
     }
 
@@ -547,6 +576,17 @@ pub trait Target {
         let _ = fault;
         Err(TargetError::unsupported("inject"))
     }
+
+    /// Every node's velocity, in id order ([`Capability::Velocities`]).
+    fn velocities(&mut self) -> Result<Vec<Point>> {
+        Err(TargetError::unsupported("velocities"))
+    }
+
+    /// Masses, position constraints and distance targets as stored
+    /// ([`Capability::Attributes`]).
+    fn attributes(&mut self) -> Result<Attributes> {
+        Err(TargetError::unsupported("attributes"))
+    }
 }
 
 impl<T: Target + ?Sized> Target for Box<T> {
@@ -615,5 +655,11 @@ impl<T: Target + ?Sized> Target for Box<T> {
     }
     fn inject(&mut self, fault: &EnvFault) -> Result<()> {
         (**self).inject(fault)
+    }
+    fn velocities(&mut self) -> Result<Vec<Point>> {
+        (**self).velocities()
+    }
+    fn attributes(&mut self) -> Result<Attributes> {
+        (**self).attributes()
     }
 }

@@ -76,6 +76,13 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
             "params-not-uploaded",
             "invariant:checkpoint-round-trip:step",
         ),
+        // The reference model over the velocities and attributes read-backs, and the physics
+        // reference over a checkpoint and the grid's geometry: what the engine executor finds.
+        (
+            "remove-nodes-velocities-stale",
+            "invariant:model-velocities:remove_nodes",
+        ),
+        ("repulsion-overscaled", "invariant:physics:step"),
     ] {
         let (code, stdout, summary) =
             campaign(&["--cases", "40", "--no-minimize", "--fault", fault]);
@@ -85,7 +92,13 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     }
     let (_, _, summary) = campaign(&["--cases", "40"]);
     let ran = summary["target"]["checks_run"].to_string();
-    for check in ["grid-stage", "csr-edges", "device-memory"] {
+    for check in [
+        "grid-stage",
+        "csr-edges",
+        "device-memory",
+        "model",
+        "physics",
+    ] {
         assert!(ran.contains(check), "{check} did not run: {ran}");
     }
 }
@@ -105,6 +118,30 @@ fn a_crash_is_signed_by_its_kernel() {
     let signatures = summary["findings"].to_string();
     assert!(
         signatures.contains("signal:SIGSEGV:sort_pairs"),
+        "{signatures}"
+    );
+}
+
+/// Injected environment faults through the trait: a clean engine tolerates them (an op a fault
+/// failed changes nothing and succeeds when sent again, in both growth policies' runs), and a
+/// stale capacity after a failed resize is signed as the engine executor signs it.
+#[test]
+fn injected_faults_are_tolerated_and_a_stale_resize_is_not() {
+    let (code, stdout, summary) = campaign(&["--cases", "120", "--inject"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(summary["findings"], serde_json::json!([]));
+    let (code, stdout, summary) = campaign(&[
+        "--cases",
+        "40",
+        "--inject",
+        "--no-minimize",
+        "--fault",
+        "resize-failure-stale",
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let signatures = summary["findings"].to_string();
+    assert!(
+        signatures.contains("fault-not-tolerated:state-changed:"),
         "{signatures}"
     );
 }

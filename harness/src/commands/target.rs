@@ -198,16 +198,16 @@ impl TargetPlan {
 /// that cannot start or fails the handshake is bad input (exit 2): no case could run.
 pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
     use crate::case::Op;
-    use crate::worker::target_case::{checks, plan_checks, skip_reason, CaseParams};
+    use crate::worker::target_case::{plan_checks, skip_reason, CaseParams};
     let info = source.info().map_err(CliError::input)?;
     let params = source.case_params();
-    let (mut run, skipped) = plan_checks(&info.capabilities);
-    // The capacity re-run runs on a second engine the worker builds to grow otherwise: only ours
-    // (the target whose parameters are the case's) has one.
-    let rerun_only_ours = checks::CAPACITY_INVARIANCE;
+    let (run, skipped) = plan_checks(&info.capabilities);
+    // The capacity re-run runs on a second engine the worker builds to grow otherwise, and the
+    // reference model and physics know Forcefield's semantics: only ours (the target whose
+    // parameters are the case's) gets them.
     let ours = params == CaseParams::Send;
-    let not_ours = run.iter().any(|c| c.name == rerun_only_ours) && !ours;
-    run.retain(|c| ours || c.name != rerun_only_ours);
+    let (run, not_ours): (Vec<_>, Vec<_>) =
+        run.into_iter().partition(|c| ours || !c.forcefield_only);
     // One op of each kind that a capability gates (their contents do not matter here).
     let gated = [
         Op::SetParams {
@@ -239,11 +239,20 @@ pub fn plan_target(source: &TargetSource) -> Result<TargetPlan, CliError> {
         checks: run.iter().map(|c| c.name.to_string()).collect(),
         skipped_checks: skipped
             .iter()
-            .map(|c| match c.needs {
-                Some(cap) => format!("{} (needs {cap})", c.name),
-                None => c.name.to_string(),
+            .map(|c| {
+                let missing: Vec<&str> = c
+                    .needs
+                    .iter()
+                    .filter(|&&need| !info.capabilities.has(need))
+                    .map(|need| need.name())
+                    .collect();
+                format!("{} (needs {})", c.name, missing.join(", "))
             })
-            .chain(not_ours.then(|| format!("{rerun_only_ours} (Forcefield's engine only)")))
+            .chain(
+                not_ours
+                    .iter()
+                    .map(|c| format!("{} (Forcefield's engine only)", c.name)),
+            )
             .collect(),
         skipped_ops: gated
             .iter()

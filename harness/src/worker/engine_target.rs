@@ -4,8 +4,9 @@ other engine's, through [`crate::worker::target_case`] and its generic checks.
 
 It declares every capability the engine has: parameters (a JSON object of [`SimParams`] fields,
 the others at their defaults), capacity, SSSP, constraints, counts and capacities, device memory,
-the grid stage, CSR, checkpoint/restore (a [`WireCheckpoint`], bit-exact) and injected environment
-faults. Validation errors are `Rejected` (the engine changes nothing); any other engine error is
+the grid stage (with its origin and cell size), CSR, checkpoint/restore (a [`WireCheckpoint`],
+bit-exact), injected environment faults, velocities and attributes (masses, position constraints,
+distance targets: the engine's constraint inspection). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
 `Internal`, after a lost context is recovered so that the layout is as before the op. Planted
 faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
 ([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
@@ -18,8 +19,8 @@ use forcefield::{
     GraphSpec, SimParams,
 };
 use forcefield_target::{
-    Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage, Params, Point, Result,
-    Target, TargetError, TargetInfo,
+    Attributes, Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage, Params,
+    Point, Result, Target, TargetError, TargetInfo,
 };
 
 use crate::worker::execute::WireCheckpoint;
@@ -223,6 +224,8 @@ impl Target for EngineTarget {
             order: g.sorted_nodes,
             cell_start: g.cell_start,
             cell_end: g.cell_end,
+            origin: Some(g.grid.origin),
+            cell_size: Some(g.grid.cell_size),
         }))
     }
 
@@ -269,6 +272,19 @@ impl Target for EngineTarget {
         };
         self.engine()?.inject(fault);
         Ok(())
+    }
+
+    fn velocities(&mut self) -> Result<Vec<Point>> {
+        self.with(|e| e.velocities())
+    }
+
+    fn attributes(&mut self) -> Result<Attributes> {
+        let c = self.with(|e| e.inspect_constraints())?;
+        Ok(Attributes {
+            masses: c.masses,
+            anchors: c.anchors,
+            edge_targets: c.edge_targets,
+        })
     }
 }
 

@@ -312,6 +312,27 @@ impl ReferenceModel {
         rows
     }
 
+    /// The `model` oracle after `op`, as both executors run it (the engine's and the one over
+    /// the target trait): an op that ran (`accepted`) is applied by its definition, one refused
+    /// leaves the model as it was; `seen`, read after the op, must be what the model holds; after
+    /// a step of at least one step the model adopts the new positions and velocities.
+    pub fn check_after(
+        &mut self,
+        op: &Op,
+        accepted: bool,
+        seen: &Observed,
+    ) -> Result<(), Violation> {
+        if accepted {
+            self.apply(op);
+        }
+        let moved = accepted && matches!(op, Op::Step { count } if *count > 0);
+        self.compare(seen, moved)?;
+        if moved {
+            self.observe_step(&seen.positions, &seen.velocities);
+        }
+        Ok(())
+    }
+
     /// The `model` oracle: `seen` must be what the model holds. `moved`: the op was a step, so
     /// positions and velocities are not compared.
     pub fn compare(&self, seen: &Observed, moved: bool) -> Result<(), Violation> {

@@ -41,8 +41,13 @@ use forcefield_target::{
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
-use crate::worker::execute::{Breadcrumb, CaseResult, END_OP, INIT_OP};
+use crate::worker::execute::{
+    tolerance, Breadcrumb, CaseResult, WireCheckpoint, END_OP, INIT_OP, MAX_ATTEMPTS,
+    PHYSICS_SAMPLES,
+};
+use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::{self, Violation};
+use crate::worker::physics;
 
 /// The stable names of the target checks (they end up in signatures).
 pub mod checks {
@@ -70,62 +75,96 @@ pub mod checks {
     pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
     /// Positions agree with a shadow target's after every step (the engine executor's CUDA check).
     pub const DIFFERENTIAL: &str = crate::worker::oracle::checks::DIFFERENTIAL;
+    /// The reference model's checks (`model-counts`, `model-edges`, `model-constraints`,
+    /// `model-positions`, `model-velocities`: the engine executor's), as one entry of the plan.
+    pub const MODEL: &str = "model";
+    /// One step from a checkpoint is the documented force law's (the engine executor's check).
+    pub const PHYSICS: &str = crate::worker::physics::PHYSICS;
 }
 
-/// One generic check and the capability it needs.
+/// One generic check and the capabilities it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetCheck {
     /// Its stable name ([`checks`]).
     pub name: &'static str,
-    /// The capability without which it cannot run (`None`: every target).
-    pub needs: Option<Capability>,
+    /// The capabilities without which it cannot run (none: every target).
+    pub needs: &'static [Capability],
+    /// Whether it runs only where the host knows the target to be Forcefield's engine (a second
+    /// engine to re-run on, or [`Semantics::Forcefield`]).
+    pub forcefield_only: bool,
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 11] = [
+pub const TARGET_CHECKS: [TargetCheck; 13] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
-        needs: None,
+        needs: &[],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::POSITIONS_COUNT,
-        needs: None,
+        needs: &[],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::REJECTED_UNCHANGED,
-        needs: None,
+        needs: &[],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::DETERMINISM,
-        needs: None,
+        needs: &[],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::SSSP_DIJKSTRA,
-        needs: Some(Capability::Sssp),
+        needs: &[Capability::Sssp],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::CHECKPOINT_ROUND_TRIP,
-        needs: Some(Capability::Checkpoint),
+        needs: &[Capability::Checkpoint],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::COUNTS_CONSISTENT,
-        needs: Some(Capability::Counts),
+        needs: &[Capability::Counts],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::GRID_STAGE,
-        needs: Some(Capability::Grid),
+        needs: &[Capability::Grid],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::CSR_EDGES,
-        needs: Some(Capability::Csr),
+        needs: &[Capability::Csr],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::DEVICE_MEMORY,
-        needs: Some(Capability::DeviceMemory),
+        needs: &[Capability::DeviceMemory],
+        forcefield_only: false,
     },
     TargetCheck {
         name: checks::CAPACITY_INVARIANCE,
-        needs: Some(Capability::Capacity),
+        needs: &[Capability::Capacity],
+        forcefield_only: true,
+    },
+    TargetCheck {
+        name: checks::MODEL,
+        needs: &[
+            Capability::Counts,
+            Capability::Csr,
+            Capability::Velocities,
+            Capability::Attributes,
+        ],
+        forcefield_only: true,
+    },
+    TargetCheck {
+        name: checks::PHYSICS,
+        needs: &[Capability::Checkpoint, Capability::Grid],
+        forcefield_only: true,
     },
 ];
 
@@ -133,7 +172,7 @@ pub const TARGET_CHECKS: [TargetCheck; 11] = [
 pub fn plan_checks(caps: &Capabilities) -> (Vec<TargetCheck>, Vec<TargetCheck>) {
     TARGET_CHECKS
         .iter()
-        .partition(|c| c.needs.is_none_or(|need| caps.has(need)))
+        .partition(|c| c.needs.iter().all(|&need| caps.has(need)))
 }
 
 /// Step ops after which the checkpoint round trip runs, per run.
@@ -161,6 +200,22 @@ impl CaseParams {
     fn sent(self, caps: &Capabilities) -> bool {
         self == CaseParams::Send && caps.has(Capability::Params)
     }
+}
+
+/// What the host knows of a target beyond its capabilities: whose semantics it has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Semantics {
+    /// Only the case format's: the generic checks (any engine but Forcefield's).
+    #[default]
+    CaseFormat,
+    /// Forcefield's engine's: where a new node starts, its mass, what a constraint stores, the
+    /// force law, and a checkpoint that is a [`WireCheckpoint`]. The reference model
+    /// ([`ReferenceModel`], the engine executor's `model-*` checks) runs in the first run after
+    /// `create` and every op, over the target's counts, positions, velocities, CSR and attributes;
+    /// the physics reference ([`physics::check_step`]) checks one step from a checkpoint taken
+    /// after each of the first [`PHYSICS_SAMPLES`] step ops where it applies, with the grid the
+    /// step used.
+    Forcefield,
 }
 
 /// Why an op of a case is not sent to a target, when it is not.
@@ -317,6 +372,9 @@ pub struct TargetRun<'a> {
     /// The target of the `differential` check (`None`: none): a reference the host trusts
     /// (Forcefield's CPU engine beside a CUDA case's engine), fed the same ops in the first run.
     pub shadow: Option<&'a mut dyn Target>,
+    /// Whose semantics the target has: Forcefield's gets the reference model and the physics
+    /// reference too.
+    pub semantics: Semantics,
 }
 
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
@@ -342,10 +400,12 @@ pub fn run_target_case_with(
         params,
         capacity_rerun,
         mut shadow,
+        semantics,
     } = how;
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
     let mut run = Run::new(target, &caps, params, &mut report, None);
+    run.semantics = semantics;
     // Reborrowed for the first run only, its object's lifetime shortened to the run's.
     run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
     let first = run.go(case, on_op);
@@ -441,6 +501,8 @@ enum Stop {
     },
     /// The target failed.
     Failure(TargetFailure),
+    /// A result of the engine executor's vocabulary (an injected fault not tolerated).
+    Result(CaseResult),
 }
 
 impl Stop {
@@ -471,12 +533,17 @@ impl Stop {
                 report.failure = Some(failure);
                 (result, report)
             }
+            Stop::Result(result) => (result, report),
         }
     }
 }
 
 /// Positions as bits, so that comparisons see `-0.0` and NaN payloads.
 type Bits = Vec<[u32; 3]>;
+
+fn floats(b: &Bits) -> Vec<Point> {
+    b.iter().map(|p| p.map(f32::from_bits)).collect()
+}
 
 fn bits(p: &[Point]) -> Bits {
     p.iter()
@@ -511,8 +578,9 @@ struct Run<'a> {
     nodes: u64,
     /// The edge multiset the accepted ops leave, in insertion order.
     edges: Vec<forcefield::Edge>,
-    /// Positions after the last op, and counts when the target reports them.
+    /// Positions after the last op, and counts and velocities when the target reports them.
     positions: Bits,
+    velocities: Option<Bits>,
     counts: Option<forcefield_target::Counts>,
     /// An injected fault is armed: an `Internal` error is then the fault's, and must change nothing.
     armed: bool,
@@ -524,7 +592,16 @@ struct Run<'a> {
     rerun: bool,
     /// The `differential` check's shadow target (first run only).
     shadow: Option<&'a mut dyn Target>,
+    /// Whose semantics the target has (first run only: the references run there).
+    semantics: Semantics,
+    /// What the target must hold ([`Semantics::Forcefield`] with the read-backs the model needs).
+    model: Option<ReferenceModel>,
+    /// Step ops checked by the physics reference so far.
+    physics_samples: usize,
 }
+
+/// What sending an op came to: an `sssp` op's source and distances, when it was accepted.
+type Sent = Result<Option<(u32, Vec<f32>)>, TargetError>;
 
 /// What an op's call came to, when the run goes on.
 enum Answer<T> {
@@ -550,12 +627,16 @@ impl<'a> Run<'a> {
             nodes: 0,
             edges: Vec::new(),
             positions: Vec::new(),
+            velocities: None,
             counts: None,
             armed: false,
             checkpoints: 0,
             shrunk_bytes: BTreeMap::new(),
             rerun: false,
             shadow: None,
+            semantics: Semantics::CaseFormat,
+            model: None,
+            physics_samples: 0,
         }
     }
 
@@ -628,12 +709,30 @@ impl<'a> Run<'a> {
         }
         self.nodes = case.graph.num_nodes;
         self.edges = case.graph.edges.clone();
+        let model_reads = [
+            Capability::Counts,
+            Capability::Csr,
+            Capability::Velocities,
+            Capability::Attributes,
+        ];
+        if self.first_run()
+            && self.semantics == Semantics::Forcefield
+            && model_reads.iter().all(|&c| self.caps.has(c))
+        {
+            // A graph the target accepted is within the engine's limits.
+            self.model = case
+                .graph
+                .to_spec()
+                .ok()
+                .map(|spec| ReferenceModel::new(&spec, case.initial_params()));
+        }
         if self.rerun {
             let (nodes, edges) = case.capacity_rerun_reserve();
             let reserved = self.target.reserve(nodes, edges);
             self.must(None, INIT_OP, reserved)?;
         } else {
             self.observe(None, INIT_OP)?;
+            self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
             self.capability_checks(None, INIT_OP, None)?;
         }
         for (index, op) in case.ops.iter().enumerate() {
@@ -656,16 +755,14 @@ impl<'a> Run<'a> {
             self.op(index, op)?;
         }
         if self.rerun {
-            let read = self.target.positions();
-            let last = bits(&self.must(None, END_OP, read)?);
+            let last = bits(&self.read_back(None, END_OP, |t| t.positions())?);
             self.trace.push((None, last));
         }
         Ok(self.trace)
     }
 
-    fn op(&mut self, index: usize, op: &Op) -> Result<(), Stop> {
-        let at = Some(index);
-        let name = op.name();
+    /// Sends `op` to the target; an `sssp` op's distances come back with its source.
+    fn send(&mut self, op: &Op) -> Sent {
         let mut distances = None;
         let called: Result<(), TargetError> = match op {
             Op::AddNodes { count, positions } => {
@@ -702,6 +799,96 @@ impl<'a> Run<'a> {
             // Sent only under `CaseParams::Send` (see `skip_reason`).
             Op::SetParams { params } => self.target.set_params(&params_object(params)),
         };
+        called.map(|()| distances)
+    }
+
+    /// `op` under the fault-tolerance guarantee, as the engine executor applies it: while an
+    /// injected fault is armed, an `Internal` error is the fault's; the state must then be as
+    /// before the op (positions, counts and capacities, velocities where reported:
+    /// `fault-not-tolerated:state-changed`), and the op is sent again, at most
+    /// [`MAX_ATTEMPTS`] times in all (`fault-not-tolerated:retry-failed`), as one armed fault of
+    /// each kind fails at most one attempt.
+    fn send_tolerating(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        op: &Op,
+    ) -> Result<Sent, Stop> {
+        let mut attempts = 0;
+        loop {
+            let called = self.send(op);
+            let message = match &called {
+                Err(TargetError::Internal(m)) if self.armed && !matches!(op, Op::Inject { .. }) => {
+                    m.clone()
+                }
+                _ => return Ok(called),
+            };
+            attempts += 1;
+            let not_tolerated = |failure: &str, detail: String| {
+                Stop::Result(CaseResult::FaultNotTolerated {
+                    op_index: at.unwrap_or(0),
+                    op: name.to_string(),
+                    failure: failure.to_string(),
+                    detail,
+                })
+            };
+            // The capacity re-run keeps no state to compare: it only retries.
+            if !self.rerun {
+                if let Some(what) = self.changed_since_observed(at, name)? {
+                    return Err(not_tolerated(
+                        tolerance::STATE_CHANGED,
+                        format!("after `{}`: {what}", one_line(&message)),
+                    ));
+                }
+            }
+            if attempts >= MAX_ATTEMPTS {
+                return Err(not_tolerated(
+                    tolerance::RETRY_FAILED,
+                    format!(
+                        "still failing after {MAX_ATTEMPTS} attempts: {}",
+                        one_line(&message)
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// What differs from the state `observe` last read (positions, counts and capacities, and
+    /// velocities where the target reports them), if anything.
+    fn changed_since_observed(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+    ) -> Result<Option<String>, Stop> {
+        let now = bits(&self.read_back(at, name, |t| t.positions())?);
+        if let Some(what) = first_difference(&self.positions, &now) {
+            return Ok(Some(format!("positions: {what}")));
+        }
+        if self.caps.has(Capability::Counts) {
+            let counts = self.read_back(at, name, |t| t.counts())?;
+            if Some(counts) != self.counts {
+                return Ok(Some(format!(
+                    "counts and capacities {:?} before, {counts:?} after",
+                    self.counts
+                )));
+            }
+        }
+        let now = self.velocity_bits(at, name)?;
+        if let (Some(before), Some(now)) = (&self.velocities, now) {
+            if let Some(what) = first_difference(before, &now) {
+                return Ok(Some(format!("velocities: {what}")));
+            }
+        }
+        Ok(None)
+    }
+
+    fn op(&mut self, index: usize, op: &Op) -> Result<(), Stop> {
+        let at = Some(index);
+        let name = op.name();
+        let (called, distances) = match self.send_tolerating(at, name, op)? {
+            Ok(distances) => (Ok(()), distances),
+            Err(e) => (Err(e), None),
+        };
         match self.answer(at, name, called)? {
             // The capacity re-run only follows the ops; its final positions are compared.
             Answer::Done(()) if self.rerun => self.apply(op),
@@ -709,6 +896,7 @@ impl<'a> Run<'a> {
             Answer::Done(()) => {
                 self.apply(op);
                 self.observe(at, name)?;
+                self.check_model(at, name, op, true)?;
                 if let Some((source, d)) = distances {
                     self.ran(checks::SSSP_DIJKSTRA);
                     let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
@@ -720,13 +908,15 @@ impl<'a> Run<'a> {
                 if matches!(op, Op::Step { .. }) {
                     self.checkpoint_round_trip(at, name)?;
                 }
+                if matches!(op, Op::Step { count } if *count > 0) {
+                    self.check_physics(at, name)?;
+                }
             }
             Answer::Refused(message) => {
                 self.report.rejected_ops += u64::from(self.first_run());
                 let before = (self.positions.clone(), self.counts);
                 // Compared before `observe`, whose count check would otherwise speak first.
-                let read = self.target.positions();
-                let after = bits(&self.must(at, name, read)?);
+                let after = bits(&self.read_back(at, name, |t| t.positions())?);
                 self.ran(checks::REJECTED_UNCHANGED);
                 let mut changed = first_difference(&before.0, &after);
                 if changed.is_none() {
@@ -745,6 +935,8 @@ impl<'a> Run<'a> {
                         },
                     ));
                 }
+                // Nothing the model holds may have changed either (velocities, attributes, CSR).
+                self.check_model(at, name, op, false)?;
             }
         }
         Ok(())
@@ -797,8 +989,7 @@ impl<'a> Run<'a> {
 
     /// Reads positions (and counts) after an op and runs the state checks on them.
     fn observe(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
-        let read = self.target.positions();
-        let positions = self.must(at, op, read)?;
+        let positions = self.read_back(at, op, |t| t.positions())?;
         self.ran(checks::POSITIONS_COUNT);
         if positions.len() as u64 != self.nodes {
             return Err(check_failed(
@@ -817,6 +1008,7 @@ impl<'a> Run<'a> {
         self.ran(checks::POSITIONS_FINITE);
         oracle::check_positions_finite(&positions).map_err(|v| check_failed(at, op, v))?;
         self.positions = bits(&positions);
+        self.velocities = self.velocity_bits(at, op)?;
         if self.caps.has(Capability::Counts) {
             let read = self.target.counts();
             let counts = self.must(at, op, read)?;
@@ -977,11 +1169,165 @@ impl<'a> Run<'a> {
         oracle::check_differential(&cpu, &device).map_err(|v| check_failed(at, name, v))
     }
 
+    /// A read-back a check makes (velocities, CSR, attributes, a checkpoint); when it fails while
+    /// an injected fault is armed (an armed copy fault hit the read, not the op under test), once
+    /// more, as the engine executor's reads retry.
+    fn read_back<T>(
+        &mut self,
+        at: Option<usize>,
+        op: &'static str,
+        read: impl Fn(&mut dyn Target) -> Result<T, TargetError>,
+    ) -> Result<T, Stop> {
+        let r = match read(&mut *self.target) {
+            Err(TargetError::Internal(_)) if self.armed => read(&mut *self.target),
+            r => r,
+        };
+        self.must(at, op, r)
+    }
+
+    /// What the reference model compares, read through the trait: the counts, positions and
+    /// velocities `observe` just read, the CSR and the attributes.
+    fn observed(&mut self, at: Option<usize>) -> Result<Observed, Stop> {
+        let velocities = self.velocities.as_ref().map(floats).unwrap_or_default();
+        let csr = self.read_back(at, "csr", |t| t.csr())?;
+        let attributes = self.read_back(at, "attributes", |t| t.attributes())?;
+        let counts = self.counts.unwrap_or_default();
+        let to_u32 = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+        Ok(Observed {
+            num_nodes: to_u32(counts.nodes),
+            num_edges: to_u32(counts.edges),
+            positions: floats(&self.positions),
+            velocities,
+            csr: forcefield::CsrInspection {
+                row_offsets: csr.row_offsets,
+                col_indices: csr.col_indices,
+                weights: csr.weights,
+            },
+            constraints: forcefield::ConstraintInspection {
+                masses: attributes.masses,
+                anchors: attributes.anchors,
+                edge_targets: attributes.edge_targets,
+            },
+        })
+    }
+
+    /// The reference model after `op` (read by `observe` first): an accepted op (`applied`) is
+    /// applied to the model by its definition, a refused one must leave the model's state as it
+    /// was; the target's state must then be the model's (the engine executor's comparison,
+    /// [`ReferenceModel::compare`]).
+    fn check_model(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        op: &Op,
+        applied: bool,
+    ) -> Result<(), Stop> {
+        if self.model.is_none() {
+            return Ok(());
+        }
+        let seen = self.observed(at)?;
+        self.ran(checks::MODEL);
+        let Some(model) = self.model.as_mut() else {
+            return Ok(());
+        };
+        model
+            .check_after(op, applied, &seen)
+            .map_err(|v| check_failed(at, name, v))
+    }
+
+    /// `physics` after one of the first [`PHYSICS_SAMPLES`] step ops whose state it applies to
+    /// ([`Semantics::Forcefield`]): checkpoint, restore, one step, the grid that step used; the
+    /// positions must be the force law's from the checkpoint ([`physics::check_step`], as the
+    /// engine executor checks an engine rebuilt from its checkpoint). The layout is restored to
+    /// the checkpoint at the end.
+    fn check_physics(&mut self, at: Option<usize>, name: &'static str) -> Result<(), Stop> {
+        // As the round trip, not once an injected fault is armed.
+        let wanted = self.first_run()
+            && !self.armed
+            && self.semantics == Semantics::Forcefield
+            && self.caps.has(Capability::Checkpoint)
+            && self.caps.has(Capability::Grid)
+            && self.physics_samples < PHYSICS_SAMPLES
+            && self.nodes > 0
+            && self.nodes <= u64::from(physics::PHYSICS_MAX_NODES);
+        if !wanted {
+            return Ok(());
+        }
+        let fail = |detail: String| {
+            check_failed(
+                at,
+                name,
+                Violation {
+                    check: checks::PHYSICS,
+                    detail,
+                },
+            )
+        };
+        let state = self.read_back(at, "checkpoint", |t| t.checkpoint())?;
+        let before = WireCheckpoint::deserialize(&state)
+            .map_err(|e| fail(format!("the checkpoint is not Forcefield's: {e}")))?
+            .to_checkpoint();
+        if !physics::applies(&before.params, before.num_nodes) {
+            return Ok(());
+        }
+        self.physics_samples += 1;
+        self.ran(checks::PHYSICS);
+        // The restored engine's own failures are the check's, as the executor's rebuilt engine's.
+        let restored = self
+            .target
+            .restore(&state)
+            .and_then(|()| self.target.step(1));
+        match restored {
+            Ok(()) => {}
+            Err(e) if e.is_defect() && !matches!(e, TargetError::Internal(_)) => {
+                return Err(Stop::Failure(TargetFailure::of(&e, at, name)))
+            }
+            Err(e) => {
+                return Err(fail(format!(
+                    "the engine restored from the checkpoint fails: {e}"
+                )))
+            }
+        }
+        let grid = match self.read_back(at, "grid", |t| t.grid())? {
+            Some(forcefield_target::GridStage {
+                dims,
+                origin: Some(origin),
+                cell_size: Some(cell_size),
+                ..
+            }) => forcefield::GridSpec {
+                origin,
+                cell_size,
+                dims,
+            },
+            _ => {
+                return Err(fail(
+                    "a step of a non-empty graph left no grid with its origin and cell size".into(),
+                ))
+            }
+        };
+        let after = self.read_back(at, name, |t| t.positions())?;
+        physics::check_step(&before, &grid, &after).map_err(|v| check_failed(at, name, v))?;
+        let r = self.target.restore(&state);
+        self.must(at, "restore", r)
+    }
+
+    /// The velocities as bits, where the target reports them.
+    fn velocity_bits(&mut self, at: Option<usize>, op: &'static str) -> Result<Option<Bits>, Stop> {
+        if !self.caps.has(Capability::Velocities) {
+            return Ok(None);
+        }
+        Ok(Some(bits(&self.read_back(at, op, |t| t.velocities())?)))
+    }
+
     /// `checkpoint-round-trip` after one of the first step ops: checkpoint, step, restore, step
     /// again: the restored positions are those checkpointed and the two steps agree. The layout
     /// is restored to the checkpoint at the end, so the case goes on as if nothing happened.
     fn checkpoint_round_trip(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
-        if !self.caps.has(Capability::Checkpoint) || self.checkpoints >= CHECKPOINT_SAMPLES {
+        // Its extra steps would meet an armed injected fault that belongs to the case's ops.
+        if !self.caps.has(Capability::Checkpoint)
+            || self.checkpoints >= CHECKPOINT_SAMPLES
+            || self.armed
+        {
             return Ok(());
         }
         self.checkpoints += 1;
@@ -1002,6 +1348,7 @@ impl<'a> Run<'a> {
         self.must(at, op, r)?;
         let r = self.target.positions();
         let stepped = bits(&self.must(at, op, r)?);
+        let stepped_velocities = self.velocity_bits(at, op)?;
         let r = self.target.restore(&state);
         match self.answer(at, "restore", r)? {
             Answer::Done(()) => {}
@@ -1024,6 +1371,15 @@ impl<'a> Run<'a> {
             return Err(fail(format!(
                 "a step from the restored checkpoint differs from one from the original: {what}"
             )));
+        }
+        // Velocities are state too (a restart that loses them moves the nodes otherwise later).
+        let again_velocities = self.velocity_bits(at, op)?;
+        if let (Some(a), Some(b)) = (&stepped_velocities, &again_velocities) {
+            if let Some(what) = first_difference(a, b) {
+                return Err(fail(format!(
+                    "velocities after a step from the restored checkpoint differ from those after one from the original: {what}"
+                )));
+            }
         }
         let r = self.target.restore(&state);
         self.must(at, "restore", r)

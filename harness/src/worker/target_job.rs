@@ -34,7 +34,7 @@ use crate::worker::engine_target::{BackendFactory, EngineTarget};
 use crate::worker::execute::{Breadcrumb, CaseResult};
 use crate::worker::job::{reply_payload, traced_backend, Job};
 use crate::worker::target_case::{
-    run_target_case, run_target_case_with, CaseParams, TargetReport, TargetRun,
+    run_target_case, run_target_case_with, CaseParams, Semantics, TargetReport, TargetRun,
 };
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
@@ -273,6 +273,7 @@ impl TargetHandler {
                     params: CaseParams::Send,
                     capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
                     shadow: cuda.then_some(&mut cpu as &mut dyn Target),
+                    semantics: Semantics::Forcefield,
                 };
                 run_target_case_with(&mut target, case, how, &mut on_op)
             }

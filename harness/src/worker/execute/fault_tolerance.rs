@@ -12,7 +12,7 @@ use crate::worker::oracle::{AfterOp, EngineCheckError};
 
 /// Most attempts of one op while injected faults keep failing it (at most one fault of each of the
 /// four kinds can be armed, so five attempts always suffice for a tolerant engine).
-const MAX_ATTEMPTS: usize = 5;
+pub(crate) const MAX_ATTEMPTS: usize = 5;
 
 /// Injected faults armed by the case and not fired yet, as the fired count of their kind when they
 /// were armed (the engine replaces a fault of a kind already armed, and so does this).

@@ -194,17 +194,11 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             return Ok(());
         };
         let name = index.map_or(INIT_OP, |_| op.name());
-        model.apply(op);
         let seen = with_read_retry(engine, Observed::read)
             .map_err(|e| CaseResult::engine_error(index, name, &e))?;
-        let moved = matches!(op, Op::Step { count } if *count > 0);
         model
-            .compare(&seen, moved)
-            .map_err(|v| CaseResult::violation(index, name, v))?;
-        if moved {
-            model.observe_step(&seen.positions, &seen.velocities);
-        }
-        Ok(())
+            .check_after(op, true, &seen)
+            .map_err(|v| CaseResult::violation(index, name, v).into())
     }
 
     /// The engine of a poisoned process, rebuilt from its checkpoint in this one: its state must be

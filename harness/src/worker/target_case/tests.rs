@@ -249,7 +249,9 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
             checks::GRID_STAGE,
             checks::CSR_EDGES,
             checks::DEVICE_MEMORY,
-            checks::CAPACITY_INVARIANCE
+            checks::CAPACITY_INVARIANCE,
+            checks::MODEL,
+            checks::PHYSICS
         ]
     );
 }
@@ -538,4 +540,145 @@ fn the_shadow_must_agree_after_every_step() {
         }
         other => panic!("expected a differential violation, got {other}"),
     }
+}
+
+/// The reference model and the physics reference over the trait: with Forcefield's semantics
+/// they find the two planted faults no generic check sees (consistent state, restarts and both
+/// growth policies reproduce them), on our engine as the builtin target; without, they do not
+/// run and the same cases pass.
+#[test]
+fn the_model_and_physics_find_what_the_generic_checks_cannot() {
+    use crate::worker::engine_target::EngineTarget;
+    use forcefield::Fault;
+    let removal = Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "graph": { "num_nodes": 3, "edges": [ { "u": 0, "v": 1, "w": 1.0 } ] },
+             "ops": [ { "op": "step", "count": 3 },
+                      { "op": "remove_nodes", "ids": [0] } ] }"#,
+    )
+    .expect("a valid case");
+    let run = |case: &Case, fault: Option<Fault>, semantics: Semantics| {
+        let faults = forcefield::FaultSet::of(fault.as_slice());
+        let mut target = EngineTarget::new(faults)
+            .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+        let how = TargetRun {
+            params: CaseParams::Send,
+            semantics,
+            ..TargetRun::default()
+        };
+        run_target_case_with(&mut target, case, how, &mut |_| {})
+    };
+    for (fault, case, signature) in [
+        (
+            Fault::RemoveNodesVelocitiesStale,
+            &removal,
+            ("model-velocities", "remove_nodes"),
+        ),
+        (
+            Fault::RepulsionOverscaled,
+            &params_case(),
+            ("physics", "step"),
+        ),
+    ] {
+        let (clean, report) = run(case, None, Semantics::Forcefield);
+        assert_eq!(clean, CaseResult::Pass, "{report:?}");
+        for check in [checks::MODEL, checks::PHYSICS] {
+            assert!(report.checks_run.contains(check), "{check}: {report:?}");
+        }
+        let (found, _) = run(case, Some(fault), Semantics::Forcefield);
+        assert_eq!(
+            check_of(&found),
+            (signature.0.to_string(), signature.1.to_string()),
+            "{fault:?}"
+        );
+        let (unseen, report) = run(case, Some(fault), Semantics::CaseFormat);
+        assert_eq!(unseen, CaseResult::Pass, "{fault:?}: {report:?}");
+        assert!(!report.checks_run.contains(checks::MODEL));
+        assert!(!report.checks_run.contains(checks::PHYSICS));
+    }
+}
+
+/// A case that grows, shrinks and reserves, with injected faults before four of its ops (the
+/// engine executor's injection tests' case).
+fn resizing_case(faults: &str, inject: &[&str]) -> Case {
+    let fault = |i: usize| {
+        inject
+            .get(i)
+            .map(|f| format!(r#"{{"op":"inject","fault":{f}}},"#))
+            .unwrap_or_default()
+    };
+    Case::from_json(&format!(
+        r#"{{"format":"forcefield-case/1","faults":[{faults}],
+            "graph":{{"num_nodes":8,"edges":[{{"u":0,"v":1,"w":1}},{{"u":1,"v":2,"w":1}},{{"u":5,"v":6,"w":2}}]}},
+            "ops":[{{"op":"step","count":3}},
+                   {}{{"op":"add_nodes","count":12}},
+                   {{"op":"step","count":2}},
+                   {}{{"op":"shrink_to_fit"}},
+                   {}{{"op":"reserve","nodes":40,"edges":20}},
+                   {{"op":"add_edges","edges":[{{"u":3,"v":15,"w":1}}]}},
+                   {}{{"op":"step","count":2}},
+                   {{"op":"sssp","source":0}}]}}"#,
+        fault(0),
+        fault(1),
+        fault(2),
+        fault(3),
+    ))
+    .expect("a valid case")
+}
+
+/// Our engine as the builtin target runs it: the case's faults and grid cap, its parameters,
+/// Forcefield's semantics, and the capacity re-run on a second engine growing otherwise.
+fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
+    use crate::worker::engine_target::EngineTarget;
+    let faults = forcefield::FaultSet::of(&case.faults);
+    let mut target = EngineTarget::new(faults)
+        .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+    let mut other = EngineTarget::new(faults).with_config(case.engine_config(Case::OTHER_GROWTH));
+    let how = TargetRun {
+        params: CaseParams::Send,
+        capacity_rerun: Some(&mut other),
+        semantics: Semantics::Forcefield,
+        ..TargetRun::default()
+    };
+    run_target_case_with(&mut target, case, how, &mut |_| {})
+}
+
+/// Fault tolerance over the trait, as the engine executor has it: an op an injected fault fails
+/// leaves the state as it was and is sent again, so a clean engine passes every kind of injected
+/// fault (in both growth policies' runs, which then reach the same bits), and a stale capacity
+/// after a failed resize is `fault-not-tolerated:state-changed` at the op that grew.
+#[test]
+fn an_injected_failure_is_retried_and_must_change_nothing() {
+    for fault in [
+        r#"{"kind":"fail-alloc","nth":1}"#,
+        r#"{"kind":"fail-alloc","nth":4}"#,
+        r#"{"kind":"fail-copy","nth":2}"#,
+        r#"{"kind":"fail-launch","nth":3}"#,
+        r#"{"kind":"lose-context"}"#,
+    ] {
+        let (result, report) = run_builtin(&resizing_case("", &[fault; 4]));
+        assert_eq!(result, CaseResult::Pass, "{fault}: {report:?}");
+        assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
+        assert!(report.checks_run.contains(checks::MODEL));
+    }
+    let stale = resizing_case(
+        r#""resize-failure-stale""#,
+        &[r#"{"kind":"fail-alloc","nth":1}"#],
+    );
+    match run_builtin(&stale).0 {
+        CaseResult::FaultNotTolerated {
+            op_index,
+            op,
+            failure,
+            detail,
+        } => {
+            assert_eq!((op_index, op.as_str()), (2, "add_nodes"));
+            assert_eq!(failure, tolerance::STATE_CHANGED);
+            assert!(detail.contains("capacities"), "{detail}");
+        }
+        other => panic!("expected a fault not tolerated, got {other}"),
+    }
+    // Without the injected failure the planted defect never runs.
+    let quiet = resizing_case(r#""resize-failure-stale""#, &[]);
+    assert_eq!(run_builtin(&quiet).0, CaseResult::Pass);
 }
