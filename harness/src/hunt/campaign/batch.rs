@@ -129,6 +129,20 @@ fn indexed(cases: Vec<Case>) -> Vec<(u64, Case, f64)> {
         .collect()
 }
 
+/// What came of one case of a batch: its own outcome, or that it must run alone.
+enum Answer {
+    /// The worker's answer, the case's own.
+    Own(Box<Outcome>),
+    /// To be run alone.
+    Alone(Box<Unanswered>),
+}
+
+impl Answer {
+    fn alone(unanswered: Unanswered) -> Self {
+        Answer::Alone(Box::new(unanswered))
+    }
+}
+
 /// A case of a batch that must run alone.
 struct Unanswered {
     index: u64,
@@ -140,6 +154,19 @@ struct Unanswered {
     /// Its share of a batch whose worker answered without it (a poisoned process resumes alone):
     /// round trip and worker seconds, counted as its run's.
     answered_share: Option<(f64, Option<f64>)>,
+}
+
+impl Unanswered {
+    /// `case` (generated in `generate` seconds), to run alone, nothing spent on it yet.
+    fn new(index: u64, case: Case, generate: f64) -> Self {
+        Unanswered {
+            index,
+            case,
+            generate,
+            lost: 0.0,
+            answered_share: None,
+        }
+    }
 }
 
 /// Runs `cases` (index, case, seconds to generate it) side by side in one request of `slot`'s
@@ -156,8 +183,8 @@ pub(super) fn run_side_by_side(
     run_batch_then_alone(slot, feed, cases)
         .into_iter()
         .map(|answer| match answer {
-            Ok(outcome) => outcome,
-            Err(alone) => run_alone(slot, feed, alone),
+            Answer::Own(outcome) => *outcome,
+            Answer::Alone(alone) => run_alone(slot, feed, *alone),
         })
         .collect()
 }
@@ -179,7 +206,7 @@ pub(super) fn run_shared(
         let _batch = feed.gpu_gate.read().unwrap_or_else(|e| e.into_inner());
         run_batch_then_alone(shared, feed, cases)
     };
-    let trusted = |answer: &Result<Outcome, Unanswered>| matches!(answer, Ok(outcome) if matches!(outcome.verdict, Verdict::Pass));
+    let trusted = |answer: &Answer| matches!(answer, Answer::Own(outcome) if matches!(outcome.verdict, Verdict::Pass));
     let mut alone_gate = None;
     if answers.iter().any(|answer| !trusted(answer)) {
         shared.shutdown();
@@ -189,15 +216,17 @@ pub(super) fn run_shared(
         .into_iter()
         .map(|answer| {
             let alone = match answer {
-                Ok(outcome) if matches!(outcome.verdict, Verdict::Pass) => return outcome,
-                Ok(doubted) => Unanswered {
+                Answer::Own(outcome) if matches!(outcome.verdict, Verdict::Pass) => {
+                    return *outcome
+                }
+                Answer::Own(doubted) => Unanswered {
                     index: doubted.index,
                     case: doubted.case,
                     generate: doubted.times.generate,
                     lost: doubted.times.round_trip,
                     answered_share: None,
                 },
-                Err(unanswered) => unanswered,
+                Answer::Alone(unanswered) => *unanswered,
             };
             let mut outcome = run_alone(private, feed, alone);
             outcome.times.private_rerun = true;
@@ -214,7 +243,7 @@ fn run_batch_then_alone(
     slot: &mut WorkerSlot,
     feed: &CaseFeed,
     cases: Vec<(u64, Case, f64)>,
-) -> Vec<Result<Outcome, Unanswered>> {
+) -> Vec<Answer> {
     let (alone, together): (Vec<_>, Vec<_>) = cases
         .into_iter()
         .partition(|(_, case, _)| case.injects_lost_context());
@@ -223,19 +252,15 @@ fn run_batch_then_alone(
     } else {
         run_together(slot, feed, together)
     };
-    answers.extend(alone.into_iter().map(|(index, case, generate)| {
-        Err(Unanswered {
-            index,
-            case,
-            generate,
-            lost: 0.0,
-            answered_share: None,
-        })
-    }));
+    answers.extend(
+        alone
+            .into_iter()
+            .map(|(index, case, generate)| Answer::alone(Unanswered::new(index, case, generate))),
+    );
     // The coordinator takes a thread's outcomes in case order.
     answers.sort_by_key(|answer| match answer {
-        Ok(outcome) => outcome.index,
-        Err(alone) => alone.index,
+        Answer::Own(outcome) => outcome.index,
+        Answer::Alone(alone) => alone.index,
     });
     answers
 }
@@ -263,7 +288,7 @@ fn run_together(
     slot: &mut WorkerSlot,
     feed: &CaseFeed,
     cases: Vec<(u64, Case, f64)>,
-) -> Vec<Result<Outcome, Unanswered>> {
+) -> Vec<Answer> {
     let plain: Vec<Case> = cases.iter().map(|(_, case, _)| case.clone()).collect();
     let Some(deadline) = feed
         .watchdog
@@ -291,7 +316,7 @@ fn run_together(
                             feed.watchdog
                                 .observe(CaseCost::of(&case, feed.capacity_invariance), seconds);
                         }
-                        Ok(Outcome {
+                        Answer::Own(Box::new(Outcome {
                             index,
                             case,
                             verdict: answer.verdict,
@@ -304,16 +329,13 @@ fn run_together(
                                 capacity_rerun: answer.capacity_rerun_seconds,
                                 ..CaseTimes::default()
                             },
-                        })
+                        }))
                     }
                     // Its process was poisoned, or its reply not understood: alone, from the
                     // start; the batch's share counts as the run's (its worker did answer).
-                    None => Err(Unanswered {
-                        index,
-                        case,
-                        generate,
-                        lost: 0.0,
+                    None => Answer::alone(Unanswered {
                         answered_share: Some((share, worker_share)),
+                        ..Unanswered::new(index, case, generate)
                     }),
                 })
                 .collect()
@@ -321,19 +343,16 @@ fn run_together(
         batch::BatchRun::Died { .. } => cases
             .into_iter()
             .map(|(index, case, generate)| {
-                Err(Unanswered {
-                    index,
-                    case,
-                    generate,
+                Answer::alone(Unanswered {
                     lost: share,
-                    answered_share: None,
+                    ..Unanswered::new(index, case, generate)
                 })
             })
             .collect(),
         batch::BatchRun::Environment { message } => cases
             .into_iter()
             .map(|(index, case, generate)| {
-                Ok(Outcome {
+                Answer::Own(Box::new(Outcome {
                     index,
                     case,
                     verdict: Verdict::Environment {
@@ -346,7 +365,7 @@ fn run_together(
                         round_trip: share,
                         ..CaseTimes::default()
                     },
-                })
+                }))
             })
             .collect(),
     }
