@@ -2,7 +2,7 @@
 //! campaign's minimizer thread, which re-runs and minimizes each new finding while the cases go on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::config::CampaignConfig;
@@ -140,6 +140,7 @@ pub(super) fn start_minimizer(
     watchdog: Arc<Watchdog>,
     stop: Arc<AtomicBool>,
     interrupt: Arc<AtomicBool>,
+    gpu_gate: Option<Arc<RwLock<()>>>,
 ) -> (
     mpsc::Sender<(Signature, Case)>,
     mpsc::Receiver<MinimizerEvent>,
@@ -158,6 +159,11 @@ pub(super) fn start_minimizer(
             if stopped() {
                 continue;
             }
+            // Under a shared GPU, its runs decide verdicts: no shared batch runs beside them
+            // (another worker's trap would reach this worker's context).
+            let _exclusive = gpu_gate
+                .as_ref()
+                .map(|gate| gate.write().unwrap_or_else(|e| e.into_inner()));
             let deadline = minimize_deadline(&signature, config.case_deadline);
             let mut reproduced = Reproduction {
                 reproduced: 0,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::config::{campaign_watchdog, Budget, CampaignConfig};
@@ -142,6 +142,8 @@ pub fn run_campaign_into(
         });
     }
     let watchdog = Arc::new(watchdog);
+    // With a shared GPU: shared batches read it, runs that decide a verdict alone write it.
+    let gpu_gate: Arc<RwLock<()>> = Arc::default();
     let (rx, threads) = start_case_threads(
         commands,
         CaseFeed {
@@ -157,7 +159,7 @@ pub fn run_campaign_into(
             stop: Arc::clone(&stop),
             cases_per_worker: config.cases_per_worker,
             shared_gpu: config.shared_gpu.clone(),
-            gpu_gate: Arc::default(),
+            gpu_gate: Arc::clone(&gpu_gate),
         },
     );
     // Set when the minimizer must stop: the budget, a stop, a write error.
@@ -170,6 +172,7 @@ pub fn run_campaign_into(
             Arc::clone(&watchdog),
             Arc::clone(&minimizer_stop),
             Arc::clone(&interrupt),
+            config.shared_gpu.is_some().then(|| Arc::clone(&gpu_gate)),
         )
     });
 
