@@ -38,7 +38,7 @@ __global__ void fill(unsigned* keys, unsigned* values, unsigned n, unsigned bits
 }
 
 int main() {
-    const unsigned sizes[] = {1u << 20, 1000000u, 10000000u};
+    const unsigned sizes[] = {10000u, 100000u, 1u << 20, 1000000u, 10000000u};
     const unsigned widths[] = {16u, 19u, 21u};
     for (unsigned n : sizes) {
         for (unsigned bits : widths) {

@@ -14,7 +14,9 @@ Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
   off.
 * `gpu_sort` (printed, not a criterion group): the engine's `sort_pairs` alone on n hashed keys
   below 2^bits, for the sizes and widths of `benches/gpu_sort_cub.cu`, CUB's radix sort on the
-  same keys: run both in one call on the GPU machine to compare.
+  same keys: run both in one call on the GPU machine to compare. `FORCEFIELD_GPU_SORT=1` runs it after
+  the step benchmarks, `FORCEFIELD_GPU_SORT=only` alone; `FORCEFIELD_SORT_TILE_ROUNDS=<r>` (1 to 16)
+  fixes the one-sweep sort's tile of `r * 256` items (otherwise the backend's rule).
 * `gpu_step/wall/<size>`: the wall-clock time of `step(1)` as a per-frame caller runs it: the
   checkpoint brought up to date only on demand ([`CheckpointCadence::OnDemand`]) and kernels
   queued without per-kernel waits (`Engine::set_kernel_timing(false)`).
@@ -535,7 +537,7 @@ fn hashed_key(i: u32, bits: u32) -> u32 {
 /// each output checked to be the stable sort.
 fn bench_sort() -> Result<(), Box<dyn std::error::Error>> {
     let mut b = CudaBackend::new(0)?;
-    for n in [1u32 << 20, 1_000_000, 10_000_000] {
+    for n in [10_000u32, 100_000, 1 << 20, 1_000_000, 10_000_000] {
         for bits in [16u32, 19, 21] {
             let num_cells = 1u32 << bits;
             let keys: Vec<u32> = (0..n).map(|i| hashed_key(i, bits)).collect();
@@ -641,8 +643,10 @@ fn main() {
         }
         return;
     }
+    // FORCEFIELD_GPU_SORT=only: the sort comparison alone.
+    let sort_only = std::env::var("FORCEFIELD_GPU_SORT").is_ok_and(|v| v == "only");
     let mut criterion = Criterion::default().configure_from_args();
-    for (label, num_nodes) in SIZES {
+    for (label, num_nodes) in SIZES.into_iter().filter(|_| !sort_only) {
         let mut case = match Case::new(num_nodes, faults) {
             Ok(case) => case,
             Err(e) => {

@@ -5,8 +5,8 @@
  * box, the sort) are split into several kernels launched one after another by the backend:
  *
  *   bounds_reduce   = bounds_reduce + bounds_finalize
- *   sort_pairs      = sort_small (one block, up to one tile of items), or per radix pass:
- *                     sort_histogram, sort_scan_digits, sort_scatter
+ *   sort_pairs      = sort_small (one block, up to one tile of items), or sort_histogram
+ *                     (the digits of every pass) and one sort_scatter per radix pass
  *
  * Launch shapes (threads per block, items per tile) are fixed here and mirrored by constants in
  * src/backend/cuda/launch.rs. Each kernel names the global buffers it accesses with BUFFERS(..),
@@ -191,77 +191,72 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
  * is stable, hence the whole sort is: nodes of one cell stay in ascending input order, and the
  * output is the CPU's output, bit for bit. No atomics decide an order, so it is deterministic.
  *
- * Items are cut into tiles of SORT_TILE consecutive items, one block per tile. `block_hist` holds the
- * count of each digit in each tile, digit-major (`digit * num_tiles + tile`), so that its exclusive
- * prefix sum is, for each (digit, tile), the first output slot of that tile's items with that digit.
+ * The large sort is a one-sweep radix sort (the scheme of Adinets and Merrill's "Onesweep"):
+ * sort_histogram reads the keys once and counts the digits of every pass; then one sort_scatter per
+ * pass. Items are cut into tiles of `tile_rounds * SORT_THREADS` consecutive items. A scatter block
+ * takes the next tile in the order blocks start (an atomic counter, not blockIdx: a block only ever
+ * waits on tiles that running blocks hold), counts its tile's digits, publishes them, and learns how
+ * many items of each digit the tiles before it hold by looking back over their published counts
+ * (decoupled look-back: each tile publishes its own count at once, then its running total when it
+ * knows it, so a look-back stops at the first running total). Item order = tile order, so the
+ * result is the stable scatter of the old three-launch pass, in one launch a pass.
  */
 #define RADIX_BITS 8u
 #define RADIX (1u << RADIX_BITS)
 #define SORT_THREADS 256u
 #define SORT_WARPS (SORT_THREADS / 32u)
+/* Rounds of SORT_THREADS items in a tile of sort_small (the large sort's tiles are sized by the
+ * backend: `tile_rounds`). */
 #define SORT_ITEMS 16u
 #define SORT_TILE (SORT_THREADS * SORT_ITEMS)
 #define SCAN_THREADS 1024u
+/* Most radix passes a sort makes: 32-bit keys. */
+#define SORT_MAX_PASSES 4u
+/* A tile's published word for one digit: a flag in the high half, an item count in the low half.
+ * Zero (set by the backend before the sort) means not published yet. */
+#define TILE_COUNT_ONLY (1ull << 32)
+#define TILE_RUNNING_TOTAL (2ull << 32)
 
 /* Whether the radix pass at `shift` moves anything for a grid of `num_cells` cells. Every key is a
  * cell of the grid (build_grid clamps to it), so a pass whose digit lies above the largest key's
  * bits sees only zero digits: it is a stable copy. The backend launches the passes the cell
  * capacity needs, a sequence fixed whatever the positions; the kernels of a pass that the grid
- * on the device does not need copy (sort_scatter) or do nothing (sort_histogram,
- * sort_scan_digits), so a grid of 5k cells in a capacity of 2^21 costs two passes, not three. */
+ * on the device does not need copy (sort_scatter) or count nothing (sort_histogram), so a grid
+ * of 5k cells in a capacity of 2^21 costs two passes, not three. */
 __device__ __forceinline__ bool sort_pass_needed(u32 num_cells, u32 shift) {
     const u32 max_key = num_cells > 0u ? num_cells - 1u : 0u;
     return shift < 32u && (max_key >> shift) != 0u;
 }
 
-/* Digit counts of one tile, and their sums over all tiles added into `digit_totals` (zeroed by the
- * backend before the launch; integer sums, so the order of the atomics does not matter). */
-extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in,
-                                          u32* __restrict__ block_hist, u32 num_items, u32 shift,
-                                          u32 num_tiles, u32* __restrict__ digit_totals,
+/* The digit counts of every pass the grid needs (of the `passes` the capacity needs), over all items,
+ * added into `digit_totals` (`passes * RADIX` words, pass-major, zeroed by the backend: integer sums,
+ * so the order of the atomics does not matter). One block per SORT_TILE items. */
+extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in, u32 num_items, u32 passes,
+                                          u32* __restrict__ digit_totals,
                                           const u32* __restrict__ grid_words) {
-    BUFFERS(keys_in, block_hist, digit_totals, grid_words);
-    /* A pass the grid does not need: its scatter copies, reading no counts. */
-    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) return;
-    __shared__ u32 counts[RADIX];
-    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) counts[d] = 0u;
+    BUFFERS(keys_in, digit_totals, grid_words);
+    const u32 num_cells = GRID_NUM_CELLS(grid_words);
+    u32 needed = 0u;
+    while (needed < passes && needed < SORT_MAX_PASSES &&
+           sort_pass_needed(num_cells, needed * RADIX_BITS))
+        ++needed;
+    __shared__ u32 counts[SORT_MAX_PASSES][RADIX];
+    for (u32 j = threadIdx.x; j < SORT_MAX_PASSES * RADIX; j += blockDim.x)
+        (&counts[0][0])[j] = 0u;
     __syncthreads();
     const u64 base = (u64)blockIdx.x * SORT_TILE;
     for (u32 r = 0; r < SORT_ITEMS; ++r) {
         const u64 i = base + (u64)r * SORT_THREADS + threadIdx.x;
-        if (i < num_items) atomicAdd(&counts[(LD(keys_in, i) >> shift) & (RADIX - 1u)], 1u);
+        if (i < num_items) {
+            const u32 key = LD(keys_in, i);
+            for (u32 pass = 0; pass < needed; ++pass)
+                atomicAdd(&counts[pass][(key >> (pass * RADIX_BITS)) & (RADIX - 1u)], 1u);
+        }
     }
     __syncthreads();
-    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x) {
-        ST(block_hist, (u64)d * num_tiles + blockIdx.x) = counts[d];
-        if (counts[d] != 0u) atomicAdd(&ST(digit_totals, d), counts[d]);
-    }
-}
-
-/* The exclusive prefix sum of `block_hist` (digit-major), one block per digit: the block's digit
- * starts after all items of smaller digits (the sum of `digit_totals` below it), and its tiles'
- * counts are scanned in chunks of blockDim.x with a running carry. Every block works on its own
- * digit, so the whole scan is one launch over RADIX blocks instead of one block over all counts. */
-extern "C" __global__ void sort_scan_digits(u32* __restrict__ block_hist,
-                                            const u32* __restrict__ digit_totals, u32 num_tiles,
-                                            u32 shift, const u32* __restrict__ grid_words) {
-    BUFFERS(block_hist, digit_totals, grid_words);
-    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) return;
-    const u32 digit = blockIdx.x;
-    u32 below = 0u;
-    for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
-        below += d < digit ? LD(digit_totals, d) : 0u;
-    u32 carry = 0u;
-    (void)block_exclusive_scan(below, &carry);
-    const u64 row = (u64)digit * num_tiles;
-    for (u32 base = 0u; base < num_tiles; base += blockDim.x) {
-        const u32 tile = base + threadIdx.x;
-        const u32 count = tile < num_tiles ? LD(block_hist, row + tile) : 0u;
-        u32 chunk = 0u;
-        const u32 offset = block_exclusive_scan(count, &chunk);
-        if (tile < num_tiles) ST(block_hist, row + tile) = carry + offset;
-        carry += chunk;
-    }
+    for (u32 pass = 0; pass < needed; ++pass)
+        for (u32 d = threadIdx.x; d < RADIX; d += blockDim.x)
+            if (counts[pass][d] != 0u) atomicAdd(&ST(digit_totals, pass * RADIX + d), counts[pass][d]);
 }
 
 /* In-place exclusive prefix sum of `len` words by one block of SCAN_THREADS threads: each thread
@@ -285,19 +280,20 @@ extern "C" __global__ void sort_scan(u32* __restrict__ data, u32 len, u32* __res
     if (total != 0 && threadIdx.x == 0) ST(total, 0) = all;
 }
 
-/* The stable scatter of one tile's items [base, base + SORT_TILE) by the digit at `shift`. Items are
- * taken in rounds of SORT_THREADS consecutive items, so earlier rounds hold earlier items; within a
- * round, an item's rank among the round's items with the same digit is the count in earlier warps
- * plus the count in earlier lanes of its own warp (__match_any_sync groups the lanes by digit).
- * `next_slot[d]` holds the first output slot of the tile's items with digit d and is advanced past
- * them. No __restrict__: sort_small reads, in one launch, what an earlier pass wrote. */
+/* The stable scatter of one tile's items [base, base + rounds * SORT_THREADS) by the digit at
+ * `shift`. Items are taken in rounds of SORT_THREADS consecutive items, so earlier rounds hold
+ * earlier items; within a round, an item's rank among the round's items with the same digit is the
+ * count in earlier warps plus the count in earlier lanes of its own warp (__match_any_sync groups the
+ * lanes by digit). `next_slot[d]` holds the first output slot of the tile's items with digit d and
+ * is advanced past them. No __restrict__: sort_small reads, in one launch, what an earlier pass
+ * wrote. */
 __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* values_in, u32* keys_out,
-                                             u32* values_out, u64 base, u32 num_items, u32 shift,
-                                             u32* next_slot, u32 (*warp_counts)[RADIX]) {
+                                             u32* values_out, u64 base, u32 rounds, u32 num_items,
+                                             u32 shift, u32* next_slot, u32 (*warp_counts)[RADIX]) {
     BUFFERS(keys_in, values_in, keys_out, values_out);
     const u32 lane = threadIdx.x & 31u;
     const u32 warp = threadIdx.x >> 5;
-    for (u32 r = 0; r < SORT_ITEMS; ++r) {
+    for (u32 r = 0; r < rounds; ++r) {
         const u64 round_base = base + (u64)r * SORT_THREADS;
         /* Block-uniform: the whole block leaves together. */
         if (round_base >= num_items) break;
@@ -330,32 +326,70 @@ __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* valu
     }
 }
 
-/* Stable scatter of one tile per block, from the tile's offsets in the scanned `block_hist`; a copy
- * of the tile in a pass the grid does not need (every digit 0: the scatter would copy). */
+/* One radix pass: the stable scatter of one tile per block. The block takes the next tile from
+ * `tile_counter`, counts the tile's digits and publishes each count in `tile_status[tile][digit]`,
+ * looks back over the tiles before it (one thread per digit) for the number of items with that
+ * digit before the tile, publishes its running total, and scatters its items after the digit's
+ * first slot (the exclusive prefix sum of this pass's `digit_totals`) plus that number.
+ * `tile_counter` and `tile_status` are zeroed by the backend before the sort; they are the backend's
+ * scratch memory, read and written through volatile pointers because other blocks write them while
+ * this one runs. A pass the grid does not need copies tile blockIdx.x (every digit 0: the scatter
+ * would copy). */
 extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
                                         const u32* __restrict__ values_in,
                                         u32* __restrict__ keys_out, u32* __restrict__ values_out,
-                                        const u32* __restrict__ block_hist, u32 num_items,
-                                        u32 shift, u32 num_tiles,
+                                        const u32* __restrict__ digit_totals,
+                                        u32* __restrict__ tile_counter, u64* tile_status,
+                                        u32 num_items, u32 shift, u32 tile_rounds,
                                         const u32* __restrict__ grid_words) {
-    BUFFERS(keys_in, values_in, keys_out, values_out, block_hist, grid_words);
+    BUFFERS(keys_in, values_in, keys_out, values_out, digit_totals, grid_words);
+    const u64 tile_items = (u64)tile_rounds * SORT_THREADS;
     if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) {
-        const u64 base = (u64)blockIdx.x * SORT_TILE;
-        for (u32 r = 0; r < SORT_ITEMS; ++r) {
-            const u64 i = base + (u64)r * SORT_THREADS + threadIdx.x;
-            if (i < num_items) {
-                ST(keys_out, i) = LD(keys_in, i);
-                ST(values_out, i) = LD(values_in, i);
-            }
+        const u64 base = (u64)blockIdx.x * tile_items;
+        for (u64 i = base + threadIdx.x; i < base + tile_items && i < num_items; i += SORT_THREADS) {
+            ST(keys_out, i) = LD(keys_in, i);
+            ST(values_out, i) = LD(values_in, i);
         }
         return;
     }
+    __shared__ u32 tile_slot;
     __shared__ u32 next_slot[RADIX];
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
-    for (u32 d = threadIdx.x; d < RADIX; d += SORT_THREADS)
-        next_slot[d] = LD(block_hist, (u64)d * num_tiles + blockIdx.x);
-    scatter_tile(keys_in, values_in, keys_out, values_out, (u64)blockIdx.x * SORT_TILE, num_items,
-                 shift, next_slot, warp_counts);
+    const u32 d = threadIdx.x; /* SORT_THREADS == RADIX: one digit per thread */
+    if (d == 0u) tile_slot = atomicAdd(tile_counter, 1u);
+    next_slot[d] = 0u;
+    __syncthreads();
+    const u32 tile = tile_slot;
+    const u64 base = (u64)tile * tile_items;
+    for (u64 i = base + threadIdx.x; i < base + tile_items && i < num_items; i += SORT_THREADS)
+        atomicAdd(&next_slot[(LD(keys_in, i) >> shift) & (RADIX - 1u)], 1u);
+    __syncthreads();
+    const u32 count = next_slot[d];
+    volatile u64* status = tile_status;
+    /* Tile 0 knows its running totals at once; the others publish their counts first, so that a
+     * tile after them never waits for their own look-back. */
+    if (tile == 0u) {
+        status[d] = TILE_RUNNING_TOTAL | count;
+    } else {
+        status[(u64)tile * RADIX + d] = TILE_COUNT_ONLY | count;
+    }
+    u32 before = 0u;
+    for (u32 t = tile; t > 0u; --t) {
+        u64 word;
+        do {
+            word = status[(u64)(t - 1u) * RADIX + d];
+        } while (word == 0ull);
+        before += (u32)word;
+        if (word >= TILE_RUNNING_TOTAL) break;
+    }
+    if (tile != 0u) status[(u64)tile * RADIX + d] = TILE_RUNNING_TOTAL | (before + count);
+    /* The digit's first slot of the pass: the totals of the smaller digits. */
+    u32 all = 0u;
+    const u32 digit_start = block_exclusive_scan(LD(digit_totals, d), &all);
+    next_slot[d] = digit_start + before;
+    __syncthreads();
+    scatter_tile(keys_in, values_in, keys_out, values_out, base, tile_rounds, num_items, shift,
+                 next_slot, warp_counts);
 }
 
 /* Digit counts of the items [0, num_items) into `counts` (shared, zeroed by the caller). */
@@ -407,8 +441,8 @@ extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, 
         const u32 first = block_exclusive_scan(count, &total);
         next_slot[threadIdx.x] = first;
         __syncthreads();
-        scatter_tile(src_keys, src_values, dst_keys, dst_values, 0, num_items, shift, next_slot,
-                     warp_counts);
+        scatter_tile(src_keys, src_values, dst_keys, dst_values, 0, SORT_ITEMS, num_items, shift,
+                     next_slot, warp_counts);
         __syncthreads();
         src_keys = dst_keys;
         src_values = dst_values;

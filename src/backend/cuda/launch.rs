@@ -37,8 +37,13 @@ const RADIX_BITS: u32 = 8;
 const RADIX: u32 = 1 << RADIX_BITS;
 /// Threads of a sort block (`SORT_THREADS`).
 const SORT_THREADS: u32 = 256;
-/// Items per sort tile (`SORT_TILE` = `SORT_THREADS * SORT_ITEMS`).
+/// Items of `sort_small`'s one tile and of a `sort_histogram` block (`SORT_TILE` =
+/// `SORT_THREADS * SORT_ITEMS`).
 const SORT_TILE: u32 = SORT_THREADS * 16;
+/// Most radix passes of a sort (`SORT_MAX_PASSES`): 32-bit keys.
+const SORT_MAX_PASSES: u32 = 4;
+/// Overrides [`sort_tile_rounds`] for every sort of the process, for measuring tile sizes.
+pub const SORT_TILE_ROUNDS_VAR: &str = "FORCEFIELD_SORT_TILE_ROUNDS";
 /// Threads of the single-block scan (`SCAN_THREADS`).
 const SCAN_THREADS: u32 = 1024;
 /// Threads of a compaction block (`COMPACT_THREADS` in `sssp.cu`).
@@ -54,7 +59,6 @@ pub const KERNEL_NAMES: &[&str] = &[
     "build_grid",
     "sort_histogram",
     "sort_scan",
-    "sort_scan_digits",
     "sort_scatter",
     "sort_small",
     "gather_positions",
@@ -76,7 +80,6 @@ pub struct Kernels {
     cell_clear: sys::CUfunction,
     sort_histogram: sys::CUfunction,
     sort_scan: sys::CUfunction,
-    sort_scan_digits: sys::CUfunction,
     sort_scatter: sys::CUfunction,
     sort_small: sys::CUfunction,
     gather_positions: sys::CUfunction,
@@ -106,7 +109,6 @@ impl Kernels {
             cell_clear: get("cell_clear")?,
             sort_histogram: get("sort_histogram")?,
             sort_scan: get("sort_scan")?,
-            sort_scan_digits: get("sort_scan_digits")?,
             sort_scatter: get("sort_scatter")?,
             sort_small: get("sort_small")?,
             cell_bounds: get("cell_bounds")?,
@@ -229,6 +231,61 @@ fn radix_passes(num_cells: u32) -> u32 {
     (u32::BITS - max_key.leading_zeros()).div_ceil(RADIX_BITS)
 }
 
+/// Rounds of `SORT_THREADS` items in a tile of the one-sweep sort of `n` items: enough tiles to
+/// fill the multiprocessors, few enough that a tile's scatter is not all barriers.
+/// `FORCEFIELD_SORT_TILE_ROUNDS` (1 to 16) fixes it, for measuring.
+fn sort_tile_rounds(n: u32) -> u32 {
+    static FIXED: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let fixed = FIXED.get_or_init(|| {
+        std::env::var(SORT_TILE_ROUNDS_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|r| (1..=16).contains(r))
+    });
+    fixed.unwrap_or_else(|| n.div_ceil(SORT_THREADS * 1024).clamp(1, 16))
+}
+
+/// Where the one-sweep sort's scratch words are: the digit totals of every pass (`passes * RADIX`
+/// words), one tile counter a pass (`SORT_MAX_PASSES` words, so that the 8-byte words after them
+/// are aligned), then each pass's published words, one 8-byte word per tile and digit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OnesweepLayout {
+    passes: u32,
+    tiles: u32,
+    tile_rounds: u32,
+}
+
+impl OnesweepLayout {
+    fn new(n: u32, passes: u32, tile_rounds: u32) -> Self {
+        OnesweepLayout {
+            passes,
+            tiles: blocks_for(n, tile_rounds * SORT_THREADS),
+            tile_rounds,
+        }
+    }
+
+    /// Byte offset of pass `pass`'s digit totals.
+    fn totals_at(&self, pass: u32) -> u64 {
+        u64::from(pass * RADIX) * 4
+    }
+
+    /// Byte offset of pass `pass`'s tile counter.
+    fn counter_at(&self, pass: u32) -> u64 {
+        self.totals_at(SORT_MAX_PASSES) + u64::from(pass) * 4
+    }
+
+    /// Byte offset of pass `pass`'s published words (8-byte aligned: 4 * (4 * 256 + 4) bytes in).
+    fn status_at(&self, pass: u32) -> u64 {
+        self.counter_at(SORT_MAX_PASSES)
+            + u64::from(pass) * u64::from(self.tiles) * u64::from(RADIX) * 8
+    }
+
+    /// 4-byte words of the whole scratch.
+    fn words(&self) -> usize {
+        (self.status_at(self.passes) / 4) as usize
+    }
+}
+
 /// The copies and fills that [`Queue::enqueue`] queues for `launch` besides its kernels, as (span,
 /// elements from its start, direction). No kernel check sees them, so the checked mode bounds them
 /// on the host before the launch.
@@ -349,11 +406,13 @@ impl Queue<'_> {
     }
 
     /// `sort_pairs`: a stable LSD radix sort over the bits of the largest possible key,
-    /// `max_cells - 1` (see `layout.cu`): the grid's own count stays on the device. Passes alternate between the output and scratch buffers so that the last
-    /// one writes the output; the inputs are never written (the engine reads the unsorted keys
-    /// back for its oracles). With a single cell every key is 0 and the sort is a copy.
-    /// `cell_counts` is not used: the per-tile histograms live in scratch memory, since their size
-    /// depends on the item count, not on the cell count.
+    /// `max_cells - 1` (see `layout.cu`): the grid's own count stays on the device. Passes alternate
+    /// between the output and scratch buffers so that the last one writes the output; the inputs are
+    /// never written (the engine reads the unsorted keys back for its oracles). With a single cell
+    /// every key is 0 and the sort is a copy. Above one tile the sort is one fill, `sort_histogram`
+    /// (the digit counts of every pass) and one `sort_scatter` a pass (the one-sweep scheme).
+    /// `cell_counts` is not used: the counts and the tiles' published words live in scratch memory,
+    /// since their size depends on the item count, not on the cell count.
     fn sort_pairs(&mut self, a: &SortArgs) -> Result<(), DriverError> {
         let n = a.num_items;
         if n == 0 {
@@ -368,12 +427,11 @@ impl Queue<'_> {
         if n <= SORT_TILE {
             return self.sort_small(a, passes);
         }
-        let tiles = blocks_for(n, SORT_TILE);
-        let hist_len = RADIX * tiles;
-        // The per-tile counts, then the RADIX per-digit totals of the pass.
-        let hist_words = (hist_len + RADIX) as usize;
-        let hist = self.scratch.sort_hist.ensure(hist_words * 4, self.stream)?;
-        let totals = hist + hist_len as u64 * 4;
+        let layout = OnesweepLayout::new(n, passes, sort_tile_rounds(n));
+        let scratch = self
+            .scratch
+            .sort_hist
+            .ensure(layout.words() * 4, self.stream)?;
         let (tmp_keys, tmp_values) = if passes > 1 {
             (
                 self.scratch.sort_keys.ensure(bytes, self.stream)?,
@@ -382,6 +440,15 @@ impl Queue<'_> {
         } else {
             (0, 0)
         };
+        // The digit totals, the tile counters and every tile's published words start at zero.
+        self.memset_u32(scratch, 0, layout.words())?;
+        let mut args = kernel_args![&a.keys_in.addr, &n, &passes, &scratch, &a.grid.addr];
+        self.launch(
+            self.kernels.sort_histogram,
+            blocks_for(n, SORT_TILE),
+            SORT_THREADS,
+            &mut args,
+        )?;
         let (mut src_keys, mut src_values) = (a.keys_in.addr, a.values_in.addr);
         for pass in 0..passes {
             let (dst_keys, dst_values) = if (passes - 1 - pass) % 2 == 0 {
@@ -390,31 +457,30 @@ impl Queue<'_> {
                 (tmp_keys, tmp_values)
             };
             let shift = pass * RADIX_BITS;
-            self.memset_u32(totals, 0, RADIX as usize)?;
+            let pass_totals = scratch + layout.totals_at(pass);
+            let pass_counter = scratch + layout.counter_at(pass);
+            let pass_status = scratch + layout.status_at(pass);
             // Each kernel reads the grid's cell count and leaves a pass it does not need as a copy
             // (`sort_pass_needed` in layout.cu): the launches stay those of the capacity.
-            let mut args =
-                kernel_args![&src_keys, &hist, &n, &shift, &tiles, &totals, &a.grid.addr];
-            self.launch(self.kernels.sort_histogram, tiles, SORT_THREADS, &mut args)?;
-            let mut args = kernel_args![&hist, &totals, &tiles, &shift, &a.grid.addr];
-            self.launch(
-                self.kernels.sort_scan_digits,
-                RADIX,
-                SORT_THREADS,
-                &mut args,
-            )?;
             let mut args = kernel_args![
                 &src_keys,
                 &src_values,
                 &dst_keys,
                 &dst_values,
-                &hist,
+                &pass_totals,
+                &pass_counter,
+                &pass_status,
                 &n,
                 &shift,
-                &tiles,
+                &layout.tile_rounds,
                 &a.grid.addr,
             ];
-            self.launch(self.kernels.sort_scatter, tiles, SORT_THREADS, &mut args)?;
+            self.launch(
+                self.kernels.sort_scatter,
+                layout.tiles,
+                SORT_THREADS,
+                &mut args,
+            )?;
             (src_keys, src_values) = (dst_keys, dst_values);
         }
         Ok(())
@@ -647,6 +713,40 @@ mod tests {
     }
 
     #[test]
+    fn the_one_sweep_scratch_holds_every_pass_apart_and_aligned() {
+        // 1M items in tiles of 4 rounds, three passes (a 2^21-cell capacity).
+        let l = OnesweepLayout::new(1_000_000, radix_passes(1 << 21), 4);
+        assert_eq!(l.tiles, 977);
+        assert_eq!(l.passes, 3);
+        // Totals, then counters, then published words: no overlap, 8-byte words aligned.
+        assert_eq!(l.totals_at(3) + u64::from(RADIX) * 4, l.totals_at(4));
+        assert!(l.counter_at(0) >= l.totals_at(SORT_MAX_PASSES));
+        assert!(l.status_at(0) >= l.counter_at(SORT_MAX_PASSES));
+        for pass in 0..=l.passes {
+            assert_eq!(l.status_at(pass) % 8, 0);
+        }
+        assert_eq!(
+            l.status_at(1) - l.status_at(0),
+            u64::from(l.tiles) * u64::from(RADIX) * 8
+        );
+        assert_eq!(l.words() * 4, l.status_at(3) as usize);
+        // The last item falls in the last tile.
+        assert!(u64::from(l.tiles) * u64::from(4 * SORT_THREADS) >= 1_000_000);
+        assert!(u64::from(l.tiles - 1) * u64::from(4 * SORT_THREADS) < 1_000_000);
+    }
+
+    #[test]
+    fn tiles_grow_with_the_item_count_up_to_sixteen_rounds() {
+        if std::env::var_os(SORT_TILE_ROUNDS_VAR).is_some() {
+            println!("skipped: {SORT_TILE_ROUNDS_VAR} is set");
+            return;
+        }
+        assert_eq!(sort_tile_rounds(SORT_TILE + 1), 1);
+        assert_eq!(sort_tile_rounds(1_000_000), 4);
+        assert_eq!(sort_tile_rounds(u32::MAX), 16);
+    }
+
+    #[test]
     fn launch_shapes_match_the_kernel_sources() {
         assert_eq!(
             define("layout.cu", "NODE_THREADS"),
@@ -665,6 +765,11 @@ mod tests {
             define("layout.cu", "SCAN_THREADS"),
             format!("{SCAN_THREADS}u")
         );
+        assert_eq!(
+            define("layout.cu", "SORT_MAX_PASSES"),
+            format!("{SORT_MAX_PASSES}u")
+        );
+        assert_eq!(radix_passes(u32::MAX), SORT_MAX_PASSES);
         assert_eq!(
             define("sssp.cu", "COMPACT_THREADS"),
             format!("{COMPACT_THREADS}u")
