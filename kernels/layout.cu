@@ -193,7 +193,8 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
  *
  * The large sort is a one-sweep radix sort (the scheme of Adinets and Merrill's "Onesweep"):
  * sort_histogram reads the keys once and counts the digits of every pass; then one sort_scatter per
- * pass. Items are cut into tiles of `tile_rounds * SORT_THREADS` consecutive items. A scatter block
+ * pass. Items are cut into tiles of `tile_rounds * SORT_THREADS` consecutive items (the backend's
+ * rule: launch.rs, `sort_tile_rounds`). A scatter block
  * takes the next tile in the order blocks start (an atomic counter, not blockIdx: a block only ever
  * waits on tiles that running blocks hold), counts its tile's digits, publishes them, and learns how
  * many items of each digit the tiles before it hold by looking back over their published counts
@@ -280,21 +281,21 @@ extern "C" __global__ void sort_scan(u32* __restrict__ data, u32 len, u32* __res
     if (total != 0 && threadIdx.x == 0) ST(total, 0) = all;
 }
 
-/* The stable scatter of one tile's items [base, base + rounds * SORT_THREADS) by the digit at
+/* sort_small's stable scatter of the items [0, num_items) (at most one SORT_TILE) by the digit at
  * `shift`. Items are taken in rounds of SORT_THREADS consecutive items, so earlier rounds hold
  * earlier items; within a round, an item's rank among the round's items with the same digit is the
  * count in earlier warps plus the count in earlier lanes of its own warp (__match_any_sync groups the
- * lanes by digit). `next_slot[d]` holds the first output slot of the tile's items with digit d and
- * is advanced past them. No __restrict__: sort_small reads, in one launch, what an earlier pass
+ * lanes by digit). `next_slot[d]` holds the first output slot of the items with digit d and is
+ * advanced past them. No __restrict__: sort_small reads, in one launch, what an earlier pass
  * wrote. */
 __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* values_in, u32* keys_out,
-                                             u32* values_out, u64 base, u32 rounds, u32 num_items,
-                                             u32 shift, u32* next_slot, u32 (*warp_counts)[RADIX]) {
+                                             u32* values_out, u32 num_items, u32 shift,
+                                             u32* next_slot, u32 (*warp_counts)[RADIX]) {
     BUFFERS(keys_in, values_in, keys_out, values_out);
     const u32 lane = threadIdx.x & 31u;
     const u32 warp = threadIdx.x >> 5;
-    for (u32 r = 0; r < rounds; ++r) {
-        const u64 round_base = base + (u64)r * SORT_THREADS;
+    for (u32 r = 0; r < SORT_ITEMS; ++r) {
+        const u64 round_base = (u64)r * SORT_THREADS;
         /* Block-uniform: the whole block leaves together. */
         if (round_base >= num_items) break;
         for (u32 j = threadIdx.x; j < SORT_WARPS * RADIX; j += SORT_THREADS)
@@ -327,14 +328,23 @@ __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* valu
 }
 
 /* One radix pass: the stable scatter of one tile per block. The block takes the next tile from
- * `tile_counter`, counts the tile's digits and publishes each count in `tile_status[tile][digit]`,
- * looks back over the tiles before it (one thread per digit) for the number of items with that
- * digit before the tile, publishes its running total, and scatters its items after the digit's
- * first slot (the exclusive prefix sum of this pass's `digit_totals`) plus that number.
- * `tile_counter` and `tile_status` are zeroed by the backend before the sort; they are the backend's
- * scratch memory, read and written through volatile pointers because other blocks write them while
- * this one runs. A pass the grid does not need copies tile blockIdx.x (every digit 0: the scatter
- * would copy). */
+ * `tile_counter`; each warp ranks its own run of `tile_rounds * 32` consecutive items, 32 at a time,
+ * keeping keys and ranks in registers: an item's rank is the count of its digit in the warp's earlier
+ * rounds plus the count in earlier lanes of its round (__match_any_sync groups the lanes by digit),
+ * with no barrier of the block between rounds. One thread per digit then turns the warps' counts
+ * into each warp's offset and publishes the tile's count in `tile_status[tile][digit]`; the tile
+ * is sorted by digit into shared memory (stably: digit, then warp, then rank); then each thread
+ * looks back over the tiles before it for the number of items with its digit before the tile, and
+ * publishes its running total. Last, the block writes the tile out in shared-memory order: a run of
+ * one digit goes to consecutive slots after that digit's first slot of the pass (the exclusive
+ * prefix sum of this pass's `digit_totals`) and the items of earlier tiles, so that neighbouring
+ * threads write neighbouring words. `tile_counter` and `tile_status` are zeroed by the backend before
+ * the sort; they are the backend's scratch memory, read and written through volatile pointers
+ * because other blocks write them while this one runs. A pass the grid does not need copies tile
+ * blockIdx.x (every digit 0: the scatter would copy). */
+#define SORT_MAX_ROUNDS 16u
+/* Tiles whose words a look-back step reads at once (measured on an H100: 4 beats 1 and 16). */
+#define LOOK_BACK_WINDOW 4u
 extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
                                         const u32* __restrict__ values_in,
                                         u32* __restrict__ keys_out, u32* __restrict__ values_out,
@@ -353,43 +363,115 @@ extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
         return;
     }
     __shared__ u32 tile_slot;
-    __shared__ u32 next_slot[RADIX];
+    /* Per warp and digit: the warp's count, then the warp's first place among the tile's items of
+     * that digit. */
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
-    const u32 d = threadIdx.x; /* SORT_THREADS == RADIX: one digit per thread */
-    if (d == 0u) tile_slot = atomicAdd(tile_counter, 1u);
-    next_slot[d] = 0u;
+    /* Per digit: the first place of its items in the tile sorted by digit. */
+    __shared__ u32 digit_in_tile[RADIX];
+    /* Per digit: its first output slot, less digit_in_tile (so that place j goes to slot base + j). */
+    __shared__ u32 digit_base[RADIX];
+    __shared__ u32 sorted_keys[SORT_MAX_ROUNDS * SORT_THREADS];
+    __shared__ u32 sorted_values[SORT_MAX_ROUNDS * SORT_THREADS];
+    const u32 lane = threadIdx.x & 31u;
+    const u32 warp = threadIdx.x >> 5;
+    for (u32 j = threadIdx.x; j < SORT_WARPS * RADIX; j += SORT_THREADS)
+        (&warp_counts[0][0])[j] = 0u;
+    if (threadIdx.x == 0u) tile_slot = atomicAdd(tile_counter, 1u);
     __syncthreads();
     const u32 tile = tile_slot;
-    const u64 base = (u64)tile * tile_items;
-    for (u64 i = base + threadIdx.x; i < base + tile_items && i < num_items; i += SORT_THREADS)
-        atomicAdd(&next_slot[(LD(keys_in, i) >> shift) & (RADIX - 1u)], 1u);
+    const u64 tile_base = (u64)tile * tile_items;
+    const u64 warp_base = tile_base + (u64)warp * 32u * tile_rounds;
+    const u32 d = threadIdx.x; /* SORT_THREADS == RADIX: one digit per thread */
+    u32 keys[SORT_MAX_ROUNDS];
+#pragma unroll
+    for (u32 r = 0; r < SORT_MAX_ROUNDS; ++r) {
+        if (r < tile_rounds) {
+            const u64 i = warp_base + (u64)r * 32u + lane;
+            keys[r] = i < num_items ? LD(keys_in, i) : 0u;
+        }
+    }
+    u32 ranks[SORT_MAX_ROUNDS];
+#pragma unroll
+    for (u32 r = 0; r < SORT_MAX_ROUNDS; ++r) {
+        if (r < tile_rounds) {
+            const bool valid = warp_base + (u64)r * 32u + lane < num_items;
+            /* Past-the-end lanes get digit RADIX, a group of their own that is never counted. */
+            const u32 digit = valid ? (keys[r] >> shift) & (RADIX - 1u) : RADIX;
+            const u32 peers = __match_any_sync(FULL_MASK, digit);
+            const u32 lane_rank = __popc(peers & ((1u << lane) - 1u));
+            const u32 earlier = valid ? warp_counts[warp][digit] : 0u;
+            __syncwarp();
+            if (valid && lane_rank == 0u) warp_counts[warp][digit] = earlier + __popc(peers);
+            __syncwarp();
+            ranks[r] = earlier + lane_rank;
+        }
+    }
     __syncthreads();
-    const u32 count = next_slot[d];
-    volatile u64* status = tile_status;
+    u32 in_warps = 0u;
+    for (u32 w = 0; w < SORT_WARPS; ++w) {
+        const u32 c = warp_counts[w][d];
+        warp_counts[w][d] = in_warps;
+        in_warps += c;
+    }
     /* Tile 0 knows its running totals at once; the others publish their counts first, so that a
      * tile after them never waits for their own look-back. */
+    const u32 count = in_warps;
+    volatile u64* status = tile_status;
     if (tile == 0u) {
         status[d] = TILE_RUNNING_TOTAL | count;
     } else {
         status[(u64)tile * RADIX + d] = TILE_COUNT_ONLY | count;
     }
+    u32 tile_count = 0u;
+    digit_in_tile[d] = block_exclusive_scan(count, &tile_count);
+    __syncthreads();
+#pragma unroll
+    for (u32 r = 0; r < SORT_MAX_ROUNDS; ++r) {
+        if (r < tile_rounds) {
+            const u64 i = warp_base + (u64)r * 32u + lane;
+            if (i < num_items) {
+                const u32 digit = (keys[r] >> shift) & (RADIX - 1u);
+                const u32 place = digit_in_tile[digit] + warp_counts[warp][digit] + ranks[r];
+                sorted_keys[place] = keys[r];
+                sorted_values[place] = LD(values_in, i);
+            }
+        }
+    }
+    /* The look-back reads LOOK_BACK_WINDOW tiles' words at once (independent loads), then adds
+     * them nearest first until a running total; a word not yet published is read again. */
     u32 before = 0u;
-    for (u32 t = tile; t > 0u; --t) {
-        u64 word;
-        do {
-            word = status[(u64)(t - 1u) * RADIX + d];
-        } while (word == 0ull);
-        before += (u32)word;
-        if (word >= TILE_RUNNING_TOTAL) break;
+    bool found = tile == 0u;
+    for (u32 t = tile; !found;) {
+        u64 words[LOOK_BACK_WINDOW];
+#pragma unroll
+        for (u32 k = 0; k < LOOK_BACK_WINDOW; ++k)
+            words[k] = k < t ? status[(u64)(t - 1u - k) * RADIX + d] : 0ull;
+#pragma unroll
+        for (u32 k = 0; k < LOOK_BACK_WINDOW; ++k) {
+            if (!found && k < t) {
+                u64 word = words[k];
+                while (word == 0ull) word = status[(u64)(t - 1u - k) * RADIX + d];
+                before += (u32)word;
+                found = word >= TILE_RUNNING_TOTAL;
+            }
+        }
+        /* Tile 0 publishes a running total, so the walk ends by it at the latest. */
+        t = t > LOOK_BACK_WINDOW ? t - LOOK_BACK_WINDOW : 0u;
     }
     if (tile != 0u) status[(u64)tile * RADIX + d] = TILE_RUNNING_TOTAL | (before + count);
-    /* The digit's first slot of the pass: the totals of the smaller digits. */
+    /* The digit's first slot of the pass: the totals of the smaller digits. The scan's barriers
+     * also order the shared writes above before the reads below. Unsigned arithmetic wraps, so
+     * subtracting digit_in_tile first is exact once place j is added back. */
     u32 all = 0u;
     const u32 digit_start = block_exclusive_scan(LD(digit_totals, d), &all);
-    next_slot[d] = digit_start + before;
+    digit_base[d] = digit_start + before - digit_in_tile[d];
     __syncthreads();
-    scatter_tile(keys_in, values_in, keys_out, values_out, base, tile_rounds, num_items, shift,
-                 next_slot, warp_counts);
+    for (u32 j = threadIdx.x; j < tile_count; j += SORT_THREADS) {
+        const u32 key = sorted_keys[j];
+        const u32 slot = digit_base[(key >> shift) & (RADIX - 1u)] + j;
+        ST(keys_out, slot) = key;
+        ST(values_out, slot) = sorted_values[j];
+    }
 }
 
 /* Digit counts of the items [0, num_items) into `counts` (shared, zeroed by the caller). */
@@ -441,8 +523,8 @@ extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, 
         const u32 first = block_exclusive_scan(count, &total);
         next_slot[threadIdx.x] = first;
         __syncthreads();
-        scatter_tile(src_keys, src_values, dst_keys, dst_values, 0, SORT_ITEMS, num_items, shift,
-                     next_slot, warp_counts);
+        scatter_tile(src_keys, src_values, dst_keys, dst_values, num_items, shift, next_slot,
+                     warp_counts);
         __syncthreads();
         src_keys = dst_keys;
         src_values = dst_values;
