@@ -769,7 +769,8 @@ fn a_run_past_its_timeout_is_killed_with_everything_it_started() {
 
 /// A case that grows the graph past its capacity and steps, optionally with the planted
 /// `sort-count-unclamped` fault (the seed bug: the sort runs over more items than its scratch
-/// buffers hold).
+/// buffers hold). It grows past one sort tile (4,096 items, which `sort_small` sorts in one
+/// block), so that the step after the growth runs the multi-block sort, `sort_scatter`.
 fn growth_case(faults: &[&str]) -> String {
     serde_json::json!({
         "format": "forcefield-case/1",
@@ -779,7 +780,7 @@ fn growth_case(faults: &[&str]) -> String {
         "graph": { "num_nodes": 100, "edges": [] },
         "ops": [
             { "op": "step", "count": 1 },
-            { "op": "add_nodes", "count": 150 },
+            { "op": "add_nodes", "count": 4900 },
             { "op": "step", "count": 1 }
         ]
     })
