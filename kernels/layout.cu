@@ -222,11 +222,21 @@ extern "C" __global__ void build_grid(const float* __restrict__ pos_x,
  * cell of the grid (build_grid clamps to it), so a pass whose digit lies above the largest key's
  * bits sees only zero digits: it is a stable copy. The backend launches the passes the cell
  * capacity needs, a sequence fixed whatever the positions; the kernels of a pass that the grid
- * on the device does not need copy (sort_scatter) or count nothing (sort_histogram), so a grid
- * of 5k cells in a capacity of 2^21 costs two passes, not three. */
+ * on the device does not need do nothing (the last needed pass writes the output), so a grid of
+ * 5k cells in a capacity of 2^21 costs two passes, not three. */
 __device__ __forceinline__ bool sort_pass_needed(u32 num_cells, u32 shift) {
     const u32 max_key = num_cells > 0u ? num_cells - 1u : 0u;
     return shift < 32u && (max_key >> shift) != 0u;
+}
+
+/* How many of the `passes` the cell capacity needs the grid on the device needs: a prefix, since
+ * a pass above the largest key's bits is needed by no later pass either. */
+__device__ __forceinline__ u32 sort_passes_needed(u32 num_cells, u32 passes) {
+    u32 needed = 0u;
+    while (needed < passes && needed < SORT_MAX_PASSES &&
+           sort_pass_needed(num_cells, needed * RADIX_BITS))
+        ++needed;
+    return needed;
 }
 
 /* The digit counts of every pass the grid needs (of the `passes` the capacity needs), over all items,
@@ -236,11 +246,7 @@ extern "C" __global__ void sort_histogram(const u32* __restrict__ keys_in, u32 n
                                           u32* __restrict__ digit_totals,
                                           const u32* __restrict__ grid_words) {
     BUFFERS(keys_in, digit_totals, grid_words);
-    const u32 num_cells = GRID_NUM_CELLS(grid_words);
-    u32 needed = 0u;
-    while (needed < passes && needed < SORT_MAX_PASSES &&
-           sort_pass_needed(num_cells, needed * RADIX_BITS))
-        ++needed;
+    const u32 needed = sort_passes_needed(GRID_NUM_CELLS(grid_words), passes);
     __shared__ u32 counts[SORT_MAX_PASSES][RADIX];
     for (u32 j = threadIdx.x; j < SORT_MAX_PASSES * RADIX; j += blockDim.x)
         (&counts[0][0])[j] = 0u;
@@ -340,28 +346,46 @@ __device__ __forceinline__ void scatter_tile(const u32* keys_in, const u32* valu
  * prefix sum of this pass's `digit_totals`) and the items of earlier tiles, so that neighbouring
  * threads write neighbouring words. `tile_counter` and `tile_status` are zeroed by the backend before
  * the sort; they are the backend's scratch memory, read and written through volatile pointers
- * because other blocks write them while this one runs. A pass the grid does not need copies tile
- * blockIdx.x (every digit 0: the scatter would copy). */
+ * because other blocks write them while this one runs. */
 #define SORT_MAX_ROUNDS 16u
 /* Tiles whose words a look-back step reads at once (measured on an H100: 4 beats 1 and 16). */
 #define LOOK_BACK_WINDOW 4u
-extern "C" __global__ void sort_scatter(const u32* __restrict__ keys_in,
-                                        const u32* __restrict__ values_in,
-                                        u32* __restrict__ keys_out, u32* __restrict__ values_out,
+extern "C" __global__ void sort_scatter(const u32* __restrict__ sort_keys_in,
+                                        const u32* __restrict__ sort_values_in,
+                                        u32* __restrict__ sort_keys_out,
+                                        u32* __restrict__ sort_values_out,
+                                        u32* __restrict__ tmp_keys, u32* __restrict__ tmp_values,
                                         const u32* __restrict__ digit_totals,
                                         u32* __restrict__ tile_counter, u64* tile_status,
-                                        u32 num_items, u32 shift, u32 tile_rounds,
+                                        u32 num_items, u32 pass, u32 passes, u32 tile_rounds,
                                         const u32* __restrict__ grid_words) {
-    BUFFERS(keys_in, values_in, keys_out, values_out, digit_totals, grid_words);
     const u64 tile_items = (u64)tile_rounds * SORT_THREADS;
-    if (!sort_pass_needed(GRID_NUM_CELLS(grid_words), shift)) {
+    const u32 shift = pass * RADIX_BITS;
+    /* The passes the grid needs alternate between the output and tmp_* so that the last of them
+     * writes the output; a pass after them has nothing to do, and with no pass needed (one cell)
+     * the first copies the input. */
+    u32 num_cells;
+    {
+        BUFFERS(grid_words);
+        num_cells = GRID_NUM_CELLS(grid_words);
+    }
+    const u32 needed = sort_passes_needed(num_cells, passes);
+    if (needed == 0u && pass == 0u) {
+        BUFFERS(sort_keys_in, sort_values_in, sort_keys_out, sort_values_out);
         const u64 base = (u64)blockIdx.x * tile_items;
         for (u64 i = base + threadIdx.x; i < base + tile_items && i < num_items; i += SORT_THREADS) {
-            ST(keys_out, i) = LD(keys_in, i);
-            ST(values_out, i) = LD(values_in, i);
+            ST(sort_keys_out, i) = LD(sort_keys_in, i);
+            ST(sort_values_out, i) = LD(sort_values_in, i);
         }
         return;
     }
+    if (pass >= needed) return;
+    const bool to_output = (needed - 1u - pass) % 2u == 0u;
+    const u32* keys_in = pass == 0u ? sort_keys_in : to_output ? tmp_keys : sort_keys_out;
+    const u32* values_in = pass == 0u ? sort_values_in : to_output ? tmp_values : sort_values_out;
+    u32* keys_out = to_output ? sort_keys_out : tmp_keys;
+    u32* values_out = to_output ? sort_values_out : tmp_values;
+    BUFFERS(keys_in, values_in, keys_out, values_out, digit_totals);
     __shared__ u32 tile_slot;
     /* Per warp and digit: the warp's count, then the warp's first place among the tile's items of
      * that digit. */
@@ -497,9 +521,7 @@ extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, 
     __shared__ u32 warp_counts[SORT_WARPS][RADIX];
     /* The passes the grid on the device needs, a prefix of the `passes` of the cell capacity (see
      * sort_pass_needed); the ones after it would be copies. None: the sort is one copy. */
-    const u32 num_cells = GRID_NUM_CELLS(grid_words);
-    u32 needed = 0u;
-    while (needed < passes && sort_pass_needed(num_cells, needed * RADIX_BITS)) ++needed;
+    const u32 needed = sort_passes_needed(GRID_NUM_CELLS(grid_words), passes);
     if (needed == 0u) {
         for (u32 i = threadIdx.x; i < num_items; i += SORT_THREADS) {
             ST(keys_out, i) = LD(keys_in, i);

@@ -460,29 +460,26 @@ impl Queue<'_> {
             SORT_THREADS,
             &mut args,
         )?;
-        let (mut src_keys, mut src_values) = (a.keys_in.addr, a.values_in.addr);
         for pass in 0..passes {
-            let (dst_keys, dst_values) = if (passes - 1 - pass) % 2 == 0 {
-                (a.keys_out.addr, a.values_out.addr)
-            } else {
-                (tmp_keys, tmp_values)
-            };
-            let shift = pass * RADIX_BITS;
             let pass_totals = scratch + layout.totals_at(pass);
             let pass_counter = scratch + layout.counter_at(pass);
             let pass_status = scratch + layout.status_at(pass);
-            // Each kernel reads the grid's cell count and leaves a pass it does not need as a copy
-            // (`sort_pass_needed` in layout.cu): the launches stay those of the capacity.
+            // Each kernel reads the grid's cell count and picks its input and output from the
+            // passes the grid needs (`sort_scatter` in layout.cu): the launches stay those of the
+            // capacity, and a pass the grid does not need does nothing.
             let mut args = kernel_args![
-                &src_keys,
-                &src_values,
-                &dst_keys,
-                &dst_values,
+                &a.keys_in.addr,
+                &a.values_in.addr,
+                &a.keys_out.addr,
+                &a.values_out.addr,
+                &tmp_keys,
+                &tmp_values,
                 &pass_totals,
                 &pass_counter,
                 &pass_status,
                 &n,
-                &shift,
+                &pass,
+                &passes,
                 &layout.tile_rounds,
                 &a.grid.addr,
             ];
@@ -492,7 +489,6 @@ impl Queue<'_> {
                 SORT_THREADS,
                 &mut args,
             )?;
-            (src_keys, src_values) = (dst_keys, dst_values);
         }
         Ok(())
     }
