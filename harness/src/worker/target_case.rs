@@ -48,6 +48,7 @@ use crate::worker::execute::{
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::{self, Violation};
 use crate::worker::physics;
+use crate::worker::shadow::{self, ShadowStop};
 
 /// The stable names of the target checks (they end up in signatures).
 pub mod checks {
@@ -601,7 +602,7 @@ struct Run<'a> {
 }
 
 /// What sending an op came to: an `sssp` op's source and distances, when it was accepted.
-type Sent = Result<Option<(u32, Vec<f32>)>, TargetError>;
+pub(crate) type Sent = Result<Option<(u32, Vec<f32>)>, TargetError>;
 
 /// What an op's call came to, when the run goes on.
 enum Answer<T> {
@@ -761,45 +762,14 @@ impl<'a> Run<'a> {
         Ok(self.trace)
     }
 
-    /// Sends `op` to the target; an `sssp` op's distances come back with its source.
+    /// Sends `op` to the target; an `sssp` op's distances come back with its source. An accepted
+    /// `inject` arms the fault-tolerance rules.
     fn send(&mut self, op: &Op) -> Sent {
-        let mut distances = None;
-        let called: Result<(), TargetError> = match op {
-            Op::AddNodes { count, positions } => {
-                self.target.add_nodes(*count, positions.as_deref())
-            }
-            Op::RemoveNodes { ids } => self.target.remove_nodes(ids),
-            Op::AddEdges { edges } => {
-                let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
-                self.target.add_edges(&edges)
-            }
-            Op::RemoveEdges { pairs } => self.target.remove_edges(pairs),
-            Op::Step { count } => self.target.step(*count),
-            Op::ReadPositions => Ok(()),
-            Op::Reserve { nodes, edges } => self.target.reserve(*nodes, *edges),
-            Op::ShrinkToFit => self.target.shrink_to_fit(),
-            Op::Sssp { source } => self.target.sssp(*source).map(|d| {
-                distances = Some((*source, d));
-            }),
-            Op::SetPositionConstraint {
-                node,
-                target,
-                stiffness,
-            } => self
-                .target
-                .set_position_constraint(*node, *target, *stiffness),
-            Op::SetDistanceConstraint { u, v, distance } => {
-                self.target.set_distance_constraint(*u, *v, *distance)
-            }
-            Op::ClearConstraints => self.target.clear_constraints(),
-            Op::Inject { fault } => self
-                .target
-                .inject(&to_target_fault(fault))
-                .map(|()| self.armed = true),
-            // Sent only under `CaseParams::Send` (see `skip_reason`).
-            Op::SetParams { params } => self.target.set_params(&params_object(params)),
-        };
-        called.map(|()| distances)
+        let sent = send_op(&mut *self.target, op);
+        if sent.is_ok() && matches!(op, Op::Inject { .. }) {
+            self.armed = true;
+        }
+        sent
     }
 
     /// `op` under the fault-tolerance guarantee, as the engine executor applies it: while an
@@ -1134,39 +1104,27 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// `differential`: the shadow applies `op` (not an injected fault: those are the device's);
-    /// after a step its positions must agree with the target's (read by `observe`).
+    /// `differential` ([`shadow::follow_and_compare`], the engine executor's rule): the shadow
+    /// follows `op`, and after a step its positions must agree with the target's (read by
+    /// `observe`).
     fn check_shadow(&mut self, at: Option<usize>, name: &'static str, op: &Op) -> Result<(), Stop> {
+        if self.shadow.is_none() {
+            return Ok(());
+        }
+        if matches!(op, Op::Step { .. }) {
+            self.ran(checks::DIFFERENTIAL);
+        }
         let Some(shadow) = self.shadow.as_mut() else {
             return Ok(());
         };
-        if matches!(op, Op::Inject { .. }) {
-            return Ok(());
+        let positions = &self.positions;
+        let device = || Ok::<_, std::convert::Infallible>(floats(positions));
+        match shadow::follow_and_compare(&mut **shadow, op, device) {
+            Ok(()) => {}
+            Err(ShadowStop::Violation(v)) => return Err(check_failed(at, name, v)),
+            Err(ShadowStop::Device(never)) => match never {},
         }
-        send_to_shadow(&mut **shadow, op).map_err(|e| {
-            shadow_failed(
-                at,
-                name,
-                format!("the CPU engine fails where the device passed: {e}"),
-            )
-        })?;
-        if !matches!(op, Op::Step { .. }) {
-            return Ok(());
-        }
-        let cpu = shadow
-            .positions()
-            .map_err(|e| shadow_failed(at, name, format!("the CPU engine fails: {e}")))?;
-        if !self.report.checks_run.contains(checks::DIFFERENTIAL) {
-            self.report
-                .checks_run
-                .insert(checks::DIFFERENTIAL.to_string());
-        }
-        let device: Vec<Point> = self
-            .positions
-            .iter()
-            .map(|p| p.map(f32::from_bits))
-            .collect();
-        oracle::check_differential(&cpu, &device).map_err(|v| check_failed(at, name, v))
+        Ok(())
     }
 
     /// A read-back a check makes (velocities, CSR, attributes, a checkpoint); when it fails while
@@ -1432,43 +1390,42 @@ fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
 
 /// A shadow's own failure: a `differential` violation, as the engine executor signs it.
 fn shadow_failed(op_index: Option<usize>, op: &str, detail: String) -> Stop {
-    check_failed(
-        op_index,
-        op,
-        Violation {
-            check: checks::DIFFERENTIAL,
-            detail,
-        },
-    )
+    check_failed(op_index, op, shadow::shadow_failure(detail))
 }
 
-/// An op, sent to a shadow target (whatever it answers, as the op was accepted by the target
-/// under test).
-fn send_to_shadow(shadow: &mut dyn Target, op: &Op) -> Result<(), TargetError> {
-    match op {
-        Op::AddNodes { count, positions } => shadow.add_nodes(*count, positions.as_deref()),
-        Op::RemoveNodes { ids } => shadow.remove_nodes(ids),
+/// Sends an op of a case to `target` through the trait; an `sssp` op's distances come back with
+/// its source. `read_positions` needs no call: the checks read positions after every op.
+pub(crate) fn send_op(target: &mut dyn Target, op: &Op) -> Sent {
+    let mut distances = None;
+    let called: Result<(), TargetError> = match op {
+        Op::AddNodes { count, positions } => target.add_nodes(*count, positions.as_deref()),
+        Op::RemoveNodes { ids } => target.remove_nodes(ids),
         Op::AddEdges { edges } => {
             let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
-            shadow.add_edges(&edges)
+            target.add_edges(&edges)
         }
-        Op::RemoveEdges { pairs } => shadow.remove_edges(pairs),
-        Op::Step { count } => shadow.step(*count),
-        Op::Reserve { nodes, edges } => shadow.reserve(*nodes, *edges),
-        Op::ShrinkToFit => shadow.shrink_to_fit(),
-        Op::Sssp { source } => shadow.sssp(*source).map(|_| ()),
+        Op::RemoveEdges { pairs } => target.remove_edges(pairs),
+        Op::Step { count } => target.step(*count),
+        Op::ReadPositions => Ok(()),
+        Op::Reserve { nodes, edges } => target.reserve(*nodes, *edges),
+        Op::ShrinkToFit => target.shrink_to_fit(),
+        Op::Sssp { source } => target.sssp(*source).map(|d| {
+            distances = Some((*source, d));
+        }),
         Op::SetPositionConstraint {
             node,
-            target,
+            target: at,
             stiffness,
-        } => shadow.set_position_constraint(*node, *target, *stiffness),
+        } => target.set_position_constraint(*node, *at, *stiffness),
         Op::SetDistanceConstraint { u, v, distance } => {
-            shadow.set_distance_constraint(*u, *v, *distance)
+            target.set_distance_constraint(*u, *v, *distance)
         }
-        Op::ClearConstraints => shadow.clear_constraints(),
-        Op::SetParams { params } => shadow.set_params(&params_object(params)),
-        Op::ReadPositions | Op::Inject { .. } => Ok(()),
-    }
+        Op::ClearConstraints => target.clear_constraints(),
+        Op::Inject { fault } => target.inject(&to_target_fault(fault)),
+        // Sent only under `CaseParams::Send` (see `skip_reason`).
+        Op::SetParams { params } => target.set_params(&params_object(params)),
+    };
+    called.map(|()| distances)
 }
 
 fn check_failed(op_index: Option<usize>, op: &str, violation: Violation) -> Stop {

@@ -3,13 +3,14 @@
 
 use forcefield::{Backend, Checkpoint, Engine, EngineError};
 
-use super::apply::{apply_op, engine_stop};
+use super::apply::engine_stop;
 use super::fault_tolerance::with_read_retry;
 use super::result::{CaseResult, Stop};
 use super::runner::Runner;
 use crate::case::{BackendKind, Op};
 use crate::worker::oracle::{self, checks, Violation};
 use crate::worker::physics;
+use crate::worker::shadow::{self, ShadowStop};
 
 /// Step ops of a run always checked for restart equivalence.
 pub const RESTART_FIRST_STEPS: usize = 2;
@@ -178,7 +179,8 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
         .map_err(|v| CaseResult::violation(Some(index), name, v).into())
     }
 
-    /// `differential`: the CPU shadow applies `op` too; after a step op the positions must agree.
+    /// `differential` ([`shadow::follow_and_compare`], the rule the target executor follows
+    /// too): the CPU shadow applies `op`; after a step op the positions must agree.
     pub(super) fn check_shadow(
         &mut self,
         engine: &mut Engine<Bk>,
@@ -189,23 +191,11 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             return Ok(());
         };
         let name = op.name();
-        apply_op(shadow, op).map_err(|e| {
-            differential(
-                Some(index),
-                name,
-                format!("the CPU engine fails where the device passed: {e}"),
-            )
-        })?;
-        if !matches!(op, Op::Step { .. }) {
-            return Ok(());
-        }
-        let cpu = shadow
-            .positions()
-            .map_err(|e| differential(Some(index), name, format!("the CPU engine fails: {e}")))?;
-        let device =
-            with_read_retry(engine, |e| e.positions()).map_err(|e| engine_stop(index, name, &e))?;
-        oracle::check_differential(&cpu, &device)
-            .map_err(|v| CaseResult::violation(Some(index), name, v).into())
+        let device = || with_read_retry(engine, |e| e.positions());
+        shadow::follow_and_compare(shadow, op, device).map_err(|stop| match stop {
+            ShadowStop::Violation(v) => CaseResult::violation(Some(index), name, v).into(),
+            ShadowStop::Device(e) => engine_stop(index, name, &e),
+        })
     }
 }
 
@@ -216,12 +206,7 @@ pub(super) fn restart_violation(detail: String) -> Violation {
     }
 }
 
+/// The shadow's own failure (building it) at `op`, as a `differential` violation.
 pub(super) fn differential(op_index: Option<usize>, op: &str, detail: String) -> Stop {
-    CaseResult::InvariantViolation {
-        op_index,
-        op: op.to_string(),
-        check: checks::DIFFERENTIAL.to_string(),
-        detail,
-    }
-    .into()
+    CaseResult::violation(op_index, op, shadow::shadow_failure(detail)).into()
 }

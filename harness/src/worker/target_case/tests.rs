@@ -7,6 +7,7 @@ use forcefield_target::{
 };
 
 use super::*;
+use crate::case::fixtures::resizing_case;
 use crate::case::Case;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -598,34 +599,6 @@ fn the_model_and_physics_find_what_the_generic_checks_cannot() {
     }
 }
 
-/// A case that grows, shrinks and reserves, with injected faults before four of its ops (the
-/// engine executor's injection tests' case).
-fn resizing_case(faults: &str, inject: &[&str]) -> Case {
-    let fault = |i: usize| {
-        inject
-            .get(i)
-            .map(|f| format!(r#"{{"op":"inject","fault":{f}}},"#))
-            .unwrap_or_default()
-    };
-    Case::from_json(&format!(
-        r#"{{"format":"forcefield-case/1","faults":[{faults}],
-            "graph":{{"num_nodes":8,"edges":[{{"u":0,"v":1,"w":1}},{{"u":1,"v":2,"w":1}},{{"u":5,"v":6,"w":2}}]}},
-            "ops":[{{"op":"step","count":3}},
-                   {}{{"op":"add_nodes","count":12}},
-                   {{"op":"step","count":2}},
-                   {}{{"op":"shrink_to_fit"}},
-                   {}{{"op":"reserve","nodes":40,"edges":20}},
-                   {{"op":"add_edges","edges":[{{"u":3,"v":15,"w":1}}]}},
-                   {}{{"op":"step","count":2}},
-                   {{"op":"sssp","source":0}}]}}"#,
-        fault(0),
-        fault(1),
-        fault(2),
-        fault(3),
-    ))
-    .expect("a valid case")
-}
-
 /// Our engine as the builtin target runs it: the case's faults and grid cap, its parameters,
 /// Forcefield's semantics, and the capacity re-run on a second engine growing otherwise.
 fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
@@ -649,21 +622,22 @@ fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
 /// after a failed resize is `fault-not-tolerated:state-changed` at the op that grew.
 #[test]
 fn an_injected_failure_is_retried_and_must_change_nothing() {
+    use forcefield::{EnvFault, Fault};
     for fault in [
-        r#"{"kind":"fail-alloc","nth":1}"#,
-        r#"{"kind":"fail-alloc","nth":4}"#,
-        r#"{"kind":"fail-copy","nth":2}"#,
-        r#"{"kind":"fail-launch","nth":3}"#,
-        r#"{"kind":"lose-context"}"#,
+        EnvFault::FailAlloc { nth: 1 },
+        EnvFault::FailAlloc { nth: 4 },
+        EnvFault::FailCopy { nth: 2 },
+        EnvFault::FailLaunch { nth: 3 },
+        EnvFault::LoseContext { nth: 1 },
     ] {
-        let (result, report) = run_builtin(&resizing_case("", &[fault; 4]));
-        assert_eq!(result, CaseResult::Pass, "{fault}: {report:?}");
+        let (result, report) = run_builtin(&resizing_case(&[], &[fault; 4]));
+        assert_eq!(result, CaseResult::Pass, "{fault:?}: {report:?}");
         assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
         assert!(report.checks_run.contains(checks::MODEL));
     }
     let stale = resizing_case(
-        r#""resize-failure-stale""#,
-        &[r#"{"kind":"fail-alloc","nth":1}"#],
+        &[Fault::ResizeFailureStale],
+        &[EnvFault::FailAlloc { nth: 1 }],
     );
     match run_builtin(&stale).0 {
         CaseResult::FaultNotTolerated {
@@ -679,6 +653,6 @@ fn an_injected_failure_is_retried_and_must_change_nothing() {
         other => panic!("expected a fault not tolerated, got {other}"),
     }
     // Without the injected failure the planted defect never runs.
-    let quiet = resizing_case(r#""resize-failure-stale""#, &[]);
+    let quiet = resizing_case(&[Fault::ResizeFailureStale], &[]);
     assert_eq!(run_builtin(&quiet).0, CaseResult::Pass);
 }
