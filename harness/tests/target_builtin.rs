@@ -63,12 +63,13 @@ fn a_planted_fault_is_found_through_the_trait() {
     );
 }
 
-/// The checks of the grid, CSR and device-memory capabilities: a leak on resize is more device
-/// memory after `shrink_to_fit` at counts seen before, a stale sort is a grid stage out of order.
+/// The checks of the grid, CSR, device-memory and buffers capabilities: a leak on resize is
+/// device memory that no buffer's allocation holds (`memory-accounting`, at once, as the engine
+/// executor signs it), a stale sort is a grid stage out of order.
 #[test]
 fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     for (fault, signature) in [
-        ("leak-on-resize", "invariant:device-memory:shrink_to_fit"),
+        ("leak-on-resize", "invariant:memory-accounting:"),
         ("sort-values-stale", "invariant:grid-stage:step"),
         // The checkpoint holds the parameters set: restored, they step otherwise than the stale
         // ones the kernels kept.
@@ -96,6 +97,8 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
         "grid-stage",
         "csr-edges",
         "device-memory",
+        "counts-within-capacity",
+        "memory-accounting",
         "model",
         "physics",
     ] {

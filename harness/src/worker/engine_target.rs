@@ -6,7 +6,8 @@ It declares every capability the engine has: parameters (a JSON object of [`SimP
 the others at their defaults), capacity, SSSP, constraints, counts and capacities, device memory,
 the grid stage (with its origin and cell size), CSR, checkpoint/restore (a [`WireCheckpoint`],
 bit-exact), injected environment faults, velocities and attributes (masses, position constraints,
-distance targets: the engine's constraint inspection). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
+distance targets: the engine's constraint inspection), and the buffer registry's records (each
+buffer's live length, capacity and allocated bytes). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
 `Internal`, after a lost context is recovered so that the layout is as before the op. Planted
 faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
 ([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
@@ -19,8 +20,8 @@ use forcefield::{
     GraphSpec, SimParams,
 };
 use forcefield_target::{
-    Attributes, Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage, Params,
-    Point, Result, Target, TargetError, TargetInfo,
+    Attributes, Buffer, Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage,
+    Params, Point, Result, Target, TargetError, TargetInfo,
 };
 
 use crate::worker::execute::WireCheckpoint;
@@ -214,6 +215,20 @@ impl Target for EngineTarget {
 
     fn device_bytes(&mut self) -> Result<u64> {
         Ok(self.engine()?.device_bytes() as u64)
+    }
+
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        // The registry's records: host data, no device read.
+        Ok(self
+            .engine()?
+            .buffers()
+            .map(|b| Buffer {
+                name: b.name.as_str().to_string(),
+                len: b.len as u64,
+                capacity: b.capacity as u64,
+                bytes: b.alloc.bytes as u64,
+            })
+            .collect())
     }
 
     fn grid(&mut self) -> Result<Option<GridStage>> {

@@ -22,6 +22,8 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
 | `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
 | `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
+| `counts-within-capacity` | `counts`, `buffers` | before the other state checks of the first run, the live counts are within the capacities and every buffer's live length within its allocation (the engine executor's check) |
+| `memory-accounting` | `device-memory`, `buffers` | likewise, the device memory in use is exactly the bytes of the buffers' allocations (the engine executor's check: a leak shows at once) |
 | `differential` | — | when the host gives a shadow target (Forcefield's CPU engine beside a CUDA case's), the shadow applies every accepted op but `inject`, and after each step the positions agree within [`oracle::DIFFERENTIAL_TOLERANCE`] |
 | `capacity-invariance` | `capacity` | when the host asks for it, a re-run with an early `reserve` (on a target it may configure to grow otherwise) ends at the same bits; an error only there is a violation |
 
@@ -72,6 +74,12 @@ pub mod checks {
     pub const CSR_EDGES: &str = "csr-edges";
     /// Device memory after `shrink_to_fit` does not grow at the same counts.
     pub const DEVICE_MEMORY: &str = "device-memory";
+    /// Live counts within capacities, every buffer's length within its allocation (the engine
+    /// executor's check).
+    pub const COUNTS_WITHIN_CAPACITY: &str = crate::worker::oracle::checks::COUNTS_WITHIN_CAPACITY;
+    /// The device holds exactly the bytes of the buffers' allocations (the engine executor's
+    /// check).
+    pub const MEMORY_ACCOUNTING: &str = crate::worker::oracle::checks::MEMORY_ACCOUNTING;
     /// A re-run under other capacities ends at the same bits (the engine executor's check).
     pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
     /// Positions agree with a shadow target's after every step (the engine executor's CUDA check).
@@ -96,7 +104,7 @@ pub struct TargetCheck {
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 13] = [
+pub const TARGET_CHECKS: [TargetCheck; 15] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
         needs: &[],
@@ -145,6 +153,16 @@ pub const TARGET_CHECKS: [TargetCheck; 13] = [
     TargetCheck {
         name: checks::DEVICE_MEMORY,
         needs: &[Capability::DeviceMemory],
+        forcefield_only: false,
+    },
+    TargetCheck {
+        name: checks::COUNTS_WITHIN_CAPACITY,
+        needs: &[Capability::Counts, Capability::Buffers],
+        forcefield_only: false,
+    },
+    TargetCheck {
+        name: checks::MEMORY_ACCOUNTING,
+        needs: &[Capability::DeviceMemory, Capability::Buffers],
         forcefield_only: false,
     },
     TargetCheck {
@@ -959,6 +977,8 @@ impl<'a> Run<'a> {
 
     /// Reads positions (and counts) after an op and runs the state checks on them.
     fn observe(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
+        // First, as the engine executor's state oracles check capacity and memory first.
+        let early_counts = self.registry_checks(at, op)?;
         let positions = self.read_back(at, op, |t| t.positions())?;
         self.ran(checks::POSITIONS_COUNT);
         if positions.len() as u64 != self.nodes {
@@ -980,8 +1000,13 @@ impl<'a> Run<'a> {
         self.positions = bits(&positions);
         self.velocities = self.velocity_bits(at, op)?;
         if self.caps.has(Capability::Counts) {
-            let read = self.target.counts();
-            let counts = self.must(at, op, read)?;
+            let counts = match early_counts {
+                Some(counts) => counts,
+                None => {
+                    let read = self.target.counts();
+                    self.must(at, op, read)?
+                }
+            };
             self.ran(checks::COUNTS_CONSISTENT);
             self.counts = Some(counts);
             let live_edges = self.edges.len() as u64;
@@ -1034,6 +1059,50 @@ impl<'a> Run<'a> {
         }
         self.trace.push((at, self.positions.clone()));
         Ok(())
+    }
+
+    /// The engine executor's registry oracles over the `buffers` read-back, in the first run:
+    /// `counts-within-capacity` (with `counts`: the live counts within the capacities, every
+    /// buffer's live length within its allocation) and `memory-accounting` (with
+    /// `device-memory`: the device holds exactly the bytes the buffers' allocations hold). The
+    /// counts read, for `observe` to use rather than read them again.
+    fn registry_checks(
+        &mut self,
+        at: Option<usize>,
+        op: &'static str,
+    ) -> Result<Option<forcefield_target::Counts>, Stop> {
+        if !self.first_run() || !self.caps.has(Capability::Buffers) {
+            return Ok(None);
+        }
+        let buffers = self.read_back(at, op, |t| t.buffers())?;
+        let counts = if self.caps.has(Capability::Counts) {
+            let counts = self.read_back(at, op, |t| t.counts())?;
+            self.ran(checks::COUNTS_WITHIN_CAPACITY);
+            let report = oracle::CapacityReport {
+                num_nodes: counts.nodes,
+                num_edges: counts.edges,
+                // A target without a notion of capacity has nothing to exceed.
+                allocated_nodes: counts.node_capacity.unwrap_or(u64::MAX),
+                allocated_edges: counts.edge_capacity.unwrap_or(u64::MAX),
+                buffers: buffers
+                    .iter()
+                    .map(|b| (b.name.clone(), b.len, b.capacity))
+                    .collect(),
+            };
+            oracle::check_counts(&report).map_err(|v| check_failed(at, op, v))?;
+            Some(counts)
+        } else {
+            None
+        };
+        if self.caps.has(Capability::DeviceMemory) {
+            let device = self.read_back(at, op, |t| t.device_bytes())?;
+            self.ran(checks::MEMORY_ACCOUNTING);
+            let registered = buffers.iter().map(|b| b.bytes).sum::<u64>();
+            let to_usize = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+            oracle::check_memory_accounting(to_usize(device), to_usize(registered))
+                .map_err(|v| check_failed(at, op, v))?;
+        }
+        Ok(counts)
     }
 
     /// The checks of the read-back capabilities after an accepted op (`None`: `create`):

@@ -2,8 +2,8 @@
 //! must find (and a clean one they must pass).
 
 use forcefield_target::{
-    Capabilities, Capability, Counts, Death, Edge, ExitKind, Graph, Params, Point, Result, Target,
-    TargetError, TargetInfo,
+    Buffer, Capabilities, Capability, Counts, Death, Edge, ExitKind, Graph, Params, Point, Result,
+    Target, TargetError, TargetInfo,
 };
 
 use super::*;
@@ -27,6 +27,9 @@ enum Bug {
     Infinite,
     /// `step` moves nodes by an amount that depends on the reserved capacity.
     CapacityShows,
+    /// Its positions buffer reports one element more than its allocation holds once there are
+    /// more than 4 nodes.
+    BufferOverrun,
 }
 
 /// Nodes on a line pulled halfway to the origin by each step.
@@ -66,10 +69,10 @@ impl Target for Line {
         TargetInfo {
             name: "line".into(),
             version: "1".into(),
-            capabilities: if self.capacity {
-                Capabilities::from([Capability::Counts, Capability::Capacity])
-            } else {
-                Capabilities::from([Capability::Counts])
+            capabilities: match (self.capacity, self.bug == Bug::BufferOverrun) {
+                (true, _) => Capabilities::from([Capability::Counts, Capability::Capacity]),
+                (false, true) => Capabilities::from([Capability::Counts, Capability::Buffers]),
+                (false, false) => Capabilities::from([Capability::Counts]),
             },
         }
     }
@@ -173,6 +176,16 @@ impl Target for Line {
     fn positions(&mut self) -> Result<Vec<Point>> {
         Ok(self.points.clone())
     }
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        let len = self.points.len() as u64;
+        let capacity = if len > 4 { len - 1 } else { len };
+        Ok(vec![Buffer {
+            name: "positions".into(),
+            len,
+            capacity,
+            bytes: 12 * capacity,
+        }])
+    }
     fn counts(&mut self) -> Result<Counts> {
         Ok(Counts {
             nodes: self.points.len() as u64,
@@ -250,6 +263,8 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
             checks::GRID_STAGE,
             checks::CSR_EDGES,
             checks::DEVICE_MEMORY,
+            checks::COUNTS_WITHIN_CAPACITY,
+            checks::MEMORY_ACCOUNTING,
             checks::CAPACITY_INVARIANCE,
             checks::MODEL,
             checks::PHYSICS
@@ -278,6 +293,10 @@ fn each_defect_is_found_by_its_generic_check_at_its_op() {
     assert_eq!(
         check_of(&run(Bug::Infinite).0),
         ("positions-finite".into(), "step".into())
+    );
+    assert_eq!(
+        check_of(&run(Bug::BufferOverrun).0),
+        ("counts-within-capacity".into(), "add_nodes".into())
     );
 }
 
@@ -655,4 +674,31 @@ fn an_injected_failure_is_retried_and_must_change_nothing() {
     // Without the injected failure the planted defect never runs.
     let quiet = resizing_case(&[Fault::ResizeFailureStale], &[]);
     assert_eq!(run_builtin(&quiet).0, CaseResult::Pass);
+}
+
+/// The registry oracles over the `buffers` read-back sign a defect where the engine executor
+/// does: a leak on resize is `memory-accounting` at the first op that resizes, on both paths.
+#[test]
+fn the_registry_oracles_sign_a_leak_as_the_engine_executor_does() {
+    use crate::worker::execute::{execute, ExecOptions};
+    use forcefield::Fault;
+    let leaky = resizing_case(&[Fault::LeakOnResize], &[]);
+    let through_trait = run_builtin(&leaky);
+    let executor = execute(&leaky, &ExecOptions::default(), &mut |_| {});
+    let at = |r: &CaseResult| match r {
+        CaseResult::InvariantViolation {
+            op_index,
+            op,
+            check,
+            ..
+        } => (*op_index, op.clone(), check.clone()),
+        other => panic!("expected a broken check, got {other}"),
+    };
+    assert_eq!(at(&through_trait.0), at(&executor));
+    assert_eq!(at(&executor).2, checks::MEMORY_ACCOUNTING);
+    let (clean, report) = run_builtin(&resizing_case(&[], &[]));
+    assert_eq!(clean, CaseResult::Pass);
+    for check in [checks::COUNTS_WITHIN_CAPACITY, checks::MEMORY_ACCOUNTING] {
+        assert!(report.checks_run.contains(check), "{check}: {report:?}");
+    }
 }
