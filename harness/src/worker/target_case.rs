@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
 use crate::worker::execute::{
-    tolerance, Breadcrumb, CaseResult, WireCheckpoint, END_OP, INIT_OP, MAX_ATTEMPTS,
-    PHYSICS_SAMPLES,
+    tolerance, Breadcrumb, CaseResult, Sampled, StepSamples, WireCheckpoint, END_OP, INIT_OP,
+    MAX_ATTEMPTS,
 };
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::{self, Violation};
@@ -89,6 +89,11 @@ pub mod checks {
     pub const MODEL: &str = "model";
     /// One step from a checkpoint is the documented force law's (the engine executor's check).
     pub const PHYSICS: &str = crate::worker::physics::PHYSICS;
+    /// Every coordinate within the viewport after a step (the engine executor's check).
+    pub const POSITIONS_IN_BOUNDS: &str = crate::worker::oracle::checks::POSITIONS_IN_BOUNDS;
+    /// A target rebuilt from the checkpoint before a step op reaches the same state (the engine
+    /// executor's check).
+    pub const RESTART_EQUIVALENCE: &str = crate::worker::oracle::checks::RESTART_EQUIVALENCE;
 }
 
 /// One generic check and the capabilities it needs.
@@ -104,7 +109,7 @@ pub struct TargetCheck {
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 15] = [
+pub const TARGET_CHECKS: [TargetCheck; 17] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
         needs: &[],
@@ -183,6 +188,16 @@ pub const TARGET_CHECKS: [TargetCheck; 15] = [
     TargetCheck {
         name: checks::PHYSICS,
         needs: &[Capability::Checkpoint, Capability::Grid],
+        forcefield_only: true,
+    },
+    TargetCheck {
+        name: checks::POSITIONS_IN_BOUNDS,
+        needs: &[],
+        forcefield_only: true,
+    },
+    TargetCheck {
+        name: checks::RESTART_EQUIVALENCE,
+        needs: &[Capability::Checkpoint, Capability::Velocities],
         forcefield_only: true,
     },
 ];
@@ -394,6 +409,21 @@ pub struct TargetRun<'a> {
     /// Whose semantics the target has: Forcefield's gets the reference model and the physics
     /// reference too.
     pub semantics: Semantics,
+    /// A second target of the same engine, which the checks that rebuild from a checkpoint
+    /// restore into, as the engine executor builds a fresh engine from one (`None`: none). With
+    /// it and [`Semantics::Forcefield`], `restart-equivalence` and `physics` sample the step ops
+    /// the engine executor samples ([`StepSamples`]), from the state before the op, and
+    /// `checkpoint-round-trip` (a restore into the target under test) does not run.
+    pub rebuild: Option<Rebuild<'a>>,
+}
+
+/// The target the checks that rebuild from a checkpoint use, and how they compare.
+pub struct Rebuild<'a> {
+    /// A fresh target of the same engine and backend, configured as the one under test.
+    pub target: &'a mut dyn Target,
+    /// Whether restart equivalence compares bit for bit (the CPU backend), else within
+    /// [`oracle::DIFFERENTIAL_TOLERANCE`] (CUDA).
+    pub exact: bool,
 }
 
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
@@ -420,6 +450,7 @@ pub fn run_target_case_with(
         capacity_rerun,
         mut shadow,
         semantics,
+        mut rebuild,
     } = how;
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
@@ -427,6 +458,11 @@ pub fn run_target_case_with(
     run.semantics = semantics;
     // Reborrowed for the first run only, its object's lifetime shortened to the run's.
     run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
+    run.sim_params = case.initial_params();
+    if let Some(r) = rebuild.as_mut() {
+        run.rebuild = Some(&mut *r.target as &mut dyn Target);
+        run.restart_exact = r.exact;
+    }
     let first = run.go(case, on_op);
     let trace = match first {
         Ok(trace) => trace,
@@ -615,8 +651,16 @@ struct Run<'a> {
     semantics: Semantics,
     /// What the target must hold ([`Semantics::Forcefield`] with the read-backs the model needs).
     model: Option<ReferenceModel>,
-    /// Step ops checked by the physics reference so far.
-    physics_samples: usize,
+    /// Which step ops restart equivalence and physics sample (the engine executor's rule).
+    samples: StepSamples,
+    /// The parameters the accepted ops leave (what decides whether physics applies).
+    sim_params: forcefield::SimParams,
+    /// The target the checks that rebuild from a checkpoint restore into (first run only).
+    rebuild: Option<&'a mut dyn Target>,
+    /// Whether restart equivalence compares bit for bit (a CPU engine).
+    restart_exact: bool,
+    /// Whether `observe` follows an accepted step of at least one step on a non-empty layout.
+    after_step: bool,
 }
 
 /// What sending an op came to: an `sssp` op's source and distances, when it was accepted.
@@ -655,7 +699,11 @@ impl<'a> Run<'a> {
             shadow: None,
             semantics: Semantics::CaseFormat,
             model: None,
-            physics_samples: 0,
+            samples: StepSamples::default(),
+            sim_params: forcefield::SimParams::default(),
+            rebuild: None,
+            restart_exact: true,
+            after_step: false,
         }
     }
 
@@ -873,6 +921,7 @@ impl<'a> Run<'a> {
     fn op(&mut self, index: usize, op: &Op) -> Result<(), Stop> {
         let at = Some(index);
         let name = op.name();
+        let sampled = self.sample_before(at, op)?;
         let (called, distances) = match self.send_tolerating(at, name, op)? {
             Ok(distances) => (Ok(()), distances),
             Err(e) => (Err(e), None),
@@ -883,7 +932,10 @@ impl<'a> Run<'a> {
             Answer::Refused(_) if self.rerun => {}
             Answer::Done(()) => {
                 self.apply(op);
-                self.observe(at, name)?;
+                self.after_step = self.nodes > 0 && matches!(op, Op::Step { count } if *count > 0);
+                let observed = self.observe(at, name);
+                self.after_step = false;
+                observed?;
                 self.check_model(at, name, op, true)?;
                 if let Some((source, d)) = distances {
                     self.ran(checks::SSSP_DIJKSTRA);
@@ -892,12 +944,24 @@ impl<'a> Run<'a> {
                         .map_err(|violation| check_failed(at, name, violation))?;
                 }
                 self.capability_checks(at, name, Some(op))?;
+                // The engine executor's order: restart equivalence, the shadow, physics.
+                if let (Some((sampled, state)), Op::Step { count }) = (&sampled, op) {
+                    if sampled.restart {
+                        self.check_restart(at, name, state, *count)?;
+                    }
+                }
                 self.check_shadow(at, name, op)?;
-                if matches!(op, Op::Step { .. }) {
+                // A target rebuilt elsewhere is checked there; restoring this one would replace
+                // the engine under test.
+                if matches!(op, Op::Step { .. }) && self.rebuild.is_none() {
                     self.checkpoint_round_trip(at, name)?;
                 }
-                if matches!(op, Op::Step { count } if *count > 0) {
-                    self.check_physics(at, name)?;
+                if let Some((Sampled { physics: true, .. }, state)) = &sampled {
+                    self.check_physics(at, name, state)?;
+                }
+                self.samples.after(op);
+                if let Op::SetParams { params } = op {
+                    self.sim_params = params.clone();
                 }
             }
             Answer::Refused(message) => {
@@ -997,6 +1061,13 @@ impl<'a> Run<'a> {
         }
         self.ran(checks::POSITIONS_FINITE);
         oracle::check_positions_finite(&positions).map_err(|v| check_failed(at, op, v))?;
+        // Our engine clamps a step's positions to its viewport: the engine executor's check
+        // after a step, with the parameters the accepted ops left.
+        if self.after_step && self.first_run() && self.semantics == Semantics::Forcefield {
+            self.ran(checks::POSITIONS_IN_BOUNDS);
+            oracle::check_positions_in_bounds(&positions, self.sim_params.viewport_bounds)
+                .map_err(|v| check_failed(at, op, v))?;
+        }
         self.positions = bits(&positions);
         self.velocities = self.velocity_bits(at, op)?;
         if self.caps.has(Capability::Counts) {
@@ -1262,24 +1333,115 @@ impl<'a> Run<'a> {
             .map_err(|v| check_failed(at, name, v))
     }
 
-    /// `physics` after one of the first [`PHYSICS_SAMPLES`] step ops whose state it applies to
-    /// ([`Semantics::Forcefield`]): checkpoint, restore, one step, the grid that step used; the
-    /// positions must be the force law's from the checkpoint ([`physics::check_step`], as the
-    /// engine executor checks an engine rebuilt from its checkpoint). The layout is restored to
-    /// the checkpoint at the end.
-    fn check_physics(&mut self, at: Option<usize>, name: &'static str) -> Result<(), Stop> {
-        // As the round trip, not once an injected fault is armed.
-        let wanted = self.first_run()
-            && !self.armed
-            && self.semantics == Semantics::Forcefield
-            && self.caps.has(Capability::Checkpoint)
-            && self.caps.has(Capability::Grid)
-            && self.physics_samples < PHYSICS_SAMPLES
-            && self.nodes > 0
-            && self.nodes <= u64::from(physics::PHYSICS_MAX_NODES);
-        if !wanted {
-            return Ok(());
+    /// The state before `op` when the step-op sampling rule the engine executor follows
+    /// ([`StepSamples`]) samples it for `restart-equivalence` or `physics`: first run,
+    /// [`Semantics::Forcefield`], a target to rebuild on. Read before the op is sent: a
+    /// checkpoint of our engine is its host copy (no device read an armed fault could hit).
+    fn sample_before(
+        &mut self,
+        at: Option<usize>,
+        op: &Op,
+    ) -> Result<Option<(Sampled, serde_json::Value)>, Stop> {
+        if !self.first_run()
+            || self.rebuild.is_none()
+            || self.semantics != Semantics::Forcefield
+            || !self.caps.has(Capability::Checkpoint)
+        {
+            return Ok(None);
         }
+        let nodes = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+        let sampled = self.samples.before(op, nodes, &self.sim_params);
+        if sampled == Sampled::default() {
+            return Ok(None);
+        }
+        let state = self.read_back(at, "checkpoint", |t| t.checkpoint())?;
+        Ok(Some((sampled, state)))
+    }
+
+    /// The target to rebuild on, with `state` restored into it and stepped `count` times; its
+    /// failure is the check's (`fail`), as the engine executor's rebuilt engine's, a death of the
+    /// target process its own.
+    fn rebuilt(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        state: &serde_json::Value,
+        count: u64,
+        fail: &dyn Fn(String) -> Stop,
+    ) -> Result<&mut dyn Target, Stop> {
+        let Some(fresh) = self.rebuild.as_mut() else {
+            return Err(fail("no target to rebuild on".into()));
+        };
+        let defect = |e: TargetError| -> Stop {
+            if e.is_defect() && !matches!(e, TargetError::Internal(_)) {
+                Stop::Failure(TargetFailure::of(&e, at, name))
+            } else {
+                fail(format!("{e}"))
+            }
+        };
+        fresh.restore(state).map_err(|e| match e {
+            e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
+                fail(format!("cannot rebuild from the checkpoint: {e}"))
+            }
+            e => defect(e),
+        })?;
+        fresh.step(count).map_err(|e| match e {
+            e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
+                fail(format!("the engine rebuilt from the checkpoint fails: {e}"))
+            }
+            e => defect(e),
+        })?;
+        Ok(&mut **fresh)
+    }
+
+    /// `restart-equivalence` after a sampled step op of `count` steps: the target to rebuild on,
+    /// restored from the state before the op and stepped as many times, must hold the target's
+    /// positions and velocities (bit for bit on the CPU, within the differential tolerance on
+    /// CUDA), as the engine executor's engine rebuilt from its checkpoint must.
+    fn check_restart(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        state: &serde_json::Value,
+        count: u64,
+    ) -> Result<(), Stop> {
+        self.ran(checks::RESTART_EQUIVALENCE);
+        let fail = |detail: String| {
+            check_failed(
+                at,
+                name,
+                Violation {
+                    check: checks::RESTART_EQUIVALENCE,
+                    detail,
+                },
+            )
+        };
+        let exact = self.restart_exact;
+        let fresh = self.rebuilt(at, name, state, count, &fail)?;
+        let read = |t: &mut dyn Target| -> Result<_, TargetError> {
+            Ok((t.positions()?, t.velocities()?))
+        };
+        let (fresh_pos, fresh_vel) = read(fresh).map_err(|e| {
+            fail(format!(
+                "reading the engine rebuilt from the checkpoint fails: {e}"
+            ))
+        })?;
+        let pos = floats(&self.positions);
+        let vel = self.velocities.as_ref().map(floats).unwrap_or_default();
+        oracle::check_restart_equivalence((&pos, &vel), (&fresh_pos, &fresh_vel), exact)
+            .map_err(|v| check_failed(at, name, v))
+    }
+
+    /// `physics` after a sampled step op: the target to rebuild on, restored from the state
+    /// before the op, takes one step, which must be the force law's from that state within the
+    /// tolerance [`physics::check_step`] derives, with the grid that step used (the engine
+    /// executor's check on its engine rebuilt from the checkpoint).
+    fn check_physics(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        state: &serde_json::Value,
+    ) -> Result<(), Stop> {
         let fail = |detail: String| {
             check_failed(
                 at,
@@ -1290,52 +1452,28 @@ impl<'a> Run<'a> {
                 },
             )
         };
-        let state = self.read_back(at, "checkpoint", |t| t.checkpoint())?;
-        let before = WireCheckpoint::deserialize(&state)
+        let before = WireCheckpoint::deserialize(state)
             .map_err(|e| fail(format!("the checkpoint is not Forcefield's: {e}")))?
             .to_checkpoint();
-        if !physics::applies(&before.params, before.num_nodes) {
-            return Ok(());
-        }
-        self.physics_samples += 1;
         self.ran(checks::PHYSICS);
-        // The restored engine's own failures are the check's, as the executor's rebuilt engine's.
-        let restored = self
-            .target
-            .restore(&state)
-            .and_then(|()| self.target.step(1));
-        match restored {
-            Ok(()) => {}
-            Err(e) if e.is_defect() && !matches!(e, TargetError::Internal(_)) => {
-                return Err(Stop::Failure(TargetFailure::of(&e, at, name)))
-            }
-            Err(e) => {
-                return Err(fail(format!(
-                    "the engine restored from the checkpoint fails: {e}"
-                )))
-            }
-        }
-        let grid = match self.read_back(at, "grid", |t| t.grid())? {
-            Some(forcefield_target::GridStage {
+        let fresh = self.rebuilt(at, name, state, 1, &fail)?;
+        let grid = match fresh.grid() {
+            Ok(Some(forcefield_target::GridStage {
                 dims,
                 origin: Some(origin),
                 cell_size: Some(cell_size),
                 ..
-            }) => forcefield::GridSpec {
+            })) => forcefield::GridSpec {
                 origin,
                 cell_size,
                 dims,
             },
-            _ => {
-                return Err(fail(
-                    "a step of a non-empty graph left no grid with its origin and cell size".into(),
-                ))
-            }
+            _ => return Err(fail("a step of a non-empty graph left no grid".into())),
         };
-        let after = self.read_back(at, name, |t| t.positions())?;
-        physics::check_step(&before, &grid, &after).map_err(|v| check_failed(at, name, v))?;
-        let r = self.target.restore(&state);
-        self.must(at, "restore", r)
+        let after = fresh
+            .positions()
+            .map_err(|e| fail(format!("reading the rebuilt engine fails: {e}")))?;
+        physics::check_step(&before, &grid, &after).map_err(|v| check_failed(at, name, v))
     }
 
     /// The velocities as bits, where the target reports them.

@@ -267,7 +267,8 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
             checks::MEMORY_ACCOUNTING,
             checks::CAPACITY_INVARIANCE,
             checks::MODEL,
-            checks::PHYSICS
+            checks::PHYSICS,
+            checks::RESTART_EQUIVALENCE
         ]
     );
 }
@@ -579,11 +580,16 @@ fn the_model_and_physics_find_what_the_generic_checks_cannot() {
     .expect("a valid case");
     let run = |case: &Case, fault: Option<Fault>, semantics: Semantics| {
         let faults = forcefield::FaultSet::of(fault.as_slice());
-        let mut target = EngineTarget::new(faults)
-            .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+        let config = case.engine_config(forcefield::GrowthPolicy::default());
+        let mut target = EngineTarget::new(faults).with_config(config);
+        let mut fresh = EngineTarget::new(faults).with_config(config);
         let how = TargetRun {
             params: CaseParams::Send,
             semantics,
+            rebuild: Some(Rebuild {
+                target: &mut fresh,
+                exact: true,
+            }),
             ..TargetRun::default()
         };
         run_target_case_with(&mut target, case, how, &mut |_| {})
@@ -602,7 +608,7 @@ fn the_model_and_physics_find_what_the_generic_checks_cannot() {
     ] {
         let (clean, report) = run(case, None, Semantics::Forcefield);
         assert_eq!(clean, CaseResult::Pass, "{report:?}");
-        for check in [checks::MODEL, checks::PHYSICS] {
+        for check in [checks::MODEL, checks::PHYSICS, checks::RESTART_EQUIVALENCE] {
             assert!(report.checks_run.contains(check), "{check}: {report:?}");
         }
         let (found, _) = run(case, Some(fault), Semantics::Forcefield);
@@ -626,10 +632,16 @@ fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
     let mut target = EngineTarget::new(faults)
         .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
     let mut other = EngineTarget::new(faults).with_config(case.engine_config(Case::OTHER_GROWTH));
+    let mut fresh = EngineTarget::new(faults)
+        .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
     let how = TargetRun {
         params: CaseParams::Send,
         capacity_rerun: Some(&mut other),
         semantics: Semantics::Forcefield,
+        rebuild: Some(Rebuild {
+            target: &mut fresh,
+            exact: true,
+        }),
         ..TargetRun::default()
     };
     run_target_case_with(&mut target, case, how, &mut |_| {})
