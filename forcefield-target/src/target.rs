@@ -159,6 +159,10 @@ pub struct GridStage {
     /// The edge of a cell, where the target reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell_size: Option<f32>,
+    /// The keys as the sort left them beside `order`, where the target keeps them (a sort that
+    /// moves keys and values apart shows only here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorted_keys: Option<Vec<u32>>,
 }
 
 /// Per-node and per-edge attributes that steer a step ([`Capability::Attributes`]): what a

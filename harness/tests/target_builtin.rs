@@ -65,12 +65,14 @@ fn a_planted_fault_is_found_through_the_trait() {
 
 /// The checks of the grid, CSR, device-memory and buffers capabilities: a leak on resize is
 /// device memory that no buffer's allocation holds (`memory-accounting`, at once, as the engine
-/// executor signs it), a stale sort is a grid stage out of order.
+/// executor signs it), a stale sort is a sort that is no permutation (`sort-permutation`, as
+/// there).
 #[test]
 fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     for (fault, signature) in [
         ("leak-on-resize", "invariant:memory-accounting:"),
-        ("sort-values-stale", "invariant:grid-stage:step"),
+        // The engine executor's grid oracles by their names, over the grid read-back.
+        ("sort-values-stale", "invariant:sort-permutation:"),
         // The checkpoint holds the parameters set: an engine rebuilt from it steps otherwise
         // than the stale ones the kernels kept (the engine executor's restart check).
         ("params-not-uploaded", "invariant:restart-equivalence:step"),

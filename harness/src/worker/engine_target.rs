@@ -235,6 +235,7 @@ impl Target for EngineTarget {
         let inspection = self.with(|e| e.inspect_grid())?;
         Ok(inspection.map(|g| GridStage {
             dims: g.grid.dims,
+            sorted_keys: Some(g.sorted_keys),
             keys: g.cell_keys,
             order: g.sorted_nodes,
             cell_start: g.cell_start,

@@ -798,9 +798,10 @@ impl<'a> Run<'a> {
             let reserved = self.target.reserve(nodes, edges);
             self.must(None, INIT_OP, reserved)?;
         } else {
+            // The engine executor's order: the state checks, then the model.
             self.observe(None, INIT_OP)?;
-            self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
             self.capability_checks(None, INIT_OP, None)?;
+            self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
         }
         for (index, op) in case.ops.iter().enumerate() {
             if let Some(reason) = skip_reason(op, self.caps, self.params) {
@@ -933,17 +934,19 @@ impl<'a> Run<'a> {
             Answer::Done(()) => {
                 self.apply(op);
                 self.after_step = self.nodes > 0 && matches!(op, Op::Step { count } if *count > 0);
-                let observed = self.observe(at, name);
-                self.after_step = false;
-                observed?;
-                self.check_model(at, name, op, true)?;
+                // The engine executor's order: SSSP's distances (checked as the op runs there),
+                // the state checks, the model.
                 if let Some((source, d)) = distances {
                     self.ran(checks::SSSP_DIJKSTRA);
                     let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
                     oracle::check_sssp(n, &self.edges, source, &d)
                         .map_err(|violation| check_failed(at, name, violation))?;
                 }
+                let observed = self.observe(at, name);
+                self.after_step = false;
+                observed?;
                 self.capability_checks(at, name, Some(op))?;
+                self.check_model(at, name, op, true)?;
                 // The engine executor's order: restart equivalence, the shadow, physics.
                 if let (Some((sampled, state)), Op::Step { count }) = (&sampled, op) {
                     if sampled.restart {
@@ -1078,10 +1081,17 @@ impl<'a> Run<'a> {
                     self.must(at, op, read)?
                 }
             };
-            self.ran(checks::COUNTS_CONSISTENT);
             self.counts = Some(counts);
+            // Where the reference model runs, it compares the counts with what the ops leave
+            // (`model-counts`, the engine executor's name for it).
+            let modelled = self.model.is_some();
+            if !modelled {
+                self.ran(checks::COUNTS_CONSISTENT);
+            }
             let live_edges = self.edges.len() as u64;
-            let wrong = if counts.nodes != self.nodes || counts.edges != live_edges {
+            let wrong = if modelled {
+                None
+            } else if counts.nodes != self.nodes || counts.edges != live_edges {
                 Some(format!(
                     "counts say {} nodes and {} edges; the ops leave {} and {live_edges}",
                     counts.nodes, counts.edges, self.nodes
@@ -1176,6 +1186,49 @@ impl<'a> Run<'a> {
         Ok(counts)
     }
 
+    /// The engine executor's grid and CSR oracles ([`oracle::check_engine`]'s), for our engine
+    /// ([`Semantics::Forcefield`], first run), signed by their own names: the grid stage's
+    /// `sort-sorted`, `sort-permutation`, `sort-pairs` and `cell-ranges` after a step or a resize
+    /// while a grid is held, `csr-valid` after every op against the live edge multiset.
+    fn engine_state_checks(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        op: Option<&Op>,
+    ) -> Result<(), Stop> {
+        let grid_kept = match op {
+            Some(Op::Step { count }) => *count > 0,
+            Some(Op::Reserve { .. } | Op::ShrinkToFit) => true,
+            _ => false,
+        };
+        if self.caps.has(Capability::Grid) && grid_kept {
+            if let Some(stage) = self.read_back(at, "grid", |t| t.grid())? {
+                self.ran(checks::GRID_STAGE);
+                let inspection = grid_inspection(&stage);
+                oracle::check_grid(&inspection).map_err(|v| check_failed(at, name, v))?;
+            }
+        }
+        // The engine executor checks the CSR against the edges the engine holds. The host knows
+        // only those the ops leave: where the engine's count says otherwise, which edges it
+        // holds is the reference model's to judge (`model-counts`), not this check's.
+        let same_edges = self
+            .counts
+            .is_none_or(|c| c.nodes == self.nodes && c.edges == self.edges.len() as u64);
+        if self.caps.has(Capability::Csr) && same_edges {
+            let csr = self.read_back(at, "csr", |t| t.csr())?;
+            self.ran(checks::CSR_EDGES);
+            let inspection = forcefield::CsrInspection {
+                row_offsets: csr.row_offsets,
+                col_indices: csr.col_indices,
+                weights: csr.weights,
+            };
+            let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+            oracle::check_csr(&inspection, n, &self.edges)
+                .map_err(|v| check_failed(at, name, v))?;
+        }
+        Ok(())
+    }
+
     /// The checks of the read-back capabilities after an accepted op (`None`: `create`):
     /// `grid-stage` after a step, `csr-edges` after create and every edit, `device-memory` after
     /// `shrink_to_fit`.
@@ -1188,6 +1241,9 @@ impl<'a> Run<'a> {
         let fail = |check: &'static str, detail: String| {
             Err(check_failed(at, name, Violation { check, detail }))
         };
+        if self.first_run() && self.semantics == Semantics::Forcefield {
+            return self.engine_state_checks(at, name, op);
+        }
         if self.caps.has(Capability::Grid) && matches!(op, Some(Op::Step { .. })) {
             let r = self.target.grid();
             if let Some(stage) = self.must(at, "grid", r)? {
@@ -1563,25 +1619,33 @@ fn check_grid_stage(stage: &forcefield_target::GridStage, nodes: u64) -> oracle:
     if stage.keys.len() as u64 != nodes {
         return v(format!("{} cell keys for {nodes} nodes", stage.keys.len()));
     }
-    let inspection = forcefield::GridInspection {
-        grid: forcefield::GridSpec {
-            origin: [0.0; 3],
-            cell_size: 1.0,
-            dims: stage.dims,
-        },
-        cell_keys: stage.keys.clone(),
-        sorted_keys: stage
-            .order
-            .iter()
-            .map(|&n| stage.keys.get(n as usize).copied().unwrap_or(u32::MAX))
-            .collect(),
-        sorted_nodes: stage.order.clone(),
-        cell_start: stage.cell_start.clone(),
-        cell_end: stage.cell_end.clone(),
-    };
+    let inspection = grid_inspection(stage);
     oracle::check_sort_permutation(&inspection)?;
     oracle::check_sort_sorted(&inspection)?;
     oracle::check_cell_ranges(&inspection)
+}
+
+/// A target's grid stage as the engine oracles read one: the sorted keys as the target reports
+/// them, else read through the order.
+fn grid_inspection(stage: &forcefield_target::GridStage) -> forcefield::GridInspection {
+    forcefield::GridInspection {
+        grid: forcefield::GridSpec {
+            origin: stage.origin.unwrap_or([0.0; 3]),
+            cell_size: stage.cell_size.unwrap_or(1.0),
+            dims: stage.dims,
+        },
+        cell_keys: stage.keys.clone(),
+        sorted_keys: stage.sorted_keys.clone().unwrap_or_else(|| {
+            stage
+                .order
+                .iter()
+                .map(|&n| stage.keys.get(n as usize).copied().unwrap_or(u32::MAX))
+                .collect()
+        }),
+        sorted_nodes: stage.order.clone(),
+        cell_start: stage.cell_start.clone(),
+        cell_end: stage.cell_end.clone(),
+    }
 }
 
 /// Parameters as the JSON object a target's `set_params` takes: every field of `SimParams` (a
