@@ -196,7 +196,12 @@ impl Target for EngineTarget {
     }
 
     fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
-        self.with(|e| e.set_distance_constraint(u, v, distance))
+        // No edge joining the pair is no change (the trait's and the case format's definition),
+        // as the engine executor applies the op.
+        self.with(|e| match e.set_distance_constraint(u, v, distance) {
+            Err(EngineError::Graph(forcefield::GraphError::NoSuchEdge { .. })) => Ok(()),
+            r => r,
+        })
     }
 
     fn clear_constraints(&mut self) -> Result<()> {

@@ -727,8 +727,21 @@ impl<'a> Run<'a> {
     ) -> Result<Answer<T>, Stop> {
         match r {
             Ok(v) => Ok(Answer::Done(v)),
-            Err(TargetError::Rejected(m)) => Ok(Answer::Refused(m)),
             Err(TargetError::Internal(m)) if self.armed => Ok(Answer::Refused(m)),
+            // The ops of a validated case are valid for our engine: the engine executor calls
+            // its refusal, as any error of its own with no injected fault armed, an engine
+            // error, signed `engine-error::<op>` (no refusal to check for changes).
+            Err(e @ (TargetError::Rejected(_) | TargetError::Internal(_)))
+                if self.semantics == Semantics::Forcefield =>
+            {
+                Err(Stop::Result(CaseResult::EngineError {
+                    op_index: at,
+                    op: op.to_string(),
+                    error: one_line(&e.to_string()),
+                    sticky: false,
+                }))
+            }
+            Err(TargetError::Rejected(m)) => Ok(Answer::Refused(m)),
             Err(e) => Err(Stop::Failure(TargetFailure::of(&e, at, op))),
         }
     }

@@ -714,3 +714,45 @@ fn the_registry_oracles_sign_a_leak_as_the_engine_executor_does() {
         assert!(report.checks_run.contains(check), "{check}: {report:?}");
     }
 }
+
+/// What the engine executor calls an engine error is one over the trait too: with Forcefield's
+/// semantics a refusal of an op of a validated case (which our engine never refuses: validation
+/// knows its limits) ends the case as an `EngineError` at the op, not as a refusal to check; a
+/// distance constraint on a pair no edge joins is no change on both paths, as the case format
+/// defines it.
+#[test]
+fn our_engines_refusal_is_the_executors_engine_error() {
+    use crate::worker::execute::{execute, ExecOptions};
+    let mut line = Line::new(Bug::None);
+    let how = TargetRun {
+        semantics: Semantics::Forcefield,
+        ..TargetRun::default()
+    };
+    let (result, report) = run_target_case_with(&mut line, &case(), how, &mut |_| {});
+    match result {
+        CaseResult::EngineError {
+            op_index,
+            op,
+            sticky,
+            ..
+        } => assert_eq!(
+            (op_index, op.as_str(), sticky),
+            (Some(8), "add_nodes", false)
+        ),
+        other => panic!("expected an engine error, got {other}"),
+    }
+    assert_eq!(report.failure, None);
+    assert_eq!(report.rejected_ops, 0);
+    let no_edge = Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "graph": { "num_nodes": 3, "edges": [ { "u": 0, "v": 1, "w": 1.0 } ] },
+             "ops": [ { "op": "set_distance_constraint", "u": 0, "v": 2, "distance": 1.0 },
+                      { "op": "step", "count": 2 } ] }"#,
+    )
+    .expect("a valid case");
+    assert_eq!(
+        execute(&no_edge, &ExecOptions::default(), &mut |_| {}),
+        CaseResult::Pass
+    );
+    assert_eq!(run_builtin(&no_edge).0, CaseResult::Pass);
+}
