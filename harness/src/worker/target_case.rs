@@ -25,6 +25,8 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `counts-within-capacity` | `counts`, `buffers` | before the other state checks of the first run, the live counts are within the capacities and every buffer's live length within its allocation (the engine executor's check) |
 | `memory-accounting` | `device-memory`, `buffers` | likewise, the device memory in use is exactly the bytes of the buffers' allocations (the engine executor's check: a leak shows at once) |
 | `differential` | — | when the host gives a shadow target (Forcefield's CPU engine beside a CUDA case's), the shadow applies every accepted op but `inject`, and after each step the positions agree within [`oracle::DIFFERENTIAL_TOLERANCE`] |
+| `positions-in-bounds` | — | Forcefield's engine only: after a step, every coordinate within the viewport of the parameters the ops left |
+| `restart-equivalence` | `checkpoint`, `velocities` | Forcefield's engine only, with a target to rebuild on: a checkpoint taken before a sampled step op, restored there and stepped as the op, gives the target's positions and velocities |
 | `capacity-invariance` | `capacity` | when the host asks for it, a re-run with an early `reserve` (on a target it may configure to grow otherwise) ends at the same bits; an error only there is a violation |
 
 A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
@@ -243,12 +245,14 @@ pub enum Semantics {
     #[default]
     CaseFormat,
     /// Forcefield's engine's: where a new node starts, its mass, what a constraint stores, the
-    /// force law, and a checkpoint that is a [`WireCheckpoint`]. The reference model
-    /// ([`ReferenceModel`], the engine executor's `model-*` checks) runs in the first run after
-    /// `create` and every op, over the target's counts, positions, velocities, CSR and attributes;
-    /// the physics reference ([`physics::check_step`]) checks one step from a checkpoint taken
-    /// after each of the first [`PHYSICS_SAMPLES`] step ops where it applies, with the grid the
-    /// step used.
+    /// force law, and a checkpoint that is a [`WireCheckpoint`]. In the first run the engine
+    /// executor's own oracles run, by its names and in its order: `positions-in-bounds` after a
+    /// step, the grid's sort and cell-range checks after a step or resize, `csr-valid` after
+    /// every op, the reference model ([`ReferenceModel`], `model-*`, in place of
+    /// `counts-consistent`) after `create` and every op; with [`TargetRun::rebuild`],
+    /// `restart-equivalence` and the physics reference ([`physics::check_step`]) on the step ops
+    /// the executor samples ([`StepSamples`]). A refusal or own error of an op is the executor's
+    /// engine error.
     Forcefield,
 }
 
