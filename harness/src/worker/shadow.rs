@@ -1,17 +1,14 @@
 //! The `differential` check of a CUDA case, one rule for both executors: a CPU shadow engine
 //! follows every op the device accepted but `inject` (injected faults are the device's), and
 //! after a step its positions must agree with the device's within
-//! [`oracle::DIFFERENTIAL_TOLERANCE`]. The engine executor's shadow is an [`Engine`] driven by
-//! [`apply_op`]; the target executor's is a [`Target`] driven by its ops; both meet here, so the
-//! two paths sign a disagreement, or the shadow's own failure, the same way.
+//! [`oracle::DIFFERENTIAL_TOLERANCE`]. The engine executor's shadow is an engine driven by its
+//! `apply_op` (`execute/sampled_checks.rs` makes it a [`Shadow`]); the target executor's is a
+//! target driven by its ops (`target_case.rs`); both meet here, so the two paths sign a
+//! disagreement, or the shadow's own failure, the same way. This file imports neither executor.
 
 use std::fmt::Display;
 
-use forcefield::{Backend, Engine};
-use forcefield_target::Target;
-
 use crate::case::Op;
-use crate::worker::execute::apply_op;
 use crate::worker::oracle::{self, checks, Violation};
 
 /// A CPU engine that follows a device's ops.
@@ -22,30 +19,6 @@ pub(crate) trait Shadow {
     fn follow(&mut self, op: &Op) -> Result<(), Self::Error>;
     /// Its positions.
     fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error>;
-}
-
-impl<Bk: Backend> Shadow for Engine<Bk> {
-    type Error = forcefield::EngineError;
-
-    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
-        apply_op(self, op).map(|_| ())
-    }
-
-    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
-        Engine::positions(self)
-    }
-}
-
-impl Shadow for dyn Target + '_ {
-    type Error = forcefield_target::TargetError;
-
-    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
-        crate::worker::target_case::send_op(self, op).map(|_| ())
-    }
-
-    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
-        Target::positions(self)
-    }
 }
 
 /// Why the shadow check stopped a run.

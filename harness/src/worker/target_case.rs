@@ -1681,6 +1681,19 @@ fn shadow_failed(op_index: Option<usize>, op: &str, detail: String) -> Stop {
     check_failed(op_index, op, shadow::shadow_failure(detail))
 }
 
+/// The target executor's shadow: a target sent the ops as the target under test is.
+impl shadow::Shadow for dyn Target + '_ {
+    type Error = TargetError;
+
+    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
+        send_op(self, op).map(|_| ())
+    }
+
+    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
+        Target::positions(self)
+    }
+}
+
 /// Sends an op of a case to `target` through the trait; an `sssp` op's distances come back with
 /// its source. `read_positions` needs no call: the checks read positions after every op.
 pub(crate) fn send_op(target: &mut dyn Target, op: &Op) -> Sent {

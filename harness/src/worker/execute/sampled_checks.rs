@@ -218,6 +218,19 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
     }
 }
 
+/// The engine executor's CPU shadow: an engine that applies the ops as the run does.
+impl<Bk: Backend> shadow::Shadow for Engine<Bk> {
+    type Error = EngineError;
+
+    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
+        super::apply::apply_op(self, op).map(|_| ())
+    }
+
+    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
+        Engine::positions(self)
+    }
+}
+
 pub(super) fn restart_violation(detail: String) -> Violation {
     Violation {
         check: checks::RESTART_EQUIVALENCE,
