@@ -562,6 +562,7 @@ impl<'r> Script<'r> {
                     Capability::Checkpoint => t.checkpoint().map(|_| ()),
                     Capability::Velocities => t.velocities().map(|_| ()),
                     Capability::Attributes => t.attributes().map(|_| ()),
+                    Capability::Buffers => t.buffers().map(|_| ()),
                     Capability::Inject => continue,
                 };
                 if let Err(e) = r {
@@ -736,6 +737,18 @@ impl<'r> Script<'r> {
                                 a.masses.len(),
                                 a.anchors.len(),
                                 a.edge_targets.len()
+                            ),
+                        );
+                    }
+                }
+                Capability::Buffers => {
+                    let buffers = self.must(step, "buffers", t.buffers())?;
+                    if let Some(b) = buffers.iter().find(|b| b.len > b.capacity) {
+                        self.problem(
+                            step,
+                            format!(
+                                "buffer `{}` has {} live elements in an allocation of {}",
+                                b.name, b.len, b.capacity
                             ),
                         );
                     }

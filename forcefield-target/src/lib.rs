@@ -35,6 +35,6 @@ pub use check::{check, CheckReport, Problem};
 pub use process::{ProcessOptions, ProcessTarget, SpawnError};
 pub use protocol::{serve_stdio, PROTOCOL};
 pub use target::{
-    Attributes, Capabilities, Capability, Counts, Csr, Death, Edge, EnvFault, ExitKind, Graph,
-    GridStage, Params, Point, Result, Target, TargetError, TargetInfo,
+    Attributes, Buffer, Capabilities, Capability, Counts, Csr, Death, Edge, EnvFault, ExitKind,
+    Graph, GridStage, Params, Point, Result, Target, TargetError, TargetInfo,
 };

@@ -34,8 +34,8 @@ use serde_json::Value;
 
 use crate::protocol::{Hello, Reply, Request, RequestBody, PROTOCOL};
 use crate::target::{
-    Attributes, Capabilities, Capability, Counts, Csr, Death, Edge, EnvFault, ExitKind, Graph,
-    GridStage, Params, Point, Result, Target, TargetError, TargetInfo,
+    Attributes, Buffer, Capabilities, Capability, Counts, Csr, Death, Edge, EnvFault, ExitKind,
+    Graph, GridStage, Params, Point, Result, Target, TargetError, TargetInfo,
 };
 use crate::wire;
 
@@ -550,6 +550,9 @@ impl Target for ProcessTarget {
     }
     fn device_bytes(&mut self) -> Result<u64> {
         self.call(RequestBody::DeviceBytes)
+    }
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        self.call(RequestBody::Buffers)
     }
     fn grid(&mut self) -> Result<Option<GridStage>> {
         self.call(RequestBody::Grid)

@@ -144,12 +144,14 @@ pub enum RequestBody {
     Velocities,
     /// [`Target::attributes`]; the value is a [`crate::Attributes`].
     Attributes,
+    /// [`Target::buffers`]; the value is a list of [`crate::Buffer`].
+    Buffers,
     /// The end: the target replies `ok` and exits with code 0.
     Shutdown,
 }
 
 /// Every operation name of this protocol version, as written in `"op"`.
-pub const OPS: [&str; 25] = [
+pub const OPS: [&str; 26] = [
     "hello",
     "create",
     "add_nodes",
@@ -174,6 +176,7 @@ pub const OPS: [&str; 25] = [
     "inject",
     "velocities",
     "attributes",
+    "buffers",
     "shutdown",
 ];
 
@@ -205,6 +208,7 @@ impl RequestBody {
             RequestBody::Inject { .. } => "inject",
             RequestBody::Velocities => "velocities",
             RequestBody::Attributes => "attributes",
+            RequestBody::Buffers => "buffers",
             RequestBody::Shutdown => "shutdown",
         }
     }
@@ -481,6 +485,7 @@ pub fn handle<T: Target + ?Sized>(target: &mut T, body: RequestBody) -> Result<V
             Ok(wire::points::serialize(&v, serde_json::value::Serializer).unwrap_or(Value::Null))
         }
         RequestBody::Attributes => target.attributes().map(value),
+        RequestBody::Buffers => target.buffers().map(value),
         RequestBody::Shutdown => Ok(Value::Null),
     }
 }

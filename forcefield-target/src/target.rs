@@ -122,6 +122,22 @@ pub struct Counts {
     pub edge_capacity: Option<u64>,
 }
 
+/// One device buffer as the target's allocator records it ([`Capability::Buffers`]): what its
+/// live part and its allocation are, so that a driver can check that every live count fits its
+/// allocation and that the allocations account for all the device memory in use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Buffer {
+    /// The target's name for it (stable across calls).
+    pub name: String,
+    /// Live elements.
+    pub len: u64,
+    /// Allocated elements.
+    pub capacity: u64,
+    /// Bytes of device memory its allocation holds.
+    pub bytes: u64,
+}
+
 /// The uniform-grid stage of the last step ([`Capability::Grid`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +159,10 @@ pub struct GridStage {
     /// The edge of a cell, where the target reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell_size: Option<f32>,
+    /// The keys as the sort left them beside `order`, where the target keeps them (a sort that
+    /// moves keys and values apart shows only here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorted_keys: Option<Vec<u32>>,
 }
 
 /// Per-node and per-edge attributes that steer a step ([`Capability::Attributes`]): what a
@@ -202,11 +222,13 @@ pub enum Capability {
     Velocities,
     /// `attributes`: masses, position constraints and distance targets as stored.
     Attributes,
+    /// `buffers`: every device buffer's live length, allocation and bytes.
+    Buffers,
 }
 
 impl Capability {
     /// Every capability, in declaration order.
-    pub const ALL: [Capability; 12] = [
+    pub const ALL: [Capability; 13] = [
         Capability::Params,
         Capability::Capacity,
         Capability::Sssp,
@@ -219,6 +241,7 @@ impl Capability {
         Capability::Inject,
         Capability::Velocities,
         Capability::Attributes,
+        Capability::Buffers,
     ];
 
     /// The name in a handshake (`"device-memory"`).
@@ -236,6 +259,7 @@ impl Capability {
             Capability::Inject => "inject",
             Capability::Velocities => "velocities",
             Capability::Attributes => "attributes",
+            Capability::Buffers => "buffers",
         }
     }
 
@@ -547,6 +571,12 @@ pub trait Target {
         Err(TargetError::unsupported("device_bytes"))
     }
 
+    /// Every device buffer the target holds, as its allocator records them
+    /// ([`Capability::Buffers`]).
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        Err(TargetError::unsupported("buffers"))
+    }
+
     /// The grid stage of the last step, `None` when no step ran since the last node edit
     /// ([`Capability::Grid`]).
     fn grid(&mut self) -> Result<Option<GridStage>> {
@@ -640,6 +670,9 @@ impl<T: Target + ?Sized> Target for Box<T> {
     }
     fn device_bytes(&mut self) -> Result<u64> {
         (**self).device_bytes()
+    }
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        (**self).buffers()
     }
     fn grid(&mut self) -> Result<Option<GridStage>> {
         (**self).grid()

@@ -8,7 +8,8 @@ continued in a new engine must give bitwise the uninterrupted layout).
 use std::sync::Arc;
 use std::time::Duration;
 
-use forcefield::{CpuBackend, Engine, EnvFault, FaultSet, SimParams};
+use forcefield::{CpuBackend, Engine, EnvFault, Fault, FaultSet, SimParams};
+use forcefield_harness::case::fixtures::resizing_case;
 use forcefield_harness::case::generate::{case_strategy_with, GenConfig};
 use forcefield_harness::case::minimize::{minimize, MinimizeLimits};
 use forcefield_harness::case::{Case, Op};
@@ -24,36 +25,6 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcefield");
 
-fn case(text: &str) -> Case {
-    Case::from_json(text).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A path of 8 nodes, grown, shrunk, reserved and stepped, with a fault armed before each resize.
-fn resizing_case(faults: &str, inject: &[&str]) -> Case {
-    let fault = |i: usize| {
-        inject
-            .get(i)
-            .map(|f| format!(r#"{{"op":"inject","fault":{f}}},"#))
-            .unwrap_or_default()
-    };
-    case(&format!(
-        r#"{{"format":"forcefield-case/1","faults":[{faults}],
-            "graph":{{"num_nodes":8,"edges":[{{"u":0,"v":1,"w":1}},{{"u":1,"v":2,"w":1}},{{"u":5,"v":6,"w":2}}]}},
-            "ops":[{{"op":"step","count":3}},
-                   {}{{"op":"add_nodes","count":12}},
-                   {{"op":"step","count":2}},
-                   {}{{"op":"shrink_to_fit"}},
-                   {}{{"op":"reserve","nodes":40,"edges":20}},
-                   {{"op":"add_edges","edges":[{{"u":3,"v":15,"w":1}}]}},
-                   {}{{"op":"step","count":2}},
-                   {{"op":"sssp","source":0}}]}}"#,
-        fault(0),
-        fault(1),
-        fault(2),
-        fault(3),
-    ))
-}
-
 fn signature(r: &CaseResult) -> Option<String> {
     classify_result(r).signature().map(Signature::to_string)
 }
@@ -61,24 +32,24 @@ fn signature(r: &CaseResult) -> Option<String> {
 #[test]
 fn case_files_with_inject_ops_pass_on_the_clean_engine() {
     let kinds = [
-        r#"{"kind":"fail-alloc","nth":1}"#,
-        r#"{"kind":"fail-alloc","nth":4}"#,
-        r#"{"kind":"fail-copy","nth":2}"#,
-        r#"{"kind":"fail-launch","nth":3}"#,
-        r#"{"kind":"lose-context"}"#,
+        EnvFault::FailAlloc { nth: 1 },
+        EnvFault::FailAlloc { nth: 4 },
+        EnvFault::FailCopy { nth: 2 },
+        EnvFault::FailLaunch { nth: 3 },
+        EnvFault::LoseContext { nth: 1 },
     ];
     for fault in kinds {
-        let c = resizing_case("", &[fault; 4]);
+        let c = resizing_case(&[], &[fault; 4]);
         assert_eq!(
             c.ops.iter().filter(|o| o.name() == "inject").count(),
             4,
-            "{fault}"
+            "{fault:?}"
         );
         let r = execute(&c, &ExecOptions::default(), &mut |_| {});
-        assert_eq!(r, CaseResult::Pass, "{fault}");
+        assert_eq!(r, CaseResult::Pass, "{fault:?}");
     }
     // Several kinds armed at once, all firing inside one op.
-    let c = resizing_case("", &[r#"{"kind":"fail-alloc","nth":2}"#]);
+    let c = resizing_case(&[], &[EnvFault::FailAlloc { nth: 2 }]);
     let mut ops = vec![
         Op::Inject {
             fault: EnvFault::FailCopy { nth: 1 },
@@ -98,8 +69,8 @@ fn case_files_with_inject_ops_pass_on_the_clean_engine() {
 /// The planted `resize-failure-stale` with an allocation failure injected before a growth.
 fn stale_resize_case() -> Case {
     resizing_case(
-        r#""resize-failure-stale""#,
-        &[r#"{"kind":"fail-alloc","nth":1}"#],
+        &[Fault::ResizeFailureStale],
+        &[EnvFault::FailAlloc { nth: 1 }],
     )
 }
 
@@ -121,16 +92,16 @@ fn a_stale_capacity_after_a_failed_resize_is_not_tolerated() {
     assert!(detail.contains("capacity"), "{detail}");
     // Without the injected failure the planted defect never runs; without the defect the failure
     // is tolerated.
-    let quiet = resizing_case(r#""resize-failure-stale""#, &[]);
+    let quiet = resizing_case(&[Fault::ResizeFailureStale], &[]);
     assert!(execute(&quiet, &ExecOptions::default(), &mut |_| {}).is_pass());
-    let clean = resizing_case("", &[r#"{"kind":"fail-alloc","nth":1}"#]);
+    let clean = resizing_case(&[], &[EnvFault::FailAlloc { nth: 1 }]);
     assert!(execute(&clean, &ExecOptions::default(), &mut |_| {}).is_pass());
 }
 
 #[test]
 fn an_error_with_no_injected_fault_firing_stays_an_engine_error() {
     // The copy fault is armed far beyond the case's copies: nothing fires, nothing is expected.
-    let c = resizing_case("", &[r#"{"kind":"fail-copy","nth":64}"#]);
+    let c = resizing_case(&[], &[EnvFault::FailCopy { nth: 64 }]);
     assert!(execute(&c, &ExecOptions::default(), &mut |_| {}).is_pass());
 }
 
@@ -215,7 +186,7 @@ fn engine_after(case: &Case, ops: &[Op]) -> Engine<CpuBackend> {
 
 #[test]
 fn a_checkpoint_serialized_mid_case_resumes_bitwise_in_a_new_engine() {
-    let c = resizing_case("", &[]);
+    let c = resizing_case(&[], &[]);
     let uninterrupted = engine_after(&c, &c.ops).positions().unwrap();
     for split in 1..c.ops.len() {
         let (head, tail) = c.ops.split_at(split);
@@ -246,7 +217,7 @@ fn a_checkpoint_serialized_mid_case_resumes_bitwise_in_a_new_engine() {
 
 #[test]
 fn a_worker_handler_continues_a_case_from_a_resume_point() {
-    let c = resizing_case("", &[]);
+    let c = resizing_case(&[], &[]);
     let from_op = 3;
     let engine = engine_after(&c, &c.ops[..from_op]);
     let resume = ResumePoint {

@@ -42,7 +42,7 @@ fn the_generic_checks_run_clean_on_our_engine() {
         "positions-count",
         "determinism",
         "sssp-dijkstra",
-        "checkpoint-round-trip",
+        "restart-equivalence",
         "counts-consistent",
         // On a second engine growing otherwise, as without `--target`.
         "capacity-invariance",
@@ -63,19 +63,19 @@ fn a_planted_fault_is_found_through_the_trait() {
     );
 }
 
-/// The checks of the grid, CSR and device-memory capabilities: a leak on resize is more device
-/// memory after `shrink_to_fit` at counts seen before, a stale sort is a grid stage out of order.
+/// The checks of the grid, CSR, device-memory and buffers capabilities: a leak on resize is
+/// device memory that no buffer's allocation holds (`memory-accounting`, at once, as the engine
+/// executor signs it), a stale sort is a sort that is no permutation (`sort-permutation`, as
+/// there).
 #[test]
 fn the_capability_checks_find_a_leak_and_a_stale_sort() {
     for (fault, signature) in [
-        ("leak-on-resize", "invariant:device-memory:shrink_to_fit"),
-        ("sort-values-stale", "invariant:grid-stage:step"),
-        // The checkpoint holds the parameters set: restored, they step otherwise than the stale
-        // ones the kernels kept.
-        (
-            "params-not-uploaded",
-            "invariant:checkpoint-round-trip:step",
-        ),
+        ("leak-on-resize", "invariant:memory-accounting:"),
+        // The engine executor's grid oracles by their names, over the grid read-back.
+        ("sort-values-stale", "invariant:sort-permutation:"),
+        // The checkpoint holds the parameters set: an engine rebuilt from it steps otherwise
+        // than the stale ones the kernels kept (the engine executor's restart check).
+        ("params-not-uploaded", "invariant:restart-equivalence:step"),
         // The reference model over the velocities and attributes read-backs, and the physics
         // reference over a checkpoint and the grid's geometry: what the engine executor finds.
         (
@@ -96,6 +96,8 @@ fn the_capability_checks_find_a_leak_and_a_stale_sort() {
         "grid-stage",
         "csr-edges",
         "device-memory",
+        "counts-within-capacity",
+        "memory-accounting",
         "model",
         "physics",
     ] {

@@ -51,6 +51,7 @@ assert_eq!(err.to_string(), "op 1 (sssp): node id 2 out of range (2 nodes)");
 */
 
 pub mod ddmin;
+pub mod fixtures;
 pub mod generate;
 pub mod minimize;
 pub(crate) mod shrink;

@@ -6,7 +6,8 @@ It declares every capability the engine has: parameters (a JSON object of [`SimP
 the others at their defaults), capacity, SSSP, constraints, counts and capacities, device memory,
 the grid stage (with its origin and cell size), CSR, checkpoint/restore (a [`WireCheckpoint`],
 bit-exact), injected environment faults, velocities and attributes (masses, position constraints,
-distance targets: the engine's constraint inspection). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
+distance targets: the engine's constraint inspection), and the buffer registry's records (each
+buffer's live length, capacity and allocated bytes). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
 `Internal`, after a lost context is recovered so that the layout is as before the op. Planted
 faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
 ([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
@@ -19,8 +20,8 @@ use forcefield::{
     GraphSpec, SimParams,
 };
 use forcefield_target::{
-    Attributes, Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage, Params,
-    Point, Result, Target, TargetError, TargetInfo,
+    Attributes, Buffer, Capabilities, Capability, Counts, Csr, Edge, EnvFault, Graph, GridStage,
+    Params, Point, Result, Target, TargetError, TargetInfo,
 };
 
 use crate::worker::execute::WireCheckpoint;
@@ -195,7 +196,12 @@ impl Target for EngineTarget {
     }
 
     fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
-        self.with(|e| e.set_distance_constraint(u, v, distance))
+        // No edge joining the pair is no change (the trait's and the case format's definition),
+        // as the engine executor applies the op.
+        self.with(|e| match e.set_distance_constraint(u, v, distance) {
+            Err(EngineError::Graph(forcefield::GraphError::NoSuchEdge { .. })) => Ok(()),
+            r => r,
+        })
     }
 
     fn clear_constraints(&mut self) -> Result<()> {
@@ -216,10 +222,25 @@ impl Target for EngineTarget {
         Ok(self.engine()?.device_bytes() as u64)
     }
 
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        // The registry's records: host data, no device read.
+        Ok(self
+            .engine()?
+            .buffers()
+            .map(|b| Buffer {
+                name: b.name.as_str().to_string(),
+                len: b.len as u64,
+                capacity: b.capacity as u64,
+                bytes: b.alloc.bytes as u64,
+            })
+            .collect())
+    }
+
     fn grid(&mut self) -> Result<Option<GridStage>> {
         let inspection = self.with(|e| e.inspect_grid())?;
         Ok(inspection.map(|g| GridStage {
             dims: g.grid.dims,
+            sorted_keys: Some(g.sorted_keys),
             keys: g.cell_keys,
             order: g.sorted_nodes,
             cell_start: g.cell_start,

@@ -16,6 +16,7 @@ pub mod job;
 pub(crate) mod model;
 pub mod oracle;
 pub(crate) mod physics;
+pub(crate) mod shadow;
 pub(crate) mod target_case;
 pub(crate) mod target_job;
 pub(crate) mod traced_backend;

@@ -22,7 +22,11 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
 | `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
 | `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
+| `counts-within-capacity` | `counts`, `buffers` | before the other state checks of the first run, the live counts are within the capacities and every buffer's live length within its allocation (the engine executor's check) |
+| `memory-accounting` | `device-memory`, `buffers` | likewise, the device memory in use is exactly the bytes of the buffers' allocations (the engine executor's check: a leak shows at once) |
 | `differential` | — | when the host gives a shadow target (Forcefield's CPU engine beside a CUDA case's), the shadow applies every accepted op but `inject`, and after each step the positions agree within [`oracle::DIFFERENTIAL_TOLERANCE`] |
+| `positions-in-bounds` | — | Forcefield's engine only: after a step, every coordinate within the viewport of the parameters the ops left |
+| `restart-equivalence` | `checkpoint`, `velocities` | Forcefield's engine only, with a target to rebuild on: a checkpoint taken before a sampled step op, restored there and stepped as the op, gives the target's positions and velocities |
 | `capacity-invariance` | `capacity` | when the host asks for it, a re-run with an early `reserve` (on a target it may configure to grow otherwise) ends at the same bits; an error only there is a violation |
 
 A target's `Internal` error, its death (signal, exit code, a Rust panic read from its stderr), a
@@ -42,12 +46,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
 use crate::worker::execute::{
-    tolerance, Breadcrumb, CaseResult, WireCheckpoint, END_OP, INIT_OP, MAX_ATTEMPTS,
-    PHYSICS_SAMPLES,
+    tolerance, Breadcrumb, CaseResult, Sampled, StepSamples, WireCheckpoint, END_OP, INIT_OP,
+    MAX_ATTEMPTS,
 };
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::{self, Violation};
 use crate::worker::physics;
+use crate::worker::shadow::{self, ShadowStop};
 
 /// The stable names of the target checks (they end up in signatures).
 pub mod checks {
@@ -71,6 +76,12 @@ pub mod checks {
     pub const CSR_EDGES: &str = "csr-edges";
     /// Device memory after `shrink_to_fit` does not grow at the same counts.
     pub const DEVICE_MEMORY: &str = "device-memory";
+    /// Live counts within capacities, every buffer's length within its allocation (the engine
+    /// executor's check).
+    pub const COUNTS_WITHIN_CAPACITY: &str = crate::worker::oracle::checks::COUNTS_WITHIN_CAPACITY;
+    /// The device holds exactly the bytes of the buffers' allocations (the engine executor's
+    /// check).
+    pub const MEMORY_ACCOUNTING: &str = crate::worker::oracle::checks::MEMORY_ACCOUNTING;
     /// A re-run under other capacities ends at the same bits (the engine executor's check).
     pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
     /// Positions agree with a shadow target's after every step (the engine executor's CUDA check).
@@ -80,6 +91,11 @@ pub mod checks {
     pub const MODEL: &str = "model";
     /// One step from a checkpoint is the documented force law's (the engine executor's check).
     pub const PHYSICS: &str = crate::worker::physics::PHYSICS;
+    /// Every coordinate within the viewport after a step (the engine executor's check).
+    pub const POSITIONS_IN_BOUNDS: &str = crate::worker::oracle::checks::POSITIONS_IN_BOUNDS;
+    /// A target rebuilt from the checkpoint before a step op reaches the same state (the engine
+    /// executor's check).
+    pub const RESTART_EQUIVALENCE: &str = crate::worker::oracle::checks::RESTART_EQUIVALENCE;
 }
 
 /// One generic check and the capabilities it needs.
@@ -95,7 +111,7 @@ pub struct TargetCheck {
 }
 
 /// Every check of a target campaign.
-pub const TARGET_CHECKS: [TargetCheck; 13] = [
+pub const TARGET_CHECKS: [TargetCheck; 17] = [
     TargetCheck {
         name: checks::POSITIONS_FINITE,
         needs: &[],
@@ -147,6 +163,16 @@ pub const TARGET_CHECKS: [TargetCheck; 13] = [
         forcefield_only: false,
     },
     TargetCheck {
+        name: checks::COUNTS_WITHIN_CAPACITY,
+        needs: &[Capability::Counts, Capability::Buffers],
+        forcefield_only: false,
+    },
+    TargetCheck {
+        name: checks::MEMORY_ACCOUNTING,
+        needs: &[Capability::DeviceMemory, Capability::Buffers],
+        forcefield_only: false,
+    },
+    TargetCheck {
         name: checks::CAPACITY_INVARIANCE,
         needs: &[Capability::Capacity],
         forcefield_only: true,
@@ -164,6 +190,16 @@ pub const TARGET_CHECKS: [TargetCheck; 13] = [
     TargetCheck {
         name: checks::PHYSICS,
         needs: &[Capability::Checkpoint, Capability::Grid],
+        forcefield_only: true,
+    },
+    TargetCheck {
+        name: checks::POSITIONS_IN_BOUNDS,
+        needs: &[],
+        forcefield_only: true,
+    },
+    TargetCheck {
+        name: checks::RESTART_EQUIVALENCE,
+        needs: &[Capability::Checkpoint, Capability::Velocities],
         forcefield_only: true,
     },
 ];
@@ -209,12 +245,14 @@ pub enum Semantics {
     #[default]
     CaseFormat,
     /// Forcefield's engine's: where a new node starts, its mass, what a constraint stores, the
-    /// force law, and a checkpoint that is a [`WireCheckpoint`]. The reference model
-    /// ([`ReferenceModel`], the engine executor's `model-*` checks) runs in the first run after
-    /// `create` and every op, over the target's counts, positions, velocities, CSR and attributes;
-    /// the physics reference ([`physics::check_step`]) checks one step from a checkpoint taken
-    /// after each of the first [`PHYSICS_SAMPLES`] step ops where it applies, with the grid the
-    /// step used.
+    /// force law, and a checkpoint that is a [`WireCheckpoint`]. In the first run the engine
+    /// executor's own oracles run, by its names and in its order: `positions-in-bounds` after a
+    /// step, the grid's sort and cell-range checks after a step or resize, `csr-valid` after
+    /// every op, the reference model ([`ReferenceModel`], `model-*`, in place of
+    /// `counts-consistent`) after `create` and every op; with [`TargetRun::rebuild`],
+    /// `restart-equivalence` and the physics reference ([`physics::check_step`]) on the step ops
+    /// the executor samples ([`StepSamples`]). A refusal or own error of an op is the executor's
+    /// engine error.
     Forcefield,
 }
 
@@ -375,6 +413,21 @@ pub struct TargetRun<'a> {
     /// Whose semantics the target has: Forcefield's gets the reference model and the physics
     /// reference too.
     pub semantics: Semantics,
+    /// A second target of the same engine, which the checks that rebuild from a checkpoint
+    /// restore into, as the engine executor builds a fresh engine from one (`None`: none). With
+    /// it and [`Semantics::Forcefield`], `restart-equivalence` and `physics` sample the step ops
+    /// the engine executor samples ([`StepSamples`]), from the state before the op, and
+    /// `checkpoint-round-trip` (a restore into the target under test) does not run.
+    pub rebuild: Option<Rebuild<'a>>,
+}
+
+/// The target the checks that rebuild from a checkpoint use, and how they compare.
+pub struct Rebuild<'a> {
+    /// A fresh target of the same engine and backend, configured as the one under test.
+    pub target: &'a mut dyn Target,
+    /// Whether restart equivalence compares bit for bit (the CPU backend), else within
+    /// [`oracle::DIFFERENTIAL_TOLERANCE`] (CUDA).
+    pub exact: bool,
 }
 
 /// Runs `case` on `target` (the first run, then the determinism run when sampled), reporting each
@@ -401,6 +454,7 @@ pub fn run_target_case_with(
         capacity_rerun,
         mut shadow,
         semantics,
+        mut rebuild,
     } = how;
     let mut report = TargetReport::default();
     let caps = target.info().capabilities;
@@ -408,6 +462,11 @@ pub fn run_target_case_with(
     run.semantics = semantics;
     // Reborrowed for the first run only, its object's lifetime shortened to the run's.
     run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
+    run.sim_params = case.initial_params();
+    if let Some(r) = rebuild.as_mut() {
+        run.rebuild = Some(&mut *r.target as &mut dyn Target);
+        run.restart_exact = r.exact;
+    }
     let first = run.go(case, on_op);
     let trace = match first {
         Ok(trace) => trace,
@@ -596,12 +655,20 @@ struct Run<'a> {
     semantics: Semantics,
     /// What the target must hold ([`Semantics::Forcefield`] with the read-backs the model needs).
     model: Option<ReferenceModel>,
-    /// Step ops checked by the physics reference so far.
-    physics_samples: usize,
+    /// Which step ops restart equivalence and physics sample (the engine executor's rule).
+    samples: StepSamples,
+    /// The parameters the accepted ops leave (what decides whether physics applies).
+    sim_params: forcefield::SimParams,
+    /// The target the checks that rebuild from a checkpoint restore into (first run only).
+    rebuild: Option<&'a mut dyn Target>,
+    /// Whether restart equivalence compares bit for bit (a CPU engine).
+    restart_exact: bool,
+    /// Whether `observe` follows an accepted step of at least one step on a non-empty layout.
+    after_step: bool,
 }
 
 /// What sending an op came to: an `sssp` op's source and distances, when it was accepted.
-type Sent = Result<Option<(u32, Vec<f32>)>, TargetError>;
+pub(crate) type Sent = Result<Option<(u32, Vec<f32>)>, TargetError>;
 
 /// What an op's call came to, when the run goes on.
 enum Answer<T> {
@@ -636,7 +703,11 @@ impl<'a> Run<'a> {
             shadow: None,
             semantics: Semantics::CaseFormat,
             model: None,
-            physics_samples: 0,
+            samples: StepSamples::default(),
+            sim_params: forcefield::SimParams::default(),
+            rebuild: None,
+            restart_exact: true,
+            after_step: false,
         }
     }
 
@@ -660,8 +731,21 @@ impl<'a> Run<'a> {
     ) -> Result<Answer<T>, Stop> {
         match r {
             Ok(v) => Ok(Answer::Done(v)),
-            Err(TargetError::Rejected(m)) => Ok(Answer::Refused(m)),
             Err(TargetError::Internal(m)) if self.armed => Ok(Answer::Refused(m)),
+            // The ops of a validated case are valid for our engine: the engine executor calls
+            // its refusal, as any error of its own with no injected fault armed, an engine
+            // error, signed `engine-error::<op>` (no refusal to check for changes).
+            Err(e @ (TargetError::Rejected(_) | TargetError::Internal(_)))
+                if self.semantics == Semantics::Forcefield =>
+            {
+                Err(Stop::Result(CaseResult::EngineError {
+                    op_index: at,
+                    op: op.to_string(),
+                    error: one_line(&e.to_string()),
+                    sticky: false,
+                }))
+            }
+            Err(TargetError::Rejected(m)) => Ok(Answer::Refused(m)),
             Err(e) => Err(Stop::Failure(TargetFailure::of(&e, at, op))),
         }
     }
@@ -731,9 +815,10 @@ impl<'a> Run<'a> {
             let reserved = self.target.reserve(nodes, edges);
             self.must(None, INIT_OP, reserved)?;
         } else {
+            // The engine executor's order: the state checks, then the model.
             self.observe(None, INIT_OP)?;
-            self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
             self.capability_checks(None, INIT_OP, None)?;
+            self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
         }
         for (index, op) in case.ops.iter().enumerate() {
             if let Some(reason) = skip_reason(op, self.caps, self.params) {
@@ -761,45 +846,14 @@ impl<'a> Run<'a> {
         Ok(self.trace)
     }
 
-    /// Sends `op` to the target; an `sssp` op's distances come back with its source.
+    /// Sends `op` to the target; an `sssp` op's distances come back with its source. An accepted
+    /// `inject` arms the fault-tolerance rules.
     fn send(&mut self, op: &Op) -> Sent {
-        let mut distances = None;
-        let called: Result<(), TargetError> = match op {
-            Op::AddNodes { count, positions } => {
-                self.target.add_nodes(*count, positions.as_deref())
-            }
-            Op::RemoveNodes { ids } => self.target.remove_nodes(ids),
-            Op::AddEdges { edges } => {
-                let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
-                self.target.add_edges(&edges)
-            }
-            Op::RemoveEdges { pairs } => self.target.remove_edges(pairs),
-            Op::Step { count } => self.target.step(*count),
-            Op::ReadPositions => Ok(()),
-            Op::Reserve { nodes, edges } => self.target.reserve(*nodes, *edges),
-            Op::ShrinkToFit => self.target.shrink_to_fit(),
-            Op::Sssp { source } => self.target.sssp(*source).map(|d| {
-                distances = Some((*source, d));
-            }),
-            Op::SetPositionConstraint {
-                node,
-                target,
-                stiffness,
-            } => self
-                .target
-                .set_position_constraint(*node, *target, *stiffness),
-            Op::SetDistanceConstraint { u, v, distance } => {
-                self.target.set_distance_constraint(*u, *v, *distance)
-            }
-            Op::ClearConstraints => self.target.clear_constraints(),
-            Op::Inject { fault } => self
-                .target
-                .inject(&to_target_fault(fault))
-                .map(|()| self.armed = true),
-            // Sent only under `CaseParams::Send` (see `skip_reason`).
-            Op::SetParams { params } => self.target.set_params(&params_object(params)),
-        };
-        called.map(|()| distances)
+        let sent = send_op(&mut *self.target, op);
+        if sent.is_ok() && matches!(op, Op::Inject { .. }) {
+            self.armed = true;
+        }
+        sent
     }
 
     /// `op` under the fault-tolerance guarantee, as the engine executor applies it: while an
@@ -885,6 +939,7 @@ impl<'a> Run<'a> {
     fn op(&mut self, index: usize, op: &Op) -> Result<(), Stop> {
         let at = Some(index);
         let name = op.name();
+        let sampled = self.sample_before(at, op)?;
         let (called, distances) = match self.send_tolerating(at, name, op)? {
             Ok(distances) => (Ok(()), distances),
             Err(e) => (Err(e), None),
@@ -895,21 +950,38 @@ impl<'a> Run<'a> {
             Answer::Refused(_) if self.rerun => {}
             Answer::Done(()) => {
                 self.apply(op);
-                self.observe(at, name)?;
-                self.check_model(at, name, op, true)?;
+                self.after_step = self.nodes > 0 && matches!(op, Op::Step { count } if *count > 0);
+                // The engine executor's order: SSSP's distances (checked as the op runs there),
+                // the state checks, the model.
                 if let Some((source, d)) = distances {
                     self.ran(checks::SSSP_DIJKSTRA);
                     let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
                     oracle::check_sssp(n, &self.edges, source, &d)
                         .map_err(|violation| check_failed(at, name, violation))?;
                 }
+                let observed = self.observe(at, name);
+                self.after_step = false;
+                observed?;
                 self.capability_checks(at, name, Some(op))?;
+                self.check_model(at, name, op, true)?;
+                // The engine executor's order: restart equivalence, the shadow, physics.
+                if let (Some((sampled, state)), Op::Step { count }) = (&sampled, op) {
+                    if sampled.restart {
+                        self.check_restart(at, name, state, *count)?;
+                    }
+                }
                 self.check_shadow(at, name, op)?;
-                if matches!(op, Op::Step { .. }) {
+                // A target rebuilt elsewhere is checked there; restoring this one would replace
+                // the engine under test.
+                if matches!(op, Op::Step { .. }) && self.rebuild.is_none() {
                     self.checkpoint_round_trip(at, name)?;
                 }
-                if matches!(op, Op::Step { count } if *count > 0) {
-                    self.check_physics(at, name)?;
+                if let Some((Sampled { physics: true, .. }, state)) = &sampled {
+                    self.check_physics(at, name, state)?;
+                }
+                self.samples.after(op);
+                if let Op::SetParams { params } = op {
+                    self.sim_params = params.clone();
                 }
             }
             Answer::Refused(message) => {
@@ -989,6 +1061,8 @@ impl<'a> Run<'a> {
 
     /// Reads positions (and counts) after an op and runs the state checks on them.
     fn observe(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
+        // First, as the engine executor's state oracles check capacity and memory first.
+        let early_counts = self.registry_checks(at, op)?;
         let positions = self.read_back(at, op, |t| t.positions())?;
         self.ran(checks::POSITIONS_COUNT);
         if positions.len() as u64 != self.nodes {
@@ -1007,15 +1081,34 @@ impl<'a> Run<'a> {
         }
         self.ran(checks::POSITIONS_FINITE);
         oracle::check_positions_finite(&positions).map_err(|v| check_failed(at, op, v))?;
+        // Our engine clamps a step's positions to its viewport: the engine executor's check
+        // after a step, with the parameters the accepted ops left.
+        if self.after_step && self.first_run() && self.semantics == Semantics::Forcefield {
+            self.ran(checks::POSITIONS_IN_BOUNDS);
+            oracle::check_positions_in_bounds(&positions, self.sim_params.viewport_bounds)
+                .map_err(|v| check_failed(at, op, v))?;
+        }
         self.positions = bits(&positions);
         self.velocities = self.velocity_bits(at, op)?;
         if self.caps.has(Capability::Counts) {
-            let read = self.target.counts();
-            let counts = self.must(at, op, read)?;
-            self.ran(checks::COUNTS_CONSISTENT);
+            let counts = match early_counts {
+                Some(counts) => counts,
+                None => {
+                    let read = self.target.counts();
+                    self.must(at, op, read)?
+                }
+            };
             self.counts = Some(counts);
+            // Where the reference model runs, it compares the counts with what the ops leave
+            // (`model-counts`, the engine executor's name for it).
+            let modelled = self.model.is_some();
+            if !modelled {
+                self.ran(checks::COUNTS_CONSISTENT);
+            }
             let live_edges = self.edges.len() as u64;
-            let wrong = if counts.nodes != self.nodes || counts.edges != live_edges {
+            let wrong = if modelled {
+                None
+            } else if counts.nodes != self.nodes || counts.edges != live_edges {
                 Some(format!(
                     "counts say {} nodes and {} edges; the ops leave {} and {live_edges}",
                     counts.nodes, counts.edges, self.nodes
@@ -1066,6 +1159,93 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The engine executor's registry oracles over the `buffers` read-back, in the first run:
+    /// `counts-within-capacity` (with `counts`: the live counts within the capacities, every
+    /// buffer's live length within its allocation) and `memory-accounting` (with
+    /// `device-memory`: the device holds exactly the bytes the buffers' allocations hold). The
+    /// counts read, for `observe` to use rather than read them again.
+    fn registry_checks(
+        &mut self,
+        at: Option<usize>,
+        op: &'static str,
+    ) -> Result<Option<forcefield_target::Counts>, Stop> {
+        if !self.first_run() || !self.caps.has(Capability::Buffers) {
+            return Ok(None);
+        }
+        let buffers = self.read_back(at, op, |t| t.buffers())?;
+        let counts = if self.caps.has(Capability::Counts) {
+            let counts = self.read_back(at, op, |t| t.counts())?;
+            self.ran(checks::COUNTS_WITHIN_CAPACITY);
+            let report = oracle::CapacityReport {
+                num_nodes: counts.nodes,
+                num_edges: counts.edges,
+                // A target without a notion of capacity has nothing to exceed.
+                allocated_nodes: counts.node_capacity.unwrap_or(u64::MAX),
+                allocated_edges: counts.edge_capacity.unwrap_or(u64::MAX),
+                buffers: buffers
+                    .iter()
+                    .map(|b| (b.name.clone(), b.len, b.capacity))
+                    .collect(),
+            };
+            oracle::check_counts(&report).map_err(|v| check_failed(at, op, v))?;
+            Some(counts)
+        } else {
+            None
+        };
+        if self.caps.has(Capability::DeviceMemory) {
+            let device = self.read_back(at, op, |t| t.device_bytes())?;
+            self.ran(checks::MEMORY_ACCOUNTING);
+            let registered = buffers.iter().map(|b| b.bytes).sum::<u64>();
+            let to_usize = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+            oracle::check_memory_accounting(to_usize(device), to_usize(registered))
+                .map_err(|v| check_failed(at, op, v))?;
+        }
+        Ok(counts)
+    }
+
+    /// The engine executor's grid and CSR oracles ([`oracle::check_engine`]'s), for our engine
+    /// ([`Semantics::Forcefield`], first run), signed by their own names: the grid stage's
+    /// `sort-sorted`, `sort-permutation`, `sort-pairs` and `cell-ranges` after a step or a resize
+    /// while a grid is held, `csr-valid` after every op against the live edge multiset.
+    fn engine_state_checks(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        op: Option<&Op>,
+    ) -> Result<(), Stop> {
+        let grid_kept = match op {
+            Some(Op::Step { count }) => *count > 0,
+            Some(Op::Reserve { .. } | Op::ShrinkToFit) => true,
+            _ => false,
+        };
+        if self.caps.has(Capability::Grid) && grid_kept {
+            if let Some(stage) = self.read_back(at, "grid", |t| t.grid())? {
+                self.ran(checks::GRID_STAGE);
+                let inspection = grid_inspection(&stage);
+                oracle::check_grid(&inspection).map_err(|v| check_failed(at, name, v))?;
+            }
+        }
+        // The engine executor checks the CSR against the edges the engine holds. The host knows
+        // only those the ops leave: where the engine's count says otherwise, which edges it
+        // holds is the reference model's to judge (`model-counts`), not this check's.
+        let same_edges = self
+            .counts
+            .is_none_or(|c| c.nodes == self.nodes && c.edges == self.edges.len() as u64);
+        if self.caps.has(Capability::Csr) && same_edges {
+            let csr = self.read_back(at, "csr", |t| t.csr())?;
+            self.ran(checks::CSR_EDGES);
+            let inspection = forcefield::CsrInspection {
+                row_offsets: csr.row_offsets,
+                col_indices: csr.col_indices,
+                weights: csr.weights,
+            };
+            let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+            oracle::check_csr(&inspection, n, &self.edges)
+                .map_err(|v| check_failed(at, name, v))?;
+        }
+        Ok(())
+    }
+
     /// The checks of the read-back capabilities after an accepted op (`None`: `create`):
     /// `grid-stage` after a step, `csr-edges` after create and every edit, `device-memory` after
     /// `shrink_to_fit`.
@@ -1078,6 +1258,9 @@ impl<'a> Run<'a> {
         let fail = |check: &'static str, detail: String| {
             Err(check_failed(at, name, Violation { check, detail }))
         };
+        if self.first_run() && self.semantics == Semantics::Forcefield {
+            return self.engine_state_checks(at, name, op);
+        }
         if self.caps.has(Capability::Grid) && matches!(op, Some(Op::Step { .. })) {
             let r = self.target.grid();
             if let Some(stage) = self.must(at, "grid", r)? {
@@ -1134,39 +1317,27 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// `differential`: the shadow applies `op` (not an injected fault: those are the device's);
-    /// after a step its positions must agree with the target's (read by `observe`).
+    /// `differential` ([`shadow::follow_and_compare`], the engine executor's rule): the shadow
+    /// follows `op`, and after a step its positions must agree with the target's (read by
+    /// `observe`).
     fn check_shadow(&mut self, at: Option<usize>, name: &'static str, op: &Op) -> Result<(), Stop> {
+        if self.shadow.is_none() {
+            return Ok(());
+        }
+        if matches!(op, Op::Step { .. }) {
+            self.ran(checks::DIFFERENTIAL);
+        }
         let Some(shadow) = self.shadow.as_mut() else {
             return Ok(());
         };
-        if matches!(op, Op::Inject { .. }) {
-            return Ok(());
+        let positions = &self.positions;
+        let device = || Ok::<_, std::convert::Infallible>(floats(positions));
+        match shadow::follow_and_compare(&mut **shadow, op, device) {
+            Ok(()) => {}
+            Err(ShadowStop::Violation(v)) => return Err(check_failed(at, name, v)),
+            Err(ShadowStop::Device(never)) => match never {},
         }
-        send_to_shadow(&mut **shadow, op).map_err(|e| {
-            shadow_failed(
-                at,
-                name,
-                format!("the CPU engine fails where the device passed: {e}"),
-            )
-        })?;
-        if !matches!(op, Op::Step { .. }) {
-            return Ok(());
-        }
-        let cpu = shadow
-            .positions()
-            .map_err(|e| shadow_failed(at, name, format!("the CPU engine fails: {e}")))?;
-        if !self.report.checks_run.contains(checks::DIFFERENTIAL) {
-            self.report
-                .checks_run
-                .insert(checks::DIFFERENTIAL.to_string());
-        }
-        let device: Vec<Point> = self
-            .positions
-            .iter()
-            .map(|p| p.map(f32::from_bits))
-            .collect();
-        oracle::check_differential(&cpu, &device).map_err(|v| check_failed(at, name, v))
+        Ok(())
     }
 
     /// A read-back a check makes (velocities, CSR, attributes, a checkpoint); when it fails while
@@ -1235,24 +1406,115 @@ impl<'a> Run<'a> {
             .map_err(|v| check_failed(at, name, v))
     }
 
-    /// `physics` after one of the first [`PHYSICS_SAMPLES`] step ops whose state it applies to
-    /// ([`Semantics::Forcefield`]): checkpoint, restore, one step, the grid that step used; the
-    /// positions must be the force law's from the checkpoint ([`physics::check_step`], as the
-    /// engine executor checks an engine rebuilt from its checkpoint). The layout is restored to
-    /// the checkpoint at the end.
-    fn check_physics(&mut self, at: Option<usize>, name: &'static str) -> Result<(), Stop> {
-        // As the round trip, not once an injected fault is armed.
-        let wanted = self.first_run()
-            && !self.armed
-            && self.semantics == Semantics::Forcefield
-            && self.caps.has(Capability::Checkpoint)
-            && self.caps.has(Capability::Grid)
-            && self.physics_samples < PHYSICS_SAMPLES
-            && self.nodes > 0
-            && self.nodes <= u64::from(physics::PHYSICS_MAX_NODES);
-        if !wanted {
-            return Ok(());
+    /// The state before `op` when the step-op sampling rule the engine executor follows
+    /// ([`StepSamples`]) samples it for `restart-equivalence` or `physics`: first run,
+    /// [`Semantics::Forcefield`], a target to rebuild on. Read before the op is sent: a
+    /// checkpoint of our engine is its host copy (no device read an armed fault could hit).
+    fn sample_before(
+        &mut self,
+        at: Option<usize>,
+        op: &Op,
+    ) -> Result<Option<(Sampled, serde_json::Value)>, Stop> {
+        if !self.first_run()
+            || self.rebuild.is_none()
+            || self.semantics != Semantics::Forcefield
+            || !self.caps.has(Capability::Checkpoint)
+        {
+            return Ok(None);
         }
+        let nodes = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+        let sampled = self.samples.before(op, nodes, &self.sim_params);
+        if sampled == Sampled::default() {
+            return Ok(None);
+        }
+        let state = self.read_back(at, "checkpoint", |t| t.checkpoint())?;
+        Ok(Some((sampled, state)))
+    }
+
+    /// The target to rebuild on, with `state` restored into it and stepped `count` times; its
+    /// failure is the check's (`fail`), as the engine executor's rebuilt engine's, a death of the
+    /// target process its own.
+    fn rebuilt(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        state: &serde_json::Value,
+        count: u64,
+        fail: &dyn Fn(String) -> Stop,
+    ) -> Result<&mut dyn Target, Stop> {
+        let Some(fresh) = self.rebuild.as_mut() else {
+            return Err(fail("no target to rebuild on".into()));
+        };
+        let defect = |e: TargetError| -> Stop {
+            if e.is_defect() && !matches!(e, TargetError::Internal(_)) {
+                Stop::Failure(TargetFailure::of(&e, at, name))
+            } else {
+                fail(format!("{e}"))
+            }
+        };
+        fresh.restore(state).map_err(|e| match e {
+            e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
+                fail(format!("cannot rebuild from the checkpoint: {e}"))
+            }
+            e => defect(e),
+        })?;
+        fresh.step(count).map_err(|e| match e {
+            e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
+                fail(format!("the engine rebuilt from the checkpoint fails: {e}"))
+            }
+            e => defect(e),
+        })?;
+        Ok(&mut **fresh)
+    }
+
+    /// `restart-equivalence` after a sampled step op of `count` steps: the target to rebuild on,
+    /// restored from the state before the op and stepped as many times, must hold the target's
+    /// positions and velocities (bit for bit on the CPU, within the differential tolerance on
+    /// CUDA), as the engine executor's engine rebuilt from its checkpoint must.
+    fn check_restart(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        state: &serde_json::Value,
+        count: u64,
+    ) -> Result<(), Stop> {
+        self.ran(checks::RESTART_EQUIVALENCE);
+        let fail = |detail: String| {
+            check_failed(
+                at,
+                name,
+                Violation {
+                    check: checks::RESTART_EQUIVALENCE,
+                    detail,
+                },
+            )
+        };
+        let exact = self.restart_exact;
+        let fresh = self.rebuilt(at, name, state, count, &fail)?;
+        let read = |t: &mut dyn Target| -> Result<_, TargetError> {
+            Ok((t.positions()?, t.velocities()?))
+        };
+        let (fresh_pos, fresh_vel) = read(fresh).map_err(|e| {
+            fail(format!(
+                "reading the engine rebuilt from the checkpoint fails: {e}"
+            ))
+        })?;
+        let pos = floats(&self.positions);
+        let vel = self.velocities.as_ref().map(floats).unwrap_or_default();
+        oracle::check_restart_equivalence((&pos, &vel), (&fresh_pos, &fresh_vel), exact)
+            .map_err(|v| check_failed(at, name, v))
+    }
+
+    /// `physics` after a sampled step op: the target to rebuild on, restored from the state
+    /// before the op, takes one step, which must be the force law's from that state within the
+    /// tolerance [`physics::check_step`] derives, with the grid that step used (the engine
+    /// executor's check on its engine rebuilt from the checkpoint).
+    fn check_physics(
+        &mut self,
+        at: Option<usize>,
+        name: &'static str,
+        state: &serde_json::Value,
+    ) -> Result<(), Stop> {
         let fail = |detail: String| {
             check_failed(
                 at,
@@ -1263,52 +1525,28 @@ impl<'a> Run<'a> {
                 },
             )
         };
-        let state = self.read_back(at, "checkpoint", |t| t.checkpoint())?;
-        let before = WireCheckpoint::deserialize(&state)
+        let before = WireCheckpoint::deserialize(state)
             .map_err(|e| fail(format!("the checkpoint is not Forcefield's: {e}")))?
             .to_checkpoint();
-        if !physics::applies(&before.params, before.num_nodes) {
-            return Ok(());
-        }
-        self.physics_samples += 1;
         self.ran(checks::PHYSICS);
-        // The restored engine's own failures are the check's, as the executor's rebuilt engine's.
-        let restored = self
-            .target
-            .restore(&state)
-            .and_then(|()| self.target.step(1));
-        match restored {
-            Ok(()) => {}
-            Err(e) if e.is_defect() && !matches!(e, TargetError::Internal(_)) => {
-                return Err(Stop::Failure(TargetFailure::of(&e, at, name)))
-            }
-            Err(e) => {
-                return Err(fail(format!(
-                    "the engine restored from the checkpoint fails: {e}"
-                )))
-            }
-        }
-        let grid = match self.read_back(at, "grid", |t| t.grid())? {
-            Some(forcefield_target::GridStage {
+        let fresh = self.rebuilt(at, name, state, 1, &fail)?;
+        let grid = match fresh.grid() {
+            Ok(Some(forcefield_target::GridStage {
                 dims,
                 origin: Some(origin),
                 cell_size: Some(cell_size),
                 ..
-            }) => forcefield::GridSpec {
+            })) => forcefield::GridSpec {
                 origin,
                 cell_size,
                 dims,
             },
-            _ => {
-                return Err(fail(
-                    "a step of a non-empty graph left no grid with its origin and cell size".into(),
-                ))
-            }
+            _ => return Err(fail("a step of a non-empty graph left no grid".into())),
         };
-        let after = self.read_back(at, name, |t| t.positions())?;
-        physics::check_step(&before, &grid, &after).map_err(|v| check_failed(at, name, v))?;
-        let r = self.target.restore(&state);
-        self.must(at, "restore", r)
+        let after = fresh
+            .positions()
+            .map_err(|e| fail(format!("reading the rebuilt engine fails: {e}")))?;
+        physics::check_step(&before, &grid, &after).map_err(|v| check_failed(at, name, v))
     }
 
     /// The velocities as bits, where the target reports them.
@@ -1398,25 +1636,33 @@ fn check_grid_stage(stage: &forcefield_target::GridStage, nodes: u64) -> oracle:
     if stage.keys.len() as u64 != nodes {
         return v(format!("{} cell keys for {nodes} nodes", stage.keys.len()));
     }
-    let inspection = forcefield::GridInspection {
-        grid: forcefield::GridSpec {
-            origin: [0.0; 3],
-            cell_size: 1.0,
-            dims: stage.dims,
-        },
-        cell_keys: stage.keys.clone(),
-        sorted_keys: stage
-            .order
-            .iter()
-            .map(|&n| stage.keys.get(n as usize).copied().unwrap_or(u32::MAX))
-            .collect(),
-        sorted_nodes: stage.order.clone(),
-        cell_start: stage.cell_start.clone(),
-        cell_end: stage.cell_end.clone(),
-    };
+    let inspection = grid_inspection(stage);
     oracle::check_sort_permutation(&inspection)?;
     oracle::check_sort_sorted(&inspection)?;
     oracle::check_cell_ranges(&inspection)
+}
+
+/// A target's grid stage as the engine oracles read one: the sorted keys as the target reports
+/// them, else read through the order.
+fn grid_inspection(stage: &forcefield_target::GridStage) -> forcefield::GridInspection {
+    forcefield::GridInspection {
+        grid: forcefield::GridSpec {
+            origin: stage.origin.unwrap_or([0.0; 3]),
+            cell_size: stage.cell_size.unwrap_or(1.0),
+            dims: stage.dims,
+        },
+        cell_keys: stage.keys.clone(),
+        sorted_keys: stage.sorted_keys.clone().unwrap_or_else(|| {
+            stage
+                .order
+                .iter()
+                .map(|&n| stage.keys.get(n as usize).copied().unwrap_or(u32::MAX))
+                .collect()
+        }),
+        sorted_nodes: stage.order.clone(),
+        cell_start: stage.cell_start.clone(),
+        cell_end: stage.cell_end.clone(),
+    }
 }
 
 /// Parameters as the JSON object a target's `set_params` takes: every field of `SimParams` (a
@@ -1432,43 +1678,55 @@ fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
 
 /// A shadow's own failure: a `differential` violation, as the engine executor signs it.
 fn shadow_failed(op_index: Option<usize>, op: &str, detail: String) -> Stop {
-    check_failed(
-        op_index,
-        op,
-        Violation {
-            check: checks::DIFFERENTIAL,
-            detail,
-        },
-    )
+    check_failed(op_index, op, shadow::shadow_failure(detail))
 }
 
-/// An op, sent to a shadow target (whatever it answers, as the op was accepted by the target
-/// under test).
-fn send_to_shadow(shadow: &mut dyn Target, op: &Op) -> Result<(), TargetError> {
-    match op {
-        Op::AddNodes { count, positions } => shadow.add_nodes(*count, positions.as_deref()),
-        Op::RemoveNodes { ids } => shadow.remove_nodes(ids),
+/// The target executor's shadow: a target sent the ops as the target under test is.
+impl shadow::Shadow for dyn Target + '_ {
+    type Error = TargetError;
+
+    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
+        send_op(self, op).map(|_| ())
+    }
+
+    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
+        Target::positions(self)
+    }
+}
+
+/// Sends an op of a case to `target` through the trait; an `sssp` op's distances come back with
+/// its source. `read_positions` needs no call: the checks read positions after every op.
+pub(crate) fn send_op(target: &mut dyn Target, op: &Op) -> Sent {
+    let mut distances = None;
+    let called: Result<(), TargetError> = match op {
+        Op::AddNodes { count, positions } => target.add_nodes(*count, positions.as_deref()),
+        Op::RemoveNodes { ids } => target.remove_nodes(ids),
         Op::AddEdges { edges } => {
             let edges: Vec<_> = edges.iter().map(to_target_edge).collect();
-            shadow.add_edges(&edges)
+            target.add_edges(&edges)
         }
-        Op::RemoveEdges { pairs } => shadow.remove_edges(pairs),
-        Op::Step { count } => shadow.step(*count),
-        Op::Reserve { nodes, edges } => shadow.reserve(*nodes, *edges),
-        Op::ShrinkToFit => shadow.shrink_to_fit(),
-        Op::Sssp { source } => shadow.sssp(*source).map(|_| ()),
+        Op::RemoveEdges { pairs } => target.remove_edges(pairs),
+        Op::Step { count } => target.step(*count),
+        Op::ReadPositions => Ok(()),
+        Op::Reserve { nodes, edges } => target.reserve(*nodes, *edges),
+        Op::ShrinkToFit => target.shrink_to_fit(),
+        Op::Sssp { source } => target.sssp(*source).map(|d| {
+            distances = Some((*source, d));
+        }),
         Op::SetPositionConstraint {
             node,
-            target,
+            target: at,
             stiffness,
-        } => shadow.set_position_constraint(*node, *target, *stiffness),
+        } => target.set_position_constraint(*node, *at, *stiffness),
         Op::SetDistanceConstraint { u, v, distance } => {
-            shadow.set_distance_constraint(*u, *v, *distance)
+            target.set_distance_constraint(*u, *v, *distance)
         }
-        Op::ClearConstraints => shadow.clear_constraints(),
-        Op::SetParams { params } => shadow.set_params(&params_object(params)),
-        Op::ReadPositions | Op::Inject { .. } => Ok(()),
-    }
+        Op::ClearConstraints => target.clear_constraints(),
+        Op::Inject { fault } => target.inject(&to_target_fault(fault)),
+        // Sent only under `CaseParams::Send` (see `skip_reason`).
+        Op::SetParams { params } => target.set_params(&params_object(params)),
+    };
+    called.map(|()| distances)
 }
 
 fn check_failed(op_index: Option<usize>, op: &str, violation: Violation) -> Stop {

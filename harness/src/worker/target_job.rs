@@ -34,7 +34,7 @@ use crate::worker::engine_target::{BackendFactory, EngineTarget};
 use crate::worker::execute::{Breadcrumb, CaseResult};
 use crate::worker::job::{reply_payload, traced_backend, Job};
 use crate::worker::target_case::{
-    run_target_case, run_target_case_with, CaseParams, Semantics, TargetReport, TargetRun,
+    run_target_case, run_target_case_with, CaseParams, Rebuild, Semantics, TargetReport, TargetRun,
 };
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
@@ -268,12 +268,21 @@ impl TargetHandler {
                     .with_backends(traced());
                 // A CUDA case's CPU shadow, as the engine's own executor keeps one.
                 let mut cpu = EngineTarget::new(faults).with_config(config);
+                // Where restart equivalence and physics rebuild from a checkpoint, as the
+                // engine's own executor builds a fresh engine on the case's backend.
+                let mut fresh = EngineTarget::new(faults)
+                    .with_config(config)
+                    .with_backends(traced());
                 let cuda = case.backend == crate::case::BackendKind::Cuda;
                 let how = TargetRun {
                     params: CaseParams::Send,
                     capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
                     shadow: cuda.then_some(&mut cpu as &mut dyn Target),
                     semantics: Semantics::Forcefield,
+                    rebuild: Some(Rebuild {
+                        target: &mut fresh,
+                        exact: !cuda,
+                    }),
                 };
                 run_target_case_with(&mut target, case, how, &mut on_op)
             }

@@ -67,10 +67,10 @@ pub use result::CaseResult;
 // The vocabulary of `CaseResult::FaultNotTolerated::failure`.
 pub use result::tolerance;
 pub(crate) use result::{Breadcrumb, END_OP, INIT_OP};
-// The physics reference's sampling and the fault-tolerance retry bound, shared with the checks
-// over the target trait.
+// The sampled checks' rule and the fault-tolerance retry bound, shared with the checks over the
+// target trait.
 pub(crate) use fault_tolerance::MAX_ATTEMPTS;
-pub(crate) use sampled_checks::PHYSICS_SAMPLES;
+pub(crate) use sampled_checks::{Sampled, StepSamples};
 pub(crate) use wire::floats3;
 pub use wire::{bits3, ResumePoint, WireCheckpoint};
 

@@ -10,7 +10,7 @@ use forcefield::{
 use super::apply::{check, check_retrying};
 use super::fault_tolerance::{apply_tolerating, with_read_retry, Armed, State};
 use super::result::{tolerance, Breadcrumb, CaseResult, Run, Stop, END_OP, INIT_OP};
-use super::sampled_checks::{differential, Samples};
+use super::sampled_checks::{differential, restart_checkpoint, Sampled, StepSamples};
 use crate::case::{BackendKind, Case, Op};
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::AfterOp;
@@ -35,11 +35,8 @@ pub(super) struct Runner<'a, Bk: Backend> {
     pub(super) armed: Armed,
     /// The CPU engine a CUDA case is compared with (checked run only).
     pub(super) shadow: Option<Engine<CpuBackend>>,
-    /// Step ops checked for restart equivalence so far, and whether parameters or capacity
-    /// changed since the last one.
-    pub(super) restart: Samples,
-    /// Step ops checked by the physics reference so far.
-    pub(super) physics: Samples,
+    /// Which step ops restart equivalence and the physics reference sample (checked run only).
+    pub(super) samples: StepSamples,
     /// Whether to run the model oracle (checked run only).
     pub(super) use_model: bool,
     /// What the engine must hold (checked run with `use_model`).
@@ -66,8 +63,7 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             faults: FaultSet::of(&case.faults),
             armed: Armed::default(),
             shadow: None,
-            restart: Samples::default(),
-            physics: Samples::default(),
+            samples: StepSamples::default(),
             use_model: false,
             model: None,
         }
@@ -112,8 +108,15 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
                 engine.inject(*fault);
                 continue;
             }
-            let restart = self.restart_checkpoint(&engine, op);
-            let physics = self.physics_checkpoint(&engine, op);
+            let sampled = if self.checked() {
+                self.samples.before(op, engine.num_nodes(), engine.params())
+            } else {
+                Sampled::default()
+            };
+            let restart = sampled
+                .restart
+                .then(|| restart_checkpoint(engine.checkpoint()));
+            let physics = sampled.physics.then(|| engine.checkpoint().clone());
             let retrying = from.is_some() && index == start;
             let after = self.apply_tolerant(&mut engine, index, op, retrying)?;
             if self.checked() {
@@ -127,16 +130,7 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
                     self.check_physics(&checkpoint, index, name)?;
                 }
             }
-            if matches!(
-                op,
-                Op::SetParams { .. }
-                    | Op::Reserve { .. }
-                    | Op::ShrinkToFit
-                    | Op::AddNodes { .. }
-                    | Op::AddEdges { .. }
-            ) {
-                self.restart.due = true;
-            }
+            self.samples.after(op);
         }
         with_read_retry(&mut engine, |e| e.positions())
             .map_err(|e| CaseResult::engine_error(None, END_OP, &e).into())

@@ -1,15 +1,16 @@
 //! The checks a run makes on sampled step ops or against a second engine: `restart-equivalence`,
 //! `physics` and the CPU shadow of a CUDA case (`differential`).
 
-use forcefield::{Backend, Checkpoint, Engine, EngineError};
+use forcefield::{Backend, Checkpoint, Engine, EngineError, SimParams};
 
-use super::apply::{apply_op, engine_stop};
+use super::apply::engine_stop;
 use super::fault_tolerance::with_read_retry;
 use super::result::{CaseResult, Stop};
 use super::runner::Runner;
 use crate::case::{BackendKind, Op};
 use crate::worker::oracle::{self, checks, Violation};
 use crate::worker::physics;
+use crate::worker::shadow::{self, ShadowStop};
 
 /// Step ops of a run always checked for restart equivalence.
 pub const RESTART_FIRST_STEPS: usize = 2;
@@ -41,11 +42,11 @@ const PHYSICS_RULE: SamplingRule = SamplingRule {
 
 /// How far a run is through one sampled check's samples.
 #[derive(Default)]
-pub(super) struct Samples {
+struct Samples {
     /// Step ops sampled so far.
     taken: usize,
     /// Whether the next step op is wanted whatever the count (after a params or capacity change).
-    pub(super) due: bool,
+    due: bool,
 }
 
 impl Samples {
@@ -61,47 +62,66 @@ impl Samples {
     }
 }
 
+/// Which step ops of a checked run `restart-equivalence` and `physics` sample, decided before
+/// each op from the state before it. One rule for both executors (the engine executor's runner
+/// and the target executor over our engine), so the two sample the same step ops and a finding's
+/// signature does not depend on the path.
+#[derive(Default)]
+pub(crate) struct StepSamples {
+    restart: Samples,
+    physics: Samples,
+}
+
+/// The sampled checks a step op gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sampled {
+    /// `restart-equivalence`: a fresh engine from the state before the op, stepped as the op.
+    pub(crate) restart: bool,
+    /// `physics`: a fresh engine from the state before the op, stepped once.
+    pub(crate) physics: bool,
+}
+
+impl StepSamples {
+    /// What `op` is sampled for, before it is applied to an engine of `nodes` live nodes under
+    /// `params`: a step op of at least one step; restart equivalence on at most
+    /// [`RESTART_MAX_NODES`] nodes, the first [`RESTART_FIRST_STEPS`] such ops and the first after
+    /// each change ([`StepSamples::after`]), at most [`RESTART_MAX_SAMPLES`]; physics where
+    /// [`physics::applies`], the first [`PHYSICS_SAMPLES`].
+    pub(crate) fn before(&mut self, op: &Op, nodes: u32, params: &SimParams) -> Sampled {
+        if !matches!(op, Op::Step { count } if *count > 0) {
+            return Sampled::default();
+        }
+        Sampled {
+            restart: nodes <= RESTART_MAX_NODES && self.restart.take(RESTART_RULE),
+            physics: physics::applies(params, nodes) && self.physics.take(PHYSICS_RULE),
+        }
+    }
+
+    /// After `op` was applied: a change of parameters or capacity makes the next step op due for
+    /// restart equivalence.
+    pub(crate) fn after(&mut self, op: &Op) {
+        if matches!(
+            op,
+            Op::SetParams { .. }
+                | Op::Reserve { .. }
+                | Op::ShrinkToFit
+                | Op::AddNodes { .. }
+                | Op::AddEdges { .. }
+        ) {
+            self.restart.due = true;
+        }
+    }
+}
+
+/// The checkpoint a restart is rebuilt from: the host's parameters as the uploaded ones (an
+/// engine whose kernels kept stale parameters then steps otherwise than its rebuild).
+pub(crate) fn restart_checkpoint(checkpoint: &Checkpoint) -> Checkpoint {
+    let mut checkpoint = checkpoint.clone();
+    checkpoint.uploaded = checkpoint.params.clone();
+    checkpoint
+}
+
 impl<'a, Bk: Backend> Runner<'a, Bk> {
-    /// The checkpoint to rebuild an engine from before a step op sampled for restart equivalence,
-    /// with the host's parameters as the uploaded ones.
-    pub(super) fn restart_checkpoint(
-        &mut self,
-        engine: &Engine<Bk>,
-        op: &Op,
-    ) -> Option<Checkpoint> {
-        if !self.samples_step(op)
-            || engine.num_nodes() > RESTART_MAX_NODES
-            || !self.restart.take(RESTART_RULE)
-        {
-            return None;
-        }
-        let mut checkpoint = engine.checkpoint().clone();
-        checkpoint.uploaded = checkpoint.params.clone();
-        Some(checkpoint)
-    }
-
-    /// The state before a step op that the physics reference checks: the first
-    /// [`PHYSICS_SAMPLES`] step ops of a checked run on at most [`physics::PHYSICS_MAX_NODES`] nodes.
-    pub(super) fn physics_checkpoint(
-        &mut self,
-        engine: &Engine<Bk>,
-        op: &Op,
-    ) -> Option<Checkpoint> {
-        if !self.samples_step(op)
-            || !physics::applies(engine.params(), engine.num_nodes())
-            || !self.physics.take(PHYSICS_RULE)
-        {
-            return None;
-        }
-        Some(engine.checkpoint().clone())
-    }
-
-    /// Whether `op` is one a sampled check may sample: a step op of at least one step, in the
-    /// checked run.
-    fn samples_step(&self, op: &Op) -> bool {
-        self.checked() && matches!(op, Op::Step { count } if *count > 0)
-    }
-
     /// `physics`: an engine rebuilt from the state before step op `index` takes one step, which
     /// must be the force law's within the tolerance [`crate::worker::physics`] derives.
     pub(super) fn check_physics(
@@ -178,7 +198,8 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
         .map_err(|v| CaseResult::violation(Some(index), name, v).into())
     }
 
-    /// `differential`: the CPU shadow applies `op` too; after a step op the positions must agree.
+    /// `differential` ([`shadow::follow_and_compare`], the rule the target executor follows
+    /// too): the CPU shadow applies `op`; after a step op the positions must agree.
     pub(super) fn check_shadow(
         &mut self,
         engine: &mut Engine<Bk>,
@@ -189,23 +210,24 @@ impl<'a, Bk: Backend> Runner<'a, Bk> {
             return Ok(());
         };
         let name = op.name();
-        apply_op(shadow, op).map_err(|e| {
-            differential(
-                Some(index),
-                name,
-                format!("the CPU engine fails where the device passed: {e}"),
-            )
-        })?;
-        if !matches!(op, Op::Step { .. }) {
-            return Ok(());
-        }
-        let cpu = shadow
-            .positions()
-            .map_err(|e| differential(Some(index), name, format!("the CPU engine fails: {e}")))?;
-        let device =
-            with_read_retry(engine, |e| e.positions()).map_err(|e| engine_stop(index, name, &e))?;
-        oracle::check_differential(&cpu, &device)
-            .map_err(|v| CaseResult::violation(Some(index), name, v).into())
+        let device = || with_read_retry(engine, |e| e.positions());
+        shadow::follow_and_compare(shadow, op, device).map_err(|stop| match stop {
+            ShadowStop::Violation(v) => CaseResult::violation(Some(index), name, v).into(),
+            ShadowStop::Device(e) => engine_stop(index, name, &e),
+        })
+    }
+}
+
+/// The engine executor's CPU shadow: an engine that applies the ops as the run does.
+impl<Bk: Backend> shadow::Shadow for Engine<Bk> {
+    type Error = EngineError;
+
+    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
+        super::apply::apply_op(self, op).map(|_| ())
+    }
+
+    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
+        Engine::positions(self)
     }
 }
 
@@ -216,12 +238,7 @@ pub(super) fn restart_violation(detail: String) -> Violation {
     }
 }
 
+/// The shadow's own failure (building it) at `op`, as a `differential` violation.
 pub(super) fn differential(op_index: Option<usize>, op: &str, detail: String) -> Stop {
-    CaseResult::InvariantViolation {
-        op_index,
-        op: op.to_string(),
-        check: checks::DIFFERENTIAL.to_string(),
-        detail,
-    }
-    .into()
+    CaseResult::violation(op_index, op, shadow::shadow_failure(detail)).into()
 }

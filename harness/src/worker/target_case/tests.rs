@@ -2,11 +2,12 @@
 //! must find (and a clean one they must pass).
 
 use forcefield_target::{
-    Capabilities, Capability, Counts, Death, Edge, ExitKind, Graph, Params, Point, Result, Target,
-    TargetError, TargetInfo,
+    Buffer, Capabilities, Capability, Counts, Death, Edge, ExitKind, Graph, Params, Point, Result,
+    Target, TargetError, TargetInfo,
 };
 
 use super::*;
+use crate::case::fixtures::resizing_case;
 use crate::case::Case;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,6 +27,9 @@ enum Bug {
     Infinite,
     /// `step` moves nodes by an amount that depends on the reserved capacity.
     CapacityShows,
+    /// Its positions buffer reports one element more than its allocation holds once there are
+    /// more than 4 nodes.
+    BufferOverrun,
 }
 
 /// Nodes on a line pulled halfway to the origin by each step.
@@ -65,10 +69,10 @@ impl Target for Line {
         TargetInfo {
             name: "line".into(),
             version: "1".into(),
-            capabilities: if self.capacity {
-                Capabilities::from([Capability::Counts, Capability::Capacity])
-            } else {
-                Capabilities::from([Capability::Counts])
+            capabilities: match (self.capacity, self.bug == Bug::BufferOverrun) {
+                (true, _) => Capabilities::from([Capability::Counts, Capability::Capacity]),
+                (false, true) => Capabilities::from([Capability::Counts, Capability::Buffers]),
+                (false, false) => Capabilities::from([Capability::Counts]),
             },
         }
     }
@@ -172,6 +176,16 @@ impl Target for Line {
     fn positions(&mut self) -> Result<Vec<Point>> {
         Ok(self.points.clone())
     }
+    fn buffers(&mut self) -> Result<Vec<Buffer>> {
+        let len = self.points.len() as u64;
+        let capacity = if len > 4 { len - 1 } else { len };
+        Ok(vec![Buffer {
+            name: "positions".into(),
+            len,
+            capacity,
+            bytes: 12 * capacity,
+        }])
+    }
     fn counts(&mut self) -> Result<Counts> {
         Ok(Counts {
             nodes: self.points.len() as u64,
@@ -249,9 +263,12 @@ fn a_clean_target_passes_with_skipped_ops_counted_and_checks_listed() {
             checks::GRID_STAGE,
             checks::CSR_EDGES,
             checks::DEVICE_MEMORY,
+            checks::COUNTS_WITHIN_CAPACITY,
+            checks::MEMORY_ACCOUNTING,
             checks::CAPACITY_INVARIANCE,
             checks::MODEL,
-            checks::PHYSICS
+            checks::PHYSICS,
+            checks::RESTART_EQUIVALENCE
         ]
     );
 }
@@ -277,6 +294,10 @@ fn each_defect_is_found_by_its_generic_check_at_its_op() {
     assert_eq!(
         check_of(&run(Bug::Infinite).0),
         ("positions-finite".into(), "step".into())
+    );
+    assert_eq!(
+        check_of(&run(Bug::BufferOverrun).0),
+        ("counts-within-capacity".into(), "add_nodes".into())
     );
 }
 
@@ -559,11 +580,16 @@ fn the_model_and_physics_find_what_the_generic_checks_cannot() {
     .expect("a valid case");
     let run = |case: &Case, fault: Option<Fault>, semantics: Semantics| {
         let faults = forcefield::FaultSet::of(fault.as_slice());
-        let mut target = EngineTarget::new(faults)
-            .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
+        let config = case.engine_config(forcefield::GrowthPolicy::default());
+        let mut target = EngineTarget::new(faults).with_config(config);
+        let mut fresh = EngineTarget::new(faults).with_config(config);
         let how = TargetRun {
             params: CaseParams::Send,
             semantics,
+            rebuild: Some(Rebuild {
+                target: &mut fresh,
+                exact: true,
+            }),
             ..TargetRun::default()
         };
         run_target_case_with(&mut target, case, how, &mut |_| {})
@@ -582,7 +608,7 @@ fn the_model_and_physics_find_what_the_generic_checks_cannot() {
     ] {
         let (clean, report) = run(case, None, Semantics::Forcefield);
         assert_eq!(clean, CaseResult::Pass, "{report:?}");
-        for check in [checks::MODEL, checks::PHYSICS] {
+        for check in [checks::MODEL, checks::PHYSICS, checks::RESTART_EQUIVALENCE] {
             assert!(report.checks_run.contains(check), "{check}: {report:?}");
         }
         let (found, _) = run(case, Some(fault), Semantics::Forcefield);
@@ -598,34 +624,6 @@ fn the_model_and_physics_find_what_the_generic_checks_cannot() {
     }
 }
 
-/// A case that grows, shrinks and reserves, with injected faults before four of its ops (the
-/// engine executor's injection tests' case).
-fn resizing_case(faults: &str, inject: &[&str]) -> Case {
-    let fault = |i: usize| {
-        inject
-            .get(i)
-            .map(|f| format!(r#"{{"op":"inject","fault":{f}}},"#))
-            .unwrap_or_default()
-    };
-    Case::from_json(&format!(
-        r#"{{"format":"forcefield-case/1","faults":[{faults}],
-            "graph":{{"num_nodes":8,"edges":[{{"u":0,"v":1,"w":1}},{{"u":1,"v":2,"w":1}},{{"u":5,"v":6,"w":2}}]}},
-            "ops":[{{"op":"step","count":3}},
-                   {}{{"op":"add_nodes","count":12}},
-                   {{"op":"step","count":2}},
-                   {}{{"op":"shrink_to_fit"}},
-                   {}{{"op":"reserve","nodes":40,"edges":20}},
-                   {{"op":"add_edges","edges":[{{"u":3,"v":15,"w":1}}]}},
-                   {}{{"op":"step","count":2}},
-                   {{"op":"sssp","source":0}}]}}"#,
-        fault(0),
-        fault(1),
-        fault(2),
-        fault(3),
-    ))
-    .expect("a valid case")
-}
-
 /// Our engine as the builtin target runs it: the case's faults and grid cap, its parameters,
 /// Forcefield's semantics, and the capacity re-run on a second engine growing otherwise.
 fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
@@ -634,10 +632,16 @@ fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
     let mut target = EngineTarget::new(faults)
         .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
     let mut other = EngineTarget::new(faults).with_config(case.engine_config(Case::OTHER_GROWTH));
+    let mut fresh = EngineTarget::new(faults)
+        .with_config(case.engine_config(forcefield::GrowthPolicy::default()));
     let how = TargetRun {
         params: CaseParams::Send,
         capacity_rerun: Some(&mut other),
         semantics: Semantics::Forcefield,
+        rebuild: Some(Rebuild {
+            target: &mut fresh,
+            exact: true,
+        }),
         ..TargetRun::default()
     };
     run_target_case_with(&mut target, case, how, &mut |_| {})
@@ -649,21 +653,22 @@ fn run_builtin(case: &Case) -> (CaseResult, TargetReport) {
 /// after a failed resize is `fault-not-tolerated:state-changed` at the op that grew.
 #[test]
 fn an_injected_failure_is_retried_and_must_change_nothing() {
+    use forcefield::{EnvFault, Fault};
     for fault in [
-        r#"{"kind":"fail-alloc","nth":1}"#,
-        r#"{"kind":"fail-alloc","nth":4}"#,
-        r#"{"kind":"fail-copy","nth":2}"#,
-        r#"{"kind":"fail-launch","nth":3}"#,
-        r#"{"kind":"lose-context"}"#,
+        EnvFault::FailAlloc { nth: 1 },
+        EnvFault::FailAlloc { nth: 4 },
+        EnvFault::FailCopy { nth: 2 },
+        EnvFault::FailLaunch { nth: 3 },
+        EnvFault::LoseContext { nth: 1 },
     ] {
-        let (result, report) = run_builtin(&resizing_case("", &[fault; 4]));
-        assert_eq!(result, CaseResult::Pass, "{fault}: {report:?}");
+        let (result, report) = run_builtin(&resizing_case(&[], &[fault; 4]));
+        assert_eq!(result, CaseResult::Pass, "{fault:?}: {report:?}");
         assert!(report.checks_run.contains(checks::CAPACITY_INVARIANCE));
         assert!(report.checks_run.contains(checks::MODEL));
     }
     let stale = resizing_case(
-        r#""resize-failure-stale""#,
-        &[r#"{"kind":"fail-alloc","nth":1}"#],
+        &[Fault::ResizeFailureStale],
+        &[EnvFault::FailAlloc { nth: 1 }],
     );
     match run_builtin(&stale).0 {
         CaseResult::FaultNotTolerated {
@@ -679,6 +684,75 @@ fn an_injected_failure_is_retried_and_must_change_nothing() {
         other => panic!("expected a fault not tolerated, got {other}"),
     }
     // Without the injected failure the planted defect never runs.
-    let quiet = resizing_case(r#""resize-failure-stale""#, &[]);
+    let quiet = resizing_case(&[Fault::ResizeFailureStale], &[]);
     assert_eq!(run_builtin(&quiet).0, CaseResult::Pass);
+}
+
+/// The registry oracles over the `buffers` read-back sign a defect where the engine executor
+/// does: a leak on resize is `memory-accounting` at the first op that resizes, on both paths.
+#[test]
+fn the_registry_oracles_sign_a_leak_as_the_engine_executor_does() {
+    use crate::worker::execute::{execute, ExecOptions};
+    use forcefield::Fault;
+    let leaky = resizing_case(&[Fault::LeakOnResize], &[]);
+    let through_trait = run_builtin(&leaky);
+    let executor = execute(&leaky, &ExecOptions::default(), &mut |_| {});
+    let at = |r: &CaseResult| match r {
+        CaseResult::InvariantViolation {
+            op_index,
+            op,
+            check,
+            ..
+        } => (*op_index, op.clone(), check.clone()),
+        other => panic!("expected a broken check, got {other}"),
+    };
+    assert_eq!(at(&through_trait.0), at(&executor));
+    assert_eq!(at(&executor).2, checks::MEMORY_ACCOUNTING);
+    let (clean, report) = run_builtin(&resizing_case(&[], &[]));
+    assert_eq!(clean, CaseResult::Pass);
+    for check in [checks::COUNTS_WITHIN_CAPACITY, checks::MEMORY_ACCOUNTING] {
+        assert!(report.checks_run.contains(check), "{check}: {report:?}");
+    }
+}
+
+/// What the engine executor calls an engine error is one over the trait too: with Forcefield's
+/// semantics a refusal of an op of a validated case (which our engine never refuses: validation
+/// knows its limits) ends the case as an `EngineError` at the op, not as a refusal to check; a
+/// distance constraint on a pair no edge joins is no change on both paths, as the case format
+/// defines it.
+#[test]
+fn our_engines_refusal_is_the_executors_engine_error() {
+    use crate::worker::execute::{execute, ExecOptions};
+    let mut line = Line::new(Bug::None);
+    let how = TargetRun {
+        semantics: Semantics::Forcefield,
+        ..TargetRun::default()
+    };
+    let (result, report) = run_target_case_with(&mut line, &case(), how, &mut |_| {});
+    match result {
+        CaseResult::EngineError {
+            op_index,
+            op,
+            sticky,
+            ..
+        } => assert_eq!(
+            (op_index, op.as_str(), sticky),
+            (Some(8), "add_nodes", false)
+        ),
+        other => panic!("expected an engine error, got {other}"),
+    }
+    assert_eq!(report.failure, None);
+    assert_eq!(report.rejected_ops, 0);
+    let no_edge = Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "graph": { "num_nodes": 3, "edges": [ { "u": 0, "v": 1, "w": 1.0 } ] },
+             "ops": [ { "op": "set_distance_constraint", "u": 0, "v": 2, "distance": 1.0 },
+                      { "op": "step", "count": 2 } ] }"#,
+    )
+    .expect("a valid case");
+    assert_eq!(
+        execute(&no_edge, &ExecOptions::default(), &mut |_| {}),
+        CaseResult::Pass
+    );
+    assert_eq!(run_builtin(&no_edge).0, CaseResult::Pass);
 }
