@@ -770,7 +770,8 @@ fn a_run_past_its_timeout_is_killed_with_everything_it_started() {
 /// A case that grows the graph past its capacity and steps, optionally with the planted
 /// `sort-count-unclamped` fault (the seed bug: the sort runs over more items than its scratch
 /// buffers hold). It grows past one sort tile (4,096 items, which `sort_small` sorts in one
-/// block), so that the step after the growth runs the multi-block sort, `sort_scatter`.
+/// block), so that the step after the growth runs the multi-block sort, `sort_scatter`, and every
+/// tool sees both sorts on the clean engine.
 fn growth_case(faults: &[&str]) -> String {
     serde_json::json!({
         "format": "forcefield-case/1",
@@ -788,8 +789,8 @@ fn growth_case(faults: &[&str]) -> String {
 }
 
 /// On a machine with a CUDA device and compute-sanitizer, the real thing: memcheck sees the
-/// planted fault's out-of-bounds writes in `sort_scatter`, and no tool reports anything on the
-/// clean engine.
+/// planted fault's out-of-bounds writes in the sort, and no tool reports anything on the clean
+/// engine, whose case runs both sorts (one block up to 4,096 items, `sort_scatter` after the growth).
 /// `FORCEFIELD_BIN` names the `forcefield` program to run (default: this build's). Elsewhere it
 /// prints a skip line and passes.
 #[test]
@@ -842,9 +843,17 @@ fn memcheck_on_the_device_sees_the_planted_fault_and_nothing_else() {
                 },
                 "{markdown}"
             );
-            assert_eq!(
-                memcheck.signature.as_deref(),
-                Some("sanitizer:memcheck-out-of-bounds-write:sort_scatter"),
+            // The first out-of-bounds write is the sort's: a small sort of the case (one block,
+            // `sort_small`, whose scatter is the inlined `scatter_tile` the report names) or the
+            // multi-block one (`sort_scatter`), whichever meets the stale buffers first.
+            let signature = memcheck.signature.as_deref().unwrap_or_default();
+            assert!(
+                [
+                    "sanitizer:memcheck-out-of-bounds-write:scatter_tile",
+                    "sanitizer:memcheck-out-of-bounds-write:sort_small",
+                    "sanitizer:memcheck-out-of-bounds-write:sort_scatter",
+                ]
+                .contains(&signature),
                 "{markdown}"
             );
         }
