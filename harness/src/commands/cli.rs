@@ -108,7 +108,11 @@ where
             };
         }
     };
-    match dispatch(cli) {
+    let result = dispatch(cli);
+    // The CUDA contexts kept for the process's lifetime are destroyed before it ends, so that
+    // compute-sanitizer's leak and module-unload checks see a clean exit.
+    forcefield::CudaBackend::release_shared_contexts();
+    match result {
         Ok(()) => exit::OK,
         Err(e) => {
             // Ignore a closed stderr: the exit code still tells the caller what happened.

@@ -312,10 +312,23 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
+        // The idle modules are unloaded one by one first: destroying the context would release
+        // them too, but compute-sanitizer's `--detect-missing-module-unload` reports every module
+        // left for the context to release.
+        let idle =
+            std::mem::take(&mut *self.idle_modules.lock().unwrap_or_else(|p| p.into_inner()));
         // SAFETY: the context was created by `create` and is destroyed once, when its last holder
-        // drops. Destroying it releases its modules and whatever a lost backend could not free;
-        // the error, if any, cannot be acted on.
-        let _ = unsafe { sys::cuCtxDestroy_v2(self.ctx) };
+        // drops; the idle modules were loaded into it and no backend holds them. Destroying it
+        // releases whatever a lost backend could not free; errors (a lost context) cannot be acted
+        // on.
+        unsafe {
+            if !idle.is_empty() && result::ctx::set_current(self.ctx).is_ok() {
+                for (_, module) in idle {
+                    let _ = sys::cuModuleUnload(module.0);
+                }
+            }
+            let _ = sys::cuCtxDestroy_v2(self.ctx);
+        }
     }
 }
 

@@ -92,6 +92,14 @@ impl CudaBackend {
         *AVAILABLE.get_or_init(|| driver::device_count() > 0 && driver::nvrtc_present())
     }
 
+    /// Lets go of the process's shared contexts: each is destroyed (its idle modules unloaded) once
+    /// the last backend holding it drops, at once when none does. A command calls it before the
+    /// process exits, so that compute-sanitizer's leak and module-unload checks do not count the
+    /// contexts kept for the process's lifetime; a backend made later opens a new one.
+    pub fn release_shared_contexts() {
+        driver::retire_shared();
+    }
+
     /// How many CUDA devices this process sees (0 when the driver cannot be used), so that a
     /// command can refuse a device ordinal that does not exist before it starts any work.
     pub fn device_count() -> usize {
