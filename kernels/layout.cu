@@ -508,9 +508,9 @@ __device__ __forceinline__ void count_digits(const u32* keys, u32 num_items, u32
 
 /* The whole sort by one block of SORT_THREADS (= RADIX) threads when the items fit one tile
  * (num_items <= SORT_TILE, every harness case and small layouts): each pass counts the digits, scans
- * the RADIX counts and scatters as sort_scatter does, with a barrier between passes where the large
- * sort has three launches. The passes the grid needs alternate between the output and `tmp_*` as
- * on the host side of the large sort, so the last one writes the output and the inputs are never
+ * the RADIX counts and scatters the items in rounds (scatter_tile), with a barrier between passes
+ * where the large sort has a launch. The passes the grid needs alternate between the output and
+ * `tmp_*` as in sort_scatter, so the last one writes the output and the inputs are never
  * written. A barrier
  * makes a pass's global writes visible to the whole block, which is all the next pass reads. */
 extern "C" __global__ void sort_small(const u32* keys_in, const u32* values_in, u32* keys_out,

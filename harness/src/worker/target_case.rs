@@ -40,7 +40,7 @@ The executor knows nothing of processes: the target may be a [`forcefield_target
 use std::collections::{BTreeMap, BTreeSet};
 
 use forcefield_target::{
-    Capabilities, Capability, Death, ExitKind, Graph, Point, Target, TargetError,
+    Capabilities, Capability, Csr, Death, ExitKind, Graph, Point, Target, TargetError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -1234,14 +1234,7 @@ impl<'a> Run<'a> {
         if self.caps.has(Capability::Csr) && same_edges {
             let csr = self.read_back(at, "csr", |t| t.csr())?;
             self.ran(checks::CSR_EDGES);
-            let inspection = forcefield::CsrInspection {
-                row_offsets: csr.row_offsets,
-                col_indices: csr.col_indices,
-                weights: csr.weights,
-            };
-            let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
-            oracle::check_csr(&inspection, n, &self.edges)
-                .map_err(|v| check_failed(at, name, v))?;
+            self.check_csr(csr).map_err(|v| check_failed(at, name, v))?;
         }
         Ok(())
     }
@@ -1283,13 +1276,7 @@ impl<'a> Run<'a> {
             let r = self.target.csr();
             let csr = self.must(at, "csr", r)?;
             self.ran(checks::CSR_EDGES);
-            let inspection = forcefield::CsrInspection {
-                row_offsets: csr.row_offsets,
-                col_indices: csr.col_indices,
-                weights: csr.weights,
-            };
-            let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
-            if let Err(v) = oracle::check_csr(&inspection, n, &self.edges) {
+            if let Err(v) = self.check_csr(csr) {
                 return fail(checks::CSR_EDGES, v.detail);
             }
         }
@@ -1356,6 +1343,12 @@ impl<'a> Run<'a> {
         self.must(at, op, r)
     }
 
+    /// `csr-edges`: the target's CSR against the edges the ops left.
+    fn check_csr(&self, csr: Csr) -> Result<(), Violation> {
+        let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
+        oracle::check_csr(&csr_inspection(csr), n, &self.edges)
+    }
+
     /// What the reference model compares, read through the trait: the counts, positions and
     /// velocities `observe` just read, the CSR and the attributes.
     fn observed(&mut self, at: Option<usize>) -> Result<Observed, Stop> {
@@ -1369,11 +1362,7 @@ impl<'a> Run<'a> {
             num_edges: to_u32(counts.edges),
             positions: floats(&self.positions),
             velocities,
-            csr: forcefield::CsrInspection {
-                row_offsets: csr.row_offsets,
-                col_indices: csr.col_indices,
-                weights: csr.weights,
-            },
+            csr: csr_inspection(csr),
             constraints: forcefield::ConstraintInspection {
                 masses: attributes.masses,
                 anchors: attributes.anchors,
@@ -1734,6 +1723,15 @@ fn check_failed(op_index: Option<usize>, op: &str, violation: Violation) -> Stop
         op_index,
         op: op.to_string(),
         violation,
+    }
+}
+
+/// A target's CSR as the oracles read the engine's.
+fn csr_inspection(csr: Csr) -> forcefield::CsrInspection {
+    forcefield::CsrInspection {
+        row_offsets: csr.row_offsets,
+        col_indices: csr.col_indices,
+        weights: csr.weights,
     }
 }
 

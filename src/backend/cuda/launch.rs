@@ -443,14 +443,7 @@ impl Queue<'_> {
             .scratch
             .sort_hist
             .ensure(layout.words() * 4, self.stream)?;
-        let (tmp_keys, tmp_values) = if passes > 1 {
-            (
-                self.scratch.sort_keys.ensure(bytes, self.stream)?,
-                self.scratch.sort_values.ensure(bytes, self.stream)?,
-            )
-        } else {
-            (0, 0)
-        };
+        let (tmp_keys, tmp_values) = self.sort_tmp(passes, bytes)?;
         // The digit totals, the tile counters and every tile's published words start at zero.
         self.memset_u32(scratch, 0, layout.words())?;
         let mut args = kernel_args![&a.keys_in.addr, &n, &passes, &scratch, &a.grid.addr];
@@ -493,19 +486,23 @@ impl Queue<'_> {
         Ok(())
     }
 
+    /// The keys and values between radix passes (`bytes` each): none for a single pass.
+    fn sort_tmp(&mut self, passes: u32, bytes: usize) -> Result<(u64, u64), DriverError> {
+        if passes < 2 {
+            return Ok((0, 0));
+        }
+        Ok((
+            self.scratch.sort_keys.ensure(bytes, self.stream)?,
+            self.scratch.sort_values.ensure(bytes, self.stream)?,
+        ))
+    }
+
     /// `sort_small`: the whole sort of at most one tile of items by one block, in one launch (the
-    /// large sort's three launches and a fill per pass cost more than the sort itself there).
+    /// large sort's fill and two launches at least cost more than the sort itself there).
     fn sort_small(&mut self, a: &SortArgs, passes: u32) -> Result<(), DriverError> {
         let n = a.num_items;
         let bytes = n as usize * 4;
-        let (tmp_keys, tmp_values) = if passes > 1 {
-            (
-                self.scratch.sort_keys.ensure(bytes, self.stream)?,
-                self.scratch.sort_values.ensure(bytes, self.stream)?,
-            )
-        } else {
-            (0, 0)
-        };
+        let (tmp_keys, tmp_values) = self.sort_tmp(passes, bytes)?;
         let mut args = kernel_args![
             &a.keys_in.addr,
             &a.values_in.addr,
