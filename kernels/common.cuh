@@ -300,6 +300,13 @@ __device__ __forceinline__ T* ff_store(const FfBuffer<T>& b, u64 i, u32 site, Ff
 
 #endif /* FF_CHECKED */
 
+/* A compile-time flag passed as a value (`Flag<true>{}`), so that a generic lambda can branch on
+ * it with `if constexpr` or let the optimizer drop a branch. */
+template <bool B>
+struct Flag {
+    static constexpr bool value = B;
+};
+
 /* ---- hashing (src/hash.rs) ------------------------------------------------------------------ */
 
 /* SplitMix64's finalizer. Unsigned 64-bit arithmetic wraps, as Rust's wrapping_mul does. */

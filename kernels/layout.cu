@@ -694,55 +694,70 @@ extern "C" __global__ void force_pass(
         const long long z_end = cz + radius < dz - 1 ? cz + radius : dz - 1;
         const long long y_end = cy + radius < dy - 1 ? cy + radius : dy - 1;
         const long long x_end = cx + radius < dx - 1 ? cx + radius : dx - 1;
+        const u32 own_slot = (u32)t;
         u32 scanned = 0;
         /* Ordinals of the next slot among the stencil's slots and among the outer cells' ones. */
         u32 inner_k = 0, outer_k = 0;
-        for (long long z = cz - radius > 0 ? cz - radius : 0; z <= z_end; ++z) {
-            for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
-                for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
-                    const u64 key = (u64)((z * dy + y) * dx + x);
-                    /* Cells beyond the 27-cell stencil (only with a wider stencil_radius) are
-                     * scanned and their candidates dropped: the cost of a wider scan, the same
-                     * sum. */
-                    const bool outer = llabs(z - cz) > 1 || llabs(y - cy) > 1 || llabs(x - cx) > 1;
-                    const u32 s = LD(cell_start, key), e = LD(cell_end, key);
-                    scanned += e - s;
-                    const u32 len = e > s ? e - s : 0u;
-                    /* This lane's first slot of the cell: the first whose ordinal is the lane's. */
-                    const u32 skip = (lane - (outer ? outer_k : inner_k)) & lane_mask;
-                    if (outer) {
-                        outer_k += len;
-                    } else {
-                        inner_k += len;
-                    }
-                    const u32 mine = lane_items(len, skip, lane_shift);
-                    u32 slot = s + skip;
-                    for (u32 c = 0; c < mine; ++c, slot += lanes) {
-                        /* Slot t holds node i itself (sorted_nodes is a permutation): comparing
-                         * slots spares a load per candidate in this issue-bound loop; the
-                         * candidate's id is read only for the rare coincident pair. */
-                        if ((u64)slot == t) continue;
-                        float ddx = pix - LD(sorted_pos_x, slot);
-                        float ddy = piy - LD(sorted_pos_y, slot);
-                        float ddz = piz - LD(sorted_pos_z, slot);
-                        if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
-                            coincident_offset(p, i, LD(sorted_nodes, slot), &ddx, &ddy, &ddz);
+        /* The scan, compiled twice: for the 27-cell stencil of every step (no outer cells, so no
+         * outer test in the issue-bound candidate loop) and for the wider stencil of the planted
+         * slow pass. `wide` is a Flag<bool>, a type, so that `WIDE` is a constant. */
+        auto scan = [&](auto wide) {
+            constexpr bool WIDE = decltype(wide)::value;
+            for (long long z = cz - radius > 0 ? cz - radius : 0; z <= z_end; ++z) {
+                for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
+                    for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
+                        const u64 key = (u64)((z * dy + y) * dx + x);
+                        /* Cells beyond the 27-cell stencil (only with a wider stencil_radius) are
+                         * scanned and their candidates dropped: the cost of a wider scan, the
+                         * same sum. */
+                        const bool outer =
+                            WIDE && (llabs(z - cz) > 1 || llabs(y - cy) > 1 || llabs(x - cx) > 1);
+                        const u32 s = LD(cell_start, key), e = LD(cell_end, key);
+                        scanned += e - s;
+                        const u32 len = e > s ? e - s : 0u;
+                        /* This lane's first slot of the cell: the first whose ordinal is the
+                         * lane's. */
+                        const u32 skip = (lane - (outer ? outer_k : inner_k)) & lane_mask;
+                        if (outer) {
+                            outer_k += len;
+                        } else {
+                            inner_k += len;
                         }
-                        const float d2 = ddx * ddx + ddy * ddy + ddz * ddz;
-                        if (d2 >= cutoff2 || (outer && !isnan(d2))) continue;
-                        const float soft2 = d2 + p.softening_eps;
-                        const float soft = sqrtf(soft2);
-                        float scale = p.repel_k / (soft2 * soft);
-                        if (p.separation_radius > 0.0f && soft < p.separation_radius) {
-                            scale += p.repel_k * (p.separation_radius - soft) /
-                                     (p.separation_radius * soft);
+                        const u32 mine = lane_items(len, skip, lane_shift);
+                        u32 slot = s + skip;
+                        for (u32 c = 0; c < mine; ++c, slot += lanes) {
+                            /* Slot t holds node i itself (sorted_nodes is a permutation):
+                             * comparing slots spares a load per candidate in this issue-bound
+                             * loop; the candidate's id is read only for the rare coincident
+                             * pair. */
+                            if (slot == own_slot) continue;
+                            float ddx = pix - LD(sorted_pos_x, slot);
+                            float ddy = piy - LD(sorted_pos_y, slot);
+                            float ddz = piz - LD(sorted_pos_z, slot);
+                            if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
+                                coincident_offset(p, i, LD(sorted_nodes, slot), &ddx, &ddy, &ddz);
+                            }
+                            const float d2 = ddx * ddx + ddy * ddy + ddz * ddz;
+                            if (d2 >= cutoff2 || (outer && !isnan(d2))) continue;
+                            const float soft2 = d2 + p.softening_eps;
+                            const float soft = sqrtf(soft2);
+                            float scale = p.repel_k / (soft2 * soft);
+                            if (p.separation_radius > 0.0f && soft < p.separation_radius) {
+                                scale += p.repel_k * (p.separation_radius - soft) /
+                                         (p.separation_radius * soft);
+                            }
+                            fx += scale * ddx;
+                            fy += scale * ddy;
+                            fz += scale * ddz;
                         }
-                        fx += scale * ddx;
-                        fy += scale * ddy;
-                        fz += scale * ddz;
                     }
                 }
             }
+        };
+        if (radius > 1) {
+            scan(Flag<true>{});
+        } else {
+            scan(Flag<false>{});
         }
         /* Planted `slow-force-pass-<n>pct` (slow_extra_work is 0 otherwise): the CPU's
          * planted_extra_work, once a node (by lane 0, from the whole scan), its result kept alive

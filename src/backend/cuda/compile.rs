@@ -30,12 +30,14 @@ pub const SOURCES: &[(&str, &str)] = &[
 
 /// The options every build uses: line tables for compute-sanitizer and profilers; no fused
 /// multiply-add, so that each `a * b + c` rounds twice as in Rust and results match the CPU backend
-/// (IEEE division and square root are NVRTC's defaults, fast math is off).
+/// (IEEE division and square root are NVRTC's defaults, fast math is off); every function a device
+/// function, so that a kernel may hold a lambda (the force pass's scan, compiled once a stencil).
 pub fn default_options(compute_capability: (i32, i32)) -> Vec<String> {
     let (major, minor) = compute_capability;
     vec![
         "-lineinfo".to_string(),
         "--fmad=false".to_string(),
+        "-default-device".to_string(),
         format!("--gpu-architecture=compute_{major}{minor}"),
     ]
 }
