@@ -698,57 +698,89 @@ extern "C" __global__ void force_pass(
         u32 scanned = 0;
         /* Ordinals of the next slot among the stencil's slots and among the outer cells' ones. */
         u32 inner_k = 0, outer_k = 0;
-        /* The scan, compiled twice: for the 27-cell stencil of every step (no outer cells, so no
-         * outer test in the issue-bound candidate loop) and for the wider stencil of the planted
-         * slow pass. `wide` is a Flag<bool>, a type, so that `WIDE` is a constant. */
+        /* This lane's candidates among the `len` slots from `first`, whose ordinals start at
+         * `ordinal`: the slots whose ordinal is the lane's modulo L, in ascending order. */
+        auto candidates = [&](u32 first, u32 len, bool outer, u32 ordinal) {
+            const u32 skip = (lane - ordinal) & lane_mask;
+            const u32 mine = lane_items(len, skip, lane_shift);
+            u32 slot = first + skip;
+            for (u32 c = 0; c < mine; ++c, slot += lanes) {
+                /* Slot t holds node i itself (sorted_nodes is a permutation): comparing slots
+                 * spares a load per candidate in this issue-bound loop; the candidate's id is
+                 * read only for the rare coincident pair. */
+                if (slot == own_slot) continue;
+                float ddx = pix - LD(sorted_pos_x, slot);
+                float ddy = piy - LD(sorted_pos_y, slot);
+                float ddz = piz - LD(sorted_pos_z, slot);
+                if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
+                    coincident_offset(p, i, LD(sorted_nodes, slot), &ddx, &ddy, &ddz);
+                }
+                const float d2 = ddx * ddx + ddy * ddy + ddz * ddz;
+                if (d2 >= cutoff2 || (outer && !isnan(d2))) continue;
+                const float soft2 = d2 + p.softening_eps;
+                const float soft = sqrtf(soft2);
+                float scale = p.repel_k / (soft2 * soft);
+                if (p.separation_radius > 0.0f && soft < p.separation_radius) {
+                    scale += p.repel_k * (p.separation_radius - soft) / (p.separation_radius * soft);
+                }
+                fx += scale * ddx;
+                fy += scale * ddy;
+                fz += scale * ddz;
+            }
+        };
+        /* The scan, compiled twice: for the 27-cell stencil of every step and for the wider
+         * stencil of the planted slow pass (`wide` is a Flag<bool>, a type, so that `WIDE` is a
+         * constant). The stencil's walk goes a row of cells at a time: the cells x - 1, x, x + 1
+         * of a row have consecutive keys, so after the sort their slots abut, and the row is one
+         * range of slots with the ordinals of the three cells in turn. Walking it as one costs a
+         * loop a row instead of a cell, and keeps the threads of a warp (nodes of neighbouring
+         * cells) in step over longer runs. Only ranges seen to abut are joined; any other cell
+         * ranges (a fault upstream) are walked a cell at a time: the same slots in the same order
+         * either way, so the sum is the CPU's whatever the ranges hold. */
         auto scan = [&](auto wide) {
             constexpr bool WIDE = decltype(wide)::value;
             for (long long z = cz - radius > 0 ? cz - radius : 0; z <= z_end; ++z) {
                 for (long long y = cy - radius > 0 ? cy - radius : 0; y <= y_end; ++y) {
-                    for (long long x = cx - radius > 0 ? cx - radius : 0; x <= x_end; ++x) {
-                        const u64 key = (u64)((z * dy + y) * dx + x);
+                    const long long x_begin = cx - radius > 0 ? cx - radius : 0;
+                    const u64 row = (u64)((z * dy + y) * dx);
+                    if constexpr (!WIDE) {
+                        u32 first = 0, last = 0;
+                        bool any = false, abut = true;
+                        for (long long x = x_begin; x <= x_end; ++x) {
+                            const u32 s = LD(cell_start, row + x), e = LD(cell_end, row + x);
+                            scanned += e - s;
+                            if (e > s) {
+                                if (!any) {
+                                    first = s;
+                                    any = true;
+                                } else if (s != last) {
+                                    abut = false;
+                                }
+                                last = e;
+                            }
+                        }
+                        if (abut) {
+                            if (any) {
+                                candidates(first, last - first, false, inner_k);
+                                inner_k += last - first;
+                            }
+                            continue;
+                        }
+                    }
+                    for (long long x = x_begin; x <= x_end; ++x) {
                         /* Cells beyond the 27-cell stencil (only with a wider stencil_radius) are
                          * scanned and their candidates dropped: the cost of a wider scan, the
                          * same sum. */
                         const bool outer =
                             WIDE && (llabs(z - cz) > 1 || llabs(y - cy) > 1 || llabs(x - cx) > 1);
-                        const u32 s = LD(cell_start, key), e = LD(cell_end, key);
-                        scanned += e - s;
+                        const u32 s = LD(cell_start, row + x), e = LD(cell_end, row + x);
+                        if (WIDE) scanned += e - s;
                         const u32 len = e > s ? e - s : 0u;
-                        /* This lane's first slot of the cell: the first whose ordinal is the
-                         * lane's. */
-                        const u32 skip = (lane - (outer ? outer_k : inner_k)) & lane_mask;
+                        candidates(s, len, outer, outer ? outer_k : inner_k);
                         if (outer) {
                             outer_k += len;
                         } else {
                             inner_k += len;
-                        }
-                        const u32 mine = lane_items(len, skip, lane_shift);
-                        u32 slot = s + skip;
-                        for (u32 c = 0; c < mine; ++c, slot += lanes) {
-                            /* Slot t holds node i itself (sorted_nodes is a permutation):
-                             * comparing slots spares a load per candidate in this issue-bound
-                             * loop; the candidate's id is read only for the rare coincident
-                             * pair. */
-                            if (slot == own_slot) continue;
-                            float ddx = pix - LD(sorted_pos_x, slot);
-                            float ddy = piy - LD(sorted_pos_y, slot);
-                            float ddz = piz - LD(sorted_pos_z, slot);
-                            if (ddx == 0.0f && ddy == 0.0f && ddz == 0.0f) {
-                                coincident_offset(p, i, LD(sorted_nodes, slot), &ddx, &ddy, &ddz);
-                            }
-                            const float d2 = ddx * ddx + ddy * ddy + ddz * ddz;
-                            if (d2 >= cutoff2 || (outer && !isnan(d2))) continue;
-                            const float soft2 = d2 + p.softening_eps;
-                            const float soft = sqrtf(soft2);
-                            float scale = p.repel_k / (soft2 * soft);
-                            if (p.separation_radius > 0.0f && soft < p.separation_radius) {
-                                scale += p.repel_k * (p.separation_radius - soft) /
-                                         (p.separation_radius * soft);
-                            }
-                            fx += scale * ddx;
-                            fy += scale * ddy;
-                            fz += scale * ddz;
                         }
                     }
                 }
