@@ -56,21 +56,17 @@ use crate::case::{Case, Op};
 use crate::worker::oracle::{self, checks};
 
 mod apply;
-mod fault_tolerance;
-mod result;
+pub(crate) mod fault_tolerance;
+pub(crate) mod result;
 mod runner;
-mod sampled_checks;
-mod wire;
+pub(crate) mod sampled_checks;
+pub(crate) mod wire;
 
 pub use apply::apply_op;
 pub use result::CaseResult;
 // The vocabulary of `CaseResult::FaultNotTolerated::failure`.
 pub use result::tolerance;
 pub(crate) use result::{Breadcrumb, END_OP, INIT_OP};
-// The sampled checks' rule and the fault-tolerance retry bound, shared with the checks over the
-// target trait.
-pub(crate) use fault_tolerance::MAX_ATTEMPTS;
-pub(crate) use sampled_checks::{Sampled, StepSamples};
 pub(crate) use wire::floats3;
 pub use wire::{bits3, ResumePoint, WireCheckpoint};
 
