@@ -9,11 +9,11 @@ bit-exact), injected environment faults, velocities and attributes (masses, posi
 distance targets: the engine's constraint inspection), and the buffer registry's records (each
 buffer's live length, capacity and allocated bytes). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
 `Internal`, after a lost context is recovered so that the layout is as before the op (its kind
-[`CONTEXT_LOST`] for a sticky error; [`PROCESS_POISONED`] when this process can get no new
-context, and then [`Target::checkpoint`] still answers, with the state before the op: the host
-continues the case from it in a fresh process). Planted
-faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
-([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
+[`CONTEXT_LOST`] for a sticky error; [`NO_BACKEND`] when no backend opens here; and
+[`PROCESS_POISONED`] when this process can get no new context, and then [`Target::checkpoint`]
+still answers, with the state before the op: the host continues the case from it in a fresh
+process). Planted faults and engine settings (the grid-cell cap) come from the case
+([`crate::worker::engine_case`]); nothing here knows which fault is on. Since its parameters are the
 case format's, the host runs it with [`crate::worker::target_case::CaseParams::Send`]: a case's
 initial parameters and its `set_params` ops reach it, where another engine gets neither.
 */
@@ -28,7 +28,7 @@ use forcefield_target::{
 };
 
 use crate::worker::execute::wire::WireCheckpoint;
-use crate::worker::target_case::{CONTEXT_LOST, PROCESS_POISONED};
+use crate::worker::target_case::{CONTEXT_LOST, NO_BACKEND, PROCESS_POISONED};
 
 /// Opens the backend of each engine a target builds (`Err`: why there is none here).
 pub type BackendFactory = dyn Fn() -> std::result::Result<Box<dyn Backend>, String>;
@@ -68,7 +68,7 @@ impl EngineTarget {
 
     /// A backend for a new engine; none here is the environment's failure, not a rejection.
     fn backend(&self) -> Result<Box<dyn Backend>> {
-        (self.make_backend)().map_err(|e| TargetError::Internal(format!("no backend: {e}")))
+        (self.make_backend)().map_err(|e| TargetError::Internal(format!("{NO_BACKEND}: {e}")))
     }
 
     fn engine(&mut self) -> Result<&mut Engine<Box<dyn Backend>>> {
@@ -211,7 +211,7 @@ impl Target for EngineTarget {
 
     fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
         // No edge joining the pair is no change (the trait's and the case format's definition),
-        // as the engine executor applies the op.
+        // whatever the engine's own error for it.
         self.with(|e| match e.set_distance_constraint(u, v, distance) {
             Err(EngineError::Graph(forcefield::GraphError::NoSuchEdge { .. })) => Ok(()),
             r => r,

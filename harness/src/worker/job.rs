@@ -21,7 +21,7 @@ use forcefield::{CpuBackend, CudaBackend, Engine, EngineConfig, FaultSet};
 use crate::case::{BackendKind, Case, Op};
 use crate::isolate::Breadcrumbs;
 use crate::sanitizers::mode::SanitizeMode;
-use crate::worker::engine_case::{run_engine_case, EngineCaseOptions};
+use crate::worker::engine_case::run_engine_case;
 use crate::worker::engine_target::BackendFactory;
 use crate::worker::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
 use crate::worker::traced_backend::{Trace, TracedBackend};
@@ -162,17 +162,6 @@ pub(crate) fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> 
         .map_err(|e| format!("no usable CUDA device: {e}"))
 }
 
-/// Set to `trait` in a campaign's environment, the workers run our engine's cases through the
-/// target trait ([`crate::worker::engine_case`]) rather than through the engine executor
-/// ([`crate::worker::execute`]): the path that is to replace it, behind this switch until the
-/// two are shown to sign the same findings.
-pub(crate) const ENGINE_PATH_ENV: &str = "FORCEFIELD_ENGINE_PATH";
-
-/// Whether our engine's cases go through the engine executor ([`ENGINE_PATH_ENV`]).
-fn executor_path() -> bool {
-    std::env::var_os(ENGINE_PATH_ENV).is_none_or(|v| v != "trait")
-}
-
 /// The backends of a case's engines: the case's kind, the CPU kernels' threads (0: every core),
 /// the sanitize mode, and the breadcrumbs the running kernel is written into (none in this
 /// process).
@@ -196,8 +185,9 @@ impl CaseBackends {
 }
 
 /// Runs a whole case on fresh engines with `backends` (as a worker does, or in this process),
-/// continuing from `resume` when given (a [`Job::Resume`]), the first memory violation of its
-/// backends recorded into the reply.
+/// continuing from `resume` when given (a [`Job::Resume`]): our engine behind the target trait
+/// ([`crate::worker::engine_case`], the one path of our engine's cases), the first memory
+/// violation of its backends recorded into the reply.
 pub(crate) fn run_case(
     case: &Case,
     opts: &ExecOptions,
@@ -205,17 +195,6 @@ pub(crate) fn run_case(
     resume: Option<&ResumePoint>,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> JobReply {
-    if executor_path() {
-        return match &backends.crumbs {
-            Some(crumbs) => {
-                let (kind, threads, sanitize) =
-                    (backends.kind, backends.threads, backends.sanitize);
-                let make = || traced_backend(kind, threads, sanitize, crumbs);
-                resume_case(case, opts, resume, &make, on_op)
-            }
-            None => resume_case(case, opts, resume, &|| backends.open(), on_op),
-        };
-    }
     let log = ViolationLog::default();
     let factory = || -> Box<BackendFactory> {
         let (backends, log) = (backends.clone(), log.clone());
@@ -225,40 +204,7 @@ pub(crate) fn run_case(
                 .map(|b| Box::new(Recorded::new(b, log.clone())) as Box<dyn Backend>)
         })
     };
-    let engine_opts = EngineCaseOptions {
-        capacity_invariance: opts.check_capacity_invariance,
-        threads: opts.threads,
-        reference_model: opts.reference_model,
-        determinism: false,
-    };
-    let (result, _) = run_engine_case(case, engine_opts, resume, &factory, on_op);
-    // A poisoned process cannot serve another case either.
-    let context_lost = matches!(
-        &result,
-        CaseResult::EngineError { sticky: true, .. } | CaseResult::Poisoned { .. }
-    );
-    JobReply {
-        result,
-        context_lost,
-        soak: None,
-        sanitizer: log.take(),
-    }
-}
-
-/// The engine executor's [`run_case`] (only under [`ENGINE_PATH_ENV`]).
-fn resume_case<Bk: Backend>(
-    case: &Case,
-    opts: &ExecOptions,
-    resume: Option<&ResumePoint>,
-    make: &dyn Fn() -> Result<Bk, String>,
-    on_op: &mut dyn FnMut(Breadcrumb),
-) -> JobReply {
-    let log = ViolationLog::default();
-    let recorded = || make().map(|b| Recorded::new(b, log.clone()));
-    let result = match resume {
-        Some(point) => execute::resume_with(case, opts, point, &recorded, on_op),
-        None => execute::execute_with(case, opts, &recorded, on_op),
-    };
+    let (result, _) = run_engine_case(case, opts.engine_case(), resume, &factory, on_op);
     // A poisoned process cannot serve another case either.
     let context_lost = matches!(
         &result,

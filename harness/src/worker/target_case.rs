@@ -35,6 +35,13 @@ worker's: class, detail, and the op as the site.
 
 The executor knows nothing of processes: the target may be a [`forcefield_target::ProcessTarget`]
 (as in a worker, [`crate::worker::target_job`]) or a Rust value in this process.
+
+Forcefield's own engine runs every case through this file too ([`crate::worker::engine_case`]:
+`run`, `selftest`, `ci`, `repro`, `minimize`, the corpus replay, `--target builtin`). "The engine
+executor" in the comments below is the executor that ran our engine's cases on the engine's own
+API before they came here (`worker/execute/`'s runner, since removed): for our engine this file
+keeps its checks, their order, their sampling and their signatures, so that findings, the
+self-test's snapshot and the corpus's expectations did not move.
 */
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,6 +115,21 @@ pub const PROCESS_POISONED: &str = "ProcessPoisoned";
 /// The kind of Forcefield's engine's sticky error (a lost context): an engine error it signs
 /// `engine-error:sticky`, as the engine's own executor did, and whose worker is retired.
 pub const CONTEXT_LOST: &str = "ContextLost";
+/// The kind of Forcefield's engine's error when no backend opens here (no CUDA device): the case
+/// cannot run here, a [`CaseResult::Environment`] (the rest of the message says why), not a
+/// finding.
+pub const NO_BACKEND: &str = "NoBackend";
+
+/// The environment result of an error that says no backend opens here ([`NO_BACKEND`]).
+fn no_backend(e: &TargetError) -> Option<CaseResult> {
+    let TargetError::Internal(m) = e else {
+        return None;
+    };
+    let why = m.strip_prefix(NO_BACKEND)?.strip_prefix(": ")?;
+    Some(CaseResult::Environment {
+        message: why.to_string(),
+    })
+}
 
 /// One generic check and the capabilities it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -709,7 +731,10 @@ impl Stop {
                     op_index: failure.op_index,
                     op: failure.op.clone(),
                     error: failure.message.clone(),
-                    sticky: failure.process_gone(),
+                    // A lost device context (our engine says so by the error's kind) retires
+                    // the worker as a dead target process does.
+                    sticky: failure.process_gone()
+                        || matches!(failure.detail.as_str(), CONTEXT_LOST | PROCESS_POISONED),
                 };
                 report.failure = Some(failure);
                 (result, report)
@@ -867,6 +892,11 @@ impl<'a> Run<'a> {
         op: &'static str,
         r: Result<T, TargetError>,
     ) -> Result<Answer<T>, Stop> {
+        if let (true, Err(e)) = (self.resumable, &r) {
+            if let Some(environment) = no_backend(e) {
+                return Err(Stop::Result(environment));
+            }
+        }
         match r {
             Ok(v) => Ok(Answer::Done(v)),
             Err(TargetError::Internal(m)) if self.armed => Ok(Answer::Refused(m)),
@@ -1768,11 +1798,17 @@ impl<'a> Run<'a> {
                 fail(format!("{e}"))
             }
         };
-        fresh.restore(state).map_err(|e| match e {
-            e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
-                fail(format!("cannot rebuild from the checkpoint: {e}"))
+        fresh.restore(state).map_err(|e| {
+            // No backend here for the rebuild: the case cannot run here, as without one at all.
+            if let Some(environment) = no_backend(&e) {
+                return Stop::Result(environment);
             }
-            e => defect(e),
+            match e {
+                e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
+                    fail(format!("cannot rebuild from the checkpoint: {e}"))
+                }
+                e => defect(e),
+            }
         })?;
         fresh.step(count).map_err(|e| match e {
             e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
