@@ -66,6 +66,12 @@ impl EngineTarget {
         self
     }
 
+    /// The geometry of the grid the last step used (origin, cell size, dimensions), as the
+    /// engine keeps it on the host; `None` before a step or without a layout.
+    pub fn grid_spec(&self) -> Option<forcefield::GridSpec> {
+        self.engine.as_ref().and_then(|e| e.grid())
+    }
+
     /// A backend for a new engine; none here is the environment's failure, not a rejection.
     fn backend(&self) -> Result<Box<dyn Backend>> {
         (self.make_backend)().map_err(|e| TargetError::Internal(format!("{NO_BACKEND}: {e}")))
