@@ -18,7 +18,7 @@ use crate::sanitizers::compute_sanitizer::{
 };
 use crate::sanitizers::mode::SanitizeMode;
 use crate::worker::execute::ExecOptions;
-use crate::worker::job::{open_backend_with, run_case};
+use crate::worker::job::{run_case, CaseBackends};
 
 /// Arguments of `forcefield repro`.
 #[derive(Debug, Clone, clap::Args)]
@@ -84,8 +84,13 @@ pub fn run(args: &ReproArgs) -> Result<(), CliError> {
                 args.sanitize
             )));
         }
-        let make = || open_backend_with(case.backend, 0, args.sanitize);
-        classify_reply(&run_case(&case, &opts, &make, &mut |_| {}))
+        let backends = CaseBackends {
+            kind: case.backend,
+            threads: 0,
+            sanitize: args.sanitize,
+            crumbs: None,
+        };
+        classify_reply(&run_case(&case, &opts, &backends, None, &mut |_| {}))
     } else {
         let worker = match &target {
             Some(source) => super::target_worker_command(source)?,

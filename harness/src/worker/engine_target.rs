@@ -8,9 +8,12 @@ the grid stage (with its origin and cell size), CSR, checkpoint/restore (a [`Wir
 bit-exact), injected environment faults, velocities and attributes (masses, position constraints,
 distance targets: the engine's constraint inspection), and the buffer registry's records (each
 buffer's live length, capacity and allocated bytes). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
-`Internal`, after a lost context is recovered so that the layout is as before the op. Planted
-faults and engine settings (the grid-cell cap) come from the case, as for the engine's own executor
-([`crate::worker::execute`]); nothing here knows which fault is on. Since its parameters are the
+`Internal`, after a lost context is recovered so that the layout is as before the op (its kind
+[`CONTEXT_LOST`] for a sticky error; [`NO_BACKEND`] when no backend opens here; and
+[`PROCESS_POISONED`] when this process can get no new context, and then [`Target::checkpoint`]
+still answers, with the state before the op: the host continues the case from it in a fresh
+process). Planted faults and engine settings (the grid-cell cap) come from the case
+([`crate::worker::engine_case`]); nothing here knows which fault is on. Since its parameters are the
 case format's, the host runs it with [`crate::worker::target_case::CaseParams::Send`]: a case's
 initial parameters and its `set_params` ops reach it, where another engine gets neither.
 */
@@ -24,7 +27,8 @@ use forcefield_target::{
     Params, Point, Result, Target, TargetError, TargetInfo,
 };
 
-use crate::worker::execute::WireCheckpoint;
+use crate::worker::execute::wire::WireCheckpoint;
+use crate::worker::target_case::{CONTEXT_LOST, NO_BACKEND, PROCESS_POISONED};
 
 /// Opens the backend of each engine a target builds (`Err`: why there is none here).
 pub type BackendFactory = dyn Fn() -> std::result::Result<Box<dyn Backend>, String>;
@@ -62,9 +66,15 @@ impl EngineTarget {
         self
     }
 
+    /// The geometry of the grid the last step used (origin, cell size, dimensions), as the
+    /// engine keeps it on the host; `None` before a step or without a layout.
+    pub fn grid_spec(&self) -> Option<forcefield::GridSpec> {
+        self.engine.as_ref().and_then(|e| e.grid())
+    }
+
     /// A backend for a new engine; none here is the environment's failure, not a rejection.
     fn backend(&self) -> Result<Box<dyn Backend>> {
-        (self.make_backend)().map_err(|e| TargetError::Internal(format!("no backend: {e}")))
+        (self.make_backend)().map_err(|e| TargetError::Internal(format!("{NO_BACKEND}: {e}")))
     }
 
     fn engine(&mut self) -> Result<&mut Engine<Box<dyn Backend>>> {
@@ -83,9 +93,19 @@ impl EngineTarget {
             Ok(v) => Ok(v),
             Err(e) => {
                 if engine.needs_recovery() {
-                    engine
-                        .recover()
-                        .map_err(|r| TargetError::Internal(format!("{e}; recovery failed: {r}")))?;
+                    engine.recover().map_err(|r| match r {
+                        // The device refuses a new context in this process (CUDA after a real
+                        // trap): the host continues the case elsewhere from `checkpoint`, which
+                        // still answers with the state before the op.
+                        EngineError::ProcessPoisoned(_) => {
+                            TargetError::Internal(format!("{PROCESS_POISONED}: {r} (after {e})"))
+                        }
+                        r => TargetError::Internal(format!("{e}; recovery failed: {r}")),
+                    })?;
+                }
+                if e.is_sticky() {
+                    // Recovered here, but the host signs it as the sticky error it was.
+                    return Err(TargetError::Internal(format!("{CONTEXT_LOST}: {e}")));
                 }
                 Err(map_error(e))
             }
@@ -197,7 +217,7 @@ impl Target for EngineTarget {
 
     fn set_distance_constraint(&mut self, u: u32, v: u32, distance: f32) -> Result<()> {
         // No edge joining the pair is no change (the trait's and the case format's definition),
-        // as the engine executor applies the op.
+        // whatever the engine's own error for it.
         self.with(|e| match e.set_distance_constraint(u, v, distance) {
             Err(EngineError::Graph(forcefield::GraphError::NoSuchEdge { .. })) => Ok(()),
             r => r,
@@ -260,12 +280,15 @@ impl Target for EngineTarget {
     }
 
     fn checkpoint(&mut self) -> Result<serde_json::Value> {
-        let mut checkpoint = self.with(|e| e.sync_checkpoint().cloned())?;
-        // The state is the parameters set, not those the kernels happen to hold: an engine
-        // restored from it runs them, so one whose kernels kept stale ones (a set_params that
-        // never reached the device) steps differently from it. The engine executor's
-        // restart-equivalence check builds its fresh engine the same way.
-        checkpoint.uploaded = checkpoint.params.clone();
+        // Exactly the engine's, the parameters its kernels hold included (stale ones too: the
+        // host's restart check makes the set ones the uploaded ones, its physics check does not,
+        // as the engine's own checks always did). A poisoned process's engine has no device to
+        // bring it up to date from: its checkpoint is the state before the failed op, which the
+        // host resumes from.
+        let checkpoint = match self.engine()? {
+            e if e.needs_recovery() => e.checkpoint().clone(),
+            _ => self.with(|e| e.sync_checkpoint().cloned())?,
+        };
         serde_json::to_value(WireCheckpoint::from(&checkpoint))
             .map_err(|e| TargetError::Internal(format!("checkpoint: {e}")))
     }
@@ -273,6 +296,11 @@ impl Target for EngineTarget {
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
         let wire = WireCheckpoint::deserialize(state)
             .map_err(|e| TargetError::Rejected(format!("not a checkpoint: {e}")))?;
+        // The old layout's memory goes first, as an engine dropped before its successor is
+        // built (the host restores into one target again and again, as the engine's own checks
+        // built and dropped engines): the CPU backend's freed regions are then reused rather
+        // than mapped anew. A restore that fails past this point leaves no layout.
+        self.engine = None;
         let engine = Engine::from_checkpoint(
             self.backend()?,
             &wire.to_checkpoint(),

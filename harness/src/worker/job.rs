@@ -21,6 +21,8 @@ use forcefield::{CpuBackend, CudaBackend, Engine, EngineConfig, FaultSet};
 use crate::case::{BackendKind, Case, Op};
 use crate::isolate::Breadcrumbs;
 use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::engine_case::run_engine_case;
+use crate::worker::engine_target::BackendFactory;
 use crate::worker::execute::{self, Breadcrumb, CaseResult, ExecOptions, ResumePoint};
 use crate::worker::traced_backend::{Trace, TracedBackend};
 use crate::worker::violations::{Recorded, SanitizerFinding, ViolationLog};
@@ -160,31 +162,49 @@ pub(crate) fn open_cuda(mode: SanitizeMode) -> Result<Box<dyn Backend>, String> 
         .map_err(|e| format!("no usable CUDA device: {e}"))
 }
 
-/// Runs a whole case on fresh engines whose backends `make` opens (as a worker does, or in this
-/// process), recording any sanitizer finding into the reply.
-pub(crate) fn run_case<Bk: Backend>(
-    case: &Case,
-    opts: &ExecOptions,
-    make: &dyn Fn() -> Result<Bk, String>,
-    on_op: &mut dyn FnMut(Breadcrumb),
-) -> JobReply {
-    resume_case(case, opts, None, make, on_op)
+/// The backends of a case's engines: the case's kind, the CPU kernels' threads (0: every core),
+/// the sanitize mode, and the breadcrumbs the running kernel is written into (none in this
+/// process).
+#[derive(Clone)]
+pub(crate) struct CaseBackends {
+    pub kind: BackendKind,
+    pub threads: usize,
+    pub sanitize: SanitizeMode,
+    pub crumbs: Option<Arc<Breadcrumbs>>,
 }
 
-/// [`run_case`], continuing from `resume` when given (a [`Job::Resume`]).
-pub(crate) fn resume_case<Bk: Backend>(
+impl CaseBackends {
+    /// One engine's backend.
+    fn open(&self) -> Result<Box<dyn Backend>, String> {
+        match &self.crumbs {
+            Some(crumbs) => traced_backend(self.kind, self.threads, self.sanitize, crumbs)
+                .map(|b| Box::new(b) as Box<dyn Backend>),
+            None => open_backend_with(self.kind, self.threads, self.sanitize),
+        }
+    }
+}
+
+/// Runs a whole case on fresh engines with `backends` (as a worker does, or in this process),
+/// continuing from `resume` when given (a [`Job::Resume`]): our engine behind the target trait
+/// ([`crate::worker::engine_case`], the one path of our engine's cases), the first memory
+/// violation of its backends recorded into the reply.
+pub(crate) fn run_case(
     case: &Case,
     opts: &ExecOptions,
+    backends: &CaseBackends,
     resume: Option<&ResumePoint>,
-    make: &dyn Fn() -> Result<Bk, String>,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> JobReply {
     let log = ViolationLog::default();
-    let recorded = || make().map(|b| Recorded::new(b, log.clone()));
-    let result = match resume {
-        Some(point) => execute::resume_with(case, opts, point, &recorded, on_op),
-        None => execute::execute_with(case, opts, &recorded, on_op),
+    let factory = || -> Box<BackendFactory> {
+        let (backends, log) = (backends.clone(), log.clone());
+        Box::new(move || {
+            backends
+                .open()
+                .map(|b| Box::new(Recorded::new(b, log.clone())) as Box<dyn Backend>)
+        })
     };
+    let (result, _) = run_engine_case(case, opts.engine_case(), resume, &factory, on_op);
     // A poisoned process cannot serve another case either.
     let context_lost = matches!(
         &result,
@@ -252,8 +272,13 @@ fn timed_case_job(
         }
         crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
     };
-    let make = || traced_backend(case.backend, threads, sanitize, crumbs);
-    let reply = resume_case(case, &opts, None, &make, &mut on_op);
+    let backends = CaseBackends {
+        kind: case.backend,
+        threads,
+        sanitize,
+        crumbs: Some(Arc::clone(crumbs)),
+    };
+    let reply = run_case(case, &opts, &backends, None, &mut on_op);
     (reply, rerun_started.map(|t| t.elapsed().as_secs_f64()))
 }
 
@@ -477,8 +502,13 @@ impl Handler {
         };
         let mut on_op =
             |b: Breadcrumb| crumbs.set_op(b.op_index.map_or(u64::MAX, |i| i as u64), b.op);
-        let make = || self.traced(case.backend, crumbs);
-        resume_case(case, &opts, resume, &make, &mut on_op)
+        let backends = CaseBackends {
+            kind: case.backend,
+            threads: self.threads,
+            sanitize: self.sanitize,
+            crumbs: Some(Arc::clone(crumbs)),
+        };
+        run_case(case, &opts, &backends, resume, &mut on_op)
     }
 
     fn run(&mut self, job: Job, crumbs: &Arc<Breadcrumbs>) -> JobReply {

@@ -10,6 +10,7 @@ memory violation of a checked backend for the reply.
 line; the driver reaches it only through the worker protocol.
 */
 
+pub(crate) mod engine_case;
 pub(crate) mod engine_target;
 pub mod execute;
 pub mod job;

@@ -26,10 +26,7 @@ A violation is signed `invariant:model-<what>:<op>`.
 */
 
 use forcefield::graph::seeded_position;
-use forcefield::{
-    Backend, Checkpoint, ConstraintInspection, CsrInspection, Edge, Engine, EngineError, GraphSpec,
-    SimParams,
-};
+use forcefield::{Checkpoint, ConstraintInspection, CsrInspection, Edge, GraphSpec, SimParams};
 
 use crate::case::Op;
 use crate::worker::oracle::Violation;
@@ -101,20 +98,6 @@ pub struct Observed {
     pub csr: CsrInspection,
     /// Attributes and constraints on the device.
     pub constraints: ConstraintInspection,
-}
-
-impl Observed {
-    /// Reads everything the model compares from `engine`.
-    pub fn read<Bk: Backend>(engine: &mut Engine<Bk>) -> Result<Self, EngineError> {
-        Ok(Observed {
-            num_nodes: engine.num_nodes(),
-            num_edges: engine.num_edges(),
-            positions: engine.positions()?,
-            velocities: engine.velocities()?,
-            csr: engine.inspect_csr()?,
-            constraints: engine.inspect_constraints()?,
-        })
-    }
 }
 
 fn violation(check: &'static str, detail: String) -> Violation {

@@ -12,8 +12,8 @@ Every check has a stable name ([`checks`]) that ends up in finding signatures.
 Besides the invariants of one engine's state there are checks that compare two computations which
 must agree whatever the engine's internals: `restart-equivalence` (an engine rebuilt from another's
 checkpoint steps to the same layout: the checkpoint is the whole state), `differential` (CUDA against
-a CPU shadow) and `capacity-invariance` (two growth policies). The executor ([`crate::worker::execute`])
-decides when each runs; the comparisons themselves are here.
+a CPU shadow) and `capacity-invariance` (two growth policies). The executor of a case
+([`crate::worker::target_case`]) decides when each runs; the comparisons themselves are here.
 */
 
 use std::cmp::Ordering;

@@ -1,10 +1,8 @@
-//! The `differential` check of a CUDA case, one rule for both executors: a CPU shadow engine
-//! follows every op the device accepted but `inject` (injected faults are the device's), and
-//! after a step its positions must agree with the device's within
-//! [`oracle::DIFFERENTIAL_TOLERANCE`]. The engine executor's shadow is an engine driven by its
-//! `apply_op` (`execute/sampled_checks.rs` makes it a [`Shadow`]); the target executor's is a
-//! target driven by its ops (`target_case.rs`); both meet here, so the two paths sign a
-//! disagreement, or the shadow's own failure, the same way. This file imports neither executor.
+//! The `differential` check of a CUDA case: a CPU shadow engine follows every op the device
+//! accepted but `inject` (injected faults are the device's), and after a step its positions must
+//! agree with the device's within [`oracle::DIFFERENTIAL_TOLERANCE`]. The shadow is a target
+//! driven by the case's ops (`target_case.rs`: Forcefield's CPU engine behind the trait, beside a
+//! CUDA case's engine); the [`Shadow`] trait keeps this file free of the executor.
 
 use std::fmt::Display;
 

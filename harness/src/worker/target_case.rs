@@ -35,6 +35,13 @@ worker's: class, detail, and the op as the site.
 
 The executor knows nothing of processes: the target may be a [`forcefield_target::ProcessTarget`]
 (as in a worker, [`crate::worker::target_job`]) or a Rust value in this process.
+
+Forcefield's own engine runs every case through this file too ([`crate::worker::engine_case`]:
+`run`, `selftest`, `ci`, `repro`, `minimize`, the corpus replay, `--target builtin`). "The engine
+executor" in the comments below is the executor that ran our engine's cases on the engine's own
+API before they came here (`worker/execute/`'s runner, since removed): for our engine this file
+keeps its checks, their order, their sampling and their signatures, so that findings, the
+self-test's snapshot and the corpus's expectations did not move.
 */
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,10 +52,12 @@ use forcefield_target::{
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
-use crate::worker::execute::{
-    tolerance, Breadcrumb, CaseResult, Sampled, StepSamples, WireCheckpoint, END_OP, INIT_OP,
-    MAX_ATTEMPTS,
-};
+// The executor's leaf files, not its `mod.rs` (which runs cases through this file).
+use crate::worker::engine_target::EngineTarget;
+use crate::worker::execute::fault_tolerance::MAX_ATTEMPTS;
+use crate::worker::execute::result::{tolerance, Breadcrumb, CaseResult, END_OP, INIT_OP};
+use crate::worker::execute::sampled_checks::{Sampled, StepSamples};
+use crate::worker::execute::wire::{bits3, ResumePoint, WireCheckpoint};
 use crate::worker::model::{Observed, ReferenceModel};
 use crate::worker::oracle::{self, Violation};
 use crate::worker::physics;
@@ -96,6 +105,31 @@ pub mod checks {
     /// A target rebuilt from the checkpoint before a step op reaches the same state (the engine
     /// executor's check).
     pub const RESTART_EQUIVALENCE: &str = crate::worker::oracle::checks::RESTART_EQUIVALENCE;
+}
+
+/// The kind (the leading word of an `Internal` error's message) with which Forcefield's engine
+/// says that this process can get no new device context (CUDA after a real trap): with
+/// [`Semantics::Forcefield`] the run then ends in [`CaseResult::Poisoned`], its [`ResumePoint`]
+/// read through [`Target::checkpoint`], and a fresh process continues the case
+/// ([`resume_target_case_with`]).
+pub const PROCESS_POISONED: &str = "ProcessPoisoned";
+/// The kind of Forcefield's engine's sticky error (a lost context): an engine error it signs
+/// `engine-error:sticky`, as the engine's own executor did, and whose worker is retired.
+pub const CONTEXT_LOST: &str = "ContextLost";
+/// The kind of Forcefield's engine's error when no backend opens here (no CUDA device): the case
+/// cannot run here, a [`CaseResult::Environment`] (the rest of the message says why), not a
+/// finding.
+pub const NO_BACKEND: &str = "NoBackend";
+
+/// The environment result of an error that says no backend opens here ([`NO_BACKEND`]).
+fn no_backend(e: &TargetError) -> Option<CaseResult> {
+    let TargetError::Internal(m) = e else {
+        return None;
+    };
+    let why = m.strip_prefix(NO_BACKEND)?.strip_prefix(": ")?;
+    Some(CaseResult::Environment {
+        message: why.to_string(),
+    })
 }
 
 /// One generic check and the capabilities it needs.
@@ -348,6 +382,11 @@ fn error_kind(message: &str) -> String {
     }
 }
 
+/// Whether an `Internal` error's message says the process is poisoned ([`PROCESS_POISONED`]).
+fn is_poisoned(message: &str) -> bool {
+    error_kind(message) == PROCESS_POISONED
+}
+
 /// How a death is signed: by its signal, by a Rust panic's location when its stderr says so, else
 /// by its exit code.
 fn death_class(death: &Death) -> (&'static str, String) {
@@ -419,12 +458,20 @@ pub struct TargetRun<'a> {
     /// the engine executor samples ([`StepSamples`]), from the state before the op, and
     /// `checkpoint-round-trip` (a restore into the target under test) does not run.
     pub rebuild: Option<Rebuild<'a>>,
+    /// No `determinism` run (Forcefield's engine on the harness's default path: the sampled
+    /// restart-equivalence check covers what a second run would, at a fraction of its cost).
+    pub skip_determinism: bool,
+    /// No reference model even where [`Semantics::Forcefield`] would run it (only to measure what
+    /// it costs a campaign).
+    pub skip_model: bool,
 }
 
 /// The target the checks that rebuild from a checkpoint use, and how they compare.
 pub struct Rebuild<'a> {
     /// A fresh target of the same engine and backend, configured as the one under test.
-    pub target: &'a mut dyn Target,
+    /// Forcefield's engine (the rebuild reads the grid's geometry as the engine keeps it, with
+    /// no read-back of the whole grid stage).
+    pub target: &'a mut EngineTarget,
     /// Whether restart equivalence compares bit for bit (the CPU backend), else within
     /// [`oracle::DIFFERENTIAL_TOLERANCE`] (CUDA).
     pub exact: bool,
@@ -449,35 +496,87 @@ pub fn run_target_case_with(
     how: TargetRun<'_>,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> (CaseResult, TargetReport) {
+    resume_target_case_with(target, case, how, None, on_op)
+}
+
+/// [`run_target_case_with`], continuing from `resume` when given: the case of a process that
+/// was poisoned ([`CaseResult::Poisoned`]), as the engine executor continued it. The run that
+/// lost its process (the first, or the capacity re-run, whose comparison then takes the first
+/// run's positions from the resume point) goes on from the checkpoint restored into its
+/// target, whose state must be the checkpoint's; op `from_op` is retried and the rest run with
+/// the checks as before. A resumed case has no `determinism` run (the first run's trace is gone).
+pub fn resume_target_case_with(
+    target: &mut dyn Target,
+    case: &Case,
+    how: TargetRun<'_>,
+    resume: Option<&ResumePoint>,
+    on_op: &mut dyn FnMut(Breadcrumb),
+) -> (CaseResult, TargetReport) {
     let TargetRun {
         params,
         capacity_rerun,
         mut shadow,
         semantics,
         mut rebuild,
+        skip_determinism,
+        skip_model,
     } = how;
     let mut report = TargetReport::default();
-    let caps = target.info().capabilities;
-    let mut run = Run::new(target, &caps, params, &mut report, None);
-    run.semantics = semantics;
-    // Reborrowed for the first run only, its object's lifetime shortened to the run's.
-    run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
-    run.sim_params = case.initial_params();
-    if let Some(r) = rebuild.as_mut() {
-        run.rebuild = Some(&mut *r.target as &mut dyn Target);
-        run.restart_exact = r.exact;
-    }
-    let first = run.go(case, on_op);
-    let trace = match first {
-        Ok(trace) => trace,
-        Err(stop) => return stop.into_result(report),
-    };
-    if let (Some(other), Some((_, last))) = (capacity_rerun, trace.last()) {
-        if let Err(stop) = capacity_rerun_check(other, case, params, &mut report, last, on_op) {
-            return stop.into_result(report);
+    if let Some(r) = resume {
+        if r.from_op >= case.ops.len() {
+            let message = format!(
+                "resume point at op {} of a case of {} ops",
+                r.from_op,
+                case.ops.len()
+            );
+            return (CaseResult::Invalid { message }, report);
         }
     }
-    if !determinism_sampled(case) {
+    let caps = target.info().capabilities;
+    let trace = match resume {
+        Some(r) if r.rerun => {
+            let Some(first) = &r.first_positions else {
+                let message = "the resume point of a re-run lacks the first run's positions";
+                let result = CaseResult::Invalid {
+                    message: message.into(),
+                };
+                return (result, report);
+            };
+            vec![(None, first.clone())]
+        }
+        _ => {
+            let mut run = Run::new(target, &caps, params, &mut report, None);
+            run.semantics = semantics;
+            run.resumable = semantics == Semantics::Forcefield;
+            run.skip_model = skip_model;
+            run.resume = resume;
+            // Reborrowed for the first run only, its object's lifetime shortened to the run's.
+            run.shadow = shadow.as_mut().map(|s| &mut **s as &mut dyn Target);
+            run.sim_params = case.initial_params();
+            if let Some(r) = rebuild.as_mut() {
+                run.rebuild = Some(&mut *r.target);
+                run.restart_exact = r.exact;
+            }
+            match run.go(case, on_op) {
+                Ok(trace) => trace,
+                Err(stop) => return stop.into_result(case, report),
+            }
+        }
+    };
+    if let (Some(other), Some((_, last))) = (capacity_rerun, trace.last()) {
+        let resumable = semantics == Semantics::Forcefield;
+        let rerun_resume = resume.filter(|r| r.rerun);
+        let rerun = RerunFrom {
+            resumable,
+            resume: rerun_resume,
+        };
+        if let Err(stop) =
+            capacity_rerun_check(other, case, params, &mut report, last, rerun, on_op)
+        {
+            return stop.into_result(case, report);
+        }
+    }
+    if skip_determinism || resume.is_some() || !determinism_sampled(case) {
         return (CaseResult::Pass, report);
     }
     let second = Run::new(target, &caps, params, &mut report, Some(&trace)).go(case, on_op);
@@ -486,8 +585,16 @@ pub fn run_target_case_with(
             report.checks_run.insert(checks::DETERMINISM.to_string());
             (CaseResult::Pass, report)
         }
-        Err(stop) => stop.into_result(report),
+        Err(stop) => stop.into_result(case, report),
     }
+}
+
+/// How the capacity re-run starts: whether a poisoned process ends it with a resume point, and
+/// the resume point it continues from.
+#[derive(Clone, Copy, Default)]
+struct RerunFrom<'a> {
+    resumable: bool,
+    resume: Option<&'a ResumePoint>,
 }
 
 /// `capacity-invariance`: the case again on `other` with an early reserve, no checks on the way
@@ -500,6 +607,7 @@ fn capacity_rerun_check(
     params: CaseParams,
     report: &mut TargetReport,
     first: &Bits,
+    from: RerunFrom<'_>,
     on_op: &mut dyn FnMut(Breadcrumb),
 ) -> Result<(), Stop> {
     let caps = other.info().capabilities;
@@ -508,8 +616,16 @@ fn capacity_rerun_check(
     }
     let mut run = Run::new(other, &caps, params, report, None);
     run.rerun = true;
+    run.resumable = from.resumable;
+    run.resume = from.resume;
     let second = match run.go(case, on_op) {
         Ok(trace) => trace,
+        // Its resume point carries the first run's positions, to compare with at the end.
+        Err(Stop::Poisoned(mut poisoned)) => {
+            poisoned.rerun = true;
+            poisoned.first = Some(first.clone());
+            return Err(Stop::Poisoned(poisoned));
+        }
         Err(Stop::Failure(f)) if !f.process_gone() => {
             return Err(Stop::Check {
                 op_index: f.op_index,
@@ -562,11 +678,42 @@ enum Stop {
     Failure(TargetFailure),
     /// A result of the engine executor's vocabulary (an injected fault not tolerated).
     Result(CaseResult),
+    /// The process can get no new device context: the case continues elsewhere.
+    Poisoned(Box<Poisoned>),
+}
+
+/// Where a run whose process was poisoned stopped, and the state to continue from.
+struct Poisoned {
+    /// The op during which the context was lost (the one to retry).
+    op_index: usize,
+    /// What the target said.
+    error: String,
+    /// The target's checkpoint: the state before the op.
+    checkpoint: WireCheckpoint,
+    /// Whether the capacity re-run (rather than the first run) stopped.
+    rerun: bool,
+    /// The first run's final positions, when the re-run stopped.
+    first: Option<Bits>,
 }
 
 impl Stop {
-    fn into_result(self, mut report: TargetReport) -> (CaseResult, TargetReport) {
+    fn into_result(self, case: &Case, mut report: TargetReport) -> (CaseResult, TargetReport) {
         match self {
+            Stop::Poisoned(p) => {
+                let op = case.ops.get(p.op_index).map_or("unknown", Op::name);
+                let result = CaseResult::Poisoned {
+                    op_index: p.op_index,
+                    op: op.to_string(),
+                    error: p.error,
+                    resume: Box::new(ResumePoint {
+                        rerun: p.rerun,
+                        from_op: p.op_index,
+                        checkpoint: p.checkpoint,
+                        first_positions: p.first,
+                    }),
+                };
+                (result, report)
+            }
             Stop::Check {
                 op_index,
                 op,
@@ -587,7 +734,10 @@ impl Stop {
                     op_index: failure.op_index,
                     op: failure.op.clone(),
                     error: failure.message.clone(),
-                    sticky: failure.process_gone(),
+                    // A lost device context (our engine says so by the error's kind) retires
+                    // the worker as a dead target process does.
+                    sticky: failure.process_gone()
+                        || matches!(failure.detail.as_str(), CONTEXT_LOST | PROCESS_POISONED),
                 };
                 report.failure = Some(failure);
                 (result, report)
@@ -660,11 +810,22 @@ struct Run<'a> {
     /// The parameters the accepted ops leave (what decides whether physics applies).
     sim_params: forcefield::SimParams,
     /// The target the checks that rebuild from a checkpoint restore into (first run only).
-    rebuild: Option<&'a mut dyn Target>,
+    rebuild: Option<&'a mut EngineTarget>,
     /// Whether restart equivalence compares bit for bit (a CPU engine).
     restart_exact: bool,
     /// Whether `observe` follows an accepted step of at least one step on a non-empty layout.
     after_step: bool,
+    /// Whether a poisoned process ends the run with a resume point ([`PROCESS_POISONED`]).
+    resumable: bool,
+    /// Where the run continues from, in a fresh process (first run or capacity re-run).
+    resume: Option<&'a ResumePoint>,
+    /// Whether the op at hand retries the op that lost the previous process.
+    retrying: bool,
+    /// No reference model ([`TargetRun::skip_model`]).
+    skip_model: bool,
+    /// Whether the capacity re-run read the state before the op at hand (from the checkpoint),
+    /// so that fault tolerance compares with it.
+    state_before_op: bool,
 }
 
 /// What sending an op came to: an `sssp` op's source and distances, when it was accepted.
@@ -708,6 +869,11 @@ impl<'a> Run<'a> {
             rebuild: None,
             restart_exact: true,
             after_step: false,
+            resumable: false,
+            resume: None,
+            retrying: false,
+            skip_model: false,
+            state_before_op: false,
         }
     }
 
@@ -729,20 +895,44 @@ impl<'a> Run<'a> {
         op: &'static str,
         r: Result<T, TargetError>,
     ) -> Result<Answer<T>, Stop> {
+        if let (true, Err(e)) = (self.resumable, &r) {
+            if let Some(environment) = no_backend(e) {
+                return Err(Stop::Result(environment));
+            }
+        }
         match r {
             Ok(v) => Ok(Answer::Done(v)),
             Err(TargetError::Internal(m)) if self.armed => Ok(Answer::Refused(m)),
+            // The op that lost the previous process, retried with no injected fault armed.
+            Err(e @ (TargetError::Rejected(_) | TargetError::Internal(_))) if self.retrying => {
+                Err(Stop::Result(CaseResult::FaultNotTolerated {
+                    op_index: at.unwrap_or(0),
+                    op: op.to_string(),
+                    failure: tolerance::RETRY_FAILED.to_string(),
+                    detail: format!(
+                        "the retried op failed with no injected fault firing: {}",
+                        one_line(&e.to_string())
+                    ),
+                }))
+            }
             // The ops of a validated case are valid for our engine: the engine executor calls
             // its refusal, as any error of its own with no injected fault armed, an engine
-            // error, signed `engine-error::<op>` (no refusal to check for changes).
+            // error, signed `engine-error::<op>` (no refusal to check for changes), or
+            // `engine-error:sticky:<op>` when it lost the device context.
             Err(e @ (TargetError::Rejected(_) | TargetError::Internal(_)))
                 if self.semantics == Semantics::Forcefield =>
             {
+                let sticky = match &e {
+                    TargetError::Internal(m) => {
+                        matches!(error_kind(m).as_str(), CONTEXT_LOST | PROCESS_POISONED)
+                    }
+                    _ => false,
+                };
                 Err(Stop::Result(CaseResult::EngineError {
                     op_index: at,
                     op: op.to_string(),
                     error: one_line(&e.to_string()),
-                    sticky: false,
+                    sticky,
                 }))
             }
             Err(TargetError::Rejected(m)) => Ok(Answer::Refused(m)),
@@ -766,6 +956,141 @@ impl<'a> Run<'a> {
             op: INIT_OP,
             rerun: !self.first_run(),
         });
+        let start = match self.resume {
+            Some(resume) => {
+                self.restored(case, resume)?;
+                resume.from_op
+            }
+            None => {
+                if !self.created(case)? {
+                    return Ok(self.trace);
+                }
+                0
+            }
+        };
+        for (index, op) in case.ops.iter().enumerate().skip(start) {
+            if let Some(reason) = skip_reason(op, self.caps, self.params) {
+                // Counted once, in the first run.
+                if self.first_run() {
+                    *self
+                        .report
+                        .skipped_ops
+                        .entry(reason.to_string())
+                        .or_default() += 1;
+                }
+                continue;
+            }
+            on_op(Breadcrumb {
+                op_index: Some(index),
+                op: op.name(),
+                rerun: !self.first_run(),
+            });
+            self.retrying = self.resume.is_some() && index == start;
+            self.op(index, op)?;
+            self.retrying = false;
+        }
+        if self.rerun {
+            let last = bits(&self.read_back(None, END_OP, |t| t.positions())?);
+            self.trace.push((None, last));
+        }
+        Ok(self.trace)
+    }
+
+    /// The target continuing a poisoned process's run: `resume`'s checkpoint restored into it
+    /// (and into the shadow), its state checked against the checkpoint (the engine executor's
+    /// rebuild: `fault-not-tolerated:no-recovery` when it cannot be restored,
+    /// `fault-not-tolerated:state-changed` when it holds another state), and the run's model of
+    /// the layout, the reference model and the parameters taken from the checkpoint.
+    fn restored(&mut self, case: &Case, resume: &ResumePoint) -> Result<(), Stop> {
+        let index = resume.from_op;
+        let name = case.ops.get(index).map_or("unknown", Op::name);
+        let not_tolerated = |failure: &str, detail: String| {
+            Stop::Result(CaseResult::FaultNotTolerated {
+                op_index: index,
+                op: name.to_string(),
+                failure: failure.to_string(),
+                detail,
+            })
+        };
+        let checkpoint = resume.checkpoint.to_checkpoint();
+        let state = serde_json::to_value(&resume.checkpoint)
+            .map_err(|e| not_tolerated(tolerance::NO_RECOVERY, e.to_string()))?;
+        self.target.restore(&state).map_err(|e| {
+            not_tolerated(
+                tolerance::NO_RECOVERY,
+                format!("cannot rebuild the engine from its checkpoint: {e}"),
+            )
+        })?;
+        let unreadable = |e: TargetError| not_tolerated(tolerance::UNREADABLE, e.to_string());
+        let positions = bits(&self.target.positions().map_err(unreadable)?);
+        let velocities = if self.caps.has(Capability::Velocities) {
+            Some(bits(&self.target.velocities().map_err(unreadable)?))
+        } else {
+            None
+        };
+        let counts = if self.caps.has(Capability::Counts) {
+            Some(self.target.counts().map_err(unreadable)?)
+        } else {
+            None
+        };
+        let expected = forcefield_target::Counts {
+            nodes: u64::from(checkpoint.num_nodes),
+            edges: checkpoint.edges.len() as u64,
+            node_capacity: Some(checkpoint.allocated_nodes as u64),
+            edge_capacity: Some(checkpoint.allocated_edges as u64),
+        };
+        let differs = if counts.is_some_and(|c| c != expected) {
+            Some(format!(
+                "counts and capacities {expected:?} in the checkpoint, {counts:?} rebuilt"
+            ))
+        } else if let Some(what) = first_difference(&bits3(&checkpoint.positions), &positions) {
+            Some(format!("positions: {what}"))
+        } else {
+            velocities.as_ref().and_then(|v| {
+                first_difference(&bits3(&checkpoint.velocities), v)
+                    .map(|what| format!("velocities: {what}"))
+            })
+        };
+        if let Some(d) = differs {
+            return Err(not_tolerated(
+                tolerance::STATE_CHANGED,
+                format!("the engine rebuilt from the checkpoint differs from it: {d}"),
+            ));
+        }
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.restore(&state).map_err(|e| {
+                shadow_failed(Some(index), name, format!("the CPU engine fails: {e}"))
+            })?;
+        }
+        if self.first_run() && self.model_runs() {
+            self.model = Some(ReferenceModel::from_checkpoint(&checkpoint));
+        }
+        self.nodes = u64::from(checkpoint.num_nodes);
+        self.edges = checkpoint.edges.clone();
+        self.sim_params = checkpoint.params.clone();
+        self.positions = positions;
+        self.velocities = velocities;
+        self.counts = counts;
+        Ok(())
+    }
+
+    /// Whether the reference model runs on this target: Forcefield's engine with the read-backs
+    /// the model needs.
+    fn model_runs(&self) -> bool {
+        let model_reads = [
+            Capability::Counts,
+            Capability::Csr,
+            Capability::Velocities,
+            Capability::Attributes,
+        ];
+        !self.skip_model
+            && self.semantics == Semantics::Forcefield
+            && model_reads.iter().all(|&c| self.caps.has(c))
+    }
+
+    /// `create` and the checks after it; `false` when the target refused the graph (nothing to
+    /// run the ops on).
+    fn created(&mut self, case: &Case) -> Result<bool, Stop> {
         let graph = Graph {
             num_nodes: case.graph.num_nodes,
             edges: case.graph.edges.iter().map(to_target_edge).collect(),
@@ -788,21 +1113,12 @@ impl<'a> Run<'a> {
             // A target that cannot hold the graph has nothing to run the ops on.
             Answer::Refused(_) => {
                 self.report.rejected_ops += 1;
-                return Ok(self.trace);
+                return Ok(false);
             }
         }
         self.nodes = case.graph.num_nodes;
         self.edges = case.graph.edges.clone();
-        let model_reads = [
-            Capability::Counts,
-            Capability::Csr,
-            Capability::Velocities,
-            Capability::Attributes,
-        ];
-        if self.first_run()
-            && self.semantics == Semantics::Forcefield
-            && model_reads.iter().all(|&c| self.caps.has(c))
-        {
+        if self.first_run() && self.model_runs() {
             // A graph the target accepted is within the engine's limits.
             self.model = case
                 .graph
@@ -820,30 +1136,7 @@ impl<'a> Run<'a> {
             self.capability_checks(None, INIT_OP, None)?;
             self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
         }
-        for (index, op) in case.ops.iter().enumerate() {
-            if let Some(reason) = skip_reason(op, self.caps, self.params) {
-                // Counted once, in the first run.
-                if self.first_run() {
-                    *self
-                        .report
-                        .skipped_ops
-                        .entry(reason.to_string())
-                        .or_default() += 1;
-                }
-                continue;
-            }
-            on_op(Breadcrumb {
-                op_index: Some(index),
-                op: op.name(),
-                rerun: !self.first_run(),
-            });
-            self.op(index, op)?;
-        }
-        if self.rerun {
-            let last = bits(&self.read_back(None, END_OP, |t| t.positions())?);
-            self.trace.push((None, last));
-        }
-        Ok(self.trace)
+        Ok(true)
     }
 
     /// Sends `op` to the target; an `sssp` op's distances come back with its source. An accepted
@@ -872,6 +1165,9 @@ impl<'a> Run<'a> {
         loop {
             let called = self.send(op);
             let message = match &called {
+                Err(TargetError::Internal(m)) if self.resumable && is_poisoned(m) => {
+                    return Err(self.poisoned(at, name, m));
+                }
                 Err(TargetError::Internal(m)) if self.armed && !matches!(op, Op::Inject { .. }) => {
                     m.clone()
                 }
@@ -886,8 +1182,8 @@ impl<'a> Run<'a> {
                     detail,
                 })
             };
-            // The capacity re-run keeps no state to compare: it only retries.
-            if !self.rerun {
+            // The capacity re-run compares only where it read the state before the op.
+            if !self.rerun || self.state_before_op {
                 if let Some(what) = self.changed_since_observed(at, name)? {
                     return Err(not_tolerated(
                         tolerance::STATE_CHANGED,
@@ -904,6 +1200,65 @@ impl<'a> Run<'a> {
                     ),
                 ));
             }
+        }
+    }
+
+    /// In the capacity re-run of Forcefield's engine (which observes nothing after its ops),
+    /// while an injected fault is armed: the state before `op` from the target's checkpoint (a
+    /// host copy: no device read an armed copy fault could hit), as the state the op must leave
+    /// as it was if the fault fails it (the engine executor's re-run compared it too).
+    fn rerun_state_before(&mut self, at: Option<usize>, op: &Op) -> Result<bool, Stop> {
+        if !self.rerun
+            || !self.armed
+            || !self.resumable
+            || matches!(op, Op::Inject { .. })
+            || !self.caps.has(Capability::Checkpoint)
+        {
+            return Ok(false);
+        }
+        let read = self.target.checkpoint();
+        let state = self.must(at, "checkpoint", read)?;
+        let Ok(wire) = WireCheckpoint::deserialize(&state) else {
+            return Ok(false);
+        };
+        let c = wire.to_checkpoint();
+        self.positions = bits3(&c.positions);
+        self.velocities = self
+            .caps
+            .has(Capability::Velocities)
+            .then(|| bits3(&c.velocities));
+        self.counts = self
+            .caps
+            .has(Capability::Counts)
+            .then_some(forcefield_target::Counts {
+                nodes: u64::from(c.num_nodes),
+                edges: c.edges.len() as u64,
+                node_capacity: Some(c.allocated_nodes as u64),
+                edge_capacity: Some(c.allocated_edges as u64),
+            });
+        Ok(true)
+    }
+
+    /// The stop of a run whose process can get no new device context during op `at`: the
+    /// target's checkpoint (the state before the op) as the resume point.
+    fn poisoned(&mut self, at: Option<usize>, name: &'static str, message: &str) -> Stop {
+        let checkpoint = self
+            .target
+            .checkpoint()
+            .and_then(|state| {
+                WireCheckpoint::deserialize(&state)
+                    .map_err(|e| TargetError::Protocol(format!("not a checkpoint: {e}")))
+            })
+            .map_err(|e| Stop::Failure(TargetFailure::of(&e, at, name)));
+        match checkpoint {
+            Ok(checkpoint) => Stop::Poisoned(Box::new(Poisoned {
+                op_index: at.unwrap_or(0),
+                error: one_line(message),
+                checkpoint,
+                rerun: false,
+                first: None,
+            })),
+            Err(stop) => stop,
         }
     }
 
@@ -940,6 +1295,7 @@ impl<'a> Run<'a> {
         let at = Some(index);
         let name = op.name();
         let sampled = self.sample_before(at, op)?;
+        self.state_before_op = self.rerun_state_before(at, op)?;
         let (called, distances) = match self.send_tolerating(at, name, op)? {
             Ok(distances) => (Ok(()), distances),
             Err(e) => (Err(e), None),
@@ -948,6 +1304,10 @@ impl<'a> Run<'a> {
             // The capacity re-run only follows the ops; its final positions are compared.
             Answer::Done(()) if self.rerun => self.apply(op),
             Answer::Refused(_) if self.rerun => {}
+            // An accepted `inject` only arms its fault, as the engine executor applied it: the
+            // checks' reads would meet the armed fault (an allocation or a copy) and spend it
+            // on themselves, so the op it was meant for would never see it.
+            Answer::Done(()) if matches!(op, Op::Inject { .. }) => {}
             Answer::Done(()) => {
                 self.apply(op);
                 self.after_step = self.nodes > 0 && matches!(op, Op::Step { count } if *count > 0);
@@ -1430,7 +1790,7 @@ impl<'a> Run<'a> {
         state: &serde_json::Value,
         count: u64,
         fail: &dyn Fn(String) -> Stop,
-    ) -> Result<&mut dyn Target, Stop> {
+    ) -> Result<&mut EngineTarget, Stop> {
         let Some(fresh) = self.rebuild.as_mut() else {
             return Err(fail("no target to rebuild on".into()));
         };
@@ -1441,11 +1801,17 @@ impl<'a> Run<'a> {
                 fail(format!("{e}"))
             }
         };
-        fresh.restore(state).map_err(|e| match e {
-            e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
-                fail(format!("cannot rebuild from the checkpoint: {e}"))
+        fresh.restore(state).map_err(|e| {
+            // No backend here for the rebuild: the case cannot run here, as without one at all.
+            if let Some(environment) = no_backend(&e) {
+                return Stop::Result(environment);
             }
-            e => defect(e),
+            match e {
+                e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
+                    fail(format!("cannot rebuild from the checkpoint: {e}"))
+                }
+                e => defect(e),
+            }
         })?;
         fresh.step(count).map_err(|e| match e {
             e @ (TargetError::Rejected(_) | TargetError::Internal(_)) => {
@@ -1479,7 +1845,17 @@ impl<'a> Run<'a> {
             )
         };
         let exact = self.restart_exact;
-        let fresh = self.rebuilt(at, name, state, count, &fail)?;
+        // Rebuilt with the parameters set as the uploaded ones (in the
+        // checkpoint's JSON form: Forcefield's checkpoint is a `WireCheckpoint`), as the engine's
+        // restart check always built it: an engine whose kernels kept stale parameters then
+        // steps otherwise than its rebuild. (Physics rebuilds from the checkpoint as it is.)
+        let mut state = state.clone();
+        let set = state.get("params").cloned();
+        match (set, state.get_mut("uploaded")) {
+            (Some(set), Some(uploaded)) => *uploaded = set,
+            _ => return Err(fail("the checkpoint is not Forcefield's".into())),
+        }
+        let fresh = self.rebuilt(at, name, &state, count, &fail)?;
         let read = |t: &mut dyn Target| -> Result<_, TargetError> {
             Ok((t.positions()?, t.velocities()?))
         };
@@ -1519,18 +1895,10 @@ impl<'a> Run<'a> {
             .to_checkpoint();
         self.ran(checks::PHYSICS);
         let fresh = self.rebuilt(at, name, state, 1, &fail)?;
-        let grid = match fresh.grid() {
-            Ok(Some(forcefield_target::GridStage {
-                dims,
-                origin: Some(origin),
-                cell_size: Some(cell_size),
-                ..
-            })) => forcefield::GridSpec {
-                origin,
-                cell_size,
-                dims,
-            },
-            _ => return Err(fail("a step of a non-empty graph left no grid".into())),
+        // The geometry alone, as the engine holds it: the whole grid stage's read-back (cell
+        // ranges over every cell of the capacity) would cost more than the check.
+        let Some(grid) = fresh.grid_spec() else {
+            return Err(fail("a step of a non-empty graph left no grid".into()));
         };
         let after = fresh
             .positions()

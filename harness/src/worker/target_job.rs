@@ -30,12 +30,12 @@ use crate::isolate::Breadcrumbs;
 use forcefield::Backend;
 
 use crate::sanitizers::mode::SanitizeMode;
+use crate::worker::engine_case::{run_engine_case, EngineCaseOptions};
 use crate::worker::engine_target::{BackendFactory, EngineTarget};
+use crate::worker::execute::ResumePoint;
 use crate::worker::execute::{Breadcrumb, CaseResult};
 use crate::worker::job::{reply_payload, traced_backend, Job};
-use crate::worker::target_case::{
-    run_target_case, run_target_case_with, CaseParams, Rebuild, Semantics, TargetReport, TargetRun,
-};
+use crate::worker::target_case::{run_target_case, CaseParams, TargetReport};
 
 /// How long the hosted target may take over one request before it counts as hung. Longer than
 /// any campaign's per-case limit, so that the driver's watchdog, which confirms a hang with a
@@ -186,8 +186,8 @@ impl TargetHandler {
         }
     }
 
-    /// Handles one request payload (a case job; a resumption is run as the whole case again,
-    /// since a target has no poisoned context to resume from); always returns a reply payload.
+    /// Handles one request payload (a case job, or a resumption: see [`TargetHandler::case`]);
+    /// always returns a reply payload.
     pub fn handle_raw(
         &mut self,
         payload: &serde_json::value::RawValue,
@@ -195,17 +195,15 @@ impl TargetHandler {
     ) -> serde_json::Value {
         let started = std::time::Instant::now();
         let reply = match serde_json::from_str::<Job>(payload.get()) {
-            Ok(
-                Job::Case {
-                    case,
-                    capacity_invariance,
-                }
-                | Job::Resume {
-                    case,
-                    capacity_invariance,
-                    ..
-                },
-            ) => self.case(&case, capacity_invariance, crumbs),
+            Ok(Job::Case {
+                case,
+                capacity_invariance,
+            }) => self.case(&case, capacity_invariance, None, crumbs),
+            Ok(Job::Resume {
+                case,
+                capacity_invariance,
+                resume,
+            }) => self.case(&case, capacity_invariance, Some(&resume), crumbs),
             Ok(Job::SoakStart { .. } | Job::SoakOps { .. }) => plain(CaseResult::Invalid {
                 message: "a target worker runs cases, not soak sessions".into(),
             }),
@@ -223,10 +221,13 @@ impl TargetHandler {
 
     /// One case; `capacity_invariance`: with the capacity re-run where the host can configure a
     /// second target to grow otherwise (Forcefield's engine; the driver asks for it only there).
+    /// `resume`: where Forcefield's engine continues a case whose process was poisoned; another
+    /// target has no poisoned context to resume from, and runs the whole case again.
     fn case(
         &mut self,
         case: &crate::case::Case,
         capacity_invariance: bool,
+        resume: Option<&ResumePoint>,
         crumbs: &Arc<Breadcrumbs>,
     ) -> TargetJobReply {
         let mut on_op =
@@ -247,11 +248,8 @@ impl TargetHandler {
                 run_target_case(target, case, &mut on_op)
             }
             TargetSource::Builtin => {
-                // The case's planted faults and engine settings, as the engine's own executor
-                // plants and applies them; its parameters too.
-                // Its backends are the case's, traced into the breadcrumbs as the engine's own
-                // worker traces them, so that a crash is signed by its kernel.
-                let faults = forcefield::FaultSet::of(&case.faults);
+                // The case's backends, traced into the breadcrumbs as the engine worker traces
+                // them, so that a crash is signed by its kernel.
                 let traced = || -> Box<BackendFactory> {
                     let (kind, crumbs) = (case.backend, Arc::clone(crumbs));
                     Box::new(move || {
@@ -259,32 +257,13 @@ impl TargetHandler {
                             .map(|b| Box::new(b) as Box<dyn Backend>)
                     })
                 };
-                let config = case.engine_config(forcefield::GrowthPolicy::default());
-                let mut target = EngineTarget::new(faults)
-                    .with_config(config)
-                    .with_backends(traced());
-                let mut other = EngineTarget::new(faults)
-                    .with_config(case.engine_config(crate::case::Case::OTHER_GROWTH))
-                    .with_backends(traced());
-                // A CUDA case's CPU shadow, as the engine's own executor keeps one.
-                let mut cpu = EngineTarget::new(faults).with_config(config);
-                // Where restart equivalence and physics rebuild from a checkpoint, as the
-                // engine's own executor builds a fresh engine on the case's backend.
-                let mut fresh = EngineTarget::new(faults)
-                    .with_config(config)
-                    .with_backends(traced());
-                let cuda = case.backend == crate::case::BackendKind::Cuda;
-                let how = TargetRun {
-                    params: CaseParams::Send,
-                    capacity_rerun: capacity_invariance.then_some(&mut other as &mut dyn Target),
-                    shadow: cuda.then_some(&mut cpu as &mut dyn Target),
-                    semantics: Semantics::Forcefield,
-                    rebuild: Some(Rebuild {
-                        target: &mut fresh,
-                        exact: !cuda,
-                    }),
+                let opts = EngineCaseOptions {
+                    capacity_invariance,
+                    threads: 1,
+                    reference_model: true,
+                    determinism: true,
                 };
-                run_target_case_with(&mut target, case, how, &mut on_op)
+                run_engine_case(case, opts, resume, &traced, &mut on_op)
             }
             in_process => match in_process.start(self.options.clone()) {
                 Ok(mut target) => run_target_case(target.as_mut(), case, &mut on_op),
@@ -299,11 +278,16 @@ impl TargetHandler {
         if gone {
             self.process = None;
         }
+        // Our engine's lost context: this process cannot serve another case.
+        let poisoned = matches!(
+            &result,
+            CaseResult::EngineError { sticky: true, .. } | CaseResult::Poisoned { .. }
+        );
         TargetJobReply {
             result,
             // The target is gone: the driver retires this worker, and the next one starts a new
             // target before its hello, outside the next case's time limit.
-            context_lost: gone,
+            context_lost: gone || poisoned,
             target: report,
         }
     }

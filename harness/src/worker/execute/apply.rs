@@ -2,13 +2,9 @@
 
 use forcefield::{Backend, Engine, EngineError, GraphError};
 
-use super::result::{CaseResult, Stop};
+use super::result::CaseResult;
 use crate::case::Op;
 use crate::worker::oracle::{self, AfterOp, EngineCheckError};
-
-pub(super) fn engine_stop(index: usize, name: &str, e: &EngineError) -> Stop {
-    CaseResult::engine_error(Some(index), name, e).into()
-}
 
 pub(super) fn check<Bk: Backend>(
     engine: &mut Engine<Bk>,

@@ -1,8 +1,8 @@
-//! The fault-tolerance oracle: which injected faults are armed, the state an operation must leave
-//! as it was when one fires, and the op applied under that check (see the parent module's
-//! "Injected faults").
+//! The fault-tolerance oracle on an `Engine` (the soak loop's): the state an operation must leave
+//! as it was when an injected fault fails it, and the op applied under that check; and the retry
+//! bound the target executor's fault tolerance follows too.
 
-use forcefield::{Backend, Checkpoint, Engine, EngineError, EnvFault, InjectionCounts};
+use forcefield::{Backend, Checkpoint, Engine, EngineError};
 
 use super::apply::apply;
 use super::result::{tolerance, CaseResult, Stop};
@@ -13,43 +13,6 @@ use crate::worker::oracle::{AfterOp, EngineCheckError};
 /// Most attempts of one op while injected faults keep failing it (at most one fault of each of the
 /// four kinds can be armed, so five attempts always suffice for a tolerant engine).
 pub(crate) const MAX_ATTEMPTS: usize = 5;
-
-/// Injected faults armed by the case and not fired yet, as the fired count of their kind when they
-/// were armed (the engine replaces a fault of a kind already armed, and so does this).
-#[derive(Default)]
-pub(super) struct Armed {
-    at: [Option<u64>; 4],
-}
-
-pub(super) fn kind_slot(fault: &EnvFault) -> usize {
-    match fault {
-        EnvFault::FailAlloc { .. } => 0,
-        EnvFault::FailCopy { .. } => 1,
-        EnvFault::FailLaunch { .. } => 2,
-        EnvFault::LoseContext { .. } => 3,
-    }
-}
-
-pub(super) fn fired_by_kind(c: &InjectionCounts) -> [u64; 4] {
-    [c.alloc, c.copy, c.launch, c.context]
-}
-
-impl Armed {
-    pub(super) fn arm(&mut self, fault: &EnvFault, fired: &InjectionCounts) {
-        let k = kind_slot(fault);
-        self.at[k] = Some(fired_by_kind(fired)[k]);
-    }
-
-    pub(super) fn any_pending(&self, fired: &InjectionCounts) -> bool {
-        let now = fired_by_kind(fired);
-        self.at.iter().zip(now).any(|(at, n)| *at == Some(n))
-    }
-
-    /// A recovery drops every armed fault.
-    pub(super) fn clear(&mut self) {
-        self.at = [None; 4];
-    }
-}
 
 /// What the fault-tolerance guarantee names, as bits.
 #[derive(Debug, PartialEq)]
@@ -156,22 +119,20 @@ pub(super) fn with_read_retry<Bk: Backend, T>(
 }
 
 /// Applies `op` under the fault-tolerance oracle: a failure while an injected fault fired must be
-/// typed, leave the state as `before` the op (after recovery, which clears `armed`), and the
-/// retried op must succeed. `retrying`: the op already failed in a poisoned process.
+/// typed, leave the state as `before` the op (after recovery, which disarms every fault), and the
+/// retried op must succeed.
 pub(super) fn apply_tolerating<Bk: Backend>(
     engine: &mut Engine<Bk>,
     index: usize,
     op: &Op,
     checked: bool,
     before: Option<State>,
-    retrying: bool,
-    armed: &mut Armed,
 ) -> Result<AfterOp, Stop> {
     let name = op.name();
     let not_tolerated = |failure: &str, detail: String| -> Stop {
         CaseResult::not_tolerated(index, name, failure, detail).into()
     };
-    let mut attempts = usize::from(retrying);
+    let mut attempts = 0;
     loop {
         let fired = engine.injections_fired();
         let error = match apply(engine, op, checked) {
@@ -205,7 +166,7 @@ pub(super) fn apply_tolerating<Bk: Backend>(
         }
         if engine.needs_recovery() {
             match engine.recover() {
-                Ok(()) => armed.clear(),
+                Ok(()) => {}
                 Err(EngineError::ProcessPoisoned(e)) => {
                     return Err(Stop::Poisoned {
                         op_index: index,

@@ -1,13 +1,12 @@
 //! What a run of a case yields and where it is: [`CaseResult`] (the outcome a reply carries),
 //! the pseudo-op names [`INIT_OP`] and [`END_OP`], the [`tolerance`] failures, the [`Breadcrumb`]
-//! recorded before each op, and the private [`Run`] and [`Stop`] the runner passes up. A leaf of
+//! recorded before each op, and the private [`Stop`] the soak loop's op passes up. A leaf of
 //! the folder: the executor's files depend on it, and it on none of them but [`super::wire`].
 
 use forcefield::{Checkpoint, EngineError};
 use serde::{Deserialize, Serialize};
 
 use super::wire::{bits3, ResumePoint, WireCheckpoint};
-use crate::case::{Case, Op};
 use crate::worker::oracle::Violation;
 
 /// The pseudo-op name of engine construction (the initial graph and parameters).
@@ -214,15 +213,6 @@ impl std::fmt::Display for CaseResult {
     }
 }
 
-/// Which of the two runs of a case.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Run {
-    /// Default growth policy, every oracle after every op.
-    Checked,
-    /// Growth factor 3 and an early reserve, no oracles: only the final positions are compared.
-    OtherCapacity,
-}
-
 /// Why a run stopped before its end.
 pub(super) enum Stop {
     /// With this result.
@@ -242,21 +232,8 @@ impl From<CaseResult> for Stop {
 }
 
 impl Stop {
-    /// The case result; a poisoned run becomes [`CaseResult::Poisoned`] with its resume point.
-    pub(super) fn into_result(
-        self,
-        case: &Case,
-        rerun: bool,
-        first: Option<&[[f32; 3]]>,
-    ) -> CaseResult {
-        let op = match &self {
-            Stop::Poisoned { op_index, .. } => case.ops.get(*op_index).map_or("unknown", Op::name),
-            Stop::Result(_) => "unknown",
-        };
-        self.into_op_result(op, rerun, first)
-    }
-
-    /// [`Stop::into_result`] when the op that stopped is named `op`.
+    /// The result of a stop at the op named `op`; a poisoned run becomes
+    /// [`CaseResult::Poisoned`] with its resume point.
     pub(super) fn into_op_result(
         self,
         op: &str,

@@ -1,16 +1,10 @@
-//! The checks a run makes on sampled step ops or against a second engine: `restart-equivalence`,
-//! `physics` and the CPU shadow of a CUDA case (`differential`).
+//! Which step ops of a case's first run the costly checks sample: `restart-equivalence` and
+//! `physics` (each rebuilds an engine from a checkpoint), decided by one rule ([`StepSamples`]).
 
-use forcefield::{Backend, Checkpoint, Engine, EngineError, SimParams};
+use forcefield::SimParams;
 
-use super::apply::engine_stop;
-use super::fault_tolerance::with_read_retry;
-use super::result::{CaseResult, Stop};
-use super::runner::Runner;
-use crate::case::{BackendKind, Op};
-use crate::worker::oracle::{self, checks, Violation};
+use crate::case::Op;
 use crate::worker::physics;
-use crate::worker::shadow::{self, ShadowStop};
 
 /// Step ops of a run always checked for restart equivalence.
 pub const RESTART_FIRST_STEPS: usize = 2;
@@ -63,9 +57,8 @@ impl Samples {
 }
 
 /// Which step ops of a checked run `restart-equivalence` and `physics` sample, decided before
-/// each op from the state before it. One rule for both executors (the engine executor's runner
-/// and the target executor over our engine), so the two sample the same step ops and a finding's
-/// signature does not depend on the path.
+/// each op from the state before it (the target executor over our engine follows it, as the
+/// engine executor it replaced did, so a finding's signature kept its site).
 #[derive(Default)]
 pub(crate) struct StepSamples {
     restart: Samples,
@@ -111,134 +104,4 @@ impl StepSamples {
             self.restart.due = true;
         }
     }
-}
-
-/// The checkpoint a restart is rebuilt from: the host's parameters as the uploaded ones (an
-/// engine whose kernels kept stale parameters then steps otherwise than its rebuild).
-pub(crate) fn restart_checkpoint(checkpoint: &Checkpoint) -> Checkpoint {
-    let mut checkpoint = checkpoint.clone();
-    checkpoint.uploaded = checkpoint.params.clone();
-    checkpoint
-}
-
-impl<'a, Bk: Backend> Runner<'a, Bk> {
-    /// `physics`: an engine rebuilt from the state before step op `index` takes one step, which
-    /// must be the force law's within the tolerance [`crate::worker::physics`] derives.
-    pub(super) fn check_physics(
-        &self,
-        checkpoint: &Checkpoint,
-        index: usize,
-        name: &str,
-    ) -> Result<(), Stop> {
-        let violation = |detail: String| {
-            Stop::from(CaseResult::violation(
-                Some(index),
-                name,
-                Violation {
-                    check: physics::PHYSICS,
-                    detail,
-                },
-            ))
-        };
-        let mut fresh =
-            Engine::from_checkpoint(self.backend()?, checkpoint, self.config, self.faults)
-                .map_err(|e| violation(format!("cannot rebuild from the checkpoint: {e}")))?;
-        fresh
-            .step(1)
-            .map_err(|e| violation(format!("the engine rebuilt from the checkpoint fails: {e}")))?;
-        let Some(grid) = fresh.grid() else {
-            return Err(violation("a step of a non-empty graph left no grid".into()));
-        };
-        let after = fresh
-            .positions()
-            .map_err(|e| violation(format!("reading the rebuilt engine fails: {e}")))?;
-        physics::check_step(checkpoint, &grid, &after)
-            .map_err(|v| CaseResult::violation(Some(index), name, v).into())
-    }
-
-    /// `restart-equivalence` after step op `index` of `count` steps.
-    pub(super) fn check_restart(
-        &self,
-        engine: &mut Engine<Bk>,
-        checkpoint: &Checkpoint,
-        count: u64,
-        index: usize,
-        name: &str,
-    ) -> Result<(), Stop> {
-        let violation = |d: String| {
-            Stop::from(CaseResult::violation(
-                Some(index),
-                name,
-                restart_violation(d),
-            ))
-        };
-        let mut fresh =
-            Engine::from_checkpoint(self.backend()?, checkpoint, self.config, self.faults)
-                .map_err(|e| violation(format!("cannot rebuild from the checkpoint: {e}")))?;
-        fresh
-            .step(u32::try_from(count).unwrap_or(u32::MAX))
-            .map_err(|e| violation(format!("the engine rebuilt from the checkpoint fails: {e}")))?;
-        let read = |e: &mut Engine<Bk>| -> Result<_, EngineError> {
-            Ok((
-                with_read_retry(e, |e| e.positions())?,
-                with_read_retry(e, |e| e.velocities())?,
-            ))
-        };
-        let (pos, vel) = read(engine).map_err(|e| engine_stop(index, name, &e))?;
-        let (fresh_pos, fresh_vel) = read(&mut fresh).map_err(|e| {
-            violation(format!(
-                "reading the engine rebuilt from the checkpoint fails: {e}"
-            ))
-        })?;
-        oracle::check_restart_equivalence(
-            (&pos, &vel),
-            (&fresh_pos, &fresh_vel),
-            self.case.backend == BackendKind::Cpu,
-        )
-        .map_err(|v| CaseResult::violation(Some(index), name, v).into())
-    }
-
-    /// `differential` ([`shadow::follow_and_compare`], the rule the target executor follows
-    /// too): the CPU shadow applies `op`; after a step op the positions must agree.
-    pub(super) fn check_shadow(
-        &mut self,
-        engine: &mut Engine<Bk>,
-        index: usize,
-        op: &Op,
-    ) -> Result<(), Stop> {
-        let Some(shadow) = self.shadow.as_mut() else {
-            return Ok(());
-        };
-        let name = op.name();
-        let device = || with_read_retry(engine, |e| e.positions());
-        shadow::follow_and_compare(shadow, op, device).map_err(|stop| match stop {
-            ShadowStop::Violation(v) => CaseResult::violation(Some(index), name, v).into(),
-            ShadowStop::Device(e) => engine_stop(index, name, &e),
-        })
-    }
-}
-
-/// The engine executor's CPU shadow: an engine that applies the ops as the run does.
-impl<Bk: Backend> shadow::Shadow for Engine<Bk> {
-    type Error = EngineError;
-
-    fn follow(&mut self, op: &Op) -> Result<(), Self::Error> {
-        super::apply::apply_op(self, op).map(|_| ())
-    }
-
-    fn positions(&mut self) -> Result<Vec<[f32; 3]>, Self::Error> {
-        Engine::positions(self)
-    }
-}
-
-pub(super) fn restart_violation(detail: String) -> Violation {
-    Violation {
-        check: checks::RESTART_EQUIVALENCE,
-        detail,
-    }
-}
-
-/// The shadow's own failure (building it) at `op`, as a `differential` violation.
-pub(super) fn differential(op_index: Option<usize>, op: &str, detail: String) -> Stop {
-    CaseResult::violation(op_index, op, shadow::shadow_failure(detail)).into()
 }
