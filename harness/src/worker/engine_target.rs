@@ -89,10 +89,15 @@ impl EngineTarget {
         op: impl FnOnce(&mut Engine<Box<dyn Backend>>) -> std::result::Result<T, EngineError>,
     ) -> Result<T> {
         let engine = self.engine()?;
+        let fired = engine.injections_fired();
         match op(engine) {
             Ok(v) => Ok(v),
             Err(e) => {
-                if engine.needs_recovery() {
+                // Only a failure an injected fault caused is recovered from (and, in a poisoned
+                // process, continued elsewhere), as the engine executor did: a real sticky error
+                // is the finding itself, and recovering from it in a process the device refuses
+                // would hand the case from process to process, failing the same way each time.
+                if engine.injections_fired() != fired && engine.needs_recovery() {
                     engine.recover().map_err(|r| match r {
                         // The device refuses a new context in this process (CUDA after a real
                         // trap): the host continues the case elsewhere from `checkpoint`, which
