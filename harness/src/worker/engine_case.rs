@@ -121,8 +121,9 @@ mod tests {
         }
     }
 
-    /// A CPU backend that, like CUDA after a trap, refuses a new context in this process.
-    struct NoNewContext(CpuBackend);
+    /// A CPU backend that, like CUDA after a trap, refuses a new context in this process; with
+    /// `trap` set its force pass traps too (a sticky error no injected fault caused).
+    struct NoNewContext(CpuBackend, bool);
 
     impl Backend for NoNewContext {
         fn name(&self) -> &'static str {
@@ -150,6 +151,14 @@ mod tests {
             self.0.fill_u32(dst, count, value)
         }
         fn launch(&mut self, launch: &Launch) -> Result<f64, BackendError> {
+            if self.1 && launch.kernel_name() == "force_pass" {
+                let mut e = BackendError::new(
+                    forcefield::error::BackendOp::Launch,
+                    "an illegal address in force_pass",
+                );
+                e.sticky = true;
+                return Err(e);
+            }
             self.0.launch(launch)
         }
         fn synchronize(&mut self) -> Result<(), BackendError> {
@@ -172,11 +181,30 @@ mod tests {
     }
 
     fn no_new_context() -> Box<BackendFactory> {
-        Box::new(|| Ok(Box::new(NoNewContext(CpuBackend::with_threads(1))) as Box<dyn Backend>))
+        Box::new(|| {
+            Ok(Box::new(NoNewContext(CpuBackend::with_threads(1), false)) as Box<dyn Backend>)
+        })
     }
 
     fn run(case: &Case, resume: Option<&ResumePoint>) -> CaseResult {
         run_engine_case(case, options(), resume, &no_new_context, &mut |_| {}).0
+    }
+
+    /// A sticky error that no injected fault caused is the finding, in the process it happened
+    /// in: recovering from it where the device refuses a new context would hand the case to a
+    /// new process, which fails the same way, and so on until the case is given up.
+    #[test]
+    fn a_real_sticky_error_is_the_finding_not_a_hand_over() {
+        let mut case = path_case(6);
+        case.ops = vec![Op::Step { count: 2 }];
+        let traps = || -> Box<BackendFactory> {
+            Box::new(|| {
+                Ok(Box::new(NoNewContext(CpuBackend::with_threads(1), true)) as Box<dyn Backend>)
+            })
+        };
+        let r = run_engine_case(&case, options(), None, &traps, &mut |_| {}).0;
+        assert_eq!(r.class(), "engine-error", "{r}");
+        assert!(r.resume_point().is_none(), "{r}");
     }
 
     fn lost_context_case() -> Case {
