@@ -120,6 +120,11 @@ pub struct Counts {
     /// Undirected edges the target has room for without growing, if it has such a notion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_capacity: Option<u64>,
+    /// Cells of the uniform grid ([`Capability::Grid`]) the target has room for without growing,
+    /// if it has such a notion: the capacity its own bookkeeping says it has, which a failed
+    /// growth must leave as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_capacity: Option<u64>,
 }
 
 /// One device buffer as the target's allocator records it ([`Capability::Buffers`]): what its

@@ -168,6 +168,7 @@ impl Target for Reference {
             edges: (self.edges.len() - loops) as u64,
             node_capacity: None,
             edge_capacity: None,
+            cell_capacity: None,
         })
     }
 }

@@ -141,6 +141,40 @@ fn an_isolated_worker_reports_the_same_signature() {
     );
 }
 
+/// `resize-failure-stale` where the growth that fails is the grid cells' (the first step's): the
+/// failed step leaves a cell capacity its buffers do not have. The state check after the failure
+/// sees it through the `counts` read-back's cell capacity, as the engine's own check saw its
+/// capacities, before the retry runs on it (which the CPU's guard pages stop with a SIGSEGV in
+/// the sort: `signal:SIGSEGV:sort_pairs` when the check did not see cells). Run in a worker, so
+/// that such a crash is a verdict, not the end of this test process.
+#[test]
+fn a_stale_cell_capacity_after_a_failed_step_is_not_tolerated() {
+    let case = Case::from_json(
+        r#"{ "format": "forcefield-case/1", "faults": ["resize-failure-stale"],
+             "graph": { "num_nodes": 24, "edges": [ { "u": 0, "v": 1, "w": 1.0 }, { "u": 1, "v": 2, "w": 1.0 } ] },
+             "ops": [ { "op": "inject", "fault": { "kind": "fail-alloc", "nth": 1 } },
+                      { "op": "step", "count": 3 } ] }"#,
+    )
+    .expect("a valid case");
+    let mut slot = WorkerSlot::new(
+        WorkerCommand::new(BIN).arg("worker"),
+        SupervisorConfig::default(),
+    );
+    let (verdict, _) = run_isolated(&mut slot, &case, true, Duration::from_secs(60));
+    slot.shutdown();
+    assert_eq!(
+        verdict.signature().map(Signature::to_string).as_deref(),
+        Some("fault-not-tolerated:state-changed:step"),
+        "{verdict:?}"
+    );
+    // Without the planted defect the failed step is tolerated.
+    let clean = Case {
+        faults: vec![],
+        ..case
+    };
+    assert!(execute(&clean, &ExecOptions::default(), &mut |_| {}).is_pass());
+}
+
 #[test]
 fn generated_cases_with_injections_pass_on_the_clean_engine() {
     let cfg = GenConfig {

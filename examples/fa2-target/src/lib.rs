@@ -305,6 +305,7 @@ impl Target for Fa2Target {
             edges: self.edges.len() as u64,
             node_capacity: None,
             edge_capacity: None,
+            cell_capacity: None,
         })
     }
 }

@@ -240,6 +240,7 @@ impl Target for EngineTarget {
             edges: u64::from(e.num_edges()),
             node_capacity: Some(e.allocated_nodes() as u64),
             edge_capacity: Some(e.allocated_edges() as u64),
+            cell_capacity: Some(e.allocated_cells() as u64),
         })
     }
 

@@ -1038,6 +1038,7 @@ impl<'a> Run<'a> {
             edges: checkpoint.edges.len() as u64,
             node_capacity: Some(checkpoint.allocated_nodes as u64),
             edge_capacity: Some(checkpoint.allocated_edges as u64),
+            cell_capacity: Some(checkpoint.allocated_cells as u64),
         };
         let differs = if counts.is_some_and(|c| c != expected) {
             Some(format!(
@@ -1235,6 +1236,7 @@ impl<'a> Run<'a> {
                 edges: c.edges.len() as u64,
                 node_capacity: Some(c.allocated_nodes as u64),
                 edge_capacity: Some(c.allocated_edges as u64),
+                cell_capacity: Some(c.allocated_cells as u64),
             });
         Ok(true)
     }

@@ -192,6 +192,7 @@ impl Target for Line {
             edges: self.edges.len() as u64 + u64::from(self.bug == Bug::WrongCounts),
             node_capacity: None,
             edge_capacity: None,
+            cell_capacity: None,
         })
     }
 }
