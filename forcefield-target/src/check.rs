@@ -761,6 +761,22 @@ impl<'r> Script<'r> {
                         "inject fail-alloc nth 64",
                         t.inject(&EnvFault::FailAlloc { nth: 64 }),
                     )?;
+                    // Optional: a count of the faults that fired, or `unsupported` (the driver
+                    // then takes an internal error while a fault is armed for the fault's).
+                    match t.injections_fired() {
+                        Ok(_) | Err(TargetError::Unsupported(_)) => {}
+                        Err(e) => {
+                            self.problem(
+                                step,
+                                format!(
+                                    "`injections_fired` must answer a count or unsupported, but: {e}"
+                                ),
+                            );
+                            if !matches!(e, TargetError::Internal(_) | TargetError::Rejected(_)) {
+                                return Err(Abort);
+                            }
+                        }
+                    }
                 }
             }
             self.pass(step, n0);

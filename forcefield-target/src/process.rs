@@ -571,6 +571,11 @@ impl Target for ProcessTarget {
     fn inject(&mut self, fault: &EnvFault) -> Result<()> {
         self.unit(RequestBody::Inject { fault: *fault })
     }
+    fn injections_fired(&mut self) -> Result<u64> {
+        // A target of an older revision of this version answers `unsupported` to an op it does
+        // not know: it cannot tell.
+        self.call(RequestBody::InjectionsFired)
+    }
     fn velocities(&mut self) -> Result<Vec<Point>> {
         self.call::<WirePoints>(RequestBody::Velocities)
             .map(|p| p.0)

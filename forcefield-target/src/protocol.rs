@@ -140,6 +140,9 @@ pub enum RequestBody {
         /// The fault.
         fault: EnvFault,
     },
+    /// [`Target::injections_fired`]; the value is a number (`unsupported`: the target cannot
+    /// tell).
+    InjectionsFired,
     /// [`Target::velocities`]; the value is `[[x, y, z], ...]`.
     Velocities,
     /// [`Target::attributes`]; the value is a [`crate::Attributes`].
@@ -151,7 +154,7 @@ pub enum RequestBody {
 }
 
 /// Every operation name of this protocol version, as written in `"op"`.
-pub const OPS: [&str; 26] = [
+pub const OPS: [&str; 27] = [
     "hello",
     "create",
     "add_nodes",
@@ -174,6 +177,7 @@ pub const OPS: [&str; 26] = [
     "checkpoint",
     "restore",
     "inject",
+    "injections_fired",
     "velocities",
     "attributes",
     "buffers",
@@ -206,6 +210,7 @@ impl RequestBody {
             RequestBody::Checkpoint => "checkpoint",
             RequestBody::Restore { .. } => "restore",
             RequestBody::Inject { .. } => "inject",
+            RequestBody::InjectionsFired => "injections_fired",
             RequestBody::Velocities => "velocities",
             RequestBody::Attributes => "attributes",
             RequestBody::Buffers => "buffers",
@@ -480,6 +485,7 @@ pub fn handle<T: Target + ?Sized>(target: &mut T, body: RequestBody) -> Result<V
         RequestBody::Checkpoint => target.checkpoint(),
         RequestBody::Restore { state } => null(target.restore(&state)),
         RequestBody::Inject { fault } => null(target.inject(&fault)),
+        RequestBody::InjectionsFired => target.injections_fired().map(value),
         RequestBody::Velocities => {
             let v = target.velocities()?;
             Ok(wire::points::serialize(&v, serde_json::value::Serializer).unwrap_or(Value::Null))

@@ -612,6 +612,16 @@ pub trait Target {
         Err(TargetError::unsupported("inject"))
     }
 
+    /// How many injected faults have fired so far, of every kind: a count that grows by one each
+    /// time a fault armed by [`Target::inject`] fails a call (it may start again from 0 at
+    /// `create` and `restore`). Optional within [`Capability::Inject`]: the driver reads it
+    /// before and after an op that fails while a fault is armed, so that a failure no injected
+    /// fault caused is a finding rather than taken for the fault's. `Unsupported` (the default):
+    /// the target cannot tell, and an `Internal` error while a fault is armed is the fault's.
+    fn injections_fired(&mut self) -> Result<u64> {
+        Err(TargetError::unsupported("injections_fired"))
+    }
+
     /// Every node's velocity, in id order ([`Capability::Velocities`]).
     fn velocities(&mut self) -> Result<Vec<Point>> {
         Err(TargetError::unsupported("velocities"))
@@ -693,6 +703,9 @@ impl<T: Target + ?Sized> Target for Box<T> {
     }
     fn inject(&mut self, fault: &EnvFault) -> Result<()> {
         (**self).inject(fault)
+    }
+    fn injections_fired(&mut self) -> Result<u64> {
+        (**self).injections_fired()
     }
     fn velocities(&mut self) -> Result<Vec<Point>> {
         (**self).velocities()

@@ -3,9 +3,12 @@ Forcefield's own engine behind the [`Target`] trait (`--target builtin`): the sa
 other engine's, through [`crate::worker::target_case`] and its generic checks.
 
 It declares every capability the engine has: parameters (a JSON object of [`SimParams`] fields,
-the others at their defaults), capacity, SSSP, constraints, counts and capacities, device memory,
-the grid stage (with its origin and cell size), CSR, checkpoint/restore (a [`WireCheckpoint`],
-bit-exact), injected environment faults, velocities and attributes (masses, position constraints,
+the others at their defaults), capacity, SSSP, constraints, counts and capacities (nodes, edges
+and grid cells, as the engine's own bookkeeping has them: a failed growth that leaves one stale
+shows), device memory, the grid stage (with its origin and cell size), CSR, checkpoint/restore (a
+[`WireCheckpoint`], bit-exact), injected environment faults (and the count of those that fired,
+[`Target::injections_fired`], so that a real error while one is armed is not taken for its),
+velocities and attributes (masses, position constraints,
 distance targets: the engine's constraint inspection), and the buffer registry's records (each
 buffer's live length, capacity and allocated bytes). Validation errors are `Rejected` (the engine changes nothing); any other engine error is
 `Internal`, after a lost context is recovered so that the layout is as before the op (its kind
@@ -327,6 +330,11 @@ impl Target for EngineTarget {
         };
         self.engine()?.inject(fault);
         Ok(())
+    }
+
+    fn injections_fired(&mut self) -> Result<u64> {
+        // The backend's own count: the one `with` decides recovery by.
+        Ok(self.engine()?.injections_fired().total())
     }
 
     fn velocities(&mut self) -> Result<Vec<Point>> {

@@ -791,8 +791,15 @@ struct Run<'a> {
     positions: Bits,
     velocities: Option<Bits>,
     counts: Option<forcefield_target::Counts>,
-    /// An injected fault is armed: an `Internal` error is then the fault's, and must change nothing.
+    /// An injected fault is armed: an `Internal` error is then the fault's, and must change
+    /// nothing, unless the target's own count says that no injected fault fired during the op
+    /// ([`Target::injections_fired`]).
     armed: bool,
+    /// Whether the target answers [`Target::injections_fired`] (until it answers `Unsupported`).
+    counts_injections: bool,
+    /// Whether the last op failed with an `Internal` error while a fault was armed and, by the
+    /// target's count, no injected fault fired: a real failure, not the fault's.
+    unfired_error: bool,
     checkpoints: usize,
     /// Device bytes after `shrink_to_fit`, by live (nodes, edges).
     shrunk_bytes: BTreeMap<(u64, u64), u64>,
@@ -858,6 +865,8 @@ impl<'a> Run<'a> {
             velocities: None,
             counts: None,
             armed: false,
+            counts_injections: true,
+            unfired_error: false,
             checkpoints: 0,
             shrunk_bytes: BTreeMap::new(),
             rerun: false,
@@ -902,7 +911,9 @@ impl<'a> Run<'a> {
         }
         match r {
             Ok(v) => Ok(Answer::Done(v)),
-            Err(TargetError::Internal(m)) if self.armed => Ok(Answer::Refused(m)),
+            Err(TargetError::Internal(m)) if self.armed && !self.unfired_error => {
+                Ok(Answer::Refused(m))
+            }
             // The op that lost the previous process, retried with no injected fault armed.
             Err(e @ (TargetError::Rejected(_) | TargetError::Internal(_))) if self.retrying => {
                 Err(Stop::Result(CaseResult::FaultNotTolerated {
@@ -1164,12 +1175,21 @@ impl<'a> Run<'a> {
     ) -> Result<Sent, Stop> {
         let mut attempts = 0;
         loop {
+            let fired_before = self.injections_fired_before(op);
             let called = self.send(op);
+            self.unfired_error = false;
             let message = match &called {
                 Err(TargetError::Internal(m)) if self.resumable && is_poisoned(m) => {
                     return Err(self.poisoned(at, name, m));
                 }
                 Err(TargetError::Internal(m)) if self.armed && !matches!(op, Op::Inject { .. }) => {
+                    if !self.injection_fired_since(fired_before) {
+                        // The target counts its injected faults, and none fired during the op:
+                        // the failure is its own, whatever is armed (a real error is the
+                        // finding, not a fault to retry until it gives up).
+                        self.unfired_error = true;
+                        return Ok(called);
+                    }
                     m.clone()
                 }
                 _ => return Ok(called),
@@ -1201,6 +1221,36 @@ impl<'a> Run<'a> {
                     ),
                 ));
             }
+        }
+    }
+
+    /// The target's count of fired injected faults before `op` is sent, while a fault is armed
+    /// and the target answers [`Target::injections_fired`] (`None`: it is not asked, or cannot
+    /// tell).
+    fn injections_fired_before(&mut self, op: &Op) -> Option<u64> {
+        if !self.armed || !self.counts_injections || matches!(op, Op::Inject { .. }) {
+            return None;
+        }
+        match self.target.injections_fired() {
+            Ok(n) => Some(n),
+            Err(TargetError::Unsupported(_)) => {
+                self.counts_injections = false;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Whether an injected fault fired since the target's count was `before`: by the count where
+    /// the target gives one both times, else (the target cannot tell) whenever a fault is armed,
+    /// since the failure may be the fault's.
+    fn injection_fired_since(&mut self, before: Option<u64>) -> bool {
+        let Some(before) = before else {
+            return true;
+        };
+        match self.target.injections_fired() {
+            Ok(now) => now != before,
+            Err(_) => true,
         }
     }
 

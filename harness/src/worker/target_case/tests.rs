@@ -757,3 +757,172 @@ fn our_engines_refusal_is_the_executors_engine_error() {
     );
     assert_eq!(run_builtin(&no_edge).0, CaseResult::Pass);
 }
+
+/// What a [`Quirky`] target does beside the line target's layout.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Quirk {
+    /// Declares `inject`, whose fault is armed but never fires; `add_nodes` to more than 4 nodes
+    /// fails with an error of its own. `counts`: whether it answers `injections_fired`.
+    RealErrorWhileArmed { counts: bool },
+}
+
+/// The line target with a [`Quirk`].
+struct Quirky {
+    line: Line,
+    quirk: Quirk,
+}
+
+impl Quirky {
+    fn new(quirk: Quirk) -> Self {
+        Quirky {
+            line: Line::new(Bug::None),
+            quirk,
+        }
+    }
+}
+
+impl Target for Quirky {
+    fn info(&self) -> TargetInfo {
+        TargetInfo {
+            name: "quirky".into(),
+            version: "1".into(),
+            capabilities: Capabilities::from([Capability::Counts, Capability::Inject]),
+        }
+    }
+    fn create(&mut self, graph: &Graph, params: Option<&Params>) -> Result<()> {
+        self.line.create(graph, params)
+    }
+    fn add_nodes(&mut self, count: u64, positions: Option<&[Point]>) -> Result<()> {
+        let grown = self.line.points.len() as u64 + count;
+        if matches!(self.quirk, Quirk::RealErrorWhileArmed { .. }) && grown > 4 {
+            return Err(TargetError::Internal(format!(
+                "CudaError: an illegal address growing to {grown} nodes"
+            )));
+        }
+        self.line.add_nodes(count, positions)
+    }
+    fn remove_nodes(&mut self, ids: &[u32]) -> Result<()> {
+        self.line.remove_nodes(ids)
+    }
+    fn add_edges(&mut self, edges: &[Edge]) -> Result<()> {
+        self.line.add_edges(edges)
+    }
+    fn remove_edges(&mut self, pairs: &[(u32, u32)]) -> Result<()> {
+        self.line.remove_edges(pairs)
+    }
+    fn step(&mut self, count: u64) -> Result<()> {
+        self.line.step(count)
+    }
+    fn positions(&mut self) -> Result<Vec<Point>> {
+        self.line.positions()
+    }
+    fn counts(&mut self) -> Result<Counts> {
+        self.line.counts()
+    }
+    fn inject(&mut self, _fault: &forcefield_target::EnvFault) -> Result<()> {
+        Ok(())
+    }
+    fn injections_fired(&mut self) -> Result<u64> {
+        match self.quirk {
+            Quirk::RealErrorWhileArmed { counts: true } => Ok(0),
+            _ => Err(TargetError::unsupported("injections_fired")),
+        }
+    }
+}
+
+/// Graph of 3 nodes; an injected fault armed that never fires; a growth to 6 nodes.
+fn armed_growth_case() -> Case {
+    Case::from_json(
+        r#"{ "format": "forcefield-case/1",
+             "graph": { "num_nodes": 3, "edges": [ { "u": 0, "v": 1, "w": 1.0 } ] },
+             "ops": [ { "op": "inject", "fault": { "kind": "fail-copy", "nth": 64 } },
+                      { "op": "step", "count": 1 },
+                      { "op": "add_nodes", "count": 3 },
+                      { "op": "step", "count": 1 } ] }"#,
+    )
+    .expect("a valid case")
+}
+
+/// A real error while an injected fault is armed but has not fired is the finding, not a
+/// failure of the fault to retry until it gives up, where the target counts the faults that
+/// fired (`injections_fired`, as our engine does: `engine-error:add_nodes` for CUDA's
+/// `analytics-not-resized`, not `fault-not-tolerated:retry-failed:add_nodes`); a target that
+/// cannot tell keeps the rule that an error while a fault is armed is the fault's.
+#[test]
+fn a_real_error_while_a_fault_is_armed_but_unfired_is_the_finding() {
+    let case = armed_growth_case();
+    let mut target = Quirky::new(Quirk::RealErrorWhileArmed { counts: true });
+    let (result, report) = run_target_case(&mut target, &case, &mut |_| {});
+    let failure = report.failure.expect("a failure");
+    assert_eq!(
+        (failure.class.as_str(), failure.detail.as_str()),
+        ("engine-error", "CudaError")
+    );
+    assert_eq!(
+        (failure.op_index, failure.op.as_str()),
+        (Some(2), "add_nodes")
+    );
+    assert_eq!(report.rejected_ops, 0, "{result}");
+    // With our engine's semantics: the engine error at the op.
+    let mut target = Quirky::new(Quirk::RealErrorWhileArmed { counts: true });
+    let how = TargetRun {
+        semantics: Semantics::Forcefield,
+        ..TargetRun::default()
+    };
+    let (result, _) = run_target_case_with(&mut target, &case, how, &mut |_| {});
+    let signature = crate::client::signature::classify_result(&result)
+        .signature()
+        .map(ToString::to_string);
+    assert_eq!(
+        signature.as_deref(),
+        Some("engine-error:add_nodes"),
+        "{result}"
+    );
+    // A target that cannot tell: the armed fault's, retried until it gives up.
+    let mut target = Quirky::new(Quirk::RealErrorWhileArmed { counts: false });
+    let (result, _) = run_target_case(&mut target, &case, &mut |_| {});
+    match result {
+        CaseResult::FaultNotTolerated {
+            op_index,
+            op,
+            failure,
+            ..
+        } => assert_eq!(
+            (op_index, op.as_str(), failure.as_str()),
+            (2, "add_nodes", tolerance::RETRY_FAILED)
+        ),
+        other => panic!("expected a fault not tolerated, got {other}"),
+    }
+}
+
+/// Our engine counts the injected faults that fired, through the trait: an armed fault that
+/// fires during an op moves the count, one that never fires does not.
+#[test]
+fn the_builtin_target_counts_the_injected_faults_that_fired() {
+    use crate::worker::engine_target::EngineTarget;
+    let mut target = EngineTarget::new(forcefield::FaultSet::default());
+    let graph = Graph {
+        num_nodes: 4,
+        ..Graph::default()
+    };
+    target.create(&graph, None).expect("a layout");
+    assert_eq!(target.injections_fired(), Ok(0));
+    target
+        .inject(&forcefield_target::EnvFault::FailAlloc { nth: 1 })
+        .expect("armed");
+    assert!(
+        target.add_nodes(600, None).is_err(),
+        "the growth's allocation fails"
+    );
+    assert_eq!(target.injections_fired(), Ok(1));
+    target.add_nodes(600, None).expect("the fault fired once");
+    target
+        .inject(&forcefield_target::EnvFault::FailCopy { nth: 10_000 })
+        .expect("armed");
+    target.step(1).expect("a step");
+    assert_eq!(
+        target.injections_fired(),
+        Ok(1),
+        "the late fault did not fire"
+    );
+}
