@@ -800,6 +800,9 @@ struct Run<'a> {
     /// Whether the last op failed with an `Internal` error while a fault was armed and, by the
     /// target's count, no injected fault fired: a real failure, not the fault's.
     unfired_error: bool,
+    /// The op whose checks are running (the checks after `create`: [`INIT_OP`]), whose engine
+    /// error a check's read-back reports ([`Run::must`]).
+    checking: Option<&'static str>,
     checkpoints: usize,
     /// Device bytes after `shrink_to_fit`, by live (nodes, edges).
     shrunk_bytes: BTreeMap<(u64, u64), u64>,
@@ -867,6 +870,7 @@ impl<'a> Run<'a> {
             armed: false,
             counts_injections: true,
             unfired_error: false,
+            checking: None,
             checkpoints: 0,
             shrunk_bytes: BTreeMap::new(),
             rerun: false,
@@ -952,13 +956,27 @@ impl<'a> Run<'a> {
     }
 
     /// A call made by a check (positions, counts, checkpoint): any error stops the run.
+    ///
+    /// An engine error (`Internal`) that a check's call reports is signed by the op whose checks
+    /// are running ([`Run::checking`]), not by the call (`op`): an engine that runs an op's work
+    /// asynchronously (CUDA: kernels are queued, and a fault in one shows at the next
+    /// synchronization) reports its failure at whichever read comes first, and which one that is
+    /// is the order of the checks, not anything the engine did; the op that launched the work
+    /// owns the error, as the engine's own checks signed it when they ran beside the op. A death,
+    /// a hang or a broken reply stays the call's: the target was serving that request.
     fn must<T>(
         &mut self,
         at: Option<usize>,
         op: &'static str,
         r: Result<T, TargetError>,
     ) -> Result<T, Stop> {
-        r.map_err(|e| Stop::Failure(TargetFailure::of(&e, at, op)))
+        r.map_err(|e| {
+            let site = match (&e, self.checking) {
+                (TargetError::Internal(_), Some(checked)) => checked,
+                _ => op,
+            };
+            Stop::Failure(TargetFailure::of(&e, at, site))
+        })
     }
 
     fn go(mut self, case: &Case, on_op: &mut dyn FnMut(Breadcrumb)) -> Result<Trace, Stop> {
@@ -1144,6 +1162,7 @@ impl<'a> Run<'a> {
             self.must(None, INIT_OP, reserved)?;
         } else {
             // The engine executor's order: the state checks, then the model.
+            self.checking = Some(INIT_OP);
             self.observe(None, INIT_OP)?;
             self.capability_checks(None, INIT_OP, None)?;
             self.check_model(None, INIT_OP, &Op::ReadPositions, true)?;
@@ -1346,6 +1365,7 @@ impl<'a> Run<'a> {
     fn op(&mut self, index: usize, op: &Op) -> Result<(), Stop> {
         let at = Some(index);
         let name = op.name();
+        self.checking = None;
         let sampled = self.sample_before(at, op)?;
         self.state_before_op = self.rerun_state_before(at, op)?;
         let (called, distances) = match self.send_tolerating(at, name, op)? {
@@ -1361,6 +1381,7 @@ impl<'a> Run<'a> {
             // on themselves, so the op it was meant for would never see it.
             Answer::Done(()) if matches!(op, Op::Inject { .. }) => {}
             Answer::Done(()) => {
+                self.checking = Some(name);
                 self.apply(op);
                 self.after_step = self.nodes > 0 && matches!(op, Op::Step { count } if *count > 0);
                 // The engine executor's order: SSSP's distances (checked as the op runs there),
@@ -1397,6 +1418,7 @@ impl<'a> Run<'a> {
                 }
             }
             Answer::Refused(message) => {
+                self.checking = Some(name);
                 self.report.rejected_ops += u64::from(self.first_run());
                 let before = (self.positions.clone(), self.counts);
                 // Compared before `observe`, whose count check would otherwise speak first.

@@ -761,6 +761,10 @@ fn our_engines_refusal_is_the_executors_engine_error() {
 /// What a [`Quirky`] target does beside the line target's layout.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Quirk {
+    /// Declares `grid`; a step of more than 4 nodes answers, and the failure of its work shows
+    /// at the next read-back that reaches the device, the grid's (as a CUDA kernel's fault shows
+    /// at the next synchronization).
+    AsyncStepFailure,
     /// Declares `inject`, whose fault is armed but never fires; `add_nodes` to more than 4 nodes
     /// fails with an error of its own. `counts`: whether it answers `injections_fired`.
     RealErrorWhileArmed { counts: bool },
@@ -770,6 +774,8 @@ enum Quirk {
 struct Quirky {
     line: Line,
     quirk: Quirk,
+    /// A failure of the last step's work, not reported yet.
+    pending: bool,
 }
 
 impl Quirky {
@@ -777,19 +783,25 @@ impl Quirky {
         Quirky {
             line: Line::new(Bug::None),
             quirk,
+            pending: false,
         }
     }
 }
 
 impl Target for Quirky {
     fn info(&self) -> TargetInfo {
+        let extra = match self.quirk {
+            Quirk::AsyncStepFailure => Capability::Grid,
+            Quirk::RealErrorWhileArmed { .. } => Capability::Inject,
+        };
         TargetInfo {
             name: "quirky".into(),
             version: "1".into(),
-            capabilities: Capabilities::from([Capability::Counts, Capability::Inject]),
+            capabilities: Capabilities::from([Capability::Counts, extra]),
         }
     }
     fn create(&mut self, graph: &Graph, params: Option<&Params>) -> Result<()> {
+        self.pending = false;
         self.line.create(graph, params)
     }
     fn add_nodes(&mut self, count: u64, positions: Option<&[Point]>) -> Result<()> {
@@ -811,13 +823,24 @@ impl Target for Quirky {
         self.line.remove_edges(pairs)
     }
     fn step(&mut self, count: u64) -> Result<()> {
-        self.line.step(count)
+        self.line.step(count)?;
+        self.pending |= self.quirk == Quirk::AsyncStepFailure && self.line.points.len() > 4;
+        Ok(())
     }
     fn positions(&mut self) -> Result<Vec<Point>> {
+        // A host copy: it reaches no device, so it reports nothing pending.
         self.line.positions()
     }
     fn counts(&mut self) -> Result<Counts> {
         self.line.counts()
+    }
+    fn grid(&mut self) -> Result<Option<forcefield_target::GridStage>> {
+        if self.pending {
+            return Err(TargetError::Internal(
+                "CudaError: an illegal memory access was encountered".into(),
+            ));
+        }
+        Ok(None)
     }
     fn inject(&mut self, _fault: &forcefield_target::EnvFault) -> Result<()> {
         Ok(())
@@ -828,6 +851,37 @@ impl Target for Quirky {
             _ => Err(TargetError::unsupported("injections_fired")),
         }
     }
+}
+
+/// An error the work of an op raises asynchronously, reported by the first read-back the checks
+/// make after it (here the grid's, after `step`), is the op's: signed by the op that launched the
+/// work, for any target, as our engine's own checks signed it (`engine-error:step`, not
+/// `engine-error:grid`, for CUDA's `sort-count-unclamped`).
+#[test]
+fn an_asynchronous_error_reported_by_a_read_back_is_the_ops() {
+    let mut target = Quirky::new(Quirk::AsyncStepFailure);
+    let (result, report) = run_target_case(&mut target, &case(), &mut |_| {});
+    let failure = report.failure.expect("a failure");
+    assert_eq!(
+        (failure.class.as_str(), failure.detail.as_str()),
+        ("engine-error", "CudaError")
+    );
+    assert_eq!((failure.op_index, failure.op.as_str()), (Some(7), "step"));
+    assert!(
+        matches!(&result, CaseResult::EngineError { op_index: Some(7), op, .. } if op == "step"),
+        "{result}"
+    );
+    // With our engine's semantics (its own grid checks read the grid stage after a step).
+    let mut target = Quirky::new(Quirk::AsyncStepFailure);
+    let how = TargetRun {
+        semantics: Semantics::Forcefield,
+        ..TargetRun::default()
+    };
+    let (result, _) = run_target_case_with(&mut target, &case(), how, &mut |_| {});
+    let signature = crate::client::signature::classify_result(&result)
+        .signature()
+        .map(ToString::to_string);
+    assert_eq!(signature.as_deref(), Some("engine-error:step"), "{result}");
 }
 
 /// Graph of 3 nodes; an injected fault armed that never fires; a growth to 6 nodes.
