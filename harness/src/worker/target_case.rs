@@ -2,9 +2,9 @@
 Running a `forcefield-case/1` case on any engine behind the [`Target`] trait, with the generic
 checks that need nothing of the engine but what it declares.
 
-This is the executor of `forcefield run --target`: where [`crate::worker::execute`] drives
-Forcefield's own engine and reads its buffers, this one sees only the trait. Each op of the case
-goes through the trait; an op whose capability the target does not declare is skipped and counted.
+This is the executor of every case: another engine's (`forcefield run --target`) and Forcefield's
+own ([`crate::worker::engine_case`]), and it sees only the trait. Each op of the case goes through
+the trait; an op whose capability the target does not declare is skipped and counted.
 A case's parameters (its initial ones and its `set_params` ops) are Forcefield's own, which no
 other engine reads: they reach only a target run with [`CaseParams::Send`] (Forcefield's engine,
 [`crate::worker::engine_target`]); for any other, `set_params` is skipped and `create` gets none.
@@ -22,8 +22,8 @@ After every op that ran, the checks of [`TARGET_CHECKS`] whose capability the ta
 | `grid-stage` | `grid` | after a step, the grid stage's keys are one per node and below the cell count, its order a permutation of the nodes sorted by key, its cell ranges exactly each key's run |
 | `csr-edges` | `csr` | after create and every edit, the CSR holds exactly the edge multiset the ops left, both directions |
 | `device-memory` | `device-memory` | after `shrink_to_fit`, no more device memory than after an earlier `shrink_to_fit` at the same live counts (a leak shows as more) |
-| `counts-within-capacity` | `counts`, `buffers` | before the other state checks of the first run, the live counts are within the capacities and every buffer's live length within its allocation (the engine executor's check) |
-| `memory-accounting` | `device-memory`, `buffers` | likewise, the device memory in use is exactly the bytes of the buffers' allocations (the engine executor's check: a leak shows at once) |
+| `counts-within-capacity` | `counts`, `buffers` | before the other state checks of the first run, the live counts are within the capacities and every buffer's live length within its allocation |
+| `memory-accounting` | `device-memory`, `buffers` | likewise, the device memory in use is exactly the bytes of the buffers' allocations (a leak shows at once) |
 | `differential` | — | when the host gives a shadow target (Forcefield's CPU engine beside a CUDA case's), the shadow applies every accepted op but `inject`, and after each step the positions agree within [`oracle::DIFFERENTIAL_TOLERANCE`] |
 | `positions-in-bounds` | — | Forcefield's engine only: after a step, every coordinate within the viewport of the parameters the ops left |
 | `restart-equivalence` | `checkpoint`, `velocities` | Forcefield's engine only, with a target to rebuild on: a checkpoint taken before a sampled step op, restored there and stepped as the op, gives the target's positions and velocities |
@@ -37,11 +37,9 @@ The executor knows nothing of processes: the target may be a [`forcefield_target
 (as in a worker, [`crate::worker::target_job`]) or a Rust value in this process.
 
 Forcefield's own engine runs every case through this file too ([`crate::worker::engine_case`]:
-`run`, `selftest`, `ci`, `repro`, `minimize`, the corpus replay, `--target builtin`). "The engine
-executor" in the comments below is the executor that ran our engine's cases on the engine's own
-API before they came here (`worker/execute/`'s runner, since removed): for our engine this file
-keeps its checks, their order, their sampling and their signatures, so that findings, the
-self-test's snapshot and the corpus's expectations did not move.
+`run`, `selftest`, `ci`, `repro`, `minimize`, the corpus replay, `--target builtin`), with
+[`Semantics::Forcefield`]: our engine's own checks, in a fixed order, with fixed sampling and
+signatures, which the self-test's snapshot and the corpus's expectations pin.
 */
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,7 +50,7 @@ use forcefield_target::{
 use serde::{Deserialize, Serialize};
 
 use crate::case::{Case, Op};
-// The executor's leaf files, not its `mod.rs` (which runs cases through this file).
+// Leaf files of `worker/execute/`, not its `mod.rs` (which runs cases through this file).
 use crate::worker::engine_target::EngineTarget;
 use crate::worker::execute::fault_tolerance::MAX_ATTEMPTS;
 use crate::worker::execute::result::{tolerance, Breadcrumb, CaseResult, END_OP, INIT_OP};
@@ -85,25 +83,22 @@ pub mod checks {
     pub const CSR_EDGES: &str = "csr-edges";
     /// Device memory after `shrink_to_fit` does not grow at the same counts.
     pub const DEVICE_MEMORY: &str = "device-memory";
-    /// Live counts within capacities, every buffer's length within its allocation (the engine
-    /// executor's check).
+    /// Live counts within capacities, every buffer's length within its allocation.
     pub const COUNTS_WITHIN_CAPACITY: &str = crate::worker::oracle::checks::COUNTS_WITHIN_CAPACITY;
-    /// The device holds exactly the bytes of the buffers' allocations (the engine executor's
-    /// check).
+    /// The device holds exactly the bytes of the buffers' allocations.
     pub const MEMORY_ACCOUNTING: &str = crate::worker::oracle::checks::MEMORY_ACCOUNTING;
-    /// A re-run under other capacities ends at the same bits (the engine executor's check).
+    /// A re-run under other capacities ends at the same bits.
     pub const CAPACITY_INVARIANCE: &str = crate::worker::oracle::checks::CAPACITY_INVARIANCE;
-    /// Positions agree with a shadow target's after every step (the engine executor's CUDA check).
+    /// Positions agree with a shadow target's after every step (our engine's CUDA cases).
     pub const DIFFERENTIAL: &str = crate::worker::oracle::checks::DIFFERENTIAL;
     /// The reference model's checks (`model-counts`, `model-edges`, `model-constraints`,
-    /// `model-positions`, `model-velocities`: the engine executor's), as one entry of the plan.
+    /// `model-positions`, `model-velocities`), as one entry of the plan.
     pub const MODEL: &str = "model";
-    /// One step from a checkpoint is the documented force law's (the engine executor's check).
+    /// One step from a checkpoint is the documented force law's (our engine's).
     pub const PHYSICS: &str = crate::worker::physics::PHYSICS;
-    /// Every coordinate within the viewport after a step (the engine executor's check).
+    /// Every coordinate within the viewport after a step (our engine clamps to it).
     pub const POSITIONS_IN_BOUNDS: &str = crate::worker::oracle::checks::POSITIONS_IN_BOUNDS;
-    /// A target rebuilt from the checkpoint before a step op reaches the same state (the engine
-    /// executor's check).
+    /// A target rebuilt from the checkpoint before a step op reaches the same state.
     pub const RESTART_EQUIVALENCE: &str = crate::worker::oracle::checks::RESTART_EQUIVALENCE;
 }
 
@@ -114,7 +109,7 @@ pub mod checks {
 /// ([`resume_target_case_with`]).
 pub const PROCESS_POISONED: &str = "ProcessPoisoned";
 /// The kind of Forcefield's engine's sticky error (a lost context): an engine error it signs
-/// `engine-error:sticky`, as the engine's own executor did, and whose worker is retired.
+/// `engine-error:sticky`, and whose worker is retired.
 pub const CONTEXT_LOST: &str = "ContextLost";
 /// The kind of Forcefield's engine's error when no backend opens here (no CUDA device): the case
 /// cannot run here, a [`CaseResult::Environment`] (the rest of the message says why), not a
@@ -279,14 +274,14 @@ pub enum Semantics {
     #[default]
     CaseFormat,
     /// Forcefield's engine's: where a new node starts, its mass, what a constraint stores, the
-    /// force law, and a checkpoint that is a [`WireCheckpoint`]. In the first run the engine
-    /// executor's own oracles run, by its names and in its order: `positions-in-bounds` after a
+    /// force law, and a checkpoint that is a [`WireCheckpoint`]. In the first run our engine's
+    /// own oracles run, by their names and in a fixed order: `positions-in-bounds` after a
     /// step, the grid's sort and cell-range checks after a step or resize, `csr-valid` after
     /// every op, the reference model ([`ReferenceModel`], `model-*`, in place of
     /// `counts-consistent`) after `create` and every op; with [`TargetRun::rebuild`],
     /// `restart-equivalence` and the physics reference ([`physics::check_step`]) on the step ops
-    /// the executor samples ([`StepSamples`]). A refusal or own error of an op is the executor's
-    /// engine error.
+    /// that [`StepSamples`] picks. A refusal or own error of an op is an engine error
+    /// (`engine-error:<op>`).
     Forcefield,
 }
 
@@ -453,9 +448,9 @@ pub struct TargetRun<'a> {
     /// reference too.
     pub semantics: Semantics,
     /// A second target of the same engine, which the checks that rebuild from a checkpoint
-    /// restore into, as the engine executor builds a fresh engine from one (`None`: none). With
-    /// it and [`Semantics::Forcefield`], `restart-equivalence` and `physics` sample the step ops
-    /// the engine executor samples ([`StepSamples`]), from the state before the op, and
+    /// restore into, a fresh engine built from one (`None`: none). With it and
+    /// [`Semantics::Forcefield`], `restart-equivalence` and `physics` sample the step ops that
+    /// [`StepSamples`] picks, from the state before the op, and
     /// `checkpoint-round-trip` (a restore into the target under test) does not run.
     pub rebuild: Option<Rebuild<'a>>,
     /// No `determinism` run (Forcefield's engine on the harness's default path: the sampled
@@ -500,7 +495,7 @@ pub fn run_target_case_with(
 }
 
 /// [`run_target_case_with`], continuing from `resume` when given: the case of a process that
-/// was poisoned ([`CaseResult::Poisoned`]), as the engine executor continued it. The run that
+/// was poisoned ([`CaseResult::Poisoned`]), in a fresh process. The run that
 /// lost its process (the first, or the capacity re-run, whose comparison then takes the first
 /// run's positions from the resume point) goes on from the checkpoint restored into its
 /// target, whose state must be the checkpoint's; op `from_op` is retried and the rest run with
@@ -597,10 +592,9 @@ struct RerunFrom<'a> {
     resume: Option<&'a ResumePoint>,
 }
 
-/// `capacity-invariance`: the case again on `other` with an early reserve, no checks on the way
-/// (as the engine executor's re-run), its final positions against the first run's `first` (the
-/// engine executor's comparison, [`oracle::check_capacity_invariance`]). An engine error only
-/// there is a violation of the check at its op; a death stays a failure.
+/// `capacity-invariance`: the case again on `other` with an early reserve, no checks on the way,
+/// its final positions against the first run's `first` ([`oracle::check_capacity_invariance`]).
+/// An engine error only there is a violation of the check at its op; a death stays a failure.
 fn capacity_rerun_check(
     other: &mut dyn Target,
     case: &Case,
@@ -676,7 +670,7 @@ enum Stop {
     },
     /// The target failed.
     Failure(TargetFailure),
-    /// A result of the engine executor's vocabulary (an injected fault not tolerated).
+    /// A result of our engine's vocabulary (an injected fault not tolerated, an engine error).
     Result(CaseResult),
     /// The process can get no new device context: the case continues elsewhere.
     Poisoned(Box<Poisoned>),
@@ -815,7 +809,7 @@ struct Run<'a> {
     semantics: Semantics,
     /// What the target must hold ([`Semantics::Forcefield`] with the read-backs the model needs).
     model: Option<ReferenceModel>,
-    /// Which step ops restart equivalence and physics sample (the engine executor's rule).
+    /// Which step ops restart equivalence and physics sample.
     samples: StepSamples,
     /// The parameters the accepted ops leave (what decides whether physics applies).
     sim_params: forcefield::SimParams,
@@ -930,9 +924,9 @@ impl<'a> Run<'a> {
                     ),
                 }))
             }
-            // The ops of a validated case are valid for our engine: the engine executor calls
-            // its refusal, as any error of its own with no injected fault armed, an engine
-            // error, signed `engine-error::<op>` (no refusal to check for changes), or
+            // The ops of a validated case are valid for our engine: its refusal, as any error
+            // of its own that no injected fault caused, is an engine error, signed
+            // `engine-error:<op>` (no refusal to check for changes), or
             // `engine-error:sticky:<op>` when it lost the device context.
             Err(e @ (TargetError::Rejected(_) | TargetError::Internal(_)))
                 if self.semantics == Semantics::Forcefield =>
@@ -1026,8 +1020,8 @@ impl<'a> Run<'a> {
     }
 
     /// The target continuing a poisoned process's run: `resume`'s checkpoint restored into it
-    /// (and into the shadow), its state checked against the checkpoint (the engine executor's
-    /// rebuild: `fault-not-tolerated:no-recovery` when it cannot be restored,
+    /// (and into the shadow), its state checked against the checkpoint
+    /// (`fault-not-tolerated:no-recovery` when it cannot be restored,
     /// `fault-not-tolerated:state-changed` when it holds another state), and the run's model of
     /// the layout, the reference model and the parameters taken from the checkpoint.
     fn restored(&mut self, case: &Case, resume: &ResumePoint) -> Result<(), Stop> {
@@ -1161,7 +1155,7 @@ impl<'a> Run<'a> {
             let reserved = self.target.reserve(nodes, edges);
             self.must(None, INIT_OP, reserved)?;
         } else {
-            // The engine executor's order: the state checks, then the model.
+            // The order of our engine's own checks: the state checks, then the model.
             self.checking = Some(INIT_OP);
             self.observe(None, INIT_OP)?;
             self.capability_checks(None, INIT_OP, None)?;
@@ -1180,8 +1174,9 @@ impl<'a> Run<'a> {
         sent
     }
 
-    /// `op` under the fault-tolerance guarantee, as the engine executor applies it: while an
-    /// injected fault is armed, an `Internal` error is the fault's; the state must then be as
+    /// `op` under the fault-tolerance guarantee: while an injected fault is armed, an
+    /// `Internal` error is the fault's (unless the target's count says that none fired during
+    /// the op: then it is returned as the op's own failure); the state must then be as
     /// before the op (positions, counts and capacities, velocities where reported:
     /// `fault-not-tolerated:state-changed`), and the op is sent again, at most
     /// [`MAX_ATTEMPTS`] times in all (`fault-not-tolerated:retry-failed`), as one armed fault of
@@ -1276,7 +1271,7 @@ impl<'a> Run<'a> {
     /// In the capacity re-run of Forcefield's engine (which observes nothing after its ops),
     /// while an injected fault is armed: the state before `op` from the target's checkpoint (a
     /// host copy: no device read an armed copy fault could hit), as the state the op must leave
-    /// as it was if the fault fails it (the engine executor's re-run compared it too).
+    /// as it was if the fault fails it.
     fn rerun_state_before(&mut self, at: Option<usize>, op: &Op) -> Result<bool, Stop> {
         if !self.rerun
             || !self.armed
@@ -1376,16 +1371,15 @@ impl<'a> Run<'a> {
             // The capacity re-run only follows the ops; its final positions are compared.
             Answer::Done(()) if self.rerun => self.apply(op),
             Answer::Refused(_) if self.rerun => {}
-            // An accepted `inject` only arms its fault, as the engine executor applied it: the
-            // checks' reads would meet the armed fault (an allocation or a copy) and spend it
-            // on themselves, so the op it was meant for would never see it.
+            // An accepted `inject` only arms its fault: the checks' reads would meet the armed
+            // fault (an allocation or a copy) and spend it on themselves, so the op it was meant
+            // for would never see it.
             Answer::Done(()) if matches!(op, Op::Inject { .. }) => {}
             Answer::Done(()) => {
                 self.checking = Some(name);
                 self.apply(op);
                 self.after_step = self.nodes > 0 && matches!(op, Op::Step { count } if *count > 0);
-                // The engine executor's order: SSSP's distances (checked as the op runs there),
-                // the state checks, the model.
+                // The checks' order: SSSP's distances, the state checks, the model.
                 if let Some((source, d)) = distances {
                     self.ran(checks::SSSP_DIJKSTRA);
                     let n = u32::try_from(self.nodes).unwrap_or(u32::MAX);
@@ -1397,7 +1391,7 @@ impl<'a> Run<'a> {
                 observed?;
                 self.capability_checks(at, name, Some(op))?;
                 self.check_model(at, name, op, true)?;
-                // The engine executor's order: restart equivalence, the shadow, physics.
+                // Then restart equivalence, the shadow, physics.
                 if let (Some((sampled, state)), Op::Step { count }) = (&sampled, op) {
                     if sampled.restart {
                         self.check_restart(at, name, state, *count)?;
@@ -1495,7 +1489,7 @@ impl<'a> Run<'a> {
 
     /// Reads positions (and counts) after an op and runs the state checks on them.
     fn observe(&mut self, at: Option<usize>, op: &'static str) -> Result<(), Stop> {
-        // First, as the engine executor's state oracles check capacity and memory first.
+        // First: a buffer past its allocation makes every later read suspect.
         let early_counts = self.registry_checks(at, op)?;
         let positions = self.read_back(at, op, |t| t.positions())?;
         self.ran(checks::POSITIONS_COUNT);
@@ -1515,8 +1509,8 @@ impl<'a> Run<'a> {
         }
         self.ran(checks::POSITIONS_FINITE);
         oracle::check_positions_finite(&positions).map_err(|v| check_failed(at, op, v))?;
-        // Our engine clamps a step's positions to its viewport: the engine executor's check
-        // after a step, with the parameters the accepted ops left.
+        // Our engine clamps a step's positions to its viewport: checked after a step, with the
+        // parameters the accepted ops left.
         if self.after_step && self.first_run() && self.semantics == Semantics::Forcefield {
             self.ran(checks::POSITIONS_IN_BOUNDS);
             oracle::check_positions_in_bounds(&positions, self.sim_params.viewport_bounds)
@@ -1534,7 +1528,7 @@ impl<'a> Run<'a> {
             };
             self.counts = Some(counts);
             // Where the reference model runs, it compares the counts with what the ops leave
-            // (`model-counts`, the engine executor's name for it).
+            // (`model-counts`).
             let modelled = self.model.is_some();
             if !modelled {
                 self.ran(checks::COUNTS_CONSISTENT);
@@ -1593,7 +1587,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// The engine executor's registry oracles over the `buffers` read-back, in the first run:
+    /// The registry oracles over the `buffers` read-back, in the first run:
     /// `counts-within-capacity` (with `counts`: the live counts within the capacities, every
     /// buffer's live length within its allocation) and `memory-accounting` (with
     /// `device-memory`: the device holds exactly the bytes the buffers' allocations hold). The
@@ -1637,7 +1631,7 @@ impl<'a> Run<'a> {
         Ok(counts)
     }
 
-    /// The engine executor's grid and CSR oracles ([`oracle::check_engine`]'s), for our engine
+    /// Our engine's grid and CSR oracles (those of [`oracle::check_engine`]), for our engine
     /// ([`Semantics::Forcefield`], first run), signed by their own names: the grid stage's
     /// `sort-sorted`, `sort-permutation`, `sort-pairs` and `cell-ranges` after a step or a resize
     /// while a grid is held, `csr-valid` after every op against the live edge multiset.
@@ -1659,9 +1653,9 @@ impl<'a> Run<'a> {
                 oracle::check_grid(&inspection).map_err(|v| check_failed(at, name, v))?;
             }
         }
-        // The engine executor checks the CSR against the edges the engine holds. The host knows
-        // only those the ops leave: where the engine's count says otherwise, which edges it
-        // holds is the reference model's to judge (`model-counts`), not this check's.
+        // The CSR is checked against the edges the ops leave, which the host knows: where the
+        // engine's count says otherwise, which edges it holds is the reference model's to judge
+        // (`model-counts`), not this check's.
         let same_edges = self
             .counts
             .is_none_or(|c| c.nodes == self.nodes && c.edges == self.edges.len() as u64);
@@ -1738,7 +1732,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// `differential` ([`shadow::follow_and_compare`], the engine executor's rule): the shadow
+    /// `differential` ([`shadow::follow_and_compare`]): the shadow
     /// follows `op`, and after a step its positions must agree with the target's (read by
     /// `observe`).
     fn check_shadow(&mut self, at: Option<usize>, name: &'static str, op: &Op) -> Result<(), Stop> {
@@ -1763,7 +1757,7 @@ impl<'a> Run<'a> {
 
     /// A read-back a check makes (velocities, CSR, attributes, a checkpoint); when it fails while
     /// an injected fault is armed (an armed copy fault hit the read, not the op under test), once
-    /// more, as the engine executor's reads retry.
+    /// more.
     fn read_back<T>(
         &mut self,
         at: Option<usize>,
@@ -1807,8 +1801,7 @@ impl<'a> Run<'a> {
 
     /// The reference model after `op` (read by `observe` first): an accepted op (`applied`) is
     /// applied to the model by its definition, a refused one must leave the model's state as it
-    /// was; the target's state must then be the model's (the engine executor's comparison,
-    /// [`ReferenceModel::compare`]).
+    /// was; the target's state must then be the model's ([`ReferenceModel::compare`]).
     fn check_model(
         &mut self,
         at: Option<usize>,
@@ -1829,10 +1822,10 @@ impl<'a> Run<'a> {
             .map_err(|v| check_failed(at, name, v))
     }
 
-    /// The state before `op` when the step-op sampling rule the engine executor follows
-    /// ([`StepSamples`]) samples it for `restart-equivalence` or `physics`: first run,
-    /// [`Semantics::Forcefield`], a target to rebuild on. Read before the op is sent: a
-    /// checkpoint of our engine is its host copy (no device read an armed fault could hit).
+    /// The state before `op` when the step-op sampling rule ([`StepSamples`]) samples it for
+    /// `restart-equivalence` or `physics`: first run, [`Semantics::Forcefield`], a target to
+    /// rebuild on. Read before the op is sent: a checkpoint of our engine is its host copy (no
+    /// device read an armed fault could hit).
     fn sample_before(
         &mut self,
         at: Option<usize>,
@@ -1855,8 +1848,7 @@ impl<'a> Run<'a> {
     }
 
     /// The target to rebuild on, with `state` restored into it and stepped `count` times; its
-    /// failure is the check's (`fail`), as the engine executor's rebuilt engine's, a death of the
-    /// target process its own.
+    /// failure is the check's (`fail`), a death of the target process its own.
     fn rebuilt(
         &mut self,
         at: Option<usize>,
@@ -1899,7 +1891,7 @@ impl<'a> Run<'a> {
     /// `restart-equivalence` after a sampled step op of `count` steps: the target to rebuild on,
     /// restored from the state before the op and stepped as many times, must hold the target's
     /// positions and velocities (bit for bit on the CPU, within the differential tolerance on
-    /// CUDA), as the engine executor's engine rebuilt from its checkpoint must.
+    /// CUDA).
     fn check_restart(
         &mut self,
         at: Option<usize>,
@@ -1946,8 +1938,7 @@ impl<'a> Run<'a> {
 
     /// `physics` after a sampled step op: the target to rebuild on, restored from the state
     /// before the op, takes one step, which must be the force law's from that state within the
-    /// tolerance [`physics::check_step`] derives, with the grid that step used (the engine
-    /// executor's check on its engine rebuilt from the checkpoint).
+    /// tolerance [`physics::check_step`] derives, with the grid that step used.
     fn check_physics(
         &mut self,
         at: Option<usize>,
@@ -2107,12 +2098,12 @@ fn params_object(params: &forcefield::SimParams) -> forcefield_target::Params {
     }
 }
 
-/// A shadow's own failure: a `differential` violation, as the engine executor signs it.
+/// A shadow's own failure: a `differential` violation.
 fn shadow_failed(op_index: Option<usize>, op: &str, detail: String) -> Stop {
     check_failed(op_index, op, shadow::shadow_failure(detail))
 }
 
-/// The target executor's shadow: a target sent the ops as the target under test is.
+/// The shadow of this executor: a target sent the ops as the target under test is.
 impl shadow::Shadow for dyn Target + '_ {
     type Error = TargetError;
 
