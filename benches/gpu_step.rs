@@ -12,6 +12,11 @@ Criterion benchmarks of the layout step on the CUDA backend (group `gpu_step`).
 * `FORCEFIELD_GPU_STEP_PROBE=1` replaces all of this with the force pass taken apart at 1M nodes
   (`probe_force_pass`): repulsion candidates a node, and the force pass with springs or repulsion
   off.
+* `FORCEFIELD_GPU_STEP_PROBE=cells` replaces all of this with the cost of the repulsion's reach
+  (`probe_cell_sizes`): at each size, the automatic cell edge and fixed edges of a fraction of it,
+  each with its repulsion candidates a node, its force pass and `step(32)`, and the layout it gives
+  after [`CELL_PROBE_STEPS`] steps (the mean length of an edge over the mean distance of two random
+  nodes: lower is tighter). The data for choosing the automatic rule.
 * `gpu_sort` (printed, not a criterion group): the engine's `sort_pairs` alone on n hashed keys
   below 2^bits, for the sizes and widths of `benches/gpu_sort_cub.cu`, CUB's radix sort on the
   same keys: run both in one call on the GPU machine to compare. `FORCEFIELD_GPU_SORT=1` runs it after
@@ -82,6 +87,12 @@ const BREAKDOWN_STEPS: usize = 50;
 const WALL_SAMPLES: usize = 30;
 /// Plain steps at the end of the probe, for a profiler.
 const PROBE_TAIL_STEPS: usize = 3;
+/// Steps from the warm state before the cell probe measures a layout.
+const CELL_PROBE_STEPS: u32 = 300;
+/// Fractions of the automatic cell edge the cell probe fixes (1.0 is the automatic rule itself).
+const CELL_PROBE_FRACTIONS: [f32; 5] = [1.0, 0.8, 0.63, 0.5, 0.4];
+/// Pairs the cell probe samples for its distance ratio.
+const CELL_PROBE_PAIRS: usize = 200_000;
 /// Steps of one multi-step call in the summary line.
 const MULTI_STEPS: u32 = 32;
 /// Criterion's wall-clock warm-up and measurement per size.
@@ -528,6 +539,119 @@ fn probe_force_pass(case: &mut Case) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Repulsion candidates a node of the engine's current grid (counted on the host from the grid
+/// stage, the 27-cell stencil of each sorted slot), with the grid's cell edge.
+fn candidates_a_node(case: &mut Case) -> Result<(f32, f64), Box<dyn std::error::Error>> {
+    let Some(g) = case.engine.inspect_grid()? else {
+        return Err("no grid after a step".into());
+    };
+    let dims = g.grid.dims.map(|d| d as i64);
+    let count = |x: i64, y: i64, z: i64| -> u64 {
+        if x < 0 || y < 0 || z < 0 || x >= dims[0] || y >= dims[1] || z >= dims[2] {
+            return 0;
+        }
+        let key = ((z * dims[1] + y) * dims[0] + x) as usize;
+        (g.cell_end[key] - g.cell_start[key]) as u64
+    };
+    let mut candidates = 0u64;
+    for &key in &g.sorted_keys {
+        let key = key as i64;
+        let (x, y, z) = (
+            key % dims[0],
+            (key / dims[0]) % dims[1],
+            key / (dims[0] * dims[1]),
+        );
+        for dz in -1..=1 {
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    candidates += count(x + dx, y + dy, z + dz);
+                }
+            }
+        }
+    }
+    Ok((
+        g.grid.cell_size,
+        candidates as f64 / g.sorted_keys.len().max(1) as f64,
+    ))
+}
+
+/// The mean length of a sampled edge over the mean distance of sampled random pairs.
+fn distance_ratio(positions: &[[f32; 3]], edges: &[forcefield::Edge]) -> f64 {
+    let dist = |a: usize, b: usize| -> f64 {
+        let (p, q) = (positions[a], positions[b]);
+        let d: f64 = (0..3).map(|k| (p[k] as f64 - q[k] as f64).powi(2)).sum();
+        d.sqrt()
+    };
+    let n = positions.len() as u64;
+    if n < 2 || edges.is_empty() {
+        return f64::NAN;
+    }
+    // A fixed SplitMix64 stream, so that every run samples the same pairs.
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (mut connected, mut random) = (0.0, 0.0);
+    for _ in 0..CELL_PROBE_PAIRS {
+        let e = &edges[(next() % edges.len() as u64) as usize];
+        connected += dist(e.u as usize, e.v as usize);
+        random += dist((next() % n) as usize, (next() % n) as usize);
+    }
+    connected / random
+}
+
+/// The cost of the repulsion's reach (`FORCEFIELD_GPU_STEP_PROBE=cells`): at each size, the
+/// automatic cell edge and fixed edges of [`CELL_PROBE_FRACTIONS`] of it. A smaller cell means
+/// fewer candidates a node (the stencil holds fewer nodes) and a shorter repulsion (it reaches
+/// only the stencil): this prints both sides, the time and the layout.
+fn probe_cell_sizes(faults: FaultSet) -> Result<(), Box<dyn std::error::Error>> {
+    for (label, num_nodes) in SIZES {
+        let mut case = Case::new(num_nodes, faults)?;
+        let base = case.engine.params().clone();
+        case.restore();
+        case.engine.step(1)?;
+        let (auto_cell, _) = candidates_a_node(&mut case)?;
+        for fraction in CELL_PROBE_FRACTIONS {
+            let mut p = base.clone();
+            // 1.0 keeps the automatic rule (0), which follows the bounds step by step.
+            p.grid_cell_size = if fraction == 1.0 {
+                0.0
+            } else {
+                auto_cell * fraction
+            };
+            case.engine.set_params(p)?;
+            case.restore();
+            case.engine.step(1)?;
+            let (cell, candidates) = candidates_a_node(&mut case)?;
+            let mut force: Vec<Duration> = (0..BREAKDOWN_STEPS)
+                .map(|_| case.timed_step().kernel("force_pass"))
+                .collect();
+            let mut device: Vec<Duration> = (0..BREAKDOWN_STEPS)
+                .map(|_| case.timed_step().device())
+                .collect();
+            let multi = case.median_wall(MULTI_STEPS, CheckpointCadence::OnDemand, false);
+            case.restore();
+            case.engine.set_kernel_timing(false);
+            case.engine.step(CELL_PROBE_STEPS)?;
+            case.engine.set_kernel_timing(true);
+            let positions = case.engine.positions()?;
+            let ratio = distance_ratio(&positions, case.engine.edges());
+            eprintln!(
+                "gpu_cells/{label}: cell {cell:.4} ({fraction:.2} of auto {auto_cell:.4}): candidates a node {candidates:.1}, force_pass {:.1} us, kernels {:.1} us, step(32) {:.1} us a step; after {CELL_PROBE_STEPS} steps edge/random distance {ratio:.4}",
+                micros(median(&mut force)),
+                micros(median(&mut device)),
+                micros(multi)
+            );
+        }
+        case.engine.set_params(base)?;
+    }
+    Ok(())
+}
+
 /// The keys of `benches/gpu_sort_cub.cu`'s `fill`: SplitMix64 of the index, cut to `bits`.
 fn hashed_key(i: u32, bits: u32) -> u32 {
     let mut z = (i as u64)
@@ -639,6 +763,13 @@ fn main() {
     if let Err(e) = forcefield::params::force_lanes_from_env() {
         eprintln!("error: {e}");
         std::process::exit(2);
+    }
+    if std::env::var("FORCEFIELD_GPU_STEP_PROBE").is_ok_and(|v| v == "cells") {
+        if let Err(e) = probe_cell_sizes(faults) {
+            eprintln!("gpu_cells: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     if std::env::var_os("FORCEFIELD_GPU_STEP_PROBE").is_some() {
         let probed =
