@@ -463,52 +463,16 @@ fn bench_kernels(c: &mut Criterion, case: &mut Case) {
 fn probe_force_pass(case: &mut Case) -> Result<(), Box<dyn std::error::Error>> {
     case.restore();
     case.engine.step(1)?;
-    let Some(g) = case.engine.inspect_grid()? else {
-        return Err("no grid after a step".into());
-    };
-    let dims = g.grid.dims.map(|d| d as i64);
-    let count = |x: i64, y: i64, z: i64| -> u64 {
-        if x < 0 || y < 0 || z < 0 || x >= dims[0] || y >= dims[1] || z >= dims[2] {
-            return 0;
-        }
-        let key = ((z * dims[1] + y) * dims[0] + x) as usize;
-        (g.cell_end[key] - g.cell_start[key]) as u64
-    };
-    let (mut candidates, mut max_candidates) = (0u64, 0u64);
-    let nonempty = g
-        .cell_start
-        .iter()
-        .zip(&g.cell_end)
-        .filter(|(s, e)| e > s)
-        .count();
-    for &key in &g.sorted_keys {
-        let key = key as i64;
-        let (x, y, z) = (
-            key % dims[0],
-            (key / dims[0]) % dims[1],
-            key / (dims[0] * dims[1]),
-        );
-        let mut c = 0;
-        for dz in -1..=1 {
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    c += count(x + dx, y + dy, z + dz);
-                }
-            }
-        }
-        candidates += c;
-        max_candidates = max_candidates.max(c);
-    }
-    let n = g.sorted_keys.len().max(1) as f64;
+    let g = GridOccupancy::read(case)?;
     eprintln!(
         "gpu_probe: grid {:?} cell {:.4} ({} cells, {} non-empty, {:.2} nodes a non-empty cell); repulsion candidates a node: mean {:.1}, max {}",
-        g.grid.dims,
-        g.grid.cell_size,
-        g.grid.num_cells(),
-        nonempty,
-        n / nonempty.max(1) as f64,
-        candidates as f64 / n,
-        max_candidates
+        g.dims,
+        g.cell_size,
+        g.cells,
+        g.nonempty,
+        g.nodes as f64 / g.nonempty.max(1) as f64,
+        g.mean_candidates,
+        g.max_candidates
     );
     let base = case.engine.params().clone();
     let variants = [
@@ -539,40 +503,66 @@ fn probe_force_pass(case: &mut Case) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Repulsion candidates a node of the engine's current grid (counted on the host from the grid
-/// stage, the 27-cell stencil of each sorted slot), with the grid's cell edge.
-fn candidates_a_node(case: &mut Case) -> Result<(f32, f64), Box<dyn std::error::Error>> {
-    let Some(g) = case.engine.inspect_grid()? else {
-        return Err("no grid after a step".into());
-    };
-    let dims = g.grid.dims.map(|d| d as i64);
-    let count = |x: i64, y: i64, z: i64| -> u64 {
-        if x < 0 || y < 0 || z < 0 || x >= dims[0] || y >= dims[1] || z >= dims[2] {
-            return 0;
-        }
-        let key = ((z * dims[1] + y) * dims[0] + x) as usize;
-        (g.cell_end[key] - g.cell_start[key]) as u64
-    };
-    let mut candidates = 0u64;
-    for &key in &g.sorted_keys {
-        let key = key as i64;
-        let (x, y, z) = (
-            key % dims[0],
-            (key / dims[0]) % dims[1],
-            key / (dims[0] * dims[1]),
-        );
-        for dz in -1..=1 {
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    candidates += count(x + dx, y + dy, z + dz);
+/// The engine's current grid and how full it is, counted on the host from the grid stage: the
+/// repulsion candidates of a node are the slots of the 27 cells around its own.
+struct GridOccupancy {
+    dims: [u32; 3],
+    cell_size: f32,
+    cells: u64,
+    nonempty: usize,
+    nodes: usize,
+    mean_candidates: f64,
+    max_candidates: u64,
+}
+
+impl GridOccupancy {
+    fn read(case: &mut Case) -> Result<GridOccupancy, Box<dyn std::error::Error>> {
+        let Some(g) = case.engine.inspect_grid()? else {
+            return Err("no grid after a step".into());
+        };
+        let dims = g.grid.dims.map(|d| d as i64);
+        let count = |x: i64, y: i64, z: i64| -> u64 {
+            if x < 0 || y < 0 || z < 0 || x >= dims[0] || y >= dims[1] || z >= dims[2] {
+                return 0;
+            }
+            let key = ((z * dims[1] + y) * dims[0] + x) as usize;
+            (g.cell_end[key] - g.cell_start[key]) as u64
+        };
+        let (mut candidates, mut max_candidates) = (0u64, 0u64);
+        for &key in &g.sorted_keys {
+            let key = key as i64;
+            let (x, y, z) = (
+                key % dims[0],
+                (key / dims[0]) % dims[1],
+                key / (dims[0] * dims[1]),
+            );
+            let mut c = 0;
+            for dz in -1..=1 {
+                for dy in -1..=1 {
+                    for dx in -1..=1 {
+                        c += count(x + dx, y + dy, z + dz);
+                    }
                 }
             }
+            candidates += c;
+            max_candidates = max_candidates.max(c);
         }
+        let nodes = g.sorted_keys.len();
+        Ok(GridOccupancy {
+            dims: g.grid.dims,
+            cell_size: g.grid.cell_size,
+            cells: g.grid.num_cells() as u64,
+            nonempty: g
+                .cell_start
+                .iter()
+                .zip(&g.cell_end)
+                .filter(|(s, e)| e > s)
+                .count(),
+            nodes,
+            mean_candidates: candidates as f64 / nodes.max(1) as f64,
+            max_candidates,
+        })
     }
-    Ok((
-        g.grid.cell_size,
-        candidates as f64 / g.sorted_keys.len().max(1) as f64,
-    ))
 }
 
 /// The mean length of a sampled edge over the mean distance of sampled random pairs.
@@ -614,7 +604,7 @@ fn probe_cell_sizes(faults: FaultSet) -> Result<(), Box<dyn std::error::Error>> 
         let base = case.engine.params().clone();
         case.restore();
         case.engine.step(1)?;
-        let (auto_cell, _) = candidates_a_node(&mut case)?;
+        let auto_cell = GridOccupancy::read(&mut case)?.cell_size;
         for fraction in CELL_PROBE_FRACTIONS {
             let mut p = base.clone();
             // 1.0 keeps the automatic rule (0), which follows the bounds step by step.
@@ -626,7 +616,8 @@ fn probe_cell_sizes(faults: FaultSet) -> Result<(), Box<dyn std::error::Error>> 
             case.engine.set_params(p)?;
             case.restore();
             case.engine.step(1)?;
-            let (cell, candidates) = candidates_a_node(&mut case)?;
+            let grid = GridOccupancy::read(&mut case)?;
+            let (cell, candidates) = (grid.cell_size, grid.mean_candidates);
             let mut force: Vec<Duration> = (0..BREAKDOWN_STEPS)
                 .map(|_| case.timed_step().kernel("force_pass"))
                 .collect();
