@@ -1,10 +1,20 @@
 //! Small hand-made cases that more than one test suite runs: the library's unit tests and the
-//! integration tests build them from here, so that "the same case" on two paths (the engine
-//! executor and the target trait) is one definition.
+//! integration tests build them from here, so that "the same case" in two suites is one
+//! definition.
 
 use forcefield::{Edge, EnvFault, Fault};
 
 use super::{Case, CaseGraph, Op, FORMAT};
+
+/// A path of `n` nodes (edges `i - 1 -- i`), at seeded positions, with no ops.
+pub fn path_case(n: u64) -> Case {
+    let edges = (1..n as u32).map(|i| Edge::new(i - 1, i)).collect();
+    Case::new(CaseGraph {
+        num_nodes: n,
+        edges,
+        positions: None,
+    })
+}
 
 /// A path of 8 nodes (and one more edge), grown, shrunk, reserved and stepped, with planted
 /// `faults` and the injected faults of `inject` armed before the first four resizing or editing

@@ -97,20 +97,12 @@ pub(crate) fn run_engine_case(
 #[cfg(test)]
 mod tests {
     use forcefield::backend::{DeviceAlloc, Launch};
-    use forcefield::{BackendError, BufferName, Edge, EnvFault, Fault, SimParams};
+    use forcefield::{BackendError, BufferName, EnvFault, Fault, SimParams};
 
     use super::*;
-    use crate::case::{CaseGraph, Op};
+    use crate::case::fixtures::path_case;
+    use crate::case::Op;
     use crate::worker::execute::wire::WireCheckpoint;
-
-    fn path_case(n: u64) -> Case {
-        let edges = (1..n as u32).map(|i| Edge::new(i - 1, i)).collect();
-        Case::new(CaseGraph {
-            num_nodes: n,
-            edges,
-            positions: None,
-        })
-    }
 
     fn options() -> EngineCaseOptions {
         EngineCaseOptions {

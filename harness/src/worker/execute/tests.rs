@@ -1,17 +1,8 @@
 use super::wire::bits_of;
 use super::*;
-use crate::case::CaseGraph;
+use crate::case::fixtures::path_case;
 use crate::worker::oracle::checks;
 use forcefield::{CpuBackend, Edge, EngineConfig, EnvFault, FaultSet, GraphSpec, SimParams};
-
-fn path_case(n: u64) -> Case {
-    let edges = (1..n as u32).map(|i| Edge::new(i - 1, i)).collect();
-    Case::new(CaseGraph {
-        num_nodes: n,
-        edges,
-        positions: None,
-    })
-}
 
 #[test]
 fn a_resize_sequence_passes_and_leaves_breadcrumbs() {
