@@ -1056,13 +1056,7 @@ impl<'a> Run<'a> {
         } else {
             None
         };
-        let expected = forcefield_target::Counts {
-            nodes: u64::from(checkpoint.num_nodes),
-            edges: checkpoint.edges.len() as u64,
-            node_capacity: Some(checkpoint.allocated_nodes as u64),
-            edge_capacity: Some(checkpoint.allocated_edges as u64),
-            cell_capacity: Some(checkpoint.allocated_cells as u64),
-        };
+        let expected = checkpoint_counts(&checkpoint);
         let differs = if counts.is_some_and(|c| c != expected) {
             Some(format!(
                 "counts and capacities {expected:?} in the checkpoint, {counts:?} rebuilt"
@@ -1295,13 +1289,7 @@ impl<'a> Run<'a> {
         self.counts = self
             .caps
             .has(Capability::Counts)
-            .then_some(forcefield_target::Counts {
-                nodes: u64::from(c.num_nodes),
-                edges: c.edges.len() as u64,
-                node_capacity: Some(c.allocated_nodes as u64),
-                edge_capacity: Some(c.allocated_edges as u64),
-                cell_capacity: Some(c.allocated_cells as u64),
-            });
+            .then(|| checkpoint_counts(&c));
         Ok(true)
     }
 
@@ -2048,6 +2036,17 @@ impl<'a> Run<'a> {
 
 /// `grid-stage` over a target's grid stage of `nodes` live nodes: the engine oracles' sort and
 /// cell-range checks, with the sorted keys read through the order.
+/// The counts and capacities our engine's `counts` reports in the state a checkpoint holds.
+fn checkpoint_counts(c: &forcefield::Checkpoint) -> forcefield_target::Counts {
+    forcefield_target::Counts {
+        nodes: u64::from(c.num_nodes),
+        edges: c.edges.len() as u64,
+        node_capacity: Some(c.allocated_nodes as u64),
+        edge_capacity: Some(c.allocated_edges as u64),
+        cell_capacity: Some(c.allocated_cells as u64),
+    }
+}
+
 fn check_grid_stage(stage: &forcefield_target::GridStage, nodes: u64) -> oracle::CheckResult {
     let v = |detail: String| {
         Err(Violation {
